@@ -1,0 +1,231 @@
+/**
+ * The intermediate representation: what the data plane needs, already resolved.
+ *
+ * Data only (no RegExp, no functions, no Maps) so it serialises to YAML for golden files,
+ * diffs cleanly, and packs with msgpackr. The data plane compiles it into runtime objects
+ * (matchers, pickers) once per snapshot; the hot path never reads Kubernetes objects.
+ */
+
+/** Where an IR element came from, so logs and metrics point back at a manifest. */
+export interface OwnerRef {
+  readonly kind: string
+  readonly namespace: string
+  readonly name: string
+}
+
+export interface Snapshot {
+  /** Store revision the snapshot was translated from. */
+  readonly revision: number
+  /** One entry per HTTP/HTTPS port: each becomes one Bun.serve. */
+  readonly http: readonly HttpPort[]
+  /** One entry per TCP/UDP/TLS-passthrough port. */
+  readonly l4: readonly L4Port[]
+  /** Backend pools referenced by routes, keyed by BackendPool.key. */
+  readonly pools: Readonly<Record<string, BackendPool>>
+}
+
+// ---------------------------------------------------------------- HTTP
+
+export interface HttpPort {
+  readonly port: number
+  readonly protocol: 'HTTP' | 'HTTPS'
+  /** Listeners sharing the port, most specific hostname first (exact, longer wildcard, none). */
+  readonly listeners: readonly HttpListener[]
+}
+
+export interface HttpListener {
+  /** "gateway/<ns>/<name>/<listener>" */
+  readonly id: string
+  /** Listener hostname; undefined matches any host. May be a wildcard ("*.example.com"). */
+  readonly hostname?: string
+  /** TLS termination for HTTPS listeners. */
+  readonly tls?: ListenerTls
+  /**
+   * Route hostnames (the intersection of listener and route hostnames) with their rules.
+   * Ordered by hostname precedence: exact names first, then wildcards longest first, then "*".
+   * A request tries each host that matches, in this order, and takes the first matching rule.
+   */
+  readonly virtualHosts: readonly VirtualHost[]
+}
+
+export interface ListenerTls {
+  /** Certificates served on this listener; chosen by SNI. PEM strings. */
+  readonly certificates: readonly { readonly certPem: string; readonly keyPem: string }[]
+  /** Frontend client-certificate validation (Gateway spec.tls.frontend). */
+  readonly clientValidation?: { readonly caPem: string; readonly mode: 'AllowValidOnly' | 'AllowInsecureFallback' }
+}
+
+export interface VirtualHost {
+  /** Exact name, wildcard "*.x.y", or "*" for any. Lower-case. */
+  readonly hostname: string
+  /** Rules in Gateway API precedence order. */
+  readonly rules: readonly HttpRule[]
+}
+
+export interface HttpRule {
+  /** "httproute/<ns>/<name>/rule/<i>/match/<j>": stable, used in logs and metrics. */
+  readonly id: string
+  readonly owner: OwnerRef
+  readonly match: HttpMatch
+  /** Request-phase filters, applied in manifest order. */
+  readonly filters: readonly HttpFilter[]
+  /** What happens after the filters. */
+  readonly action: HttpAction
+  readonly timeouts?: { readonly requestMs?: number; readonly backendRequestMs?: number }
+  readonly retry?: HttpRetry
+  /** Portico extension: idle timeout for streaming responses and WebSockets (ms). */
+  readonly streamIdleTimeoutMs?: number
+  readonly sessionPersistence?: SessionPersistence
+}
+
+export interface HttpMatch {
+  readonly path: PathMatch
+  readonly method?: string
+  readonly headers: readonly StringMatch[]
+  readonly query: readonly StringMatch[]
+}
+
+export interface PathMatch {
+  readonly type: 'Exact' | 'PathPrefix' | 'RegularExpression'
+  readonly value: string
+}
+
+export interface StringMatch {
+  /** Header names are lower-case; query parameter names are exact. */
+  readonly name: string
+  readonly type: 'Exact' | 'RegularExpression'
+  readonly value: string
+}
+
+export interface HeaderModifier {
+  readonly set: readonly (readonly [string, string])[]
+  readonly add: readonly (readonly [string, string])[]
+  readonly remove: readonly string[]
+}
+
+export type HttpFilter =
+  | ({ readonly type: 'RequestHeaderModifier' } & HeaderModifier)
+  | ({ readonly type: 'ResponseHeaderModifier' } & HeaderModifier)
+  | { readonly type: 'URLRewrite'; readonly hostname?: string; readonly path?: PathModifier }
+  | { readonly type: 'RequestMirror'; readonly backend: BackendTarget; readonly percent: number }
+  | {
+      readonly type: 'CORS'
+      readonly allowOrigins: readonly string[]
+      readonly allowMethods: readonly string[]
+      readonly allowHeaders: readonly string[]
+      readonly exposeHeaders: readonly string[]
+      readonly allowCredentials: boolean
+      readonly maxAgeSeconds?: number
+    }
+
+export interface PathModifier {
+  readonly type: 'ReplaceFullPath' | 'ReplacePrefixMatch'
+  readonly value: string
+}
+
+export type HttpAction = ForwardAction | RedirectAction | RespondAction
+
+export interface ForwardAction {
+  readonly kind: 'forward'
+  /** Weighted choices. A choice with `invalid` set answers 500 for its share of traffic. */
+  readonly backends: readonly WeightedBackend[]
+}
+
+export interface WeightedBackend {
+  readonly weight: number
+  /** Present when the backendRef resolved. */
+  readonly target?: BackendTarget
+  /** Why the backendRef did not resolve (such a choice answers 500). */
+  readonly invalid?: string
+  /** Per-backendRef filters (RequestHeaderModifier, ResponseHeaderModifier, URLRewrite, RequestMirror). */
+  readonly filters: readonly HttpFilter[]
+}
+
+export interface BackendTarget {
+  /** Key into Snapshot.pools. */
+  readonly pool: string
+}
+
+export interface RedirectAction {
+  readonly kind: 'redirect'
+  readonly statusCode: 301 | 302 | 303 | 307 | 308
+  readonly scheme?: string
+  readonly hostname?: string
+  /** Explicit port. When absent, the data plane derives it per the spec (scheme default or listener port). */
+  readonly port?: number
+  readonly path?: PathModifier
+}
+
+export interface RespondAction {
+  readonly kind: 'respond'
+  readonly status: number
+  readonly body?: string
+}
+
+export interface HttpRetry {
+  /** Status codes that are retried; connection errors are always retryable. */
+  readonly codes: readonly number[]
+  /** Number of retries after the first attempt. */
+  readonly attempts: number
+  readonly backoffMs: number
+}
+
+export interface SessionPersistence {
+  readonly type: 'Cookie' | 'Header'
+  readonly name: string
+  readonly absoluteTimeoutMs?: number
+}
+
+// ---------------------------------------------------------------- L4
+
+export interface L4Port {
+  readonly port: number
+  /** TLS = SNI routing; passthrough unless `terminate` is set. */
+  readonly protocol: 'TCP' | 'UDP' | 'TLS'
+  readonly routes: readonly L4Route[]
+}
+
+export interface L4Route {
+  /** "tcproute/<ns>/<name>/rule/<i>" */
+  readonly id: string
+  readonly owner: OwnerRef
+  /** SNI hostnames for TLS routes (exact or "*.wildcard"); empty means any. */
+  readonly hostnames: readonly string[]
+  /** TLS termination (TLSRoute on a Terminate listener). */
+  readonly terminate?: ListenerTls
+  readonly backends: readonly WeightedBackend[]
+}
+
+// ---------------------------------------------------------------- backends
+
+export interface BackendPool {
+  /** "<ns>/<service>:<port>" */
+  readonly key: string
+  /** Ready endpoints only. */
+  readonly endpoints: readonly Endpoint[]
+  /** How to speak to the endpoints. */
+  readonly protocol: 'http' | 'h2c' | 'ws' | 'https' | 'tcp' | 'udp'
+  readonly policy: LoadBalancerPolicy
+  /** Re-encryption to the backend (BackendTLSPolicy). */
+  readonly tls?: BackendTls
+}
+
+export interface Endpoint {
+  readonly address: string
+  readonly port: number
+  readonly zone?: string
+}
+
+export type LoadBalancerPolicy =
+  | { readonly type: 'RoundRobin' }
+  | { readonly type: 'Random' }
+  | { readonly type: 'LeastRequest' }
+  | { readonly type: 'ConsistentHash'; readonly source: 'ClientIP' | 'Header' | 'Cookie'; readonly name?: string }
+
+export interface BackendTls {
+  /** SNI and the name the certificate must carry. */
+  readonly hostname: string
+  /** CA bundle; absent means the system store. */
+  readonly caPem?: string
+  readonly subjectAltNames: readonly string[]
+}

@@ -1,0 +1,160 @@
+/**
+ * The resource kinds Portico reads, and the cheap shape checks that keep a malformed object
+ * from ever reaching translation. Translation still defends itself (it never throws on user
+ * input), but a clear "spec.listeners must be a list" at load time is a better error message.
+ */
+
+export interface ObjectMeta {
+  name: string
+  namespace?: string
+  generation?: number
+  resourceVersion?: string
+  creationTimestamp?: string
+  uid?: string
+  labels?: Record<string, string>
+  annotations?: Record<string, string>
+}
+
+/** Any Kubernetes object, as loaded. `spec`/`data` stay untyped until translation reads them. */
+export interface K8sObject {
+  apiVersion: string
+  kind: string
+  metadata: ObjectMeta
+  spec?: any
+  data?: Record<string, string>
+  stringData?: Record<string, string>
+  type?: string
+  status?: any
+  // EndpointSlice keeps its payload at the top level
+  addressType?: string
+  endpoints?: any[]
+  ports?: any[]
+}
+
+export const GATEWAY_GROUP = 'gateway.networking.k8s.io'
+
+/** Kind → the API groups we accept it from (several versions of each are fine). */
+export const KINDS: Readonly<Record<string, { group: string; namespaced: boolean }>> = {
+  GatewayClass: { group: GATEWAY_GROUP, namespaced: false },
+  Gateway: { group: GATEWAY_GROUP, namespaced: true },
+  HTTPRoute: { group: GATEWAY_GROUP, namespaced: true },
+  GRPCRoute: { group: GATEWAY_GROUP, namespaced: true },
+  TLSRoute: { group: GATEWAY_GROUP, namespaced: true },
+  TCPRoute: { group: GATEWAY_GROUP, namespaced: true },
+  UDPRoute: { group: GATEWAY_GROUP, namespaced: true },
+  ReferenceGrant: { group: GATEWAY_GROUP, namespaced: true },
+  BackendTLSPolicy: { group: GATEWAY_GROUP, namespaced: true },
+  Service: { group: '', namespaced: true },
+  EndpointSlice: { group: 'discovery.k8s.io', namespaced: true },
+  Secret: { group: '', namespaced: true },
+  ConfigMap: { group: '', namespaced: true },
+  Namespace: { group: '', namespaced: false },
+}
+
+export type KindName = keyof typeof KINDS
+
+/** Key of an object in the store: "Kind/namespace/name" (namespace empty for cluster-scoped). */
+export function objectKey(kind: string, namespace: string | undefined, name: string): string {
+  return `${kind}/${namespace ?? ''}/${name}`
+}
+
+export function keyOf(o: K8sObject): string {
+  return objectKey(o.kind, o.metadata.namespace, o.metadata.name)
+}
+
+function groupOf(apiVersion: string): string {
+  const i = apiVersion.indexOf('/')
+  return i < 0 ? '' : apiVersion.slice(0, i)
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
+
+/**
+ * Returns the object normalised (namespace defaulted to "default" for namespaced kinds)
+ * or a list of problems. Unknown kinds return `null`: they are ignored, not errors, so a
+ * folder can hold Deployments or other manifests next to ours.
+ */
+export function normalise(raw: unknown): { object: K8sObject } | { problems: string[] } | null {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return { problems: ['document is not an object'] }
+  const o = raw as Record<string, any>
+  if (typeof o.kind !== 'string' || typeof o.apiVersion !== 'string') return { problems: ['apiVersion and kind are required'] }
+  const info = KINDS[o.kind]
+  if (!info || groupOf(o.apiVersion) !== info.group) return null
+  const problems: string[] = []
+  const md = o.metadata
+  if (md === null || typeof md !== 'object') return { problems: [`${o.kind}: metadata is required`] }
+  if (typeof md.name !== 'string' || !md.name) problems.push(`${o.kind}: metadata.name is required`)
+  else if (md.name.length > 253 || !DNS_SUBDOMAIN.test(md.name)) problems.push(`${o.kind} ${md.name}: metadata.name must be a DNS subdomain`)
+  if (md.namespace !== undefined && (typeof md.namespace !== 'string' || !DNS_LABEL.test(md.namespace)))
+    problems.push(`${o.kind} ${md.name}: metadata.namespace must be a DNS label`)
+  for (const field of ['labels', 'annotations'] as const) {
+    const v = md[field]
+    if (v !== undefined && (v === null || typeof v !== 'object' || Array.isArray(v))) problems.push(`${o.kind} ${md.name}: metadata.${field} must be a map`)
+  }
+  problems.push(...shapeProblems(o))
+  if (problems.length) return { problems }
+  const metadata: ObjectMeta = { ...md, name: md.name }
+  if (info.namespaced) metadata.namespace = md.namespace || 'default'
+  else delete metadata.namespace
+  return { object: { ...(o as K8sObject), metadata } }
+}
+
+const isList = (v: unknown) => v === undefined || Array.isArray(v)
+const isMap = (v: unknown) => v === undefined || (v !== null && typeof v === 'object' && !Array.isArray(v))
+
+/** Structural checks per kind: the fields translation iterates over have the right JSON type. */
+function shapeProblems(o: Record<string, any>): string[] {
+  const p: string[] = []
+  const who = `${o.kind} ${o.metadata?.name}`
+  const spec = o.spec
+  switch (o.kind) {
+    case 'GatewayClass':
+      if (!isMap(spec) || typeof spec?.controllerName !== 'string') p.push(`${who}: spec.controllerName is required`)
+      break
+    case 'Gateway':
+      if (!isMap(spec) || spec === undefined) p.push(`${who}: spec is required`)
+      else {
+        if (typeof spec.gatewayClassName !== 'string') p.push(`${who}: spec.gatewayClassName is required`)
+        if (!Array.isArray(spec.listeners) || spec.listeners.length === 0) p.push(`${who}: spec.listeners must be a non-empty list`)
+        else
+          spec.listeners.forEach((l: any, i: number) => {
+            if (!isMap(l) || l === undefined) return p.push(`${who}: spec.listeners[${i}] must be an object`)
+            if (typeof l.name !== 'string') p.push(`${who}: spec.listeners[${i}].name is required`)
+            if (!Number.isInteger(l.port) || l.port < 1 || l.port > 65535) p.push(`${who}: spec.listeners[${i}].port must be 1-65535`)
+            if (typeof l.protocol !== 'string') p.push(`${who}: spec.listeners[${i}].protocol is required`)
+          })
+      }
+      break
+    case 'HTTPRoute':
+    case 'GRPCRoute':
+    case 'TLSRoute':
+    case 'TCPRoute':
+    case 'UDPRoute':
+      if (!isMap(spec)) p.push(`${who}: spec must be an object`)
+      else if (spec) {
+        if (!isList(spec.parentRefs)) p.push(`${who}: spec.parentRefs must be a list`)
+        if (!isList(spec.hostnames)) p.push(`${who}: spec.hostnames must be a list`)
+        if (!isList(spec.rules)) p.push(`${who}: spec.rules must be a list`)
+        else (spec.rules ?? []).forEach((r: any, i: number) => {
+          if (!isMap(r) || r === undefined) return p.push(`${who}: spec.rules[${i}] must be an object`)
+          for (const f of ['matches', 'filters', 'backendRefs'] as const) if (!isList(r[f])) p.push(`${who}: spec.rules[${i}].${f} must be a list`)
+        })
+      }
+      break
+    case 'ReferenceGrant':
+      if (!isMap(spec) || !Array.isArray(spec?.from) || !Array.isArray(spec?.to)) p.push(`${who}: spec.from and spec.to must be lists`)
+      break
+    case 'Service':
+      if (!isMap(spec) || !isList(spec?.ports)) p.push(`${who}: spec.ports must be a list`)
+      break
+    case 'EndpointSlice':
+      if (!isList(o.endpoints) || !isList(o.ports)) p.push(`${who}: endpoints and ports must be lists`)
+      break
+    case 'Secret':
+    case 'ConfigMap':
+      if (!isMap(o.data) || !isMap(o.stringData)) p.push(`${who}: data must be a map`)
+      break
+  }
+  return p
+}

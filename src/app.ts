@@ -1,0 +1,87 @@
+/**
+ * Wires the pipeline: sources → store → translate → (validate) → data plane, status → sinks,
+ * admin alongside. No logic of its own; each stage lives in its folder.
+ */
+import { resolve } from 'node:path'
+import { createAdmin } from './admin/index.ts'
+import { HttpDataplane } from './dataplane/http/server.ts'
+import { Controller } from './pipeline/controller.ts'
+import { FileSource } from './sources/file.ts'
+import type { Source } from './sources/source.ts'
+import { MemoryStatusSink } from './status/sink.ts'
+import { StoreIngest } from './store/ingest.ts'
+import { ResourceStore } from './store/store.ts'
+import type { Logger } from './telemetry/logger.ts'
+import { MetricsRegistry } from './telemetry/metrics.ts'
+import { translate } from './translate/index.ts'
+
+export interface PorticoOptions {
+  readonly configDir: string
+  readonly adminPort: number
+  readonly adminAddress?: string
+  readonly controllerName: string
+  readonly bindAddress?: string
+  readonly logger: Logger
+}
+
+export interface Portico {
+  /** The port the admin API listens on (useful when started with port 0). */
+  readonly adminPort: number
+  readonly controller: Controller
+  readonly store: ResourceStore
+  stop(): Promise<void>
+}
+
+export async function startPortico(opts: PorticoOptions): Promise<Portico> {
+  const { logger } = opts
+  const store = new ResourceStore()
+  const ingest = new StoreIngest(store)
+  const status = new MemoryStatusSink()
+  const metrics = new MetricsRegistry()
+  const dataplane = new HttpDataplane({ logger, hostname: opts.bindAddress ?? '0.0.0.0' })
+  const controller = new Controller({
+    store,
+    translate: (view) => translate(view, { controllerName: opts.controllerName }),
+    consumers: [{ apply: async (snap) => (await dataplane.apply(snap)).problems }],
+    sinks: [status],
+    logger,
+  })
+  const rebuilds = metrics.counter('portico_config_rebuilds_total', 'Snapshots translated from the store')
+  metrics.collect('portico_config_revision', 'Store revision of the live snapshot', () => [[undefined, controller.live?.revision ?? 0]])
+  metrics.collect('portico_config_load_problems', 'Manifests that failed to load', () => [[undefined, ingest.problems().length]])
+  metrics.collect('portico_config_rejected', 'Problems that kept the latest snapshot from going live', () => [[undefined, controller.rejected.length]])
+  controller.onLive(() => logger.info('first snapshot live: ready'))
+
+  const admin = createAdmin({
+    ready: () => controller.live !== undefined,
+    objects: () => store.all(),
+    statusOf: (key) => status.get(key),
+    problems: () => ingest.problems(),
+    snapshot: () => controller.live,
+    rejected: () => controller.rejected,
+    metrics: () => metrics.render(),
+  })
+  const adminServer = Bun.serve({ port: opts.adminPort, hostname: opts.adminAddress ?? '0.0.0.0', fetch: (req) => admin.handle(req) })
+  logger.info('admin API listening', { port: adminServer.port })
+
+  const configDir = resolve(opts.configDir)
+  const source: Source = new FileSource({ dir: configDir, logger })
+  await source.start(ingest)
+  logger.info('config source started', { source: source.name, dir: configDir, objects: store.all().length })
+  store.onChange(() => rebuilds.inc())
+  controller.watch()
+  rebuilds.inc()
+  await controller.rebuild()
+
+  return {
+    adminPort: adminServer.port ?? opts.adminPort,
+    controller,
+    store,
+    async stop() {
+      controller.stop()
+      await source.stop()
+      await dataplane.stop()
+      await adminServer.stop(true)
+    },
+  }
+}

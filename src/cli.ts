@@ -1,0 +1,89 @@
+/**
+ * Command-line and environment parsing. Flags win over environment variables, which win
+ * over defaults. Any unknown flag or bad value is a usage error: one line, exit code 2.
+ */
+import { LOG_LEVELS, type LogLevel } from './telemetry/logger.ts'
+
+export interface CliOptions {
+  configDir: string
+  adminPort: number
+  adminAddress: string
+  controllerName: string
+  logLevel: LogLevel
+  /** Address the listeners bind to. */
+  bindAddress: string
+  help: boolean
+}
+
+export class UsageError extends Error {}
+
+export const USAGE = `usage: portico [options]
+  --config-dir DIR          folder of Gateway API manifests to serve and watch (env CONFIG_DIR; default routes/)
+  --admin-port N            admin API port: /healthz /readyz /resources /config /metrics (env ADMIN_PORT; default 9901)
+  --admin-address ADDR      admin API bind address (env ADMIN_ADDRESS; default 0.0.0.0)
+  --controller-name NAME    GatewayClass controllerName to serve (env GATEWAY_CONTROLLER_NAME; default portico.dev/gateway-controller)
+  --bind-address ADDR       address listeners bind to (env BIND_ADDRESS; default 0.0.0.0)
+  --log-level LEVEL         debug|info|warn|error (env LOG_LEVEL; default info)
+  -h, --help                show this help`
+
+const FLAGS: Record<string, keyof CliOptions> = {
+  '--config-dir': 'configDir',
+  '--admin-port': 'adminPort',
+  '--admin-address': 'adminAddress',
+  '--controller-name': 'controllerName',
+  '--bind-address': 'bindAddress',
+  '--log-level': 'logLevel',
+}
+
+export function parseCli(argv: readonly string[], env: Record<string, string | undefined>): CliOptions {
+  const raw: Partial<Record<keyof CliOptions, string>> = {
+    configDir: env.CONFIG_DIR,
+    adminPort: env.ADMIN_PORT,
+    adminAddress: env.ADMIN_ADDRESS,
+    controllerName: env.GATEWAY_CONTROLLER_NAME,
+    bindAddress: env.BIND_ADDRESS,
+    logLevel: env.LOG_LEVEL,
+  }
+  let help = false
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (arg === '-h' || arg === '--help') {
+      help = true
+      continue
+    }
+    const eq = arg.indexOf('=')
+    const name = eq > 0 ? arg.slice(0, eq) : arg
+    const field = FLAGS[name]
+    if (!field) throw new UsageError(`unknown argument ${JSON.stringify(arg)} (see --help)`)
+    const value = eq > 0 ? arg.slice(eq + 1) : argv[++i]
+    if (value === undefined || value === '') throw new UsageError(`${name} needs a value`)
+    raw[field] = value
+  }
+  const opts: CliOptions = {
+    configDir: nonEmpty(raw.configDir) ?? 'routes/',
+    adminPort: port(raw.adminPort, 9901, '--admin-port'),
+    adminAddress: nonEmpty(raw.adminAddress) ?? '0.0.0.0',
+    controllerName: nonEmpty(raw.controllerName) ?? 'portico.dev/gateway-controller',
+    bindAddress: nonEmpty(raw.bindAddress) ?? '0.0.0.0',
+    logLevel: 'info',
+    help,
+  }
+  const level = nonEmpty(raw.logLevel)
+  if (level !== undefined) {
+    if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join('|')}, got ${JSON.stringify(level)}`)
+    opts.logLevel = level as LogLevel
+  }
+  if (!/^[a-z0-9.-]+\/[A-Za-z0-9/._-]+$/.test(opts.controllerName)) throw new UsageError(`--controller-name must look like domain/path, got ${JSON.stringify(opts.controllerName)}`)
+  return opts
+}
+
+function nonEmpty(v: string | undefined): string | undefined {
+  return v === undefined || v === '' ? undefined : v
+}
+
+function port(v: string | undefined, fallback: number, name: string): number {
+  if (v === undefined || v === '') return fallback
+  const n = Number(v)
+  if (!/^\d+$/.test(v) || n > 65535) throw new UsageError(`${name} must be a port number 0-65535, got ${JSON.stringify(v)}`)
+  return n
+}

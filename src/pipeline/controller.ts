@@ -1,0 +1,102 @@
+/**
+ * The control loop: store revision → translate → validate → publish to the data plane,
+ * and status to every sink. A snapshot that fails validation or cannot be applied never
+ * replaces the live one; the reasons are kept for the admin view and logged.
+ */
+import type { Snapshot } from '../ir/types.ts'
+import { validateSnapshot } from '../ir/validate.ts'
+import type { ResourceStore } from '../store/store.ts'
+import type { StatusSink } from '../status/sink.ts'
+import type { Logger } from '../telemetry/logger.ts'
+import type { ResourceView } from '../store/store.ts'
+import type { TranslateResult } from '../translate/types.ts'
+import { coalesce, type Coalescer } from './coalesce.ts'
+
+/** What the controller needs from a data plane: take a whole snapshot, report what failed. */
+export interface SnapshotConsumer {
+  /** Returns problems (e.g. a port that could not be bound); an empty list means applied. */
+  apply(snapshot: Snapshot): Promise<readonly string[]>
+}
+
+export interface ControllerDeps {
+  readonly store: ResourceStore
+  readonly translate: (view: ResourceView) => TranslateResult
+  readonly consumers: readonly SnapshotConsumer[]
+  readonly sinks: readonly StatusSink[]
+  readonly logger: Logger
+  readonly waitMs?: number
+  readonly maxWaitMs?: number
+}
+
+export class Controller {
+  #live: Snapshot | undefined
+  #rejected: string[] = []
+  #coalescer: Coalescer
+  #unsubscribe: () => void = () => {}
+  #onLive: (() => void)[] = []
+
+  constructor(private readonly deps: ControllerDeps) {
+    this.#coalescer = coalesce(() => this.rebuild(), { waitMs: deps.waitMs ?? 20, maxWaitMs: deps.maxWaitMs ?? 250 })
+  }
+
+  get live(): Snapshot | undefined {
+    return this.#live
+  }
+
+  get rejected(): readonly string[] {
+    return this.#rejected
+  }
+
+  /** Rebuild on every store change from now on (coalesced). */
+  watch(): void {
+    this.#unsubscribe = this.deps.store.onChange(() => this.#coalescer.notify())
+  }
+
+  /** Ask for a rebuild even though the store did not change (e.g. load problems changed). */
+  poke(): void {
+    this.#coalescer.notify()
+  }
+
+  stop(): void {
+    this.#unsubscribe()
+    this.#coalescer.cancel()
+  }
+
+  /** Resolves once pending rebuilds are done. */
+  idle(): Promise<void> {
+    return this.#coalescer.idle()
+  }
+
+  onLive(fn: () => void): void {
+    this.#onLive.push(fn)
+  }
+
+  async rebuild(): Promise<void> {
+    const { logger } = this.deps
+    const view = this.deps.store.view()
+    let result: TranslateResult
+    try {
+      result = this.deps.translate(view)
+    } catch (err) {
+      // translate must be total; if it is not, keep serving and say so loudly
+      this.#rejected = [`translation failed: ${(err as Error).stack ?? err}`]
+      logger.error('translation threw; keeping the previous snapshot', { revision: view.revision, err })
+      return
+    }
+    for (const sink of this.deps.sinks) sink.publish(result.status)
+    const problems = validateSnapshot(result.ir)
+    if (problems.length) {
+      this.#rejected = problems
+      logger.error('snapshot failed validation; keeping the previous one', { revision: view.revision, problems })
+      return
+    }
+    const applyProblems: string[] = []
+    for (const c of this.deps.consumers) applyProblems.push(...(await c.apply(result.ir)))
+    this.#rejected = applyProblems
+    for (const p of applyProblems) logger.error('data plane could not apply part of the snapshot', { revision: view.revision, problem: p })
+    const first = !this.#live
+    this.#live = result.ir
+    logger.info('snapshot live', { revision: view.revision, httpPorts: result.ir.http.length, l4Ports: result.ir.l4.length, pools: Object.keys(result.ir.pools).length })
+    if (first) for (const fn of this.#onLive) fn()
+  }
+}

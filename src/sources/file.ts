@@ -1,0 +1,133 @@
+/**
+ * File source: every *.yaml, *.yml and *.json under a folder (recursively, dot-entries skipped
+ * so editors' temp files and Kubernetes ConfigMap "..data" links are not read twice).
+ *
+ * Watching: fs.watch gives prompt events but can miss some (a replaced directory, network
+ * filesystems), so a slow poll backs it up. Either way the folder is rescanned and only files
+ * whose content changed are re-parsed; bursts of events (an editor's save, an atomic rename)
+ * are coalesced into one rescan.
+ */
+import { watch, type FSWatcher } from 'node:fs'
+import { readdir, readFile, stat } from 'node:fs/promises'
+import { join, relative } from 'node:path'
+import type { Logger } from '../telemetry/logger.ts'
+import { parseManifests } from './manifests.ts'
+import type { Source, SourceSink } from './source.ts'
+
+const MANIFEST = /\.(ya?ml|json)$/i
+
+export interface FileSourceOptions {
+  readonly dir: string
+  readonly logger: Logger
+  /** Quiet period after the last event before rescanning. */
+  readonly debounceMs?: number
+  /** Safety-net rescan interval. */
+  readonly pollMs?: number
+}
+
+export class FileSource implements Source {
+  readonly name = 'file'
+  #contents = new Map<string, string>()
+  #watcher: FSWatcher | undefined
+  #poll: ReturnType<typeof setInterval> | undefined
+  #debounce: ReturnType<typeof setTimeout> | undefined
+  #scanning: Promise<void> | undefined
+  #rescanQueued = false
+  #sink: SourceSink | undefined
+  #stopped = false
+
+  constructor(private readonly opts: FileSourceOptions) {}
+
+  async start(sink: SourceSink): Promise<void> {
+    this.#sink = sink
+    const st = await stat(this.opts.dir).catch(() => undefined)
+    if (!st?.isDirectory()) throw new Error(`config dir ${this.opts.dir} is not a directory`)
+    await this.#scan()
+    try {
+      this.#watcher = watch(this.opts.dir, { recursive: true }, () => this.#schedule())
+      this.#watcher.on('error', (err) => this.opts.logger.warn('config dir watch error; polling continues', { err }))
+    } catch (err) {
+      this.opts.logger.warn('cannot watch config dir; falling back to polling', { dir: this.opts.dir, err })
+    }
+    this.#poll = setInterval(() => this.#schedule(), this.opts.pollMs ?? 2000)
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true
+    this.#watcher?.close()
+    clearInterval(this.#poll)
+    clearTimeout(this.#debounce)
+    await this.#scanning
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return
+    clearTimeout(this.#debounce)
+    this.#debounce = setTimeout(() => void this.#rescan(), this.opts.debounceMs ?? 30)
+  }
+
+  /** Serialises scans: an event during a scan queues exactly one more. */
+  async #rescan(): Promise<void> {
+    if (this.#scanning) {
+      this.#rescanQueued = true
+      return
+    }
+    this.#scanning = this.#scan().catch((err) => this.opts.logger.error('config dir scan failed', { err }))
+    await this.#scanning
+    this.#scanning = undefined
+    if (this.#rescanQueued && !this.#stopped) {
+      this.#rescanQueued = false
+      await this.#rescan()
+    }
+  }
+
+  async #scan(): Promise<void> {
+    const sink = this.#sink!
+    const files = await listManifests(this.opts.dir)
+    const present = new Set(files)
+    for (const file of [...this.#contents.keys()]) {
+      if (present.has(file)) continue
+      this.#contents.delete(file)
+      sink.dropOrigin(file)
+      this.opts.logger.info('manifest file removed', { file: this.#rel(file) })
+    }
+    for (const file of files) {
+      let text: string
+      try {
+        text = await readFile(file, 'utf8')
+      } catch {
+        continue // deleted or replaced between listing and reading; the next event rescans
+      }
+      if (this.#contents.get(file) === text) continue
+      this.#contents.set(file, text)
+      const { objects, problems } = parseManifests(text, file)
+      for (const p of problems)
+        this.opts.logger.error('invalid manifest; keeping the last good version', { file: this.#rel(file), line: p.line, object: p.objectKey, error: p.message })
+      sink.replaceOrigin(file, objects, problems)
+      this.opts.logger.debug('manifest file loaded', { file: this.#rel(file), objects: objects.length })
+    }
+  }
+
+  #rel(file: string): string {
+    return relative(this.opts.dir, file) || file
+  }
+}
+
+async function listManifests(dir: string): Promise<string[]> {
+  const out: string[] = []
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => [])
+  for (const e of entries) {
+    if (e.name.startsWith('.')) continue
+    const full = join(dir, e.name)
+    let isDir = e.isDirectory()
+    let isFile = e.isFile()
+    if (e.isSymbolicLink()) {
+      const st = await stat(full).catch(() => undefined)
+      isDir = !!st?.isDirectory()
+      isFile = !!st?.isFile()
+    }
+    if (isDir) out.push(...(await listManifests(full)))
+    else if (isFile && MANIFEST.test(e.name)) out.push(full)
+  }
+  return out.sort()
+}

@@ -1,0 +1,69 @@
+/**
+ * Parses manifest text (multi-document YAML or JSON, `kind: List` included) into normalised
+ * objects and per-document problems with line numbers. Pure: used by the file source and tests.
+ */
+import YAML, { LineCounter } from 'yaml'
+import { keyOf, normalise, objectKey, type K8sObject } from '../store/kinds.ts'
+import type { LoadProblem } from './source.ts'
+
+export interface ParsedManifests {
+  objects: K8sObject[]
+  problems: LoadProblem[]
+}
+
+export function parseManifests(text: string, origin: string): ParsedManifests {
+  const objects: K8sObject[] = []
+  const problems: LoadProblem[] = []
+  const lines = new LineCounter()
+  let docs: YAML.Document.Parsed[]
+  try {
+    docs = YAML.parseAllDocuments(text, { lineCounter: lines, uniqueKeys: false }) as YAML.Document.Parsed[]
+  } catch (err) {
+    return { objects, problems: [{ origin, message: `cannot parse: ${(err as Error).message}` }] }
+  }
+  if (!Array.isArray(docs)) docs = [docs as unknown as YAML.Document.Parsed]
+  for (const doc of docs) {
+    const line = lines.linePos(doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0).line
+    if (doc.errors.length) {
+      const e = doc.errors[0]!
+      // `line` is where the document starts; the parser's own position goes in the message
+      problems.push({ origin, line, message: `YAML error: ${e.message.split('\n')[0]}` })
+      continue
+    }
+    let value: unknown
+    try {
+      value = doc.toJS({ maxAliasCount: 100 })
+    } catch (err) {
+      problems.push({ origin, line, message: `YAML error: ${(err as Error).message}` })
+      continue
+    }
+    if (value === null || value === undefined) continue // empty document, e.g. a trailing "---"
+    const items = isList(value) ? (value as { items: unknown[] }).items : [value]
+    for (const item of items) {
+      const result = normalise(item)
+      if (result === null) continue // a kind Portico does not read (Deployment, ...)
+      if ('problems' in result) {
+        problems.push({ origin, line, objectKey: guessKey(item), message: result.problems.join('; ') })
+        continue
+      }
+      objects.push(result.object)
+    }
+  }
+  // duplicates inside one origin: the last one wins, as `kubectl apply` of the file would
+  const seen = new Map<string, K8sObject>()
+  for (const o of objects) seen.set(keyOf(o), o)
+  return { objects: [...seen.values()], problems }
+}
+
+function isList(v: unknown): boolean {
+  const o = v as Record<string, unknown>
+  return typeof o === 'object' && o !== null && typeof o.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items)
+}
+
+/** Best-effort store key of an object that failed validation, so its last good version can be kept. */
+function guessKey(item: unknown): string | undefined {
+  const o = item as Record<string, any>
+  if (typeof o?.kind !== 'string' || typeof o?.metadata?.name !== 'string') return undefined
+  const ns = typeof o.metadata.namespace === 'string' ? o.metadata.namespace : o.kind === 'GatewayClass' || o.kind === 'Namespace' ? undefined : 'default'
+  return objectKey(o.kind, ns, o.metadata.name)
+}

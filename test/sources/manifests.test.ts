@@ -1,0 +1,55 @@
+import { expect, test } from 'bun:test'
+import { parseManifests } from '../../src/sources/manifests.ts'
+
+test('multi-document YAML: objects normalised, unknown kinds ignored, empty docs skipped', () => {
+  const { objects, problems } = parseManifests(
+    `apiVersion: v1
+kind: Service
+metadata: { name: a }
+spec: { ports: [{ port: 80 }] }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: ignored }
+---
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: { name: gc, namespace: should-go }
+spec: { controllerName: x.y/z }
+`,
+    'f.yaml',
+  )
+  expect(problems).toEqual([])
+  expect(objects.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`)).toEqual(['Service/default/a', 'GatewayClass/undefined/gc'])
+})
+
+test('JSON List documents are expanded', () => {
+  const { objects } = parseManifests(JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'n' } }] }), 'f.json')
+  expect(objects).toHaveLength(1)
+})
+
+test('a broken document is reported with its line and does not hide the others', () => {
+  const { objects, problems } = parseManifests(
+    `apiVersion: v1
+kind: Namespace
+metadata: { name: good }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: [oops
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: gw }
+spec: { gatewayClassName: x, listeners: [{ name: l, port: 99999, protocol: HTTP }] }
+`,
+    'f.yaml',
+  )
+  expect(objects.map((o) => o.metadata.name)).toEqual(['good'])
+  expect(problems).toHaveLength(2)
+  expect(problems[0]!.line).toBe(5)
+  expect(problems[1]!.line).toBe(9)
+  expect(problems[1]!.objectKey).toBe('Gateway/default/gw')
+  expect(problems[1]!.message).toContain('port must be 1-65535')
+})

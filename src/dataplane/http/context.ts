@@ -1,0 +1,65 @@
+/**
+ * Per-request state shared by matching, filters and the proxy. One object per request;
+ * filters mutate it (path, authority, upstream headers) instead of building new requests.
+ */
+import type { MatchInput } from './match.ts'
+import type { RuntimePool } from '../upstream/pool.ts'
+import { stripHopByHop } from './headers.ts'
+
+export interface MirrorTarget {
+  readonly pool: RuntimePool
+  readonly percent: number
+}
+
+export class RequestState implements MatchInput {
+  /** Path as the client sent it (never rewritten): rewrites and redirects derive from it. */
+  readonly originalPath: string
+  /** Path to send upstream; URLRewrite changes it. */
+  path: string
+  /** Query string including its "?", or "" (kept through rewrites and redirects). */
+  query: string
+  /** Host header value to send upstream: as the client sent it, unless URLRewrite sets a hostname. */
+  authority: string
+  /** RequestMirror targets collected by filters; fired once the final upstream request is known. */
+  mirrors: MirrorTarget[] | undefined
+  #upstreamHeaders: Headers | undefined
+  #params: URLSearchParams | undefined
+
+  constructor(
+    readonly req: Request,
+    readonly method: string,
+    path: string,
+    query: string,
+    /** Host for matching/redirects: lower-case, no port. */
+    readonly host: string,
+    readonly clientIp: string,
+    readonly scheme: 'http' | 'https',
+    /** The Gateway listener port (what clients connected to), used by redirects. */
+    readonly listenerPort: number,
+  ) {
+    this.originalPath = path
+    this.path = path
+    this.query = query
+    this.authority = req.headers.get('host') ?? host
+  }
+
+  /** Client headers, for matching. */
+  get headers(): Headers {
+    return this.req.headers
+  }
+
+  /** Headers for the upstream request: a copy of the client's minus hop-by-hop, made on first use. */
+  get upstreamHeaders(): Headers {
+    if (!this.#upstreamHeaders) {
+      this.#upstreamHeaders = new Headers(this.req.headers)
+      stripHopByHop(this.#upstreamHeaders)
+    }
+    return this.#upstreamHeaders
+  }
+
+  queryParam(name: string): string | undefined {
+    if (this.query === '') return undefined
+    this.#params ??= new URLSearchParams(this.query)
+    return this.#params.get(name) ?? undefined
+  }
+}

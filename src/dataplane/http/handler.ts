@@ -1,0 +1,73 @@
+/**
+ * The request pipeline for one HTTP port: match → rule filters → action
+ * (respond / redirect / forward → backend filters → proxy). Reads the plan once.
+ */
+import type { PortPlan, RoutePlan } from '../snapshot.ts'
+import { chooseBackend } from '../snapshot.ts'
+import { normalizeHost } from './match.ts'
+import { RequestState } from './context.ts'
+import type { ResponseFilter } from './filters/types.ts'
+import { errorResponse, forward, type ProxyDeps } from './proxy.ts'
+
+export interface Connection {
+  readonly clientIp: string
+  /** Gateway listener port (for redirects). */
+  readonly listenerPort: number
+}
+
+export async function handleRequest(req: Request, port: PortPlan, conn: Connection, deps: ProxyDeps): Promise<Response> {
+  const { path, query } = splitTarget(req.url)
+  const host = normalizeHost(req.headers.get('host'))
+  const state = new RequestState(req, req.method, path, query, host, conn.clientIp, port.scheme, conn.listenerPort)
+
+  const found = port.router.route(host, state)
+  if (!found) return errorResponse(404, 'no route')
+  const route = found.rule
+
+  for (const filter of route.requestFilters) {
+    const early = filter(state)
+    if (early) return finishLocal(state, early, route.responseFilters)
+  }
+
+  const action = route.action
+  switch (action.kind) {
+    case 'respond':
+      return finishLocal(state, new Response(action.body ?? null, { status: action.status }), route.responseFilters)
+    case 'redirect':
+      return finishLocal(state, action.respond(state), route.responseFilters)
+    case 'forward': {
+      const choice = chooseBackend(action)
+      if (!choice || !choice.pool) {
+        deps.logger.debug('invalid backend', { route: route.id, reason: choice?.invalid ?? 'all weights are zero' })
+        return errorResponse(500, 'invalid backend')
+      }
+      for (const filter of choice.requestFilters) {
+        const early = filter(state)
+        if (early) return finishLocal(state, early, route.responseFilters)
+      }
+      if (choice.pool.members.length === 0) return errorResponse(503, 'no healthy upstream')
+      return forward(state, route, choice.pool, [route.responseFilters, choice.responseFilters], deps)
+    }
+  }
+}
+
+/** Apply response-phase filters to a locally generated response. */
+function finishLocal(state: RequestState, res: Response, filters: readonly ResponseFilter[]): Response {
+  if (filters.length === 0) return res
+  for (const filter of filters) filter(state, res.headers)
+  return res
+}
+
+/**
+ * Path and query from Bun's absolute req.url ("http://host:port/path?q"), without URL parsing:
+ * the path is kept exactly as received (no normalisation, no decoding).
+ */
+export function splitTarget(url: string): { path: string; query: string } {
+  const schemeEnd = url.indexOf('://')
+  const pathStart = url.indexOf('/', schemeEnd < 0 ? 0 : schemeEnd + 3)
+  if (pathStart < 0) return { path: '/', query: '' }
+  const q = url.indexOf('?', pathStart)
+  return q < 0 ? { path: url.slice(pathStart), query: '' } : { path: url.slice(pathStart, q), query: url.slice(q) }
+}
+
+export type { RoutePlan }

@@ -1,0 +1,162 @@
+/**
+ * Forward one request to a pool: pick an endpoint, stream the body up and the response down,
+ * retry and time out per the rule, map failures to 502/503/504.
+ *
+ * fetch() is always called with decompress:false (otherwise it inflates the body but keeps
+ * Content-Encoding) and redirect:'manual' (a proxy must relay 3xx, not follow them).
+ */
+import type { RoutePlan } from '../snapshot.ts'
+import type { RuntimePool } from '../upstream/pool.ts'
+import type { PoolMember } from '../upstream/policies/picker.ts'
+import type { EndpointRegistry } from '../upstream/registry.ts'
+import type { Logger } from '../log.ts'
+import type { RequestState } from './context.ts'
+import type { ResponseFilter } from './filters/types.ts'
+import { addForwardingHeaders, stripHopByHop, suppressFetchDefaults } from './headers.ts'
+import { fireMirrors } from './filters/mirror.ts'
+
+/** Bodies up to this size (with a known Content-Length) are buffered when a retry or mirror needs to replay them. */
+export const MAX_REPLAY_BODY_BYTES = 64 * 1024
+
+export interface ProxyDeps {
+  readonly registry: EndpointRegistry
+  readonly logger: Logger
+}
+
+/** Why the proxy gave up; turned into a status code by `errorResponse`. */
+type Failure = 'connect' | 'timeout' | 'client-gone'
+
+const TIMEOUT = Symbol('timeout')
+
+export async function forward(
+  state: RequestState,
+  route: RoutePlan,
+  pool: RuntimePool,
+  responseFilters: readonly (readonly ResponseFilter[])[],
+  deps: ProxyDeps,
+): Promise<Response> {
+  const req = state.req
+  const headers = state.upstreamHeaders
+  prepareUpstreamHeaders(state, headers)
+
+  const retry = route.retry
+  const body = await requestBody(req, retry !== undefined || state.mirrors !== undefined)
+  if (state.mirrors) {
+    if (body.replayable) fireMirrors(state, headers, body.buffer, deps.logger)
+    else deps.logger.debug('streamed body not mirrored', { route: route.id })
+  }
+
+  const deadline = route.requestTimeoutMs === undefined ? Infinity : Date.now() + route.requestTimeoutMs
+  const maxAttempts = 1 + (retry && body.replayable ? retry.attempts : 0)
+  let member: PoolMember | undefined
+  let failure: Failure = 'connect'
+
+  for (let attempt = 1; ; attempt++) {
+    member = pool.pick({ clientIp: state.clientIp, headers: state.headers, now: Date.now(), avoid: member })
+    if (!member) return errorResponse(503, 'no healthy upstream')
+    const result = await attemptOnce(state, member, headers, body.replayable ? body.buffer : body.stream, route, deadline, deps)
+
+    if (result instanceof Response) {
+      const retryable = retry !== undefined && retry.codes.has(result.status)
+      if (!retryable || attempt >= maxAttempts || Date.now() + retry.backoffMs >= deadline) {
+        return relayResponse(state, result, responseFilters)
+      }
+      await result.body?.cancel().catch(() => {})
+    } else {
+      failure = result
+      if (failure === 'client-gone') return errorResponse(499, 'client closed request')
+      // A per-attempt timeout or a connection error is worth another endpoint if time remains.
+      if (attempt >= maxAttempts || Date.now() + (retry?.backoffMs ?? 0) >= deadline) break
+    }
+    deps.logger.debug('retrying upstream request', { route: route.id, attempt, endpoint: member.state.key })
+    if (retry!.backoffMs > 0) await Bun.sleep(retry!.backoffMs * attempt)
+  }
+  return failure === 'timeout' ? errorResponse(504, 'upstream request timeout') : errorResponse(502, 'upstream connect error')
+}
+
+function prepareUpstreamHeaders(state: RequestState, headers: Headers): void {
+  headers.set('host', state.authority)
+  addForwardingHeaders(headers, state.clientIp, state.scheme, state.req.headers.get('host') ?? '')
+  if (!headers.has('x-request-id')) headers.set('x-request-id', crypto.randomUUID())
+  suppressFetchDefaults(headers)
+}
+
+type RequestBody =
+  | { readonly replayable: true; readonly buffer: ArrayBuffer | null; readonly stream?: undefined }
+  | { readonly replayable: false; readonly stream: ReadableStream<Uint8Array>; readonly buffer?: undefined }
+
+/**
+ * Bodiless requests are trivially replayable. Small bodies of known length are buffered when a
+ * retry or a mirror needs them again; everything else streams (duplex 'half') and is never
+ * buffered, so a big upload is not retried.
+ */
+async function requestBody(req: Request, wantReplay: boolean): Promise<RequestBody> {
+  const stream = req.body
+  if (!stream) return { replayable: true, buffer: null }
+  const length = req.headers.get('content-length')
+  if (length === '0') return { replayable: true, buffer: null }
+  if (wantReplay && length !== null && Number(length) <= MAX_REPLAY_BODY_BYTES) {
+    return { replayable: true, buffer: await req.arrayBuffer() }
+  }
+  return { replayable: false, stream }
+}
+
+async function attemptOnce(
+  state: RequestState,
+  member: PoolMember,
+  headers: Headers,
+  body: ArrayBuffer | ReadableStream<Uint8Array> | null,
+  route: RoutePlan,
+  deadline: number,
+  deps: ProxyDeps,
+): Promise<Response | Failure> {
+  const controller = new AbortController()
+  const budget = Math.min(route.backendTimeoutMs ?? Infinity, deadline - Date.now())
+  if (budget <= 0) return 'timeout'
+  // Cleared as soon as headers arrive: timeouts bound the wait for a response, not the
+  // streaming of its body (an SSE stream must not be cut by a request timeout).
+  const timer = budget === Infinity ? undefined : setTimeout(() => controller.abort(TIMEOUT), budget)
+  const signal = AbortSignal.any([state.req.signal, controller.signal])
+  const endpoint = member.state
+  endpoint.inFlight++
+  try {
+    const init: RequestInit & { decompress: boolean } = {
+      method: state.method,
+      headers,
+      body,
+      signal,
+      redirect: 'manual',
+      decompress: false,
+    }
+    if (body instanceof ReadableStream) (init as { duplex?: string }).duplex = 'half'
+    const res = await fetch(member.origin + state.path + state.query, init)
+    deps.registry.recordSuccess(endpoint)
+    return res
+  } catch (err) {
+    if (controller.signal.aborted && controller.signal.reason === TIMEOUT) return 'timeout'
+    if (state.req.signal.aborted) return 'client-gone'
+    deps.registry.recordFailure(endpoint)
+    deps.logger.warn('upstream request failed', { endpoint: endpoint.key, route: route.id, error: errorCode(err) })
+    return 'connect'
+  } finally {
+    if (timer) clearTimeout(timer)
+    // Counts requests waiting for response headers; streaming bodies are not tracked.
+    endpoint.inFlight--
+  }
+}
+
+function relayResponse(state: RequestState, upstream: Response, responseFilters: readonly (readonly ResponseFilter[])[]): Response {
+  const headers = new Headers(upstream.headers)
+  stripHopByHop(headers)
+  for (const filters of responseFilters) for (const filter of filters) filter(state, headers)
+  return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers })
+}
+
+export function errorResponse(status: number, message: string): Response {
+  return new Response(`${message}\n`, { status, headers: { 'content-type': 'text/plain; charset=utf-8' } })
+}
+
+function errorCode(err: unknown): string {
+  if (err && typeof err === 'object' && 'code' in err) return String((err as { code: unknown }).code)
+  return String(err)
+}

@@ -1,0 +1,203 @@
+/**
+ * HttpDataplane: one Bun.serve per HTTP/HTTPS port of the live plan.
+ *
+ * apply() compiles the IR, publishes the plan (one reference assignment), then reconciles
+ * sockets: servers open for new ports and close for removed ones. Route changes never touch
+ * sockets; every request reads `active.current` once and resolves its port from that plan.
+ * HTTPS servers restart only when their certificates change (Bun's server.reload() ignores
+ * new certs), using reusePort so the new server accepts before the old one stops.
+ */
+import type { Server } from 'bun'
+import type { Snapshot } from '../../ir/types.ts'
+import { ActiveSnapshot, compile, type Plan, type PortPlan } from '../snapshot.ts'
+import { EndpointRegistry } from '../upstream/registry.ts'
+import { silentLogger, type Logger } from '../log.ts'
+import { handleRequest } from './handler.ts'
+import { errorResponse } from './proxy.ts'
+
+export interface HttpDataplaneOptions {
+  /** Address to bind, default '0.0.0.0'. */
+  readonly hostname?: string
+  readonly logger?: Logger
+  /** Endpoint state shared with other consumers (L4, admin); one is created when absent. */
+  readonly registry?: EndpointRegistry
+  /** Seconds an idle client connection is kept (Bun's default of 10 cuts quiet SSE streams). Max 255. */
+  readonly idleTimeoutSeconds?: number
+  /** Largest request body accepted, default unlimited (bodies stream; Bun's own default is 128 MiB). */
+  readonly maxRequestBodySize?: number
+}
+
+export interface PortStatus {
+  /** Gateway listener port from the IR. */
+  readonly port: number
+  readonly protocol: 'HTTP' | 'HTTPS'
+  /** Port actually bound (differs from `port` only when the IR asks for port 0). */
+  readonly boundPort?: number
+  readonly error?: string
+}
+
+export interface ApplyResult {
+  readonly revision: number
+  readonly ports: readonly PortStatus[]
+  readonly opened: readonly number[]
+  readonly closed: readonly number[]
+  /** Human-readable problems (e.g. a port that could not be bound); empty when all applied. */
+  readonly problems: readonly string[]
+}
+
+interface RunningServer {
+  readonly server: Server<undefined>
+  readonly protocol: 'HTTP' | 'HTTPS'
+  readonly tlsFingerprint: string
+  /** Bound with SO_REUSEPORT, so a replacement can bind before this one stops. */
+  readonly reusePort: boolean
+}
+
+export class HttpDataplane {
+  readonly active: ActiveSnapshot
+  readonly registry: EndpointRegistry
+  readonly #logger: Logger
+  readonly #hostname: string
+  readonly #idleTimeout: number
+  readonly #maxBody: number
+  readonly #servers = new Map<number, RunningServer>()
+  /** Last bind error per port, so a port that still cannot bind is reported on every apply. */
+  readonly #failed = new Map<number, string>()
+
+  constructor(options: HttpDataplaneOptions = {}) {
+    this.#logger = options.logger ?? silentLogger
+    this.#hostname = options.hostname ?? '0.0.0.0'
+    this.#idleTimeout = Math.min(255, options.idleTimeoutSeconds ?? 120)
+    this.#maxBody = options.maxRequestBodySize ?? Number.MAX_SAFE_INTEGER
+    this.registry = options.registry ?? new EndpointRegistry()
+    this.active = new ActiveSnapshot()
+  }
+
+  /** Compile and publish a snapshot, then open/close servers so ports match it. Never throws for bind errors. */
+  async apply(snapshot: Snapshot): Promise<ApplyResult> {
+    return this.applyPlan(compile(snapshot, this.registry))
+  }
+
+  async applyPlan(plan: Plan): Promise<ApplyResult> {
+    this.active.swap(plan)
+    const opened: number[] = []
+    const closed: number[] = []
+    const statuses: PortStatus[] = []
+    const problems: string[] = []
+
+    for (const [port, portPlan] of plan.ports) {
+      const running = this.#servers.get(port)
+      if (running && running.protocol === portPlan.ir.protocol && running.tlsFingerprint === portPlan.tlsFingerprint) {
+        statuses.push({ port, protocol: running.protocol, boundPort: running.server.port })
+        continue
+      }
+      // A replacement needs both sockets to have SO_REUSEPORT; otherwise free the port first.
+      if (running && !running.reusePort) {
+        this.#servers.delete(port)
+        await this.#stopServer(port, running)
+      }
+      const started = this.#start(portPlan)
+      if (typeof started === 'string') {
+        this.#failed.set(port, started)
+        problems.push(`port ${port}: ${started}`)
+        statuses.push({ port, protocol: portPlan.ir.protocol, error: started })
+        continue
+      }
+      this.#failed.delete(port)
+      if (running?.reusePort) void this.#stopServer(port, running)
+      this.#servers.set(port, started)
+      opened.push(port)
+      statuses.push({ port, protocol: started.protocol, boundPort: started.server.port })
+    }
+
+    for (const [port, running] of this.#servers) {
+      if (plan.ports.has(port)) continue
+      this.#servers.delete(port)
+      closed.push(port)
+      await this.#stopServer(port, running)
+    }
+    for (const port of this.#failed.keys()) if (!plan.ports.has(port)) this.#failed.delete(port)
+
+    if (opened.length || closed.length) this.#logger.info('http ports reconciled', { revision: plan.revision, opened, closed })
+    return { revision: plan.revision, ports: statuses, opened, closed, problems }
+  }
+
+  /** The port a listener port is actually bound to (for tests and port 0). */
+  boundPort(port: number): number | undefined {
+    return this.#servers.get(port)?.server.port
+  }
+
+  /**
+   * Stop accepting; in-flight requests get `graceMs` to finish (long streams would otherwise hold
+   * shutdown forever), then connections are closed. `force` closes them at once.
+   */
+  async stop(force = false, graceMs = 10_000): Promise<void> {
+    const servers = [...this.#servers]
+    this.#servers.clear()
+    await Promise.all(
+      servers.map(async ([port, running]) => {
+        if (force) return this.#stopServer(port, running, true)
+        let timer: Timer | undefined
+        const grace = new Promise<void>((resolve) => {
+          timer = setTimeout(() => resolve(this.#stopServer(port, running, true)), graceMs)
+        })
+        await Promise.race([this.#stopServer(port, running), grace])
+        clearTimeout(timer)
+      }),
+    )
+  }
+
+  #start(portPlan: PortPlan): RunningServer | string {
+    const irPort = portPlan.port
+    const protocol = portPlan.ir.protocol
+    if (protocol === 'HTTPS' && (!portPlan.tls || portPlan.tls.length === 0)) return 'HTTPS port has no usable certificate'
+    // HTTPS servers restart on certificate change: the new one must bind while the old one drains.
+    const reusePort = protocol === 'HTTPS'
+    try {
+      const server = Bun.serve({
+        port: irPort,
+        hostname: this.#hostname,
+        development: false,
+        idleTimeout: this.#idleTimeout,
+        maxRequestBodySize: this.#maxBody,
+        reusePort,
+        ...(portPlan.tls ? { tls: portPlan.tls.map((t) => ({ ...t })) } : {}),
+        fetch: (req, srv) => this.#handle(req, srv, irPort),
+        error: (err) => {
+          this.#logger.error('unhandled error in request', { port: irPort, error: String(err) })
+          return errorResponse(500, 'internal error')
+        },
+      })
+      this.#logger.info('http server listening', { port: irPort, boundPort: server.port, protocol })
+      return { server, protocol, tlsFingerprint: portPlan.tlsFingerprint, reusePort }
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err)
+      this.#logger.error('http server failed to bind', { port: irPort, error: message })
+      return message
+    }
+  }
+
+  #handle(req: Request, server: Server<undefined>, irPort: number): Promise<Response> | Response {
+    const plan = this.active.current
+    const portPlan = plan?.ports.get(irPort)
+    // The port left the plan but this server is still draining: nothing routes here any more.
+    if (!portPlan) return errorResponse(404, 'no route')
+    const conn = {
+      clientIp: server.requestIP(req)?.address ?? '',
+      listenerPort: irPort === 0 ? (server.port ?? 0) : irPort,
+    }
+    return handleRequest(req, portPlan, conn, { registry: this.registry, logger: this.#logger }).catch((err: unknown) => {
+      this.#logger.error('request failed', { port: irPort, error: String(err) })
+      return errorResponse(500, 'internal error')
+    })
+  }
+
+  async #stopServer(port: number, running: RunningServer, force = false): Promise<void> {
+    try {
+      await running.server.stop(force)
+      this.#logger.info('http server stopped', { port })
+    } catch (err) {
+      this.#logger.warn('http server stop failed', { port, error: String(err) })
+    }
+  }
+}

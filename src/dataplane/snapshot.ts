@@ -1,0 +1,208 @@
+/**
+ * IR → Plan, and the holder the hot path reads.
+ *
+ * compile() does every bit of work that does not depend on the request: matchers and RegExps,
+ * filter closures, weighted-choice tables, pools with their pickers. The result is immutable;
+ * publishing it is one reference assignment, and each request reads `active.current` once and
+ * uses only that plan, so an in-flight request finishes on the plan it started with.
+ */
+import type { HttpListener, HttpPort, HttpRule, RedirectAction, Snapshot, WeightedBackend } from '../ir/types.ts'
+import { PortRouter, RuleMatcher, type MatchableRule } from './http/match.ts'
+import { compileFilters, type RequestFilter, type ResponseFilter } from './http/filters/index.ts'
+import { compileRedirect } from './http/filters/redirect.ts'
+import type { RequestState } from './http/context.ts'
+import { buildPool, type RuntimePool } from './upstream/pool.ts'
+import { endpointKey, type EndpointRegistry } from './upstream/registry.ts'
+
+export interface Plan {
+  readonly revision: number
+  readonly ir: Snapshot
+  /** Keyed by the IR (Gateway listener) port. */
+  readonly ports: ReadonlyMap<number, PortPlan>
+  readonly pools: ReadonlyMap<string, RuntimePool>
+}
+
+export interface TlsEntry {
+  readonly cert: string
+  readonly key: string
+  readonly serverName?: string
+}
+
+export interface PortPlan {
+  readonly ir: HttpPort
+  readonly port: number
+  readonly scheme: 'http' | 'https'
+  readonly router: PortRouter<RoutePlan>
+  /** Certificates for Bun.serve, default (no SNI name) first; undefined for plain HTTP. */
+  readonly tls: readonly TlsEntry[] | undefined
+  /** Changes iff the certificates change: the server restarts only then (Bun cannot reload certs). */
+  readonly tlsFingerprint: string
+}
+
+export interface RoutePlan extends MatchableRule {
+  readonly id: string
+  readonly ir: HttpRule
+  readonly requestFilters: readonly RequestFilter[]
+  readonly responseFilters: readonly ResponseFilter[]
+  readonly action: ActionPlan
+  readonly requestTimeoutMs: number | undefined
+  readonly backendTimeoutMs: number | undefined
+  readonly retry: RetryPlan | undefined
+}
+
+export interface RetryPlan {
+  readonly codes: ReadonlySet<number>
+  readonly attempts: number
+  readonly backoffMs: number
+}
+
+export type ActionPlan = ForwardPlan | { readonly kind: 'redirect'; readonly respond: (state: RequestState) => Response } | RespondPlan
+
+export interface RespondPlan {
+  readonly kind: 'respond'
+  readonly status: number
+  readonly body: string | undefined
+}
+
+export interface ForwardPlan {
+  readonly kind: 'forward'
+  readonly choices: readonly BackendChoice[]
+  /** Running sums of weights, for one random draw per request. */
+  readonly cumulative: readonly number[]
+  readonly totalWeight: number
+}
+
+export interface BackendChoice {
+  readonly weight: number
+  /** Undefined when the backendRef is invalid or its pool is missing: such a choice answers 500. */
+  readonly pool: RuntimePool | undefined
+  readonly invalid: string | undefined
+  readonly requestFilters: readonly RequestFilter[]
+  readonly responseFilters: readonly ResponseFilter[]
+}
+
+export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
+  const pools = new Map<string, RuntimePool>()
+  const liveEndpoints = new Set<string>()
+  for (const [key, pool] of Object.entries(ir.pools)) {
+    pools.set(key, buildPool(pool, registry))
+    for (const ep of pool.endpoints) liveEndpoints.add(endpointKey(ep.address, ep.port))
+  }
+  // Endpoints still in use by an in-flight request on the old plan keep their object; only the
+  // registry's index forgets them.
+  registry.retain(liveEndpoints)
+
+  const ports = new Map<number, PortPlan>()
+  for (const port of ir.http) ports.set(port.port, compilePort(port, pools))
+  return { revision: ir.revision, ir, ports, pools }
+}
+
+function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>): PortPlan {
+  const tls = port.protocol === 'HTTPS' ? tlsEntries(port.listeners) : undefined
+  return {
+    ir: port,
+    port: port.port,
+    scheme: port.protocol === 'HTTPS' ? 'https' : 'http',
+    router: new PortRouter(port.listeners, (rule) => compileRule(rule, pools)),
+    tls,
+    tlsFingerprint: tls ? Bun.hash(JSON.stringify(tls)).toString(36) : '',
+  }
+}
+
+function tlsEntries(listeners: readonly HttpListener[]): TlsEntry[] {
+  const named: TlsEntry[] = []
+  let fallback: TlsEntry | undefined
+  for (const listener of listeners) {
+    const cert = listener.tls?.certificates[0]
+    if (!cert) continue
+    if (listener.hostname && listener.hostname !== '*') {
+      named.push({ cert: cert.certPem, key: cert.keyPem, serverName: listener.hostname })
+    } else {
+      fallback ??= { cert: cert.certPem, key: cert.keyPem }
+    }
+  }
+  // Bun serves the first entry to clients with no or unknown SNI.
+  return fallback ? [fallback, ...named] : named
+}
+
+function compileRule(rule: HttpRule, pools: ReadonlyMap<string, RuntimePool>): RoutePlan {
+  const matcher = new RuleMatcher(rule.match)
+  const ctx = { prefix: matcher.prefix, pools }
+  const filters = compileFilters(rule.filters, ctx)
+  return {
+    id: rule.id,
+    ir: rule,
+    matcher,
+    requestFilters: filters.request,
+    responseFilters: filters.response,
+    action: compileAction(rule, matcher.prefix, pools),
+    requestTimeoutMs: positive(rule.timeouts?.requestMs),
+    backendTimeoutMs: positive(rule.timeouts?.backendRequestMs),
+    retry: rule.retry && rule.retry.attempts > 0
+      ? { codes: new Set(rule.retry.codes), attempts: rule.retry.attempts, backoffMs: rule.retry.backoffMs }
+      : undefined,
+  }
+}
+
+function compileAction(rule: HttpRule, prefix: string | undefined, pools: ReadonlyMap<string, RuntimePool>): ActionPlan {
+  const action = rule.action
+  switch (action.kind) {
+    case 'respond':
+      return { kind: 'respond', status: action.status, body: action.body }
+    case 'redirect':
+      return { kind: 'redirect', respond: compileRedirect(action as RedirectAction, prefix) }
+    case 'forward': {
+      const choices = action.backends.map((b) => compileChoice(b, prefix, pools))
+      const cumulative: number[] = []
+      let total = 0
+      for (const choice of choices) {
+        total += Math.max(0, choice.weight)
+        cumulative.push(total)
+      }
+      return { kind: 'forward', choices, cumulative, totalWeight: total }
+    }
+  }
+}
+
+function compileChoice(backend: WeightedBackend, prefix: string | undefined, pools: ReadonlyMap<string, RuntimePool>): BackendChoice {
+  const pool = backend.target ? pools.get(backend.target.pool) : undefined
+  const invalid = backend.invalid ?? (backend.target && !pool ? `pool ${backend.target.pool} not in snapshot` : undefined)
+  const filters = compileFilters(backend.filters, { prefix, pools })
+  return {
+    weight: backend.weight,
+    pool: invalid ? undefined : pool,
+    invalid: invalid ?? (pool ? undefined : 'no backend target'),
+    requestFilters: filters.request,
+    responseFilters: filters.response,
+  }
+}
+
+/** One random draw over the weights; zero-weight choices are never picked. Undefined when all weights are 0. */
+export function chooseBackend(plan: ForwardPlan): BackendChoice | undefined {
+  if (plan.totalWeight <= 0) return undefined
+  if (plan.choices.length === 1) return plan.choices[0]
+  const draw = Math.random() * plan.totalWeight
+  const cumulative = plan.cumulative
+  for (let i = 0; i < cumulative.length; i++) if (draw < cumulative[i]!) return plan.choices[i]
+  return plan.choices[plan.choices.length - 1]
+}
+
+function positive(ms: number | undefined): number | undefined {
+  return ms !== undefined && ms > 0 ? ms : undefined
+}
+
+/** Holds the live plan. The hot path reads `current` once per request. */
+export class ActiveSnapshot {
+  #current: Plan | undefined
+
+  get current(): Plan | undefined {
+    return this.#current
+  }
+
+  /** Publish a new plan: a single reference assignment. Returns the previous one. */
+  swap(plan: Plan): Plan | undefined {
+    const previous = this.#current
+    this.#current = plan
+    return previous
+  }
+}

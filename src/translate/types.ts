@@ -4,6 +4,13 @@ import type { Snapshot } from '../ir/types.ts'
 export interface TranslateOptions {
   /** Only GatewayClasses with this spec.controllerName are ours. */
   readonly controllerName: string
+  /** Address reported in Gateway status.addresses when the Gateway asks for none (default 127.0.0.1). */
+  readonly defaultAddress?: string
+  /**
+   * IP addresses this host can serve on, besides loopback and the unspecified addresses.
+   * A Gateway spec.addresses IP outside this set is AddressNotUsable.
+   */
+  readonly localAddresses?: readonly string[]
 }
 
 /** A Kubernetes condition as translation computes it (lastTransitionTime is stamped by status/). */

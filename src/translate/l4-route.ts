@@ -1,0 +1,46 @@
+/**
+ * TCPRoute, UDPRoute and TLSRoute rules → weighted backends. These routes have no matches or
+ * filters; the listener (and SNI, for TLS) selects them, so only backends need translating.
+ */
+import type { WeightedBackend } from '../ir/types.ts'
+import type { K8sObject } from '../store/kinds.ts'
+import { condition } from '../status/conditions.ts'
+import type { Backends, PoolUse, RefProblem } from './backends.ts'
+import { generationOf } from './context.ts'
+import { COND, REASON } from './reasons.ts'
+import type { Condition } from './types.ts'
+import { int, objs } from './util.ts'
+
+export interface TranslatedL4Route {
+  readonly rules: readonly { readonly ruleIndex: number; readonly backends: readonly WeightedBackend[] }[]
+  readonly resolvedRefs: Condition
+  readonly unsupported?: Condition
+}
+
+export function translateL4Route(route: K8sObject, backends: Backends, gateways: readonly string[], register: boolean): TranslatedL4Route {
+  const gen = generationOf(route)
+  const use: PoolUse = route.kind === 'UDPRoute' ? 'udp' : 'tcp'
+  const problems: RefProblem[] = []
+  const unsupported: string[] = []
+  const rules = objs(route.spec?.rules).map((rule, ruleIndex) => {
+    const out: WeightedBackend[] = []
+    for (const ref of objs(rule.backendRefs)) {
+      const weight = ref.weight === undefined ? 1 : int(ref.weight)
+      if (weight === undefined || weight < 0 || weight > 1_000_000) {
+        unsupported.push(`rule ${ruleIndex}: backendRef weight ${String(ref.weight)} must be 0-1000000`)
+        continue
+      }
+      const r = backends.resolve(route, ref, use, gateways, register && weight > 0)
+      if ('problem' in r && !r.problem.silent) problems.push(r.problem)
+      if (weight === 0) continue
+      out.push('problem' in r ? { weight, invalid: r.problem.message, filters: [] } : { weight, target: { pool: r.pool }, filters: [] })
+    }
+    return { ruleIndex, backends: out }
+  })
+  const resolvedRefs = problems.length
+    ? condition(COND.ResolvedRefs, 'False', problems[0]!.reason, [...new Set(problems.map((p) => p.message))].join('; '), gen)
+    : condition(COND.ResolvedRefs, 'True', REASON.ResolvedRefs, 'All references are resolved', gen)
+  const result: { -readonly [K in keyof TranslatedL4Route]: TranslatedL4Route[K] } = { rules, resolvedRefs }
+  if (unsupported.length) result.unsupported = condition(COND.Accepted, 'False', REASON.UnsupportedValue, unsupported.join('; '), gen)
+  return result
+}

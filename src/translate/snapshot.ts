@@ -1,0 +1,122 @@
+/**
+ * Assembles the Snapshot from programmed listeners and the routes attached to them: one
+ * HttpPort per HTTP(S) port with its listeners most-specific first, one L4Port per TCP/UDP/TLS
+ * port. Every list is sorted so equal input gives byte-identical output.
+ */
+import type { HttpListener, HttpPort, L4Port, L4Route, VirtualHost, WeightedBackend } from '../ir/types.ts'
+import type { Attachment } from './attach.ts'
+import { gatewayOrder, listenerProgrammed, type GatewayState, type ListenerState } from './gateway.ts'
+import { compareHostSpecificity } from './hostnames.ts'
+import { sortRules, type RankedRule } from './precedence.ts'
+import { cmp } from './util.ts'
+
+export interface HttpContribution {
+  readonly attachment: Attachment
+  readonly rules: readonly RankedRule[]
+}
+
+export interface L4Contribution {
+  readonly attachment: Attachment
+  readonly kind: string
+  readonly namespace: string
+  readonly name: string
+  readonly created: number
+  readonly rules: readonly { readonly ruleIndex: number; readonly backends: readonly WeightedBackend[] }[]
+}
+
+function listenerOrder(a: ListenerState, b: ListenerState): number {
+  return compareHostSpecificity(a.hostname, b.hostname) || gatewayOrder(a.gateway, b.gateway) || a.index - b.index
+}
+
+export function programmedListeners(gateways: readonly GatewayState[]): ListenerState[] {
+  const out: ListenerState[] = []
+  for (const g of gateways) for (const l of g.listeners) if (listenerProgrammed(g, l)) out.push(l)
+  return out
+}
+
+export function buildHttpPorts(listeners: readonly ListenerState[], contributions: readonly HttpContribution[]): HttpPort[] {
+  const byListener = new Map<ListenerState, Map<string, RankedRule[]>>()
+  for (const c of contributions) {
+    const hosts = byListener.get(c.attachment.listener) ?? new Map<string, RankedRule[]>()
+    for (const h of c.attachment.hostnames) hosts.set(h, [...(hosts.get(h) ?? []), ...c.rules])
+    byListener.set(c.attachment.listener, hosts)
+  }
+  const ports = new Map<number, { protocol: 'HTTP' | 'HTTPS'; listeners: ListenerState[] }>()
+  for (const l of listeners) {
+    if (l.protocol !== 'HTTP' && l.protocol !== 'HTTPS') continue
+    const p = ports.get(l.port) ?? { protocol: l.protocol, listeners: [] }
+    p.listeners.push(l)
+    ports.set(l.port, p)
+  }
+  return [...ports.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([port, p]) => ({
+      port,
+      protocol: p.protocol,
+      listeners: p.listeners.sort(listenerOrder).map((l): HttpListener => {
+        const hosts = byListener.get(l) ?? new Map<string, RankedRule[]>()
+        const virtualHosts: VirtualHost[] = [...hosts.keys()]
+          .sort(compareHostSpecificity)
+          .map((hostname) => ({ hostname, rules: dedupe(sortRules(hosts.get(hostname)!)).map((r) => r.rule) }))
+        const out: { -readonly [K in keyof HttpListener]: HttpListener[K] } = { id: l.id, virtualHosts }
+        if (l.hostname !== undefined) out.hostname = l.hostname
+        if (l.tls) out.tls = l.tls
+        return out
+      }),
+    }))
+}
+
+/** A route attached twice to one listener (two parentRefs) contributes its rules once. */
+function dedupe(rules: readonly RankedRule[]): RankedRule[] {
+  const seen = new Set<string>()
+  return rules.filter((r) => !seen.has(r.rule.id) && seen.add(r.rule.id))
+}
+
+export function buildL4Ports(listeners: readonly ListenerState[], contributions: readonly L4Contribution[]): L4Port[] {
+  const ports = new Map<string, { port: number; protocol: L4Port['protocol']; routes: { route: L4Route; created: number; key: string; rule: number }[] }>()
+  const portOf = (l: ListenerState) => {
+    const protocol: L4Port['protocol'] = l.protocol === 'UDP' ? 'UDP' : l.protocol === 'TLS' ? 'TLS' : 'TCP'
+    const k = `${protocol}/${l.port}`
+    const p = ports.get(k) ?? { port: l.port, protocol, routes: [] }
+    ports.set(k, p)
+    return p
+  }
+  const programmed = new Set<ListenerState>()
+  for (const l of listeners) {
+    if (l.protocol !== 'TCP' && l.protocol !== 'UDP' && l.protocol !== 'TLS') continue
+    programmed.add(l)
+    portOf(l)
+  }
+  const seen = new Set<string>()
+  for (const c of contributions) {
+    const l = c.attachment.listener
+    if (!programmed.has(l)) continue
+    const p = portOf(l)
+    const hostnames = l.protocol === 'TLS' ? c.attachment.hostnames.filter((h) => h !== '*').sort(compareHostSpecificity) : []
+    for (const r of c.rules) {
+      const id = `${c.kind.toLowerCase()}/${c.namespace}/${c.name}/rule/${r.ruleIndex}`
+      const dup = `${p.protocol}/${p.port}/${l.id}/${id}`
+      if (seen.has(dup)) continue
+      seen.add(dup)
+      const route: { -readonly [K in keyof L4Route]: L4Route[K] } = {
+        id,
+        owner: { kind: c.kind, namespace: c.namespace, name: c.name },
+        hostnames,
+        backends: r.backends,
+      }
+      if (l.protocol === 'TLS' && l.tlsMode === 'Terminate' && l.tls) route.terminate = l.tls
+      p.routes.push({ route, created: c.created, key: `${c.namespace}/${c.name}`, rule: r.ruleIndex })
+    }
+  }
+  // TCP/UDP: the oldest route serves the port (the spec's tie-break); TLS: most specific SNI first.
+  const bestHost = (r: L4Route) => r.hostnames[0] ?? '*'
+  return [...ports.values()]
+    .sort((a, b) => a.port - b.port || cmp(a.protocol, b.protocol))
+    .map((p) => ({
+      port: p.port,
+      protocol: p.protocol,
+      routes: p.routes
+        .sort((a, b) => compareHostSpecificity(bestHost(a.route), bestHost(b.route)) || a.created - b.created || cmp(a.key, b.key) || a.rule - b.rule || cmp(a.route.id, b.route.id))
+        .map((x) => x.route),
+    }))
+}

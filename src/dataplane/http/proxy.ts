@@ -149,7 +149,11 @@ function relayResponse(state: RequestState, upstream: Response, responseFilters:
   const headers = new Headers(upstream.headers)
   stripHopByHop(headers)
   for (const filters of responseFilters) for (const filter of filters) filter(state, headers)
-  return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers })
+  // Bun.serve labels a relayed fetch body "application/octet-stream" when the upstream sent no
+  // Content-Type (measured; deleting the header does not help). A proxy must not invent one,
+  // so such bodies go through an identity stream, which Bun does not label. Rare path.
+  const body = upstream.body && !headers.has('content-type') ? upstream.body.pipeThrough(new TransformStream()) : upstream.body
+  return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers })
 }
 
 export function errorResponse(status: number, message: string): Response {

@@ -28,7 +28,7 @@ export function rule(partial: Partial<Omit<HttpRule, 'match'>> & { match?: Parti
 }
 
 export function forwardTo(...pools: (string | [string, number])[]): HttpAction {
-  return { kind: 'forward', backends: pools.map((p) => backend(...(typeof p === 'string' ? ([p, 1] as const) : p))) }
+  return { kind: 'forward', backends: pools.map((p) => (typeof p === 'string' ? backend(p) : backend(p[0], p[1]))) }
 }
 
 export function backend(pool: string, weight = 1, filters: HttpFilter[] = []): WeightedBackend {

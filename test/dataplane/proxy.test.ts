@@ -1,30 +1,37 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import net from 'node:net'
 import { startEcho, type EchoUpstream } from '../support/echo-upstream.ts'
 import { closedPort, rawRequest, startDataplane, type Running } from './harness.ts'
 import { pool, rule, simple } from './ir.ts'
 
 let echo: EchoUpstream
 let gw: Running
+/** Accepts, reads the request, then resets the connection (TCP RST) without answering. */
+const resetter = net.createServer((socket) => socket.on('data', () => socket.resetAndDestroy()))
 
 beforeAll(async () => {
   echo = startEcho('v1')
+  await new Promise<void>((resolve) => resetter.listen(0, '127.0.0.1', resolve))
+  const resetPort = (resetter.address() as net.AddressInfo).port
   gw = await startDataplane(
     simple(0, [
       rule({ match: { path: { type: 'PathPrefix', value: '/timeout' } }, timeouts: { requestMs: 300 } }),
       rule({ match: { path: { type: 'PathPrefix', value: '/empty' } }, action: { kind: 'forward', backends: [{ weight: 1, target: { pool: 'empty' }, filters: [] }] } }),
       rule({ match: { path: { type: 'PathPrefix', value: '/refused' } }, action: { kind: 'forward', backends: [{ weight: 1, target: { pool: 'dead' }, filters: [] }] } }),
+      rule({ match: { path: { type: 'PathPrefix', value: '/reset' } }, action: { kind: 'forward', backends: [{ weight: 1, target: { pool: 'reset' }, filters: [] }] } }),
       rule({ match: { path: { type: 'PathPrefix', value: '/invalid' } }, action: { kind: 'forward', backends: [{ weight: 1, invalid: 'BackendNotFound', filters: [] }] } }),
       rule({ match: { path: { type: 'PathPrefix', value: '/teapot' } }, action: { kind: 'respond', status: 418, body: 'short and stout' } }),
       rule({ match: { path: { type: 'PathPrefix', value: '/api' } } }),
       rule({ match: { path: { type: 'PathPrefix', value: '/status' } } }),
       rule({ match: { path: { type: 'Exact', value: '/' } } }),
-    ], [pool('p1', [echo.port]), pool('empty', []), pool('dead', [await closedPort()])]),
+    ], [pool('p1', [echo.port]), pool('empty', []), pool('dead', [await closedPort()]), pool('reset', [resetPort])]),
   )
 })
 
 afterAll(async () => {
   await gw.stop()
   await echo.stop()
+  resetter.close()
 })
 
 async function echoed(res: Response) {
@@ -103,6 +110,10 @@ describe('errors', () => {
 
   test('connection refused → 502', async () => {
     expect((await fetch(`${gw.base}/refused`)).status).toBe(502)
+  })
+
+  test('connection reset before response headers → 503 (Envoy and Gateway API conformance)', async () => {
+    expect((await fetch(`${gw.base}/reset`)).status).toBe(503)
   })
 
   test('invalid backend → 500', async () => {

@@ -199,3 +199,19 @@ describe('backend request timeout', () => {
   })
 })
 
+
+describe('consistent hash ring', () => {
+  test('similar keys spread across members', async () => {
+    const { ConsistentHashPicker } = await import('../../src/dataplane/upstream/policies/consistent-hash.ts')
+    const { EndpointState } = await import('../../src/dataplane/upstream/registry.ts')
+    const members = [8080, 8081, 8082].map((p) => ({ state: new EndpointState(`127.0.0.1:${p}`, '127.0.0.1', p), origin: `http://127.0.0.1:${p}` }))
+    const picker = new ConsistentHashPicker(members, 'Header', 'x-user')
+    const counts = new Map<string, number>()
+    for (let i = 0; i < 300; i++) {
+      const member = picker.pick({ clientIp: '', headers: new Headers({ 'x-user': `user-${i}` }), now: 0 })!
+      counts.set(member.origin, (counts.get(member.origin) ?? 0) + 1)
+    }
+    expect(counts.size).toBe(3)
+    for (const n of counts.values()) expect(n).toBeGreaterThan(50)
+  })
+})

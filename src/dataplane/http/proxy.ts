@@ -23,8 +23,18 @@ export interface ProxyDeps {
   readonly logger: Logger
 }
 
-/** Why the proxy gave up; turned into a status code by `errorResponse`. */
-type Failure = 'connect' | 'timeout' | 'client-gone'
+/**
+ * Why an attempt failed. The final one decides the status: refused → 502; reset/closed before
+ * response headers → 503 (what Envoy answers, and what the Gateway API retry conformance test
+ * accepts: 500 or 503); timeout → 504.
+ */
+type Failure = 'refused' | 'reset' | 'timeout' | 'client-gone'
+
+const FAILURE_STATUS: Record<Exclude<Failure, 'client-gone'>, [number, string]> = {
+  refused: [502, 'upstream connect error'],
+  reset: [503, 'upstream reset before response headers'],
+  timeout: [504, 'upstream request timeout'],
+}
 
 const TIMEOUT = Symbol('timeout')
 
@@ -49,7 +59,7 @@ export async function forward(
   const deadline = route.requestTimeoutMs === undefined ? Infinity : Date.now() + route.requestTimeoutMs
   const maxAttempts = 1 + (retry && body.replayable ? retry.attempts : 0)
   let member: PoolMember | undefined
-  let failure: Failure = 'connect'
+  let failure: Exclude<Failure, 'client-gone'> = 'refused'
 
   for (let attempt = 1; ; attempt++) {
     member = pool.pick({ clientIp: state.clientIp, headers: state.headers, now: Date.now(), avoid: member })
@@ -63,15 +73,16 @@ export async function forward(
       }
       await result.body?.cancel().catch(() => {})
     } else {
+      if (result === 'client-gone') return errorResponse(499, 'client closed request')
       failure = result
-      if (failure === 'client-gone') return errorResponse(499, 'client closed request')
       // A per-attempt timeout or a connection error is worth another endpoint if time remains.
       if (attempt >= maxAttempts || Date.now() + (retry?.backoffMs ?? 0) >= deadline) break
     }
     deps.logger.debug('retrying upstream request', { route: route.id, attempt, endpoint: member.state.key })
     if (retry!.backoffMs > 0) await Bun.sleep(retry!.backoffMs * attempt)
   }
-  return failure === 'timeout' ? errorResponse(504, 'upstream request timeout') : errorResponse(502, 'upstream connect error')
+  const [status, message] = FAILURE_STATUS[failure]
+  return errorResponse(status, message)
 }
 
 function prepareUpstreamHeaders(state: RequestState, headers: Headers): void {
@@ -136,8 +147,9 @@ async function attemptOnce(
     if (controller.signal.aborted && controller.signal.reason === TIMEOUT) return 'timeout'
     if (state.req.signal.aborted) return 'client-gone'
     deps.registry.recordFailure(endpoint)
-    deps.logger.warn('upstream request failed', { endpoint: endpoint.key, route: route.id, error: errorCode(err) })
-    return 'connect'
+    const code = errorCode(err)
+    deps.logger.warn('upstream request failed', { endpoint: endpoint.key, route: route.id, error: code })
+    return code === 'ECONNREFUSED' || code === 'ConnectionRefused' ? 'refused' : 'reset'
   } finally {
     if (timer) clearTimeout(timer)
     // Counts requests waiting for response headers; streaming bodies are not tracked.

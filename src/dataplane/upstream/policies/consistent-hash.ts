@@ -70,12 +70,21 @@ export function cookieValue(header: string | null, name: string): string | undef
   return undefined
 }
 
-/** 32-bit FNV-1a over UTF-16 code units: fast, allocation-free, good enough spread for a ring. */
+/**
+ * 32-bit FNV-1a over UTF-16 code units, then murmur3's fmix32 finalizer. Plain FNV-1a barely
+ * moves the high bits when only the last characters differ ("user-1", "user-2"), which put
+ * whole families of keys on one ring arc; the finalizer spreads them.
+ */
 export function fnv1a(text: string): number {
   let hash = 0x811c9dc5
   for (let i = 0; i < text.length; i++) {
     hash ^= text.charCodeAt(i)
     hash = Math.imul(hash, 0x01000193)
   }
+  hash ^= hash >>> 16
+  hash = Math.imul(hash, 0x85ebca6b)
+  hash ^= hash >>> 13
+  hash = Math.imul(hash, 0xc2b2ae35)
+  hash ^= hash >>> 16
   return hash >>> 0
 }

@@ -1,0 +1,97 @@
+/**
+ * Per-route backend choice for L4 connections and UDP sessions: first a weighted pick among the
+ * route's backendRefs, then the pool's own load-balancing picker (shared with the HTTP data plane
+ * through upstream/) chooses the endpoint.
+ */
+import type { BackendPool, WeightedBackend } from '../../ir/types.ts'
+import { buildPool, type RuntimePool } from '../upstream/pool.ts'
+import type { PoolMember } from '../upstream/policies/picker.ts'
+import type { EndpointRegistry } from '../upstream/registry.ts'
+
+export type BackendChoice =
+  | { readonly kind: 'endpoint'; readonly member: PoolMember; readonly pool: RuntimePool }
+  /** The connection must be refused: invalid backendRef, no backends, or no ready endpoint. */
+  | { readonly kind: 'reject'; readonly reason: string }
+
+interface WeightedOption {
+  readonly weight: number
+  readonly pool?: RuntimePool
+  readonly invalid?: string
+}
+
+/** L4 has no request headers; pickers that hash on a header simply see none. */
+const NO_HEADERS = new Headers()
+
+/**
+ * Smooth weighted round-robin (nginx): deterministic, exact proportions over every sum-of-weights
+ * window, and no bursts towards the heavy backend. Zero-weight options are never chosen.
+ */
+export class BackendChooser {
+  readonly #options: WeightedOption[]
+  readonly #current: number[]
+  readonly #totalWeight: number
+
+  constructor(options: readonly WeightedOption[]) {
+    this.#options = options.filter((option) => option.weight > 0)
+    this.#current = this.#options.map(() => 0)
+    this.#totalWeight = this.#options.reduce((sum, option) => sum + option.weight, 0)
+  }
+
+  /** `avoid` is the endpoint a failed connect attempt just used; a retry prefers another one. */
+  choose(clientIp: string, avoid?: PoolMember): BackendChoice {
+    const option = this.#next()
+    if (!option) return { kind: 'reject', reason: 'route has no backend with a positive weight' }
+    if (option.invalid !== undefined) return { kind: 'reject', reason: option.invalid }
+    if (!option.pool) return { kind: 'reject', reason: 'backend pool missing from snapshot' }
+    const member = option.pool.pick({ clientIp, headers: NO_HEADERS, now: Date.now(), avoid })
+    if (!member) return { kind: 'reject', reason: `no ready endpoints in ${option.pool.key}` }
+    return { kind: 'endpoint', member, pool: option.pool }
+  }
+
+  /** Endpoint keys ("address:port") this route can send to; used to expire stale UDP sessions. */
+  endpointKeys(): Set<string> {
+    const keys = new Set<string>()
+    for (const option of this.#options) for (const member of option.pool?.members ?? []) keys.add(member.state.key)
+    return keys
+  }
+
+  #next(): WeightedOption | undefined {
+    const options = this.#options
+    if (options.length <= 1) return options[0]
+    let best = 0
+    for (let i = 0; i < options.length; i++) {
+      this.#current[i]! += options[i]!.weight
+      if (this.#current[i]! > this.#current[best]!) best = i
+    }
+    this.#current[best]! -= this.#totalWeight
+    return options[best]
+  }
+}
+
+/** Builds each referenced pool once per snapshot so routes sharing a Service share its picker. */
+export class PoolCache {
+  readonly #built = new Map<string, RuntimePool | undefined>()
+
+  constructor(
+    private readonly pools: Readonly<Record<string, BackendPool>>,
+    private readonly registry: EndpointRegistry,
+  ) {}
+
+  chooser(backends: readonly WeightedBackend[]): BackendChooser {
+    return new BackendChooser(
+      backends.map((backend) => ({
+        weight: backend.weight,
+        invalid: backend.invalid,
+        pool: backend.target ? this.#pool(backend.target.pool) : undefined,
+      })),
+    )
+  }
+
+  #pool(key: string): RuntimePool | undefined {
+    if (!this.#built.has(key)) {
+      const ir = this.pools[key]
+      this.#built.set(key, ir ? buildPool(ir, this.registry) : undefined)
+    }
+    return this.#built.get(key)
+  }
+}

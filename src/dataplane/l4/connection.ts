@@ -1,0 +1,171 @@
+/**
+ * One proxied TCP connection (plain TCP or TLS passthrough): the client socket, the backend
+ * connect with timeout and one retry, and the splice between them.
+ */
+import type { Socket, SocketHandler } from 'bun'
+import type { Logger } from '../log.ts'
+import type { PoolMember } from '../upstream/policies/picker.ts'
+import type { EndpointRegistry } from '../upstream/registry.ts'
+import type { CompiledRoute, PortPlan } from './plan.ts'
+import { Splice } from './splice.ts'
+
+export interface StreamDeps {
+  readonly logger: Logger
+  readonly registry: EndpointRegistry
+  readonly connectTimeoutMs: number
+  /** Open connections, so stop() can close the ones whose listener is already gone. */
+  readonly live: Set<ProxyConnection>
+}
+
+/** Connect attempts per connection: the first endpoint, then one other if that one refuses. */
+const MAX_CONNECT_ATTEMPTS = 2
+
+/** Ties a backend socket to the attempt that opened it, so a late answer to a timed-out attempt is ignored. */
+interface BackendLink {
+  readonly connection: ProxyConnection
+  readonly attempt: number
+}
+
+export class ProxyConnection {
+  readonly splice: Splice
+  route: CompiledRoute | undefined
+  /** ClientHello bytes read so far (passthrough only), replayed to the backend. */
+  sniffed: Uint8Array[] = []
+  sniffedBytes = 0
+  #attempt = 0
+  #member: PoolMember | undefined
+  /** Endpoints in the pool of the current attempt; a retry only makes sense with another one. */
+  #poolSize = 0
+  #countedInFlight = false
+  #timer: ReturnType<typeof setTimeout> | undefined
+
+  constructor(
+    readonly client: Socket<ProxyConnection>,
+    readonly portPlan: PortPlan,
+    readonly deps: StreamDeps,
+  ) {
+    this.splice = new Splice(() => this.#release())
+    this.splice.client.socket = client
+    deps.live.add(this)
+  }
+
+  get clientIp(): string {
+    return this.client.remoteAddress
+  }
+
+  /** Close the client when `ms` passes before a backend is connected (slow ClientHello, connect timeout). */
+  armTimer(ms: number, why: string): void {
+    this.clearTimer()
+    this.#timer = setTimeout(() => {
+      this.deps.logger.debug('l4: connection timed out', { port: this.portPlan.port, why, client: this.clientIp })
+      this.close()
+    }, ms)
+  }
+
+  clearTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+  }
+
+  /** Choose an endpoint on `route` and connect to it; bytes already read are sent once connected. */
+  connect(route: CompiledRoute, avoid?: PoolMember): void {
+    this.route = route
+    const choice = route.backends.choose(this.clientIp, avoid)
+    if (choice.kind === 'reject') {
+      this.deps.logger.debug('l4: connection rejected', { port: this.portPlan.port, route: route.id, reason: choice.reason })
+      this.close()
+      return
+    }
+    const member = choice.member
+    this.#member = member
+    this.#poolSize = choice.pool.members.length
+    const attempt = ++this.#attempt
+    this.armTimer(this.deps.connectTimeoutMs, 'backend connect')
+    Bun.connect<BackendLink>({
+      hostname: member.state.address,
+      port: member.state.port,
+      allowHalfOpen: true,
+      data: { connection: this, attempt },
+      socket: backendHandlers,
+    }).catch(() => {
+      // connectError below has handled it; the rejected promise carries nothing more.
+    })
+  }
+
+  close(): void {
+    this.splice.finish()
+  }
+
+  /** Backend socket events; a socket from a stale attempt is closed and otherwise ignored. */
+  backendOpened(socket: Socket<BackendLink>): void {
+    if (socket.data.attempt !== this.#attempt || this.splice.finished) {
+      socket.end()
+      return
+    }
+    this.clearTimer()
+    socket.setNoDelay(true)
+    if (this.#member) {
+      this.#member.state.inFlight++
+      this.#countedInFlight = true
+      this.deps.registry.recordSuccess(this.#member.state)
+    }
+    this.splice.backend.socket = socket
+    this.splice.writable(this.splice.backend)
+  }
+
+  backendConnectFailed(socket: Socket<BackendLink>, error: Error): void {
+    if (socket.data.attempt !== this.#attempt || this.splice.finished) return
+    const member = this.#member
+    this.deps.logger.debug('l4: backend connect failed', {
+      port: this.portPlan.port,
+      route: this.route?.id,
+      endpoint: member?.state.key,
+      error: error.message,
+    })
+    if (member) this.deps.registry.recordFailure(member.state)
+    if (this.route && member && this.#attempt < MAX_CONNECT_ATTEMPTS && this.#poolSize > 1) this.connect(this.route, member)
+    else this.close()
+  }
+
+  /** Whether events from this backend socket still matter (it is the connected one). */
+  owns(socket: Socket<BackendLink>): boolean {
+    return this.splice.backend.socket === socket
+  }
+
+  #release(): void {
+    this.clearTimer()
+    this.sniffed = []
+    if (this.#countedInFlight && this.#member) this.#member.state.inFlight--
+    this.#countedInFlight = false
+    this.deps.live.delete(this)
+  }
+}
+
+const backendHandlers: SocketHandler<BackendLink> = {
+  open(socket) {
+    socket.data.connection.backendOpened(socket)
+  },
+  connectError(socket, error) {
+    socket.data.connection.backendConnectFailed(socket, error)
+  },
+  data(socket, chunk) {
+    const { connection } = socket.data
+    if (connection.owns(socket)) connection.splice.relay(connection.splice.backend, chunk)
+  },
+  drain(socket) {
+    const { connection } = socket.data
+    if (connection.owns(socket)) connection.splice.writable(connection.splice.backend)
+  },
+  end(socket) {
+    const { connection } = socket.data
+    if (connection.owns(socket)) connection.splice.ended(connection.splice.backend)
+  },
+  close(socket) {
+    const { connection } = socket.data
+    if (connection.owns(socket)) connection.splice.closed(connection.splice.backend)
+  },
+  error(socket, error) {
+    const { connection } = socket.data
+    connection.deps.logger.debug('l4: backend socket error', { port: connection.portPlan.port, error: error.message })
+  },
+}

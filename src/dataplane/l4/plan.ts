@@ -1,0 +1,101 @@
+/**
+ * Compiles Snapshot.l4 into the runtime plan the accept handlers read: one PortPlan per listener
+ * socket, with SNI tables, backend choosers and TLS contexts built once per snapshot.
+ *
+ * A plan is immutable once built. The data plane swaps the whole plan in one assignment and each
+ * connection reads it once, at accept, so a connection never sees half of two snapshots.
+ */
+import type { L4Port, L4Route, OwnerRef, Snapshot } from '../../ir/types.ts'
+import type { EndpointRegistry } from '../upstream/registry.ts'
+import { BackendChooser, PoolCache } from './backends.ts'
+import { SniTable } from './sni-table.ts'
+import { TerminateContexts, type CertificateCache } from './tls-contexts.ts'
+
+/** How a port's connections are handled; decides which kind of socket listens on it. */
+export type PortMode = 'tcp' | 'tls-passthrough' | 'tls-terminate' | 'udp'
+
+/** What a listener socket is: Bun.listen (tcp, passthrough), node:tls (terminate), Bun.udpSocket. */
+export type ListenerKind = 'stream' | 'terminate' | 'udp'
+
+export interface CompiledRoute {
+  readonly id: string
+  readonly owner: OwnerRef
+  readonly hostnames: readonly string[]
+  readonly backends: BackendChooser
+  /** Certificates for TLS termination, ready to hand to node:tls (terminate mode only). */
+  readonly tls?: TerminateContexts
+}
+
+export interface PortPlan {
+  readonly port: number
+  readonly mode: PortMode
+  readonly routes: readonly CompiledRoute[]
+  /** Route by server name; for TCP and UDP only the fallback (first route) is ever used. */
+  readonly sni: SniTable<CompiledRoute>
+}
+
+export interface L4Plan {
+  readonly revision: number
+  /** Keyed by listenerKey(): "tcp:<port>" or "udp:<port>". */
+  readonly ports: ReadonlyMap<string, PortPlan>
+}
+
+export const EMPTY_PLAN: L4Plan = { revision: -1, ports: new Map() }
+
+export function listenerKey(mode: PortMode, port: number): string {
+  return `${mode === 'udp' ? 'udp' : 'tcp'}:${port}`
+}
+
+export function listenerKind(mode: PortMode): ListenerKind {
+  if (mode === 'udp') return 'udp'
+  return mode === 'tls-terminate' ? 'terminate' : 'stream'
+}
+
+export interface CompileResult {
+  readonly plan: L4Plan
+  readonly problems: string[]
+}
+
+export function compileL4(snapshot: Snapshot, registry: EndpointRegistry, certificates: CertificateCache): CompileResult {
+  const problems: string[] = []
+  const pools = new PoolCache(snapshot.pools, registry)
+  const ports = new Map<string, PortPlan>()
+  for (const l4 of snapshot.l4) {
+    const mode = portMode(l4)
+    const key = listenerKey(mode, l4.port)
+    if (ports.has(key)) {
+      problems.push(`l4: port ${l4.port} appears twice in the snapshot (${l4.protocol}); keeping the first`)
+      continue
+    }
+    if (mode === 'tls-terminate' && l4.routes.some((route) => !route.terminate)) {
+      problems.push(`l4: port ${l4.port} mixes TLS passthrough and terminate routes; passthrough routes ignored`)
+    }
+    const routes = l4.routes
+      .filter((route) => mode !== 'tls-terminate' || route.terminate)
+      .map((route) => compileRoute(route, pools, certificates, problems))
+    const sni = new SniTable(
+      routes.map((route) => ({ hostnames: mode === 'tcp' || mode === 'udp' ? [] : route.hostnames, route })),
+    )
+    ports.set(key, { port: l4.port, mode, routes, sni })
+  }
+  return { plan: { revision: snapshot.revision, ports }, problems }
+}
+
+function portMode(l4: L4Port): PortMode {
+  if (l4.protocol === 'UDP') return 'udp'
+  if (l4.protocol === 'TCP') return 'tcp'
+  return l4.routes.some((route) => route.terminate) ? 'tls-terminate' : 'tls-passthrough'
+}
+
+function compileRoute(
+  route: L4Route,
+  pools: PoolCache,
+  certificates: CertificateCache,
+  problems: string[],
+): CompiledRoute {
+  let tls: TerminateContexts | undefined
+  if (route.terminate) {
+    tls = certificates.contextsFor(route.terminate.certificates, (problem) => problems.push(`l4: ${route.id}: ${problem}`))
+  }
+  return { id: route.id, owner: route.owner, hostnames: route.hostnames, backends: pools.chooser(route.backends), tls }
+}

@@ -1,0 +1,166 @@
+/**
+ * The L4 data plane: TCPRoute, UDPRoute and TLSRoute (passthrough and terminate) ports.
+ *
+ * apply() compiles the snapshot into a plan and swaps it in one assignment; accept handlers read
+ * it once per connection. Listener sockets are opened or closed only when the set of ports (or
+ * the kind of socket a port needs) changes; route changes never touch sockets. Connections on a
+ * port that goes away keep running on the route they started with.
+ */
+import type { TCPSocketListener } from 'bun'
+import type { Snapshot } from '../../ir/types.ts'
+import type { Logger } from '../log.ts'
+import { EndpointRegistry } from '../upstream/registry.ts'
+import type { ProxyConnection } from './connection.ts'
+import { compileL4, EMPTY_PLAN, listenerKind, type L4Plan, type ListenerKind, type PortPlan } from './plan.ts'
+import { listenStream } from './tcp.ts'
+import { CertificateCache } from './tls-contexts.ts'
+import { TerminateListener } from './tls-terminate.ts'
+import { DEFAULT_UDP_OPTIONS, UdpListener, type UdpOptions } from './udp.ts'
+
+export interface L4DataplaneOptions {
+  readonly logger: Logger
+  /** Address the listeners bind to; default all IPv4 interfaces. */
+  readonly hostname?: string
+  /** Endpoint state (in-flight counts, passive health). Default: a registry of its own. */
+  readonly registry?: EndpointRegistry
+  /** Backend connect timeout for TCP and TLS (default 10 s). */
+  readonly connectTimeoutMs?: number
+  readonly udp?: Partial<UdpOptions>
+}
+
+export interface L4Stats {
+  readonly listeners: number
+  readonly tcpConnections: number
+  readonly udpSessions: number
+  readonly udpDropped: number
+}
+
+type OpenListener =
+  | { readonly kind: 'stream'; readonly port: number; readonly socket: TCPSocketListener<ProxyConnection> }
+  | { readonly kind: 'terminate'; readonly port: number; readonly socket: TerminateListener }
+  | { readonly kind: 'udp'; readonly port: number; readonly socket: UdpListener }
+
+export class L4Dataplane {
+  readonly #logger: Logger
+  readonly #hostname: string
+  readonly #registry: EndpointRegistry
+  readonly #connectTimeoutMs: number
+  readonly #udpOptions: UdpOptions
+  readonly #certificates = new CertificateCache()
+  readonly #listeners = new Map<string, OpenListener>()
+  readonly #live = new Set<ProxyConnection>()
+  #plan: L4Plan = EMPTY_PLAN
+  /** Applies run one at a time, in call order: opening sockets is async. */
+  #queue: Promise<unknown> = Promise.resolve()
+  #stopped = false
+
+  constructor(opts: L4DataplaneOptions) {
+    this.#logger = opts.logger
+    this.#hostname = opts.hostname ?? '0.0.0.0'
+    this.#registry = opts.registry ?? new EndpointRegistry()
+    this.#connectTimeoutMs = opts.connectTimeoutMs ?? 10_000
+    this.#udpOptions = { ...DEFAULT_UDP_OPTIONS, ...opts.udp }
+  }
+
+  /** Make `snapshot` live. Never throws: compile issues and bind failures come back as problems. */
+  apply(snapshot: Snapshot): Promise<{ problems: string[] }> {
+    const run = this.#queue.then(() => this.#apply(snapshot))
+    this.#queue = run.catch(() => undefined)
+    return run.catch((error: unknown) => ({ problems: [`l4: apply failed: ${(error as Error).message}`] }))
+  }
+
+  /** Close every listener, connection and UDP session. */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    await this.#queue
+    this.#plan = EMPTY_PLAN
+    const closing: Promise<void>[] = []
+    for (const [key, listener] of this.#listeners) {
+      closing.push(this.#close(listener, true))
+      this.#listeners.delete(key)
+    }
+    for (const connection of this.#live) connection.close()
+    await Promise.all(closing)
+  }
+
+  /** Ports with an open listener, as "tcp:<port>" / "udp:<port>". */
+  listening(): string[] {
+    return [...this.#listeners.keys()]
+  }
+
+  stats(): L4Stats {
+    let udpSessions = 0
+    let udpDropped = 0
+    for (const listener of this.#listeners.values()) {
+      if (listener.kind !== 'udp') continue
+      udpSessions += listener.socket.sessionCount
+      udpDropped += listener.socket.dropped
+    }
+    return { listeners: this.#listeners.size, tcpConnections: this.#live.size, udpSessions, udpDropped }
+  }
+
+  async #apply(snapshot: Snapshot): Promise<{ problems: string[] }> {
+    if (this.#stopped) return { problems: ['l4: data plane is stopped'] }
+    const { plan, problems } = compileL4(snapshot, this.#registry, this.#certificates)
+    this.#plan = plan
+
+    // Close first, so a port that changes kind (TCP <-> TLS terminate) can be bound again.
+    for (const [key, listener] of this.#listeners) {
+      const wanted = plan.ports.get(key)
+      if (wanted && listenerKind(wanted.mode) === listener.kind) continue
+      this.#listeners.delete(key)
+      void this.#close(listener, false)
+      this.#logger.info('l4: listener closed', { key })
+    }
+
+    for (const [key, portPlan] of plan.ports) {
+      const existing = this.#listeners.get(key)
+      if (existing) {
+        if (existing.kind === 'udp') existing.socket.reconcile()
+        if (existing.kind === 'terminate') existing.socket.refresh()
+        continue
+      }
+      try {
+        this.#listeners.set(key, await this.#open(key, portPlan))
+        this.#logger.info('l4: listener open', { key, mode: portPlan.mode })
+      } catch (error) {
+        const message = `l4: cannot listen on ${this.#hostname}:${portPlan.port} (${portPlan.mode}): ${(error as Error).message}`
+        problems.push(message)
+        this.#logger.error(message, { code: (error as { code?: string }).code })
+      }
+    }
+    this.#certificates.sweep()
+    return { problems }
+  }
+
+  async #open(key: string, portPlan: PortPlan): Promise<OpenListener> {
+    const currentPlan = () => this.#plan.ports.get(key)
+    const common = { hostname: this.#hostname, port: portPlan.port, currentPlan }
+    const kind: ListenerKind = listenerKind(portPlan.mode)
+    if (kind === 'udp') {
+      const socket = await UdpListener.listen({ ...common, ...this.#udpOptions, logger: this.#logger })
+      return { kind, port: portPlan.port, socket }
+    }
+    if (kind === 'terminate') {
+      const socket = await TerminateListener.listen({
+        ...common,
+        logger: this.#logger,
+        registry: this.#registry,
+        connectTimeoutMs: this.#connectTimeoutMs,
+      })
+      return { kind, port: portPlan.port, socket }
+    }
+    const deps = { logger: this.#logger, registry: this.#registry, connectTimeoutMs: this.#connectTimeoutMs, live: this.#live }
+    return { kind, port: portPlan.port, socket: listenStream({ ...common, deps }) }
+  }
+
+  async #close(listener: OpenListener, closeActive: boolean): Promise<void> {
+    try {
+      if (listener.kind === 'stream') listener.socket.stop(closeActive)
+      else if (listener.kind === 'udp') listener.socket.close()
+      else await listener.socket.close(closeActive)
+    } catch (error) {
+      this.#logger.warn('l4: error closing listener', { port: listener.port, error: (error as Error).message })
+    }
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Stream listener for TCPRoute and TLS-passthrough ports: one Bun.listen per port.
+ *
+ * The handler reads the port's plan once, at accept, and the connection keeps that plan for its
+ * whole life. So a snapshot swap changes where new connections go while open ones keep their
+ * route, and switching a port between TCP and passthrough needs no new socket.
+ */
+import type { Socket, SocketHandler, TCPSocketListener } from 'bun'
+import { ProxyConnection, type StreamDeps } from './connection.ts'
+import type { PortPlan } from './plan.ts'
+import { sniff, startSniffing } from './tls-passthrough.ts'
+
+export interface StreamListenerOptions {
+  readonly hostname: string
+  readonly port: number
+  /** The port's current plan, or undefined when the port has just been removed. */
+  readonly currentPlan: () => PortPlan | undefined
+  readonly deps: StreamDeps
+}
+
+/** Throws when the port cannot be bound (EADDRINUSE, EACCES); the caller reports it. */
+export function listenStream(options: StreamListenerOptions): TCPSocketListener<ProxyConnection> {
+  return Bun.listen<ProxyConnection>({
+    hostname: options.hostname,
+    port: options.port,
+    allowHalfOpen: true,
+    socket: clientHandlers(options),
+  })
+}
+
+function clientHandlers({ currentPlan, deps }: StreamListenerOptions): SocketHandler<ProxyConnection> {
+  return {
+    open(socket) {
+      const plan = currentPlan()
+      if (!plan || plan.routes.length === 0) {
+        socket.end()
+        return
+      }
+      socket.setNoDelay(true)
+      const connection = new ProxyConnection(socket, plan, deps)
+      socket.data = connection
+      if (plan.mode === 'tls-passthrough') startSniffing(connection)
+      // TCPRoute: only the first (oldest) route on a port receives traffic.
+      else connection.connect(plan.routes[0]!)
+    },
+    data(socket, chunk) {
+      const connection = connectionOf(socket)
+      if (!connection) return
+      if (connection.route === undefined) sniff(connection, chunk)
+      else connection.splice.relay(connection.splice.client, chunk)
+    },
+    drain(socket) {
+      const connection = connectionOf(socket)
+      connection?.splice.writable(connection.splice.client)
+    },
+    end(socket) {
+      const connection = connectionOf(socket)
+      if (!connection) {
+        socket.end()
+        return
+      }
+      // A client that half-closes before its ClientHello is complete will never send one.
+      if (connection.route === undefined) connection.close()
+      else connection.splice.ended(connection.splice.client)
+    },
+    close(socket) {
+      const connection = connectionOf(socket)
+      connection?.splice.closed(connection.splice.client)
+    },
+    error(socket, error) {
+      deps.logger.debug('l4: client socket error', { port: connectionOf(socket)?.portPlan.port, error: error.message })
+    },
+  }
+}
+
+/** Sockets refused in open() carry no connection. */
+function connectionOf(socket: Socket<ProxyConnection>): ProxyConnection | undefined {
+  return socket.data as ProxyConnection | undefined
+}

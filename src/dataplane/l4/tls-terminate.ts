@@ -1,0 +1,147 @@
+/**
+ * TLSRoute on a Terminate listener: node:tls decrypts, the plaintext goes to a plain TCP backend.
+ *
+ * node:tls rather than Bun.listen({tls}) because only node:tls offers SNICallback in Bun, and the
+ * callback reads the current plan, so certificate and route changes never touch the socket.
+ * Streams are joined with pipe(), which bounds buffering with highWaterMark in both directions.
+ */
+import { connect, type Socket as NetSocket } from 'node:net'
+import { createServer, type Server, type TLSSocket } from 'node:tls'
+import type { Logger } from '../log.ts'
+import type { EndpointRegistry } from '../upstream/registry.ts'
+import type { PortPlan } from './plan.ts'
+
+export interface TerminateListenerOptions {
+  readonly hostname: string
+  readonly port: number
+  readonly currentPlan: () => PortPlan | undefined
+  readonly logger: Logger
+  readonly registry: EndpointRegistry
+  readonly connectTimeoutMs: number
+}
+
+/** How long a side that got its FIN may linger waiting for the peer's before it is destroyed. */
+const HALF_CLOSED_LINGER_MS = 30_000
+
+export class TerminateListener {
+  readonly #server: Server
+  readonly #open = new Set<NetSocket>()
+  #defaultCertificate: string | undefined
+
+  private constructor(private readonly options: TerminateListenerOptions) {
+    this.#server = createServer({
+      allowHalfOpen: true,
+      SNICallback: (serverName, done) => {
+        const route = options.currentPlan()?.sni.match(normalise(serverName))
+        const context = route?.tls?.contextFor(normalise(serverName))
+        if (context) done(null, context)
+        else done(new Error(`no TLSRoute certificate for ${serverName}`))
+      },
+    })
+    this.#server.on('secureConnection', (socket) => this.#accept(socket))
+    this.#server.on('tlsClientError', (error) => options.logger.debug('l4: TLS handshake failed', { port: options.port, error: error.message }))
+  }
+
+  /** Rejects when the port cannot be bound. */
+  static async listen(options: TerminateListenerOptions): Promise<TerminateListener> {
+    const listener = new TerminateListener(options)
+    await new Promise<void>((resolve, reject) => {
+      listener.#server.once('error', reject)
+      listener.#server.listen(options.port, options.hostname, () => {
+        listener.#server.off('error', reject)
+        resolve()
+      })
+    })
+    listener.#server.on('error', (error) => options.logger.warn('l4: TLS listener error', { port: options.port, error: error.message }))
+    listener.refresh()
+    return listener
+  }
+
+  /** Serve the fallback route's certificate to clients that send no SNI (SNICallback is not called then). */
+  refresh(): void {
+    const pems = this.options.currentPlan()?.sni.match(undefined)?.tls?.defaultPems
+      ?? this.options.currentPlan()?.routes[0]?.tls?.defaultPems
+    if (!pems || pems.cert === this.#defaultCertificate) return
+    try {
+      this.#server.setSecureContext({ cert: pems.cert, key: pems.key })
+      this.#defaultCertificate = pems.cert
+    } catch (error) {
+      this.options.logger.warn('l4: cannot set default certificate', { port: this.options.port, error: (error as Error).message })
+    }
+  }
+
+  /**
+   * Stop accepting now; open connections continue unless `closeActive`. The promise settles when
+   * the last connection is gone (node:net semantics), so a port swap must not wait for it.
+   */
+  close(closeActive: boolean): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    if (closeActive) for (const socket of this.#open) socket.destroy()
+    return closed
+  }
+
+  #accept(client: TLSSocket): void {
+    const { logger, registry, port } = this.options
+    this.#track(client)
+    client.on('error', (error) => logger.debug('l4: TLS client error', { port, error: error.message }))
+    const serverName = typeof client.servername === 'string' ? normalise(client.servername) : undefined
+    const route = this.options.currentPlan()?.sni.match(serverName)
+    const choice = route?.backends.choose(client.remoteAddress ?? '')
+    if (!route || !choice || choice.kind === 'reject') {
+      logger.debug('l4: terminated connection rejected', { port, serverName, reason: choice?.kind === 'reject' ? choice.reason : 'no route' })
+      client.destroy()
+      return
+    }
+    const state = choice.member.state
+    const backend = connect({ host: state.address, port: state.port, allowHalfOpen: true, noDelay: true })
+    this.#track(backend)
+    const timer = setTimeout(() => {
+      logger.debug('l4: backend connect timed out', { port, route: route.id, endpoint: state.key })
+      backend.destroy()
+      client.destroy()
+    }, this.options.connectTimeoutMs)
+    let counted = false
+    backend.once('connect', () => {
+      clearTimeout(timer)
+      state.inFlight++
+      counted = true
+      registry.recordSuccess(state)
+    })
+    backend.on('error', (error) => {
+      if (!counted) registry.recordFailure(state)
+      logger.debug('l4: backend error', { port, route: route.id, endpoint: state.key, error: error.message })
+    })
+    backend.once('close', () => {
+      clearTimeout(timer)
+      if (counted) state.inFlight--
+    })
+    client.pipe(backend)
+    backend.pipe(client)
+    joinClose(client, backend)
+    joinClose(backend, client)
+  }
+
+  #track(socket: NetSocket): void {
+    this.#open.add(socket)
+    socket.once('close', () => this.#open.delete(socket))
+  }
+}
+
+/** When `from` closes: on error tear `to` down now; otherwise let it finish writing, then end it. */
+function joinClose(from: NetSocket, to: NetSocket): void {
+  from.once('close', (hadError) => {
+    if (to.destroyed) return
+    if (hadError || !from.readableEnded) {
+      to.destroy()
+      return
+    }
+    to.end()
+    setTimeout(() => to.destroy(), HALF_CLOSED_LINGER_MS).unref()
+  })
+}
+
+function normalise(serverName: string): string | undefined {
+  if (!serverName) return undefined
+  const lower = serverName.toLowerCase()
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower
+}

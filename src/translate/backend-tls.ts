@@ -77,7 +77,7 @@ function applyOne(ctx: Context, backends: Backends, policy: K8sObject): PolicyRe
       const kind = str(ref.kind) ?? 'ConfigMap'
       const name = str(ref.name) ?? ''
       if (group !== '' || kind !== 'ConfigMap') {
-        refProblem ??= { reason: REASON.InvalidKind, message: `caCertificateRef ${group}/${kind} ${name}: only ConfigMaps are supported` }
+        refProblem ??= { reason: REASON.InvalidKind, message: `caCertificateRef ${group ? `${group}/` : ''}${kind} ${name}: only ConfigMaps are supported` }
         continue
       }
       const cm = ctx.configMap(ns, name)

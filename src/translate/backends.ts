@@ -26,8 +26,6 @@ interface PoolEntry {
   readonly service: K8sObject
   readonly port: Record<string, unknown>
   readonly uses: Set<PoolUse>
-  /** Gateways whose routes use this pool ("<ns>/<name>"), for BackendTLSPolicy ancestors. */
-  readonly gateways: Set<string>
 }
 
 const KNOWN_APP_PROTOCOLS = new Set(['kubernetes.io/h2c', 'kubernetes.io/ws'])
@@ -35,6 +33,7 @@ const KNOWN_APP_PROTOCOLS = new Set(['kubernetes.io/h2c', 'kubernetes.io/ws'])
 export class Backends {
   readonly #ctx: Context
   readonly #pools = new Map<string, PoolEntry>()
+  readonly #serviceUsers = new Map<string, Set<string>>()
   /** BackendTLSPolicy per "<ns>/<service>" (and "<ns>/<service>#<portName>"), filled by backend-tls.ts. */
   readonly tlsBySection = new Map<string, BackendTls | { invalid: string }>()
 
@@ -57,6 +56,12 @@ export class Backends {
       return { problem: { reason: REASON.RefNotPermitted, message: `backendRef to Service ${ns}/${name} is not permitted by any ReferenceGrant` } }
     const service = this.#ctx.service(ns, name)
     if (!service) return { problem: { reason: REASON.BackendNotFound, message: `Service ${ns}/${name} not found` } }
+    if (register) {
+      // recorded before the port checks: a BackendTLSPolicy reports to every Gateway routing here
+      const users = this.#serviceUsers.get(`${ns}/${name}`) ?? new Set<string>()
+      for (const g of gateways) users.add(g)
+      this.#serviceUsers.set(`${ns}/${name}`, users)
+    }
     const portNum = int(ref.port)
     if (portNum === undefined) return { problem: { reason: REASON.BackendNotFound, message: `backendRef to Service ${ns}/${name} needs a port` } }
     const port = objs(service.spec?.ports).find((p) => int(p.port) === portNum)
@@ -75,9 +80,8 @@ export class Backends {
       if (tls && 'invalid' in tls) return { problem: { reason: '', message: `BackendTLSPolicy for Service ${ns}/${name}: ${tls.invalid}`, silent: true } }
     }
     if (register) {
-      const entry = this.#pools.get(key) ?? { service, port, uses: new Set<PoolUse>(), gateways: new Set<string>() }
+      const entry = this.#pools.get(key) ?? { service, port, uses: new Set<PoolUse>() }
       entry.uses.add(use)
-      for (const g of gateways) entry.gateways.add(g)
       this.#pools.set(key, entry)
     }
     return { pool: key }
@@ -87,16 +91,9 @@ export class Backends {
     return (portName ? this.tlsBySection.get(`${ns}/${service}#${portName}`) : undefined) ?? this.tlsBySection.get(`${ns}/${service}`)
   }
 
-  /** Gateways using each Service ("<ns>/<svc>" → gateway keys). */
-  gatewaysByService(): Map<string, Set<string>> {
-    const out = new Map<string, Set<string>>()
-    for (const e of this.#pools.values()) {
-      const k = `${nsOf(e.service)}/${e.service.metadata.name}`
-      const s = out.get(k) ?? new Set<string>()
-      for (const g of e.gateways) s.add(g)
-      out.set(k, s)
-    }
-    return out
+  /** Gateways routing to each Service ("<ns>/<svc>" → gateway keys). */
+  gatewaysByService(): ReadonlyMap<string, ReadonlySet<string>> {
+    return this.#serviceUsers
   }
 
   pools(): Record<string, BackendPool> {
@@ -151,7 +148,8 @@ export class Backends {
         for (const address of list(ep.addresses)) {
           if (typeof address !== 'string' || address === '') continue
           const endpoint: Endpoint = zone ? { address, port, zone } : { address, port }
-          out.set(`${address}|${port}`, endpoint)
+          // the same endpoint in several slices: the first (slices are sorted by name) wins
+          if (!out.has(`${address}|${port}`)) out.set(`${address}|${port}`, endpoint)
         }
       }
     }

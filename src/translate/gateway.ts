@@ -199,8 +199,8 @@ function buildListener(ctx: Context, gw: K8sObject, gatewayKey: string, l: Recor
     state.notAccepted = { reason: REASON.UnsupportedValue, message: 'port must be 1-65535' }
     return state
   }
-  if (state.hostname !== undefined && !isValidHostname(state.hostname)) {
-    state.notAccepted = { reason: REASON.UnsupportedValue, message: `invalid hostname ${rawHost}` }
+  if ((l.hostname !== undefined && typeof l.hostname !== 'string') || (state.hostname !== undefined && !isValidHostname(state.hostname))) {
+    state.notAccepted = { reason: REASON.UnsupportedValue, message: `invalid hostname ${rawHost ?? String(l.hostname)}` }
     return state
   }
 
@@ -244,7 +244,7 @@ function resolveListenerTls(ctx: Context, gw: K8sObject, state: ListenerState, t
     const name = str(ref.name) ?? ''
     const refNs = str(ref.namespace) ?? ns
     if (group !== '' || kind !== 'Secret') {
-      state.refProblems.push({ reason: REASON.InvalidCertificateRef, message: `certificateRef ${group}/${kind} ${name}: only core Secrets are supported` })
+      state.refProblems.push({ reason: REASON.InvalidCertificateRef, message: `certificateRef ${group ? `${group}/` : ''}${kind} ${name}: only core Secrets are supported` })
       continue
     }
     if (!isReferenceAllowed({ group: GATEWAY_GROUP, kind: 'Gateway', namespace: ns }, { group: '', kind: 'Secret', namespace: refNs, name }, ctx.view.referenceGrants)) {
@@ -282,7 +282,7 @@ function resolveListenerTls(ctx: Context, gw: K8sObject, state: ListenerState, t
       const name = str(ref.name) ?? ''
       const refNs = str(ref.namespace) ?? ns
       if (group !== '' || kind !== 'ConfigMap') {
-        state.refProblems.push({ reason: REASON.InvalidCACertificateKind, message: `caCertificateRef ${group}/${kind} ${name}: only ConfigMaps are supported` })
+        state.refProblems.push({ reason: REASON.InvalidCACertificateKind, message: `caCertificateRef ${group ? `${group}/` : ''}${kind} ${name}: only ConfigMaps are supported` })
         continue
       }
       if (!isReferenceAllowed({ group: GATEWAY_GROUP, kind: 'Gateway', namespace: ns }, { group: '', kind: 'ConfigMap', namespace: refNs, name }, ctx.view.referenceGrants)) {

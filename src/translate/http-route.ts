@@ -38,7 +38,12 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
   objs(route.spec?.rules).forEach((rule, ruleIndex) => {
     const problems: string[] = []
     const rawMatches = Array.isArray(rule.matches) && rule.matches.length > 0 ? list(rule.matches) : [{}]
-    const matches = rawMatches.map((m) => translateMatch(obj(m) ?? {}, problems))
+    const matches = rawMatches.map((m) => {
+      const o = obj(m)
+      if (o) return translateMatch(o, problems)
+      problems.push('a match must be an object')
+      return undefined
+    })
 
     const ruleFilters = translateFilters(rule.filters, env, 'rule')
     problems.push(...ruleFilters.unsupported)
@@ -92,8 +97,24 @@ function uniqueMessages(problems: readonly RefProblem[]): string {
 
 /** Returns undefined for a match that can never be served (it is dropped, with a problem). */
 function translateMatch(m: Json, problems: string[]): HttpMatch | undefined {
+  // A malformed field must not widen the match (a missing path means "/", a broken one must not)
+  for (const [field, ok] of [
+    ['path', m.path === undefined || obj(m.path) !== undefined],
+    ['headers', m.headers === undefined || (Array.isArray(m.headers) && m.headers.every((h) => obj(h)))],
+    ['queryParams', m.queryParams === undefined || (Array.isArray(m.queryParams) && m.queryParams.every((h) => obj(h)))],
+    ['method', m.method === undefined || typeof m.method === 'string'],
+  ] as const) {
+    if (!ok) {
+      problems.push(`match ${field} is malformed`)
+      return undefined
+    }
+  }
   const p = obj(m.path)
   const type = str(p?.type) ?? 'PathPrefix'
+  if (p?.value !== undefined && typeof p.value !== 'string') {
+    problems.push('path value must be a string')
+    return undefined
+  }
   const value = str(p?.value) ?? '/'
   if (type !== 'Exact' && type !== 'PathPrefix' && type !== 'RegularExpression') {
     problems.push(`path match type ${type} is not supported`)
@@ -171,8 +192,9 @@ function translateBackends(rule: Json, env: FilterEnv, problems: string[]): { ac
     const filters = translateFilters(ref.filters, env, 'backend')
     problems.push(...filters.unsupported)
     if (filters.needsPrefixMatch) needsPrefixMatch = true
-    // weight 0: no traffic, but the reference is still validated for status
-    const r = env.backends.resolve(env.route, ref, 'http', env.gateways, env.register && weight > 0)
+    // weight 0 (or a redirect instead of forwarding): no traffic to this backend, but the
+    // reference is still validated for status
+    const r = env.backends.resolve(env.route, ref, 'http', env.gateways, env.register && weight > 0 && !filters.redirect)
     if ('problem' in r && !r.problem.silent) env.refProblems.push(r.problem)
     if (weight === 0) continue
     if (filters.redirect) redirects.push(filters.redirect)

@@ -58,10 +58,7 @@ export function buildHttpPorts(listeners: readonly ListenerState[], contribution
         const virtualHosts: VirtualHost[] = [...hosts.keys()]
           .sort(compareHostSpecificity)
           .map((hostname) => ({ hostname, rules: dedupe(sortRules(hosts.get(hostname)!)).map((r) => r.rule) }))
-        const out: { -readonly [K in keyof HttpListener]: HttpListener[K] } = { id: l.id, virtualHosts }
-        if (l.hostname !== undefined) out.hostname = l.hostname
-        if (l.tls) out.tls = l.tls
-        return out
+        return { id: l.id, ...(l.hostname !== undefined ? { hostname: l.hostname } : {}), ...(l.tls ? { tls: l.tls } : {}), virtualHosts }
       }),
     }))
 }

@@ -79,7 +79,8 @@ function parseHelloBody(body: Uint8Array): ClientHelloResult {
   reader.skip(reader.uint8()) // legacy_compression_methods
   if (reader.failed) return invalid('truncated ClientHello')
   if (reader.remaining === 0) return { kind: 'complete' } // no extensions at all (old clients)
-  const extensionsEnd = reader.offset + reader.uint16()
+  const extensionsLength = reader.uint16()
+  const extensionsEnd = reader.offset + extensionsLength
   if (reader.failed || extensionsEnd > body.length) return invalid('bad extensions length')
   while (reader.offset + 4 <= extensionsEnd) {
     const type = reader.uint16()
@@ -93,7 +94,8 @@ function parseHelloBody(body: Uint8Array): ClientHelloResult {
 
 function parseServerName(extension: Uint8Array): ClientHelloResult {
   const reader = new Reader(extension)
-  const listEnd = reader.offset + reader.uint16()
+  const listLength = reader.uint16()
+  const listEnd = reader.offset + listLength
   if (reader.failed || listEnd > extension.length) return invalid('bad server_name list')
   while (reader.offset + 3 <= listEnd) {
     const nameType = reader.uint8()

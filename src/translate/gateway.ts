@@ -104,7 +104,15 @@ export function gatewayOrder(a: K8sObject, b: K8sObject): number {
 
 export function buildGateways(ctx: Context, ourClasses: ReadonlySet<string>): GatewayState[] {
   const gateways = ctx.view.gateways.filter((g) => ourClasses.has(str(g.spec?.gatewayClassName) ?? '')).sort(gatewayOrder)
-  const states = gateways.map((g) => buildGateway(ctx, g))
+  const states = gateways.map((g) => {
+    try {
+      return buildGateway(ctx, g)
+    } catch (e) {
+      // a bug meeting odd input costs this Gateway only: reported, nothing served
+      const message = `internal error translating this Gateway: ${e instanceof Error ? e.message : String(e)}`
+      return { gateway: g, key: `${nsOf(g)}/${g.metadata.name}`, listeners: [], rejected: { reason: REASON.Invalid, message }, addresses: [] }
+    }
+  })
   detectConflicts(states)
   return states
 }

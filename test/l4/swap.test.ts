@@ -1,0 +1,142 @@
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test'
+import { createServer } from 'node:net'
+import { L4Dataplane } from '../../src/dataplane/l4/server.ts'
+import { backend, pool, recordingLogger, route, snapshot, tcpPort, tlsPort, udpPort } from './support/snapshot.ts'
+import { freePort, greeting, makeCertificate, readUntil, startTcpEcho, TcpClient, tlsConnect, type Backend } from './support/servers.ts'
+
+let alpha: Backend
+let beta: Backend
+let dataplane: L4Dataplane
+
+const pools = () => [pool('test/alpha:3000', [alpha.port]), pool('test/beta:3000', [beta.port])]
+
+beforeAll(async () => {
+  alpha = await startTcpEcho('alpha')
+  beta = await startTcpEcho('beta')
+})
+
+afterAll(async () => {
+  await alpha.stop()
+  await beta.stop()
+})
+
+afterEach(async () => {
+  await dataplane?.stop()
+})
+
+function newDataplane(): L4Dataplane {
+  dataplane = new L4Dataplane({ logger: recordingLogger(), hostname: '127.0.0.1' })
+  return dataplane
+}
+
+describe('snapshot swap', () => {
+  test('new connections follow the new route while an open one keeps its old backend', async () => {
+    const gateway = newDataplane()
+    const port = await freePort()
+    await gateway.apply(snapshot([tcpPort(port, [route('r', [backend('test/alpha:3000')])])], pools()))
+    const old = TcpClient.connect(port)
+    await old.waitFor('hello from alpha\n')
+
+    const listenersBefore = gateway.listening()
+    const { problems } = await gateway.apply(snapshot([tcpPort(port, [route('r', [backend('test/beta:3000')])])], pools()))
+    expect(problems).toEqual([])
+    expect(gateway.listening()).toEqual(listenersBefore)
+
+    expect(await greeting(port)).toBe('hello from beta')
+    old.write('still here\n')
+    await old.waitFor('still here\n')
+    expect(old.received).toBe('hello from alpha\nstill here\n')
+    old.destroy()
+  })
+
+  test('removing a port stops accepting but lets open connections finish', async () => {
+    const gateway = newDataplane()
+    const port = await freePort()
+    await gateway.apply(snapshot([tcpPort(port, [route('r', [backend('test/alpha:3000')])])], pools()))
+    const old = TcpClient.connect(port)
+    await old.waitFor('hello from alpha\n')
+
+    await gateway.apply(snapshot([], pools()))
+    expect(gateway.listening()).toEqual([])
+    expect(await greeting(port)).toBeUndefined()
+    old.write('after removal\n')
+    await old.waitFor('after removal\n')
+    old.destroy()
+  })
+
+  test('a port can change from TCP to TLS terminate and back', async () => {
+    const gateway = newDataplane()
+    const port = await freePort()
+    const cert = makeCertificate(['t.test'])
+    await gateway.apply(snapshot([tcpPort(port, [route('r', [backend('test/alpha:3000')])])], pools()))
+    expect(await greeting(port)).toBe('hello from alpha')
+
+    const terminate = { certificates: [cert] }
+    const toTls = await gateway.apply(
+      snapshot([tlsPort(port, [route('t', [backend('test/beta:3000')], { hostnames: ['t.test'], terminate })])], pools()),
+    )
+    expect(toTls.problems).toEqual([])
+    const socket = await tlsConnect(port, 't.test', cert.certPem)
+    expect((await readUntil(socket, '\n')).trim()).toBe('hello from beta')
+    socket.destroy()
+
+    const back = await gateway.apply(snapshot([tcpPort(port, [route('r', [backend('test/alpha:3000')])])], pools()))
+    expect(back.problems).toEqual([])
+    expect(await greeting(port)).toBe('hello from alpha')
+  })
+
+  test('a TCP port and a UDP port may share a number', async () => {
+    const gateway = newDataplane()
+    const port = await freePort()
+    const { problems } = await gateway.apply(
+      snapshot([tcpPort(port, [route('r', [backend('test/alpha:3000')])]), udpPort(port, [route('u', [backend('test/alpha:3000')])])], pools()),
+    )
+    expect(problems).toEqual([])
+    expect(gateway.listening().sort()).toEqual([`tcp:${port}`, `udp:${port}`])
+  })
+})
+
+describe('bind failures', () => {
+  test('a port in use is reported as a problem, the other ports still open, and a later apply retries', async () => {
+    const blocker = createServer()
+    const busy = await new Promise<number>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve((blocker.address() as { port: number }).port)))
+    const free = await freePort()
+    const gateway = newDataplane()
+    const l4 = [tcpPort(busy, [route('busy', [backend('test/alpha:3000')])]), tcpPort(free, [route('free', [backend('test/alpha:3000')])])]
+
+    const first = await gateway.apply(snapshot(l4, pools()))
+    expect(first.problems).toHaveLength(1)
+    expect(first.problems[0]).toContain(`127.0.0.1:${busy}`)
+    expect(gateway.listening()).toEqual([`tcp:${free}`])
+    expect(await greeting(free)).toBe('hello from alpha')
+
+    await new Promise((resolve) => blocker.close(resolve))
+    const second = await gateway.apply(snapshot(l4, pools()))
+    expect(second.problems).toEqual([])
+    expect(await greeting(busy)).toBe('hello from alpha')
+  })
+
+  test('bind failures for terminate and UDP listeners are reported too', async () => {
+    const holder = newDataplane()
+    const port = await freePort()
+    const cert = makeCertificate(['x.test'])
+    await holder.apply(
+      snapshot([tcpPort(port, [route('r', [backend('test/alpha:3000')])]), udpPort(port, [route('u', [backend('test/alpha:3000')])])], pools()),
+    )
+    const second = new L4Dataplane({ logger: recordingLogger(), hostname: '127.0.0.1' })
+    try {
+      const { problems } = await second.apply(
+        snapshot(
+          [
+            tlsPort(port, [route('t', [backend('test/alpha:3000')], { terminate: { certificates: [cert] } })]),
+            udpPort(port, [route('u', [backend('test/alpha:3000')])]),
+          ],
+          pools(),
+        ),
+      )
+      expect(problems).toHaveLength(2)
+    } finally {
+      await second.stop()
+    }
+  })
+})

@@ -1,0 +1,6 @@
+export { KubernetesSource, originOf, type KubernetesSourceOptions } from './source.ts'
+export { KubeClient, KubeApiError, isConflict, isGone, isNotFound, type WatchEvent } from './client.ts'
+export { loadKubeConfig, transportFromKubeConfig, type KubeConnectionOptions, type KubeTransport } from './connection.ts'
+export { discoverResources, collectionPath, objectPath, type ServedResource } from './discovery.ts'
+export { Reflector } from './reflector.ts'
+export { Backoff, sleep } from './backoff.ts'

@@ -215,3 +215,27 @@ describe('consistent hash ring', () => {
     for (const n of counts.values()) expect(n).toBeGreaterThan(50)
   })
 })
+
+describe('retry accounting with pooled connections', () => {
+  test('the backend never sees more than 1 + attempts requests, even when fetch re-sends on a reused connection', async () => {
+    const http = await import('node:http')
+    let failing = 0
+    const server = http.createServer((req, res) => {
+      if (req.url === '/warm') return res.end('warm')
+      failing++
+      req.socket.resetAndDestroy()
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const backendPort = (server.address() as { port: number }).port
+    const gw = await startDataplane(simple(0, [rule({ retry: { codes: [], attempts: 2, backoffMs: 0 } })], [pool('p1', [backendPort])]))
+    try {
+      expect(await (await fetch(`${gw.base}/warm`)).text()).toBe('warm')
+      expect((await fetch(`${gw.base}/fail`)).status).toBe(503)
+      expect(failing).toBeGreaterThanOrEqual(2)
+      expect(failing).toBeLessThanOrEqual(3)
+    } finally {
+      await gw.stop()
+      server.close()
+    }
+  })
+})

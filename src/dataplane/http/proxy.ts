@@ -60,23 +60,34 @@ export async function forward(
   const maxAttempts = 1 + (retry && body.replayable ? retry.attempts : 0)
   let member: PoolMember | undefined
   let failure: Exclude<Failure, 'client-gone'> = 'refused'
+  // Attempts the backend may have seen so far, and whether the next one may use a pooled connection.
+  let used = 0
+  let pooled = true
 
   for (let attempt = 1; ; attempt++) {
     member = pool.pick({ clientIp: state.clientIp, headers: state.headers, now: Date.now(), avoid: member })
     if (!member) return errorResponse(503, 'no healthy upstream')
-    const result = await attemptOnce(state, member, headers, body.replayable ? body.buffer : body.stream, route, deadline, deps)
+    const payload = body.replayable ? body.buffer : body.stream
+    const result = await attemptOnce(state, member, headers, payload, pooled, route, deadline, deps)
 
     if (result instanceof Response) {
+      used++
       const retryable = retry !== undefined && retry.codes.has(result.status)
-      if (!retryable || attempt >= maxAttempts || Date.now() + retry.backoffMs >= deadline) {
+      if (!retryable || used >= maxAttempts || Date.now() + retry.backoffMs >= deadline) {
         return relayResponse(state, result, responseFilters)
       }
       await result.body?.cancel().catch(() => {})
     } else {
       if (result === 'client-gone') return errorResponse(499, 'client closed request')
       failure = result
+      // Measured: when a reused keep-alive connection is reset, fetch silently re-sends a
+      // bodiless request once on a new connection. Count that as an attempt so the backend
+      // never sees more than 1 + retry.attempts requests, and make later attempts use fresh
+      // connections (keepalive:false), where fetch does not retry.
+      used += failure === 'reset' && pooled && payload === null ? 2 : 1
+      if (maxAttempts > 1) pooled = false
       // A per-attempt timeout or a connection error is worth another endpoint if time remains.
-      if (attempt >= maxAttempts || Date.now() + (retry?.backoffMs ?? 0) >= deadline) break
+      if (used >= maxAttempts || Date.now() + (retry?.backoffMs ?? 0) >= deadline) break
     }
     deps.logger.debug('retrying upstream request', { route: route.id, attempt, endpoint: member.state.key })
     if (retry!.backoffMs > 0) await Bun.sleep(retry!.backoffMs * attempt)
@@ -117,6 +128,7 @@ async function attemptOnce(
   member: PoolMember,
   headers: Headers,
   body: ArrayBuffer | ReadableStream<Uint8Array> | null,
+  pooled: boolean,
   route: RoutePlan,
   deadline: number,
   deps: ProxyDeps,
@@ -138,6 +150,7 @@ async function attemptOnce(
       signal,
       redirect: 'manual',
       decompress: false,
+      keepalive: pooled,
     }
     if (body instanceof ReadableStream) (init as { duplex?: string }).duplex = 'half'
     const res = await fetch(member.origin + state.path + state.query, init)

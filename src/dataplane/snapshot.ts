@@ -26,6 +26,11 @@ export interface TlsEntry {
   readonly cert: string
   readonly key: string
   readonly serverName?: string
+  /** Frontend client-certificate validation (mTLS): CA bundle clients must chain to. */
+  readonly ca?: string
+  readonly requestCert?: boolean
+  /** false for AllowInsecureFallback: ask for a certificate but accept any (or none). */
+  readonly rejectUnauthorized?: boolean
 }
 
 export interface PortPlan {
@@ -115,11 +120,14 @@ function tlsEntries(listeners: readonly HttpListener[]): TlsEntry[] {
   for (const listener of listeners) {
     const cert = listener.tls?.certificates[0]
     if (!cert) continue
-    if (listener.hostname && listener.hostname !== '*') {
-      named.push({ cert: cert.certPem, key: cert.keyPem, serverName: listener.hostname })
-    } else {
-      fallback ??= { cert: cert.certPem, key: cert.keyPem }
+    const validation = listener.tls?.clientValidation
+    const entry: TlsEntry = {
+      cert: cert.certPem,
+      key: cert.keyPem,
+      ...(validation ? { ca: validation.caPem, requestCert: true, rejectUnauthorized: validation.mode === 'AllowValidOnly' } : {}),
     }
+    if (listener.hostname && listener.hostname !== '*') named.push({ ...entry, serverName: listener.hostname })
+    else fallback ??= entry
   }
   // Bun serves the first entry to clients with no or unknown SNI.
   return fallback ? [fallback, ...named] : named

@@ -127,6 +127,32 @@ describe('HTTPS', () => {
   })
 })
 
+describe('HTTPS client certificate validation', () => {
+  const pem = (name: string) => readFileSync(join(import.meta.dir, 'fixtures', name), 'utf8')
+
+  test('AllowValidOnly: a client certificate from the trusted CA passes, another is rejected', async () => {
+    const dp = new HttpDataplane({ hostname: '127.0.0.1' })
+    // The self-signed a.test certificate doubles as the client CA (it is its own issuer).
+    const mtls: HttpListener = {
+      ...listener([vhost('*', [rule()])]),
+      tls: {
+        certificates: [{ certPem: pem('a.test.cert.pem'), keyPem: pem('a.test.key.pem') }],
+        clientValidation: { caPem: pem('a.test.cert.pem'), mode: 'AllowValidOnly' },
+      },
+    }
+    try {
+      await dp.apply(snapshot([port(0, [mtls], 'HTTPS')], [pool('p1', [v1.port])]))
+      const url = `https://127.0.0.1:${dp.boundPort(0)}/`
+      const as = (client: string) =>
+        fetch(url, { tls: { serverName: 'a.test', ca: pem('a.test.cert.pem'), cert: pem(`${client}.cert.pem`), key: pem(`${client}.key.pem`) } } as RequestInit)
+      expect((await as('a.test')).status).toBe(200)
+      await expect(as('b.test')).rejects.toThrow()
+    } finally {
+      await dp.stop(true)
+    }
+  })
+})
+
 describe('streaming', () => {
   test('a chunked upload reaches the backend before the client finishes sending', async () => {
     const gw = await startDataplane(simple(0, [rule()], [pool('p1', [v1.port])]))

@@ -7,7 +7,7 @@ import { SniTable } from '../../src/dataplane/l4/sni-table.ts'
 /** The first flight a real node:tls client sends (its ClientHello), captured from a raw socket. */
 async function captureClientHello(options: tls.ConnectionOptions): Promise<Buffer> {
   const chunks: Buffer[] = []
-  const server = createServer((socket) => socket.on('data', (chunk) => chunks.push(chunk)))
+  const server = createServer((socket) => socket.on('data', (chunk: Buffer) => chunks.push(chunk)))
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
   const port = (server.address() as { port: number }).port
   const client = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...options })

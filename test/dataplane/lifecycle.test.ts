@@ -127,6 +127,31 @@ describe('HTTPS', () => {
   })
 })
 
+describe('backend TLS', () => {
+  const pem = (name: string) => readFileSync(join(import.meta.dir, 'fixtures', name), 'utf8')
+
+  test('re-encrypts to the backend, verifying the policy hostname against the given CA', async () => {
+    const backend = Bun.serve({
+      port: 0,
+      hostname: '127.0.0.1',
+      tls: { cert: pem('a.test.cert.pem'), key: pem('a.test.key.pem') },
+      fetch: (req) => new Response(`tls backend saw ${new URL(req.url).pathname}`),
+    })
+    const tlsPool = (hostname: string) => ({ ...pool('p1', [backend.port!]), tls: { hostname, caPem: pem('a.test.cert.pem'), subjectAltNames: [] } })
+    const gw = await startDataplane(simple(0, [rule()], [tlsPool('a.test')]))
+    try {
+      const res = await fetch(`${gw.base}/secure`)
+      expect(await res.text()).toBe('tls backend saw /secure')
+      // Wrong expected name: verification must fail rather than silently succeed.
+      await gw.dp.apply(simple(0, [rule()], [tlsPool('b.test')], 2))
+      expect((await fetch(`${gw.base}/secure`)).status).toBeGreaterThanOrEqual(502)
+    } finally {
+      await gw.stop()
+      backend.stop(true)
+    }
+  })
+})
+
 describe('HTTPS client certificate validation', () => {
   const pem = (name: string) => readFileSync(join(import.meta.dir, 'fixtures', name), 'utf8')
 

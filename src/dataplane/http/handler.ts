@@ -13,6 +13,8 @@ export interface Connection {
   readonly clientIp: string
   /** Gateway listener port (for redirects). */
   readonly listenerPort: number
+  /** Override the client connection's idle timeout for this request (Bun's server.timeout). */
+  setIdleTimeout(req: Request, seconds: number): void
 }
 
 export async function handleRequest(req: Request, port: PortPlan, conn: Connection, deps: ProxyDeps): Promise<Response> {
@@ -23,6 +25,8 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
   const found = port.router.route(host, state)
   if (!found) return errorResponse(404, 'no route')
   const route = found.rule
+  // Streaming routes (SSE, long-poll) may stay quiet longer than the server-wide idle timeout.
+  if (route.ir.streamIdleTimeoutMs !== undefined) conn.setIdleTimeout(req, Math.min(255, Math.ceil(route.ir.streamIdleTimeoutMs / 1000)))
 
   for (const filter of route.requestFilters) {
     const early = filter(state)

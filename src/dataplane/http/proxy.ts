@@ -68,7 +68,7 @@ export async function forward(
     member = pool.pick({ clientIp: state.clientIp, headers: state.headers, now: Date.now(), avoid: member })
     if (!member) return errorResponse(503, 'no healthy upstream')
     const payload = body.replayable ? body.buffer : body.stream
-    const result = await attemptOnce(state, member, headers, payload, pooled, route, deadline, deps)
+    const result = await attemptOnce(state, pool, member, headers, payload, pooled, route, deadline, deps)
 
     if (result instanceof Response) {
       used++
@@ -125,6 +125,7 @@ async function requestBody(req: Request, wantReplay: boolean): Promise<RequestBo
 
 async function attemptOnce(
   state: RequestState,
+  pool: RuntimePool,
   member: PoolMember,
   headers: Headers,
   body: ArrayBuffer | ReadableStream<Uint8Array> | null,
@@ -152,6 +153,8 @@ async function attemptOnce(
       decompress: false,
       keepalive: pooled,
     }
+    // Backend TLS: SNI and verification name from the policy; the CA bundle or the system store.
+    if (pool.tls) (init as { tls?: unknown }).tls = pool.tls
     if (body instanceof ReadableStream) (init as { duplex?: string }).duplex = 'half'
     const res = await fetch(member.origin + state.path + state.query, init)
     deps.registry.recordSuccess(endpoint)

@@ -185,6 +185,7 @@ export class HttpDataplane {
     const conn = {
       clientIp: server.requestIP(req)?.address ?? '',
       listenerPort: irPort === 0 ? (server.port ?? 0) : irPort,
+      setIdleTimeout: (r: Request, seconds: number) => server.timeout(r, seconds),
     }
     return handleRequest(req, portPlan, conn, { registry: this.registry, logger: this.#logger }).catch((err: unknown) => {
       this.#logger.error('request failed', { port: irPort, error: String(err) })

@@ -7,12 +7,19 @@ import { RandomPicker } from './policies/random.ts'
 import { LeastRequestPicker } from './policies/least-request.ts'
 import { ConsistentHashPicker } from './policies/consistent-hash.ts'
 
+/** fetch()'s `tls` option for re-encryption to the backend (BackendTLSPolicy). */
+export interface UpstreamTls {
+  readonly serverName: string
+  readonly ca?: string
+}
+
 export class RuntimePool {
   constructor(
     readonly key: string,
     readonly ir: BackendPool,
     readonly members: readonly PoolMember[],
     readonly picker: Picker,
+    readonly tls: UpstreamTls | undefined,
   ) {}
 
   pick(input: PickInput): PoolMember | undefined {
@@ -21,12 +28,13 @@ export class RuntimePool {
 }
 
 export function buildPool(ir: BackendPool, registry: EndpointRegistry): RuntimePool {
-  const scheme = ir.protocol === 'https' ? 'https' : 'http'
+  const scheme = ir.protocol === 'https' || ir.tls ? 'https' : 'http'
   const members: PoolMember[] = ir.endpoints.map((ep) => ({
     state: registry.endpoint(ep.address, ep.port),
     origin: `${scheme}://${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`,
   }))
-  return new RuntimePool(ir.key, ir, members, buildPicker(ir.policy, members))
+  const tls = ir.tls ? { serverName: ir.tls.hostname, ...(ir.tls.caPem ? { ca: ir.tls.caPem } : {}) } : undefined
+  return new RuntimePool(ir.key, ir, members, buildPicker(ir.policy, members), tls)
 }
 
 export function buildPicker(policy: LoadBalancerPolicy, members: readonly PoolMember[]): Picker {

@@ -96,6 +96,26 @@ describe('snapshot swap', () => {
   })
 })
 
+describe('stop', () => {
+  test('closes listeners and open connections, including those of already removed ports', async () => {
+    const gateway = newDataplane()
+    const [removed, kept] = [await freePort(), await freePort()]
+    const l4 = (ports: number[]) => ports.map((port) => tcpPort(port, [route(`r${port}`, [backend('test/alpha:3000')])]))
+    await gateway.apply(snapshot(l4([removed, kept]), pools()))
+    const onRemoved = TcpClient.connect(removed)
+    const onKept = TcpClient.connect(kept)
+    await onRemoved.waitFor('hello from alpha\n')
+    await onKept.waitFor('hello from alpha\n')
+    await gateway.apply(snapshot(l4([kept]), pools()))
+
+    await gateway.stop()
+    expect(await onRemoved.closesWithin(2_000)).toBe(true)
+    expect(await onKept.closesWithin(2_000)).toBe(true)
+    expect(gateway.stats()).toEqual({ listeners: 0, tcpConnections: 0, udpSessions: 0, udpDropped: 0 })
+    expect((await gateway.apply(snapshot(l4([kept]), pools()))).problems).toEqual(['l4: data plane is stopped'])
+  })
+})
+
 describe('bind failures', () => {
   test('a port in use is reported as a problem, the other ports still open, and a later apply retries', async () => {
     const blocker = createServer()

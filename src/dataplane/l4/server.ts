@@ -49,6 +49,8 @@ export class L4Dataplane {
   readonly #certificates = new CertificateCache()
   readonly #listeners = new Map<string, OpenListener>()
   readonly #live = new Set<ProxyConnection>()
+  /** Terminate listeners removed from the plan whose connections are still finishing. */
+  readonly #draining = new Set<TerminateListener>()
   #plan: L4Plan = EMPTY_PLAN
   /** Applies run one at a time, in call order: opening sockets is async. */
   #queue: Promise<unknown> = Promise.resolve()
@@ -80,6 +82,7 @@ export class L4Dataplane {
       this.#listeners.delete(key)
     }
     for (const connection of this.#live) connection.close()
+    for (const listener of this.#draining) closing.push(listener.close(true))
     await Promise.all(closing)
   }
 
@@ -158,7 +161,11 @@ export class L4Dataplane {
     try {
       if (listener.kind === 'stream') listener.socket.stop(closeActive)
       else if (listener.kind === 'udp') listener.socket.close()
-      else await listener.socket.close(closeActive)
+      else {
+        this.#draining.add(listener.socket)
+        await listener.socket.close(closeActive)
+        this.#draining.delete(listener.socket)
+      }
     } catch (error) {
       this.#logger.warn('l4: error closing listener', { port: listener.port, error: (error as Error).message })
     }

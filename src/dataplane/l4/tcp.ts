@@ -32,7 +32,8 @@ function clientHandlers({ currentPlan, deps }: StreamListenerOptions): SocketHan
   return {
     open(socket) {
       const plan = currentPlan()
-      if (!plan || plan.routes.length === 0) {
+      // A terminate plan here means this socket is about to be replaced by a node:tls listener.
+      if (!plan || plan.routes.length === 0 || plan.mode === 'tls-terminate') {
         socket.end()
         return
       }

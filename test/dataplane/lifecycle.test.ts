@@ -59,6 +59,20 @@ describe('snapshot swap', () => {
   })
 })
 
+describe('bad snapshots', () => {
+  test('a snapshot that does not compile is reported and the previous plan stays live', async () => {
+    const gw = await startDataplane(simple(0, [rule()], [pool('p1', [v1.port])], 1))
+    try {
+      const result = await gw.dp.apply(simple(0, [rule({ match: { path: { type: 'RegularExpression', value: '/(' } } })], [pool('p1', [v1.port])], 2))
+      expect(result.problems.length).toBe(1)
+      expect(gw.dp.active.current?.revision).toBe(1)
+      expect(await nameOf(`${gw.base}/x`)).toBe('v1')
+    } finally {
+      await gw.stop()
+    }
+  })
+})
+
 describe('ports', () => {
   test('apply opens and closes servers as ports come and go', async () => {
     const [p1, p2] = [await closedPort(), await closedPort()]

@@ -75,7 +75,16 @@ export class HttpDataplane {
 
   /** Compile and publish a snapshot, then open/close servers so ports match it. Never throws for bind errors. */
   async apply(snapshot: Snapshot): Promise<ApplyResult> {
-    return this.applyPlan(compile(snapshot, this.registry))
+    let plan: Plan
+    try {
+      plan = compile(snapshot, this.registry)
+    } catch (err) {
+      // E.g. a RegExp the translator let through. The previous plan stays live.
+      const message = `snapshot ${snapshot.revision} did not compile: ${err instanceof Error ? err.message : String(err)}`
+      this.#logger.error('data plane kept the previous plan', { revision: snapshot.revision, error: message })
+      return { revision: snapshot.revision, ports: [], opened: [], closed: [], problems: [message] }
+    }
+    return this.applyPlan(plan)
   }
 
   async applyPlan(plan: Plan): Promise<ApplyResult> {

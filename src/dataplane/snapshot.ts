@@ -93,12 +93,11 @@ export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
     pools.set(key, buildPool(pool, registry))
     for (const ep of pool.endpoints) liveEndpoints.add(endpointKey(ep.address, ep.port))
   }
-  // Endpoints still in use by an in-flight request on the old plan keep their object; only the
-  // registry's index forgets them.
-  registry.retain(liveEndpoints)
-
   const ports = new Map<number, PortPlan>()
   for (const port of ir.http) ports.set(port.port, compilePort(port, pools))
+  // Only once the plan compiled (a throw above keeps the old plan and its endpoints). Endpoints
+  // still used by an in-flight request on the old plan keep their object; the index forgets them.
+  registry.retain(liveEndpoints)
   return { revision: ir.revision, ir, ports, pools }
 }
 

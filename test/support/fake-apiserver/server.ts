@@ -38,6 +38,7 @@ export interface RecordedRequest {
   readonly method: string
   readonly path: string
   readonly contentType: string | null
+  readonly userAgent: string | null
   readonly body?: unknown
 }
 
@@ -462,7 +463,7 @@ export class FakeApiServer {
       if (auth === 'token' && req.headers.get('authorization') !== `Bearer ${this.token}`) throw new ApiError(401, 'Unauthorized', 'Unauthorized')
       const segs = url.pathname.split('/').filter(Boolean)
       const body = ['POST', 'PUT', 'PATCH'].includes(req.method) ? await readBody(req) : undefined
-      if (!url.searchParams.has('watch')) this.requests.push({ method: req.method, path: url.pathname + url.search, contentType: req.headers.get('content-type'), body })
+      if (!url.searchParams.has('watch')) this.requests.push({ method: req.method, path: url.pathname + url.search, contentType: req.headers.get('content-type'), userAgent: req.headers.get('user-agent'), body })
       const discovery = this.#discovery(segs)
       if (discovery !== undefined) return json(200, discovery)
       if (['healthz', 'livez', 'readyz'].includes(segs[0] ?? '')) return new Response('ok')

@@ -48,8 +48,8 @@ async function main(): Promise<void> {
   const ports = JSON.parse(await firstLine(backends.stdout)) as { source: number; echo: number }
   const source = { port: ports.source }
   const echo = { port: ports.echo }
-  const gatewaySourcePort = 40_000 + Math.floor(Math.random() * 10_000)
-  const gatewayEchoPort = gatewaySourcePort + 1
+  const gatewaySourcePort = freePort()
+  const gatewayEchoPort = freePort()
   const snapshot: Snapshot = {
     revision: 1,
     http: [],
@@ -227,6 +227,14 @@ async function pingPong(port: number, connections: number): Promise<number> {
   const counted = roundTrips
   await Promise.all(finished)
   return counted / seconds
+}
+
+/** A port the kernel just handed out (and that we released again). */
+function freePort(): number {
+  const probe = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+  const port = probe.port
+  probe.stop(true)
+  return port
 }
 
 function fmt(value: number): string {

@@ -5,6 +5,7 @@
 import { resolve } from 'node:path'
 import { createAdmin } from './admin/index.ts'
 import { HttpDataplane } from './dataplane/http/server.ts'
+import { L4Dataplane } from './dataplane/l4/server.ts'
 import { Controller } from './pipeline/controller.ts'
 import { FileSource } from './sources/file.ts'
 import type { Source } from './sources/source.ts'
@@ -38,11 +39,14 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   const ingest = new StoreIngest(store)
   const status = new MemoryStatusSink()
   const metrics = new MetricsRegistry()
-  const dataplane = new HttpDataplane({ logger, hostname: opts.bindAddress ?? '0.0.0.0' })
+  // Each plane keeps its own endpoint registry: a registry prunes to the endpoints of the
+  // plane's latest plan, so sharing one would let HTTP reloads forget L4 endpoint state.
+  const http = new HttpDataplane({ logger, hostname: opts.bindAddress ?? '0.0.0.0' })
+  const l4 = new L4Dataplane({ logger, hostname: opts.bindAddress ?? '0.0.0.0' })
   const controller = new Controller({
     store,
     translate: (view) => translate(view, { controllerName: opts.controllerName }),
-    consumers: [{ apply: async (snap) => (await dataplane.apply(snap)).problems }],
+    consumers: [http, l4],
     sinks: [status],
     logger,
   })
@@ -80,7 +84,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
     async stop() {
       controller.stop()
       await source.stop()
-      await dataplane.stop()
+      await Promise.all([http.stop(), l4.stop()])
       await adminServer.stop(true)
     },
   }

@@ -14,8 +14,8 @@ import { coalesce, type Coalescer } from './coalesce.ts'
 
 /** What the controller needs from a data plane: take a whole snapshot, report what failed. */
 export interface SnapshotConsumer {
-  /** Returns problems (e.g. a port that could not be bound); an empty list means applied. */
-  apply(snapshot: Snapshot): Promise<readonly string[]>
+  /** Resolves with problems (e.g. a port that could not be bound); none means fully applied. */
+  apply(snapshot: Snapshot): Promise<{ readonly problems: readonly string[] }>
 }
 
 export interface ControllerDeps {
@@ -91,7 +91,7 @@ export class Controller {
       return
     }
     const applyProblems: string[] = []
-    for (const c of this.deps.consumers) applyProblems.push(...(await c.apply(result.ir)))
+    for (const c of this.deps.consumers) applyProblems.push(...(await c.apply(result.ir)).problems)
     this.#rejected = applyProblems
     for (const p of applyProblems) logger.error('data plane could not apply part of the snapshot', { revision: view.revision, problem: p })
     const first = !this.#live

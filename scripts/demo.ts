@@ -10,7 +10,7 @@ const check = process.argv.includes('--check')
 const gatewayPort = 8080
 const adminPort = Number(process.env.ADMIN_PORT ?? 9901)
 const backends = [startEcho('echo-v1', 9081), startEcho('echo-v2', 9082)]
-const gateway = Bun.spawn([process.execPath, 'src/main.ts', '--config-dir', 'routes', '--admin-port', String(adminPort)], {
+const gateway = Bun.spawn([process.execPath, 'src/main.ts', '--config-dir', 'routes', '--admin-port', String(adminPort), '--log-level', process.env.LOG_LEVEL ?? 'warn'], {
   cwd: `${import.meta.dir}/..`,
   stdout: 'inherit',
   stderr: 'inherit',

@@ -76,7 +76,10 @@ const PRECREATED_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-no
 export class FakeApiServer {
   readonly pki: TestPki | undefined
   readonly token: string
+  /** Every request but watches, in order. */
   readonly requests: RecordedRequest[] = []
+  /** Every watch request: which resource, from which resourceVersion. */
+  readonly watchRequests: { plural: string; resourceVersion: string }[] = []
   #server: Server<undefined>
   #types: readonly ResourceType[]
   #objects = new Map<string, Map<string, any>>()
@@ -123,6 +126,11 @@ export class FakeApiServer {
 
   get watchCount(): number {
     return this.#watchers.size
+  }
+
+  /** Open watches on one resource (by plural, e.g. "httproutes"). */
+  watchersOf(plural: string): number {
+    return [...this.#watchers].filter((w) => w.type.plural === plural).length
   }
 
   /** A kubeconfig (YAML) for this server: CA, and a client certificate or token, inline. */
@@ -500,6 +508,7 @@ export class FakeApiServer {
           const matches = (o: any) => labels(o.metadata.labels ?? {}) && fields(o)
           if (['1', 'true'].includes(url.searchParams.get('watch') ?? '')) {
             server.timeout(req, 0) // a watch is long-lived; bookmarks keep it busy anyway
+            this.watchRequests.push({ plural: t.plural, resourceVersion: url.searchParams.get('resourceVersion') ?? '' })
             return this.#watch(t, version, ns, url.searchParams, matches)
           }
           const items = [...this.#bucket(t).values()]

@@ -23,6 +23,10 @@ export interface PorticoOptions {
   readonly controllerName: string
   readonly bindAddress?: string
   readonly logger: Logger
+  /** On stop: how long in-flight requests may take before connections are cut (default 15 s). */
+  readonly drainTimeoutMs?: number
+  /** On stop: how long to keep serving after /readyz turns 503, so load balancers notice (default 0). */
+  readonly shutdownDelayMs?: number
 }
 
 export interface Portico {
@@ -56,8 +60,9 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   metrics.collect('portico_config_rejected', 'Problems that kept the latest snapshot from going live', () => [[undefined, controller.rejected.length]])
   controller.onLive(() => logger.info('first snapshot live: ready'))
 
+  let draining = false
   const admin = createAdmin({
-    ready: () => controller.live !== undefined,
+    ready: () => controller.live !== undefined && !draining,
     objects: () => store.all(),
     statusOf: (key) => status.get(key),
     problems: () => ingest.problems(),
@@ -82,9 +87,14 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
     controller,
     store,
     async stop() {
+      // Readiness goes false first, so load balancers stop sending new clients here; then
+      // listeners stop accepting, in-flight requests get the drain timeout to finish, and
+      // whatever is still open (WebSockets included, closed with 1001) is cut.
+      draining = true
       controller.stop()
       await source.stop()
-      await Promise.all([http.stop(), l4.stop()])
+      if (opts.shutdownDelayMs) await Bun.sleep(opts.shutdownDelayMs)
+      await Promise.all([http.stop(false, opts.drainTimeoutMs ?? 15_000), l4.stop()])
       await adminServer.stop(true)
     },
   }

@@ -12,6 +12,10 @@ export interface CliOptions {
   logLevel: LogLevel
   /** Address the listeners bind to. */
   bindAddress: string
+  /** Seconds in-flight requests get to finish on SIGTERM. */
+  drainTimeoutSeconds: number
+  /** Seconds to keep serving after readiness turns false on SIGTERM. */
+  shutdownDelaySeconds: number
   help: boolean
 }
 
@@ -24,6 +28,8 @@ export const USAGE = `usage: portico [options]
   --controller-name NAME    GatewayClass controllerName to serve (env GATEWAY_CONTROLLER_NAME; default portico.dev/gateway-controller)
   --bind-address ADDR       address listeners bind to (env BIND_ADDRESS; default 0.0.0.0)
   --log-level LEVEL         debug|info|warn|error (env LOG_LEVEL; default info)
+  --drain-timeout S         on SIGTERM, seconds in-flight requests get to finish (env DRAIN_TIMEOUT; default 15)
+  --shutdown-delay S        on SIGTERM, seconds to keep serving after /readyz turns 503 (env SHUTDOWN_DELAY; default 0)
   -h, --help                show this help`
 
 const FLAGS: Record<string, keyof CliOptions> = {
@@ -33,6 +39,8 @@ const FLAGS: Record<string, keyof CliOptions> = {
   '--controller-name': 'controllerName',
   '--bind-address': 'bindAddress',
   '--log-level': 'logLevel',
+  '--drain-timeout': 'drainTimeoutSeconds',
+  '--shutdown-delay': 'shutdownDelaySeconds',
 }
 
 export function parseCli(argv: readonly string[], env: Record<string, string | undefined>): CliOptions {
@@ -43,6 +51,8 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     controllerName: env.GATEWAY_CONTROLLER_NAME,
     bindAddress: env.BIND_ADDRESS,
     logLevel: env.LOG_LEVEL,
+    drainTimeoutSeconds: env.DRAIN_TIMEOUT,
+    shutdownDelaySeconds: env.SHUTDOWN_DELAY,
   }
   let help = false
   for (let i = 0; i < argv.length; i++) {
@@ -66,6 +76,8 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     controllerName: nonEmpty(raw.controllerName) ?? 'portico.dev/gateway-controller',
     bindAddress: nonEmpty(raw.bindAddress) ?? '0.0.0.0',
     logLevel: 'info',
+    drainTimeoutSeconds: seconds(raw.drainTimeoutSeconds, 15, '--drain-timeout'),
+    shutdownDelaySeconds: seconds(raw.shutdownDelaySeconds, 0, '--shutdown-delay'),
     help,
   }
   const level = nonEmpty(raw.logLevel)
@@ -85,5 +97,12 @@ function port(v: string | undefined, fallback: number, name: string): number {
   if (v === undefined || v === '') return fallback
   const n = Number(v)
   if (!/^\d+$/.test(v) || n > 65535) throw new UsageError(`${name} must be a port number 0-65535, got ${JSON.stringify(v)}`)
+  return n
+}
+
+function seconds(v: string | undefined, fallback: number, name: string): number {
+  if (v === undefined || v === '') return fallback
+  const n = Number(v)
+  if (!/^\d+(\.\d+)?$/.test(v) || n > 3600) throw new UsageError(`${name} must be a number of seconds 0-3600, got ${JSON.stringify(v)}`)
   return n
 }

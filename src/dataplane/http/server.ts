@@ -25,6 +25,8 @@ export interface HttpDataplaneOptions {
   readonly idleTimeoutSeconds?: number
   /** Largest request body accepted, default unlimited (bodies stream; Bun's own default is 128 MiB). */
   readonly maxRequestBodySize?: number
+  /** Bind every port with SO_REUSEPORT so several workers can share it (multi-core). */
+  readonly reusePort?: boolean
 }
 
 export interface PortStatus {
@@ -58,6 +60,7 @@ export class HttpDataplane {
   readonly registry: EndpointRegistry
   readonly #logger: Logger
   readonly #hostname: string
+  readonly #sharePorts: boolean
   readonly #idleTimeout: number
   readonly #maxBody: number
   readonly #servers = new Map<number, RunningServer>()
@@ -67,6 +70,7 @@ export class HttpDataplane {
   constructor(options: HttpDataplaneOptions = {}) {
     this.#logger = options.logger ?? silentLogger
     this.#hostname = options.hostname ?? '0.0.0.0'
+    this.#sharePorts = options.reusePort ?? false
     this.#idleTimeout = Math.min(255, options.idleTimeoutSeconds ?? 120)
     this.#maxBody = options.maxRequestBodySize ?? Number.MAX_SAFE_INTEGER
     this.registry = options.registry ?? new EndpointRegistry()
@@ -161,7 +165,7 @@ export class HttpDataplane {
     const protocol = portPlan.ir.protocol
     if (protocol === 'HTTPS' && (!portPlan.tls || portPlan.tls.length === 0)) return 'HTTPS port has no usable certificate'
     // HTTPS servers restart on certificate change: the new one must bind while the old one drains.
-    const reusePort = protocol === 'HTTPS'
+    const reusePort = this.#sharePorts || protocol === 'HTTPS'
     try {
       const server = Bun.serve({
         port: irPort,

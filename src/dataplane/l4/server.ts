@@ -26,6 +26,8 @@ export interface L4DataplaneOptions {
   /** Backend connect timeout for TCP and TLS (default 10 s). */
   readonly connectTimeoutMs?: number
   readonly udp?: Partial<UdpOptions>
+  /** Bind TCP/TLS-passthrough ports with SO_REUSEPORT so several workers can share them. */
+  readonly reusePort?: boolean
 }
 
 export interface L4Stats {
@@ -46,6 +48,7 @@ export class L4Dataplane {
   readonly #registry: EndpointRegistry
   readonly #connectTimeoutMs: number
   readonly #udpOptions: UdpOptions
+  readonly #reusePort: boolean
   readonly #certificates = new CertificateCache()
   readonly #listeners = new Map<string, OpenListener>()
   readonly #live = new Set<ProxyConnection>()
@@ -62,6 +65,7 @@ export class L4Dataplane {
     this.#registry = opts.registry ?? new EndpointRegistry()
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? 10_000
     this.#udpOptions = { ...DEFAULT_UDP_OPTIONS, ...opts.udp }
+    this.#reusePort = opts.reusePort ?? false
   }
 
   /** Make `snapshot` live. Never throws: compile issues and bind failures come back as problems. */
@@ -154,7 +158,7 @@ export class L4Dataplane {
       return { kind, port: portPlan.port, socket }
     }
     const deps = { logger: this.#logger, registry: this.#registry, connectTimeoutMs: this.#connectTimeoutMs, live: this.#live }
-    return { kind, port: portPlan.port, socket: listenStream({ ...common, deps }) }
+    return { kind, port: portPlan.port, socket: listenStream({ ...common, deps, reusePort: this.#reusePort }) }
   }
 
   async #close(listener: OpenListener, closeActive: boolean): Promise<void> {

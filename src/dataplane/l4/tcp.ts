@@ -5,7 +5,7 @@
  * whole life. So a snapshot swap changes where new connections go while open ones keep their
  * route, and switching a port between TCP and passthrough needs no new socket.
  */
-import type { Socket, SocketHandler, TCPSocketListener } from 'bun'
+import type { Socket, SocketHandler, TCPSocketListener, TCPSocketListenOptions } from 'bun'
 import { ProxyConnection, type StreamDeps } from './connection.ts'
 import type { PortPlan } from './plan.ts'
 import { sniff, startSniffing } from './tls-passthrough.ts'
@@ -13,6 +13,8 @@ import { sniff, startSniffing } from './tls-passthrough.ts'
 export interface StreamListenerOptions {
   readonly hostname: string
   readonly port: number
+  /** Share the port with other processes/workers bound the same way (SO_REUSEPORT). */
+  readonly reusePort?: boolean
   /** The port's current plan, or undefined when the port has just been removed. */
   readonly currentPlan: () => PortPlan | undefined
   readonly deps: StreamDeps
@@ -20,12 +22,15 @@ export interface StreamListenerOptions {
 
 /** Throws when the port cannot be bound (EADDRINUSE, EACCES); the caller reports it. */
 export function listenStream(options: StreamListenerOptions): TCPSocketListener<ProxyConnection> {
-  return Bun.listen<ProxyConnection>({
+  // Bun.listen honours reusePort at runtime (verified in 1.4.5) but its types omit it.
+  const listenOptions: TCPSocketListenOptions<ProxyConnection> & { reusePort?: boolean; allowHalfOpen?: boolean } = {
     hostname: options.hostname,
     port: options.port,
+    reusePort: options.reusePort ?? false,
     allowHalfOpen: true,
     socket: clientHandlers(options),
-  })
+  }
+  return Bun.listen<ProxyConnection>(listenOptions)
 }
 
 function clientHandlers({ currentPlan, deps }: StreamListenerOptions): SocketHandler<ProxyConnection> {

@@ -56,7 +56,7 @@ describe.skipIf(!kubectl)('the stand-in API server, driven by the real kubectl',
   afterAll(() => server?.stop())
 
   test('discovery: api-resources lists the Gateway API kinds with their scope', async () => {
-    const r = (await run('api-resources', '--api-group=gateway.networking.k8s.io', '-o', 'wide'))
+    const r = await run('api-resources', '--api-group=gateway.networking.k8s.io', '-o', 'wide')
     expect(r.err).toBe('')
     expect(r.out).toMatch(/httproutes\s+gateway\.networking\.k8s\.io\/v1\s+true\s+HTTPRoute/)
     expect(r.out).toMatch(/gatewayclasses\s+gc\s+gateway\.networking\.k8s\.io\/v1\s+false\s+GatewayClass/)
@@ -64,7 +64,7 @@ describe.skipIf(!kubectl)('the stand-in API server, driven by the real kubectl',
 
   test('apply creates, re-apply with a change configures (generation bump), unchanged is a no-op', async () => {
     writeFileSync(join(dir, 'v1.yaml'), manifest('/shop'))
-    let r = (await run('apply', '-f', join(dir, 'v1.yaml')))
+    let r = await run('apply', '-f', join(dir, 'v1.yaml'))
     expect(r.err).toBe('')
     expect(r.out).toContain('httproute.gateway.networking.k8s.io/web created')
     expect(r.out).toContain('configmap/settings created')
@@ -72,7 +72,7 @@ describe.skipIf(!kubectl)('the stand-in API server, driven by the real kubectl',
     expect(first.metadata).toMatchObject({ generation: 1, namespace: 'shop' })
     expect(first.metadata.uid).toMatch(/^[0-9a-f-]{36}$/)
     writeFileSync(join(dir, 'v2.yaml'), manifest('/store', ', size: big'))
-    r = (await run('apply', '-f', join(dir, 'v2.yaml')))
+    r = await run('apply', '-f', join(dir, 'v2.yaml'))
     expect(r.out).toContain('httproute.gateway.networking.k8s.io/web configured')
     expect(r.out).toContain('configmap/settings configured') // a strategic merge patch
     const second = JSON.parse((await run('get', 'httproute', 'web', '-n', 'shop', '-o', 'json')).out)
@@ -80,13 +80,13 @@ describe.skipIf(!kubectl)('the stand-in API server, driven by the real kubectl',
     expect(Number(second.metadata.resourceVersion)).toBeGreaterThan(Number(first.metadata.resourceVersion))
     expect(second.spec.rules[0].matches[0].path.value).toBe('/store')
     expect(JSON.parse((await run('get', 'cm', 'settings', '-n', 'shop', '-o', 'json')).out).data).toEqual({ mode: 'fast', size: 'big' })
-    r = (await run('apply', '-f', join(dir, 'v2.yaml')))
+    r = await run('apply', '-f', join(dir, 'v2.yaml'))
     expect(r.out).toContain('httproute.gateway.networking.k8s.io/web unchanged')
     expect(JSON.parse((await run('get', 'httproute', 'web', '-n', 'shop', '-o', 'json')).out).metadata.resourceVersion).toBe(second.metadata.resourceVersion)
   })
 
   test('label selectors and the table output', async () => {
-    const r = (await run('get', 'httproutes,configmaps', '-n', 'shop', '-l', 'app=web'))
+    const r = await run('get', 'httproutes,configmaps', '-n', 'shop', '-l', 'app=web')
     expect(r.out).toMatch(/httproute\.gateway\.networking\.k8s\.io\/web/)
     expect(r.out).toMatch(/configmap\/settings/)
     expect((await run('get', 'configmaps', '-n', 'shop', '-l', 'app!=web')).err).toContain('No resources found')
@@ -98,7 +98,7 @@ describe.skipIf(!kubectl)('the stand-in API server, driven by the real kubectl',
     const minor = Number((await run('version', '--client', '-o', 'json')).out.match(/"minor":\s*"(\d+)/)?.[1] ?? 0)
     const status = { parents: [{ parentRef: { name: 'edge' }, controllerName: 'portico.dev/gateway-controller', conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: '', lastTransitionTime: '2030-01-01T00:00:00Z' }] }] }
     if (minor >= 24) {
-      const r = (await run('patch', 'httproute', 'web', '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status, spec: { hostnames: ['ignored.example'] } })))
+      const r = await run('patch', 'httproute', 'web', '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status, spec: { hostnames: ['ignored.example'] } }))
       expect(r.err).toBe('')
     } else server.setStatus('HTTPRoute', 'shop', 'web', status)
     const after = JSON.parse((await run('get', 'httproute', 'web', '-n', 'shop', '-o', 'json')).out)
@@ -107,7 +107,7 @@ describe.skipIf(!kubectl)('the stand-in API server, driven by the real kubectl',
     expect(after.metadata.generation).toBe(before.metadata.generation)
     // and a status the CRD schema rejects is a 422, as from a real cluster
     if (minor >= 24) {
-      const bad = (await run('patch', 'httproute', 'web', '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { parents: [{ parentRef: { name: 'edge' }, controllerName: 'x', conditions: [] }] } })))
+      const bad = await run('patch', 'httproute', 'web', '-n', 'shop', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { parents: [{ parentRef: { name: 'edge' }, controllerName: 'x', conditions: [] }] } }))
       expect(bad.code).not.toBe(0)
       expect(bad.err).toContain('is invalid')
     }
@@ -127,9 +127,9 @@ describe.skipIf(!kubectl)('the stand-in API server, driven by the real kubectl',
   })
 
   test('delete removes, and a missing object is NotFound', async () => {
-    const r = (await run('delete', 'httproute', 'web', '-n', 'shop'))
+    const r = await run('delete', 'httproute', 'web', '-n', 'shop')
     expect(r.out).toContain('httproute.gateway.networking.k8s.io "web" deleted')
-    const gone = (await run('get', 'httproute', 'web', '-n', 'shop'))
+    const gone = await run('get', 'httproute', 'web', '-n', 'shop')
     expect(gone.code).not.toBe(0)
     expect(gone.err).toContain('NotFound')
     expect((await run('delete', 'namespace', 'shop')).out).toContain('namespace "shop" deleted')
@@ -138,7 +138,7 @@ describe.skipIf(!kubectl)('the stand-in API server, driven by the real kubectl',
 
   test('creating into a missing namespace fails as on a real server', async () => {
     writeFileSync(join(dir, 'orphan.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: nowhere}\n')
-    const r = (await run('create', '-f', join(dir, 'orphan.yaml')))
+    const r = await run('create', '-f', join(dir, 'orphan.yaml'))
     expect(r.code).not.toBe(0)
     expect(r.err).toContain('namespaces "nowhere" not found')
   })

@@ -1,0 +1,95 @@
+/** The container image recipe and deploy manifests: they parse, and they say what we mean. */
+import { describe, expect, test } from 'bun:test'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseAllDocuments } from 'yaml'
+import { KINDS } from '../../src/store/kinds.ts'
+
+const root = join(import.meta.dir, '../..')
+const deployDir = join(root, 'docker/deploy')
+const docs: any[] = readdirSync(deployDir)
+  .filter((f) => f.endsWith('.yaml'))
+  .sort()
+  .flatMap((f) =>
+    parseAllDocuments(readFileSync(join(deployDir, f), 'utf8')).map((d) => {
+      if (d.errors.length) throw new Error(`${f}: ${d.errors[0]!.message}`)
+      return d.toJS()
+    }),
+  )
+const find = (kind: string, name?: string) => docs.find((d) => d.kind === kind && (!name || d.metadata.name === name))
+
+const PLURALS: Record<string, string> = {
+  GatewayClass: 'gatewayclasses', Gateway: 'gateways', HTTPRoute: 'httproutes', GRPCRoute: 'grpcroutes', TLSRoute: 'tlsroutes', TCPRoute: 'tcproutes',
+  UDPRoute: 'udproutes', ReferenceGrant: 'referencegrants', BackendTLSPolicy: 'backendtlspolicies', Service: 'services', EndpointSlice: 'endpointslices',
+  Secret: 'secrets', ConfigMap: 'configmaps', Namespace: 'namespaces',
+}
+const STATUS_KINDS = ['GatewayClass', 'Gateway', 'HTTPRoute', 'GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute', 'BackendTLSPolicy']
+
+describe('docker/deploy manifests', () => {
+  test('every document is a well-formed object, in an order kubectl apply -f can create', () => {
+    expect(docs.map((d) => d.kind)).toEqual(['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'GatewayClass', 'Deployment', 'PodDisruptionBudget', 'Service'])
+    for (const d of docs) {
+      expect(typeof d.apiVersion).toBe('string')
+      expect(d.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/)
+      if (!['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'GatewayClass'].includes(d.kind)) expect(d.metadata.namespace).toBe('portico-system')
+    }
+  })
+
+  test('RBAC: read every kind we watch, write only /status, leases only in our namespace', () => {
+    const rules: any[] = find('ClusterRole').rules
+    const allowed = (group: string, resource: string, verb: string) => rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb))
+    for (const [kind, info] of Object.entries(KINDS)) for (const verb of ['get', 'list', 'watch']) expect(allowed(info.group, PLURALS[kind]!, verb)).toBe(true)
+    for (const kind of STATUS_KINDS) expect(allowed('gateway.networking.k8s.io', `${PLURALS[kind]}/status`, 'patch')).toBe(true)
+    for (const r of rules) {
+      expect(r.verbs).not.toContain('*')
+      expect(r.resources).not.toContain('*')
+      // writes only ever on a status subresource
+      if (r.verbs.some((v: string) => ['create', 'update', 'patch', 'delete'].includes(v))) expect(r.resources.every((x: string) => x.endsWith('/status'))).toBe(true)
+    }
+    const role = find('Role')
+    expect(role.rules).toEqual([{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] }])
+    for (const binding of [find('ClusterRoleBinding'), find('RoleBinding')]) expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'portico', namespace: 'portico-system' }])
+  })
+
+  test('Deployment: 2 non-root replicas, probes on the admin port, downward API for leader election', () => {
+    const dep = find('Deployment')
+    expect(dep.spec.replicas).toBe(2)
+    const pod = dep.spec.template.spec
+    expect(pod.serviceAccountName).toBe('portico')
+    expect(pod.securityContext.runAsNonRoot).toBe(true)
+    expect(dep.spec.selector.matchLabels).toEqual(dep.spec.template.metadata.labels)
+    const c = pod.containers[0]
+    expect(c.args).toContain('--kubernetes')
+    const admin = c.ports.find((p: any) => p.name === 'admin')
+    expect(c.args).toContain(`--admin-port=${admin.containerPort}`)
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'admin' })
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'admin' })
+    expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } })
+    expect(c.env.map((e: any) => e.name).sort()).toEqual(['POD_IP', 'POD_NAME', 'POD_NAMESPACE'])
+  })
+
+  test('Service: a LoadBalancer in front of the pods; GatewayClass names our controller', () => {
+    const svc = find('Service')
+    expect(svc.spec.type).toBe('LoadBalancer')
+    expect(svc.spec.selector).toEqual(find('Deployment').spec.template.metadata.labels)
+    const named = new Set(find('Deployment').spec.template.spec.containers[0].ports.map((p: any) => p.name))
+    for (const p of svc.spec.ports) expect(named.has(p.targetPort)).toBe(true)
+    expect(find('GatewayClass').spec.controllerName).toBe('portico.dev/gateway-controller')
+  })
+})
+
+describe('docker/Dockerfile', () => {
+  const dockerfile = readFileSync(join(root, 'docker/Dockerfile'), 'utf8')
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+
+  test('builds with the Bun version the project pins, compiles one binary, runs it as non-root', () => {
+    const froms = [...dockerfile.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1])
+    expect(froms).toEqual([`oven/bun:${pkg.devDependencies.bun}`, 'gcr.io/distroless/cc-debian12:nonroot'])
+    expect(dockerfile).toMatch(/bun build --compile .*src\/main\.ts --outfile \/out\/portico/)
+    expect(dockerfile).toMatch(/^USER 65532:65532$/m)
+    expect(dockerfile).toMatch(/^HEALTHCHECK NONE$/m)
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["\/usr\/local\/bin\/portico"\]$/m)
+    // the COPY sources exist, so the build context is complete
+    for (const m of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) for (const f of m[1]!.split(/\s+/)) expect(existsSync(join(root, f))).toBe(true)
+  })
+})

@@ -6,6 +6,8 @@ import { resolve } from 'node:path'
 import { createAdmin } from './admin/index.ts'
 import { HttpDataplane } from './dataplane/http/server.ts'
 import { L4Dataplane } from './dataplane/l4/server.ts'
+import { WorkerPool } from './dataplane/worker-pool.ts'
+import type { Snapshot } from './ir/types.ts'
 import { Controller } from './pipeline/controller.ts'
 import { FileSource } from './sources/file.ts'
 import type { Source } from './sources/source.ts'
@@ -27,6 +29,10 @@ export interface PorticoOptions {
   readonly drainTimeoutMs?: number
   /** On stop: how long to keep serving after /readyz turns 503, so load balancers notice (default 0). */
   readonly shutdownDelayMs?: number
+  /** Data-plane worker threads sharing the listener ports; 1 (default) serves in this thread. */
+  readonly workers?: number
+  /** Log level handed to worker threads. */
+  readonly logLevel?: string
 }
 
 export interface Portico {
@@ -43,14 +49,12 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   const ingest = new StoreIngest(store)
   const status = new MemoryStatusSink()
   const metrics = new MetricsRegistry()
-  // Each plane keeps its own endpoint registry: a registry prunes to the endpoints of the
-  // plane's latest plan, so sharing one would let HTTP reloads forget L4 endpoint state.
-  const http = new HttpDataplane({ logger, hostname: opts.bindAddress ?? '0.0.0.0' })
-  const l4 = new L4Dataplane({ logger, hostname: opts.bindAddress ?? '0.0.0.0' })
+  const hostname = opts.bindAddress ?? '0.0.0.0'
+  const dataplane = (opts.workers ?? 1) > 1 ? workerDataplane(opts, hostname) : inThreadDataplane(logger, hostname)
   const controller = new Controller({
     store,
     translate: (view) => translate(view, { controllerName: opts.controllerName }),
-    consumers: [http, l4],
+    consumers: [dataplane],
     sinks: [status],
     logger,
   })
@@ -94,8 +98,35 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
       controller.stop()
       await source.stop()
       if (opts.shutdownDelayMs) await Bun.sleep(opts.shutdownDelayMs)
-      await Promise.all([http.stop(false, opts.drainTimeoutMs ?? 15_000), l4.stop()])
+      await dataplane.stop(opts.drainTimeoutMs ?? 15_000)
       await adminServer.stop(true)
     },
   }
+}
+
+interface Dataplane {
+  apply(snapshot: Snapshot): Promise<{ readonly problems: readonly string[] }>
+  stop(drainMs: number): Promise<void>
+}
+
+function inThreadDataplane(logger: Logger, hostname: string): Dataplane {
+  // Each plane keeps its own endpoint registry: a registry prunes to the endpoints of the
+  // plane's latest plan, so sharing one would let HTTP reloads forget L4 endpoint state.
+  const http = new HttpDataplane({ logger, hostname })
+  const l4 = new L4Dataplane({ logger, hostname })
+  return {
+    async apply(snapshot) {
+      const [h, l] = await Promise.all([http.apply(snapshot), l4.apply(snapshot)])
+      return { problems: [...h.problems, ...l.problems] }
+    },
+    async stop(drainMs) {
+      await Promise.all([http.stop(false, drainMs), l4.stop()])
+    },
+  }
+}
+
+function workerDataplane(opts: PorticoOptions, hostname: string): Dataplane {
+  const pool = new WorkerPool({ count: opts.workers ?? 1, hostname, logLevel: opts.logLevel ?? 'info', logger: opts.logger })
+  opts.logger.info('data plane running in worker threads', { workers: pool.size })
+  return pool
 }

@@ -16,6 +16,8 @@ export interface CliOptions {
   drainTimeoutSeconds: number
   /** Seconds to keep serving after readiness turns false on SIGTERM. */
   shutdownDelaySeconds: number
+  /** Data-plane worker threads. */
+  workers: number
   help: boolean
 }
 
@@ -29,6 +31,7 @@ export const USAGE = `usage: portico [options]
   --bind-address ADDR       address listeners bind to (env BIND_ADDRESS; default 0.0.0.0)
   --log-level LEVEL         debug|info|warn|error (env LOG_LEVEL; default info)
   --drain-timeout S         on SIGTERM, seconds in-flight requests get to finish (env DRAIN_TIMEOUT; default 15)
+  --workers N               data-plane worker threads sharing the ports (env WORKERS; default: number of cores)
   --shutdown-delay S        on SIGTERM, seconds to keep serving after /readyz turns 503 (env SHUTDOWN_DELAY; default 0)
   -h, --help                show this help`
 
@@ -41,6 +44,7 @@ const FLAGS: Record<string, keyof CliOptions> = {
   '--log-level': 'logLevel',
   '--drain-timeout': 'drainTimeoutSeconds',
   '--shutdown-delay': 'shutdownDelaySeconds',
+  '--workers': 'workers',
 }
 
 export function parseCli(argv: readonly string[], env: Record<string, string | undefined>): CliOptions {
@@ -53,6 +57,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     logLevel: env.LOG_LEVEL,
     drainTimeoutSeconds: env.DRAIN_TIMEOUT,
     shutdownDelaySeconds: env.SHUTDOWN_DELAY,
+    workers: env.WORKERS,
   }
   let help = false
   for (let i = 0; i < argv.length; i++) {
@@ -78,6 +83,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     logLevel: 'info',
     drainTimeoutSeconds: seconds(raw.drainTimeoutSeconds, 15, '--drain-timeout'),
     shutdownDelaySeconds: seconds(raw.shutdownDelaySeconds, 0, '--shutdown-delay'),
+    workers: count(raw.workers, navigator.hardwareConcurrency || 1, '--workers'),
     help,
   }
   const level = nonEmpty(raw.logLevel)
@@ -104,5 +110,12 @@ function seconds(v: string | undefined, fallback: number, name: string): number 
   if (v === undefined || v === '') return fallback
   const n = Number(v)
   if (!/^\d+(\.\d+)?$/.test(v) || n > 3600) throw new UsageError(`${name} must be a number of seconds 0-3600, got ${JSON.stringify(v)}`)
+  return n
+}
+
+function count(v: string | undefined, fallback: number, name: string): number {
+  if (v === undefined || v === '') return fallback
+  const n = Number(v)
+  if (!/^\d+$/.test(v) || n < 1 || n > 256) throw new UsageError(`${name} must be an integer 1-256, got ${JSON.stringify(v)}`)
   return n
 }

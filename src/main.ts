@@ -18,7 +18,7 @@ if (opts.help) {
 }
 
 const logger = createLogger(opts.logLevel)
-const portico = await startPortico({ ...opts, logger, drainTimeoutMs: opts.drainTimeoutSeconds * 1000, shutdownDelayMs: opts.shutdownDelaySeconds * 1000 }).catch((err: Error) => {
+const portico = await startPortico({ ...opts, logger, drainTimeoutMs: opts.drainTimeoutSeconds * 1000, shutdownDelayMs: opts.shutdownDelaySeconds * 1000, logLevel: opts.logLevel }).catch((err: Error) => {
   logger.error('startup failed', { err: err.message })
   process.exit(1)
 })

@@ -1,0 +1,111 @@
+/**
+ * Runs the data planes in N worker threads. The pool is a SnapshotConsumer like a data plane:
+ * apply() packs the snapshot once (msgpackr), sends it to every worker, and resolves when all
+ * have applied it. A worker that dies is restarted and given the live snapshot again.
+ *
+ * What is shared, deliberately: nothing mutable. Each worker keeps its own endpoint registry
+ * (passive health and in-flight counts are per worker, like nginx workers without a shared
+ * zone) and its own upstream connection pools.
+ */
+import { pack } from 'msgpackr'
+import type { Snapshot } from '../ir/types.ts'
+import type { Logger } from '../telemetry/logger.ts'
+import type { FromWorker, ToWorker } from './worker-protocol.ts'
+
+export interface WorkerPoolOptions {
+  readonly count: number
+  readonly hostname: string
+  readonly logLevel: string
+  readonly logger: Logger
+}
+
+interface Slot {
+  worker: Worker
+  ready: Promise<void>
+  pending: Map<number, (msg: FromWorker) => void>
+}
+
+export class WorkerPool {
+  readonly #slots: Slot[] = []
+  #live: Snapshot | undefined
+  #nextId = 1
+  #stopping = false
+
+  constructor(private readonly opts: WorkerPoolOptions) {
+    for (let i = 0; i < opts.count; i++) this.#slots.push(this.#spawn(i))
+  }
+
+  get size(): number {
+    return this.#slots.length
+  }
+
+  async apply(snapshot: Snapshot): Promise<{ problems: readonly string[] }> {
+    this.#live = snapshot
+    const results = await Promise.all(this.#slots.map((_, i) => this.#applyTo(i, snapshot)))
+    // every worker binds the same ports, so identical problems are reported once
+    return { problems: [...new Set(results.flat())] }
+  }
+
+  async stop(drainMs: number): Promise<void> {
+    this.#stopping = true
+    await Promise.all(
+      this.#slots.map(async (slot) => {
+        await Promise.race([this.#request(slot, (id) => ({ type: 'stop', id, drainMs })), Bun.sleep(drainMs + 2000)])
+        slot.worker.terminate()
+      }),
+    )
+  }
+
+  async #applyTo(index: number, snapshot: Snapshot): Promise<string[]> {
+    const slot = this.#slots[index]!
+    await slot.ready
+    const packed = pack(forWorker(snapshot, index))
+    const msg = await this.#request(slot, (id) => ({ type: 'apply', id, snapshot: packed }))
+    return msg.type === 'applied' ? msg.problems : []
+  }
+
+  #request(slot: Slot, build: (id: number) => ToWorker): Promise<FromWorker> {
+    const id = this.#nextId++
+    return new Promise((resolve) => {
+      slot.pending.set(id, resolve)
+      slot.worker.postMessage(build(id))
+    })
+  }
+
+  #spawn(index: number): Slot {
+    const worker = new Worker(new URL('./worker.ts', import.meta.url).href)
+    const pending = new Map<number, (msg: FromWorker) => void>()
+    let markReady: () => void = () => {}
+    const ready = new Promise<void>((resolve) => (markReady = resolve))
+    worker.onmessage = (event: MessageEvent<FromWorker>) => {
+      const msg = event.data
+      if (msg.type === 'ready') return markReady()
+      const done = pending.get(msg.id)
+      pending.delete(msg.id)
+      done?.(msg)
+    }
+    const onExit = (why: string) => {
+      if (this.#stopping) return
+      this.opts.logger.error('data-plane worker died; restarting it', { worker: index, why })
+      for (const done of pending.values()) done({ type: 'applied', id: 0, problems: [`worker ${index} died: ${why}`] })
+      const slot = this.#spawn(index)
+      this.#slots[index] = slot
+      if (this.#live) void this.#applyTo(index, this.#live)
+    }
+    worker.addEventListener('error', (e) => onExit((e as ErrorEvent).message ?? 'error'))
+    worker.addEventListener('close', () => onExit('exited'))
+    const init: ToWorker = { type: 'init', index, hostname: this.opts.hostname, logLevel: this.opts.logLevel }
+    worker.postMessage(init)
+    return { worker, ready, pending }
+  }
+}
+
+/**
+ * UDP sockets and node:tls terminate listeners cannot share a port across workers the way
+ * SO_REUSEPORT stream listeners can (Bun.udpSocket has no reusePort; a UDP session must stay
+ * on one socket), so they run in worker 0 only.
+ */
+export function forWorker(snapshot: Snapshot, index: number): Snapshot {
+  if (index === 0) return snapshot
+  return { ...snapshot, l4: snapshot.l4.filter((p) => p.protocol !== 'UDP' && !p.routes.some((r) => r.terminate)) }
+}

@@ -1,0 +1,7 @@
+/** Messages between the main thread and data-plane workers. */
+export type ToWorker =
+  | { type: 'init'; index: number; hostname: string; logLevel: string }
+  | { type: 'apply'; id: number; snapshot: Uint8Array }
+  | { type: 'stop'; id: number; drainMs: number }
+
+export type FromWorker = { type: 'ready' } | { type: 'applied'; id: number; problems: string[] } | { type: 'stopped'; id: number }

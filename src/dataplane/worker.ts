@@ -1,0 +1,53 @@
+/**
+ * Entry point of a data-plane worker thread. The main thread watches, translates and validates;
+ * each worker runs its own HTTP and L4 data planes on the same ports (SO_REUSEPORT, so the
+ * kernel spreads connections) and applies the snapshots it is sent, packed with msgpackr.
+ */
+import { unpack } from 'msgpackr'
+import type { Snapshot } from '../ir/types.ts'
+import { createLogger, type LogLevel } from '../telemetry/logger.ts'
+import { HttpDataplane } from './http/server.ts'
+import { L4Dataplane } from './l4/server.ts'
+import type { FromWorker, ToWorker } from './worker-protocol.ts'
+
+declare const self: Worker
+
+let http: HttpDataplane | undefined
+let l4: L4Dataplane | undefined
+
+const reply = (msg: FromWorker) => self.postMessage(msg)
+
+self.onmessage = async (event: MessageEvent<ToWorker>) => {
+  const msg = event.data
+  switch (msg.type) {
+    case 'init': {
+      const logger = createLogger(msg.logLevel as LogLevel)
+      const child = {
+        debug: (m: string, f?: Record<string, unknown>) => logger.debug(m, { worker: msg.index, ...f }),
+        info: (m: string, f?: Record<string, unknown>) => logger.info(m, { worker: msg.index, ...f }),
+        warn: (m: string, f?: Record<string, unknown>) => logger.warn(m, { worker: msg.index, ...f }),
+        error: (m: string, f?: Record<string, unknown>) => logger.error(m, { worker: msg.index, ...f }),
+      }
+      http = new HttpDataplane({ logger: child, hostname: msg.hostname, reusePort: true })
+      l4 = new L4Dataplane({ logger: child, hostname: msg.hostname, reusePort: true })
+      reply({ type: 'ready' })
+      break
+    }
+    case 'apply': {
+      const snapshot = unpack(msg.snapshot) as Snapshot
+      const problems: string[] = []
+      try {
+        problems.push(...(await http!.apply(snapshot)).problems, ...(await l4!.apply(snapshot)).problems)
+      } catch (err) {
+        problems.push(`worker apply failed: ${(err as Error).message}`)
+      }
+      reply({ type: 'applied', id: msg.id, problems })
+      break
+    }
+    case 'stop': {
+      await Promise.all([http?.stop(false, msg.drainMs), l4?.stop()])
+      reply({ type: 'stopped', id: msg.id })
+      break
+    }
+  }
+}

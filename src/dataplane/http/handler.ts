@@ -8,11 +8,14 @@ import { normalizeHost } from './match.ts'
 import { RequestState } from './context.ts'
 import type { ResponseFilter } from './filters/types.ts'
 import { errorResponse, forward, type ProxyDeps } from './proxy.ts'
+import { isMisdirected } from './tls/misdirected.ts'
 
 export interface Connection {
   readonly clientIp: string
   /** Gateway listener port (for redirects). */
   readonly listenerPort: number
+  /** HTTPS: the SNI the client sent on this connection (421 when the Host picks another listener). */
+  readonly serverName?: string | undefined
   /** Override the client connection's idle timeout for this request (Bun's server.timeout). */
   setIdleTimeout(req: Request, seconds: number): void
 }
@@ -22,6 +25,7 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
   const host = normalizeHost(req.headers.get('host'))
   const state = new RequestState(req, req.method, path, query, host, conn.clientIp, port.scheme, conn.listenerPort)
 
+  if (isMisdirected(port.router, conn.serverName, host)) return errorResponse(421, 'misdirected request')
   const found = port.router.route(host, state)
   if (!found) return errorResponse(404, 'no route')
   const route = found.rule

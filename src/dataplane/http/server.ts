@@ -1,11 +1,11 @@
 /**
- * HttpDataplane: one Bun.serve per HTTP/HTTPS port of the live plan.
+ * HttpDataplane: one Bun.serve per HTTP port of the live plan; HTTPS ports are an HttpsPort
+ * (tls/https-port.ts: a TLS front splicing to Bun.serve generations on loopback, for SNI-aware
+ * 421s, h2 and certificate rotation without a restart).
  *
  * apply() compiles the IR, publishes the plan (one reference assignment), then reconciles
  * sockets: servers open for new ports and close for removed ones. Route changes never touch
  * sockets; every request reads `active.current` once and resolves its port from that plan.
- * HTTPS servers restart only when their certificates change (Bun's server.reload() ignores
- * new certs), using reusePort so the new server accepts before the old one stops.
  */
 import type { Server } from 'bun'
 import type { Snapshot } from '../../ir/types.ts'
@@ -14,6 +14,8 @@ import { EndpointRegistry } from '../upstream/registry.ts'
 import { silentLogger, type Logger } from '../log.ts'
 import { handleRequest } from './handler.ts'
 import { errorResponse } from './proxy.ts'
+import { HttpsPort } from './tls/https-port.ts'
+import type { TlsPeer } from './tls/generation.ts'
 
 export interface HttpDataplaneOptions {
   /** Address to bind, default '0.0.0.0'. */
@@ -49,10 +51,7 @@ export interface ApplyResult {
 
 interface RunningServer {
   readonly server: Server<undefined>
-  readonly protocol: 'HTTP' | 'HTTPS'
-  readonly tlsFingerprint: string
-  /** Bound with SO_REUSEPORT, so a replacement can bind before this one stops. */
-  readonly reusePort: boolean
+  readonly protocol: 'HTTP'
 }
 
 export class HttpDataplane {
@@ -64,6 +63,7 @@ export class HttpDataplane {
   readonly #idleTimeout: number
   readonly #maxBody: number
   readonly #servers = new Map<number, RunningServer>()
+  readonly #https = new Map<number, HttpsPort>()
   /** Last bind error per port, so a port that still cannot bind is reported on every apply. */
   readonly #failed = new Map<number, string>()
 
@@ -98,16 +98,30 @@ export class HttpDataplane {
     const statuses: PortStatus[] = []
     const problems: string[] = []
 
+    // Close what left the plan or changed protocol first, so a port can switch HTTP <-> HTTPS.
+    for (const [port, running] of this.#servers) {
+      if (plan.ports.get(port)?.ir.protocol === 'HTTP') continue
+      this.#servers.delete(port)
+      closed.push(port)
+      await this.#stopServer(port, running)
+    }
+    for (const [port, https] of this.#https) {
+      if (plan.ports.get(port)?.ir.protocol === 'HTTPS') continue
+      this.#https.delete(port)
+      closed.push(port)
+      // The front socket is released at once; in-flight requests finish in the background.
+      void https.stop(false)
+    }
+
     for (const [port, portPlan] of plan.ports) {
-      const running = this.#servers.get(port)
-      if (running && running.protocol === portPlan.ir.protocol && running.tlsFingerprint === portPlan.tlsFingerprint) {
-        statuses.push({ port, protocol: running.protocol, boundPort: running.server.port })
+      if (portPlan.ir.protocol === 'HTTPS') {
+        statuses.push(this.#applyHttps(portPlan, opened, problems))
         continue
       }
-      // A replacement needs both sockets to have SO_REUSEPORT; otherwise free the port first.
-      if (running && !running.reusePort) {
-        this.#servers.delete(port)
-        await this.#stopServer(port, running)
+      const running = this.#servers.get(port)
+      if (running) {
+        statuses.push({ port, protocol: running.protocol, boundPort: running.server.port })
+        continue
       }
       const started = this.#start(portPlan)
       if (typeof started === 'string') {
@@ -117,18 +131,11 @@ export class HttpDataplane {
         continue
       }
       this.#failed.delete(port)
-      if (running?.reusePort) void this.#stopServer(port, running)
       this.#servers.set(port, started)
       opened.push(port)
       statuses.push({ port, protocol: started.protocol, boundPort: started.server.port })
     }
 
-    for (const [port, running] of this.#servers) {
-      if (plan.ports.has(port)) continue
-      this.#servers.delete(port)
-      closed.push(port)
-      await this.#stopServer(port, running)
-    }
     for (const port of this.#failed.keys()) if (!plan.ports.has(port)) this.#failed.delete(port)
 
     if (opened.length || closed.length) this.#logger.info('http ports reconciled', { revision: plan.revision, opened, closed })
@@ -137,7 +144,12 @@ export class HttpDataplane {
 
   /** The port a listener port is actually bound to (for tests and port 0). */
   boundPort(port: number): number | undefined {
-    return this.#servers.get(port)?.server.port
+    return this.#servers.get(port)?.server.port ?? this.#https.get(port)?.boundPort
+  }
+
+  /** The HTTPS port object (certificate generations), for tests. */
+  httpsPort(port: number): HttpsPort | undefined {
+    return this.#https.get(port)
   }
 
   /**
@@ -146,9 +158,12 @@ export class HttpDataplane {
    */
   async stop(force = false, graceMs = 10_000): Promise<void> {
     const servers = [...this.#servers]
+    const https = [...this.#https.values()]
     this.#servers.clear()
-    await Promise.all(
-      servers.map(async ([port, running]) => {
+    this.#https.clear()
+    await Promise.all([
+      ...https.map((port) => withGrace(port.stop(force), graceMs, () => port.stop(true))),
+      ...servers.map(async ([port, running]) => {
         if (force) return this.#stopServer(port, running, true)
         let timer: Timer | undefined
         const grace = new Promise<void>((resolve) => {
@@ -157,32 +172,69 @@ export class HttpDataplane {
         await Promise.race([this.#stopServer(port, running), grace])
         clearTimeout(timer)
       }),
-    )
+    ])
+  }
+
+  #applyHttps(portPlan: PortPlan, opened: number[], problems: string[]): PortStatus {
+    const port = portPlan.port
+    const running = this.#https.get(port)
+    if (running) {
+      // A failed rotation keeps the previous certificates serving: a problem, not a port error.
+      problems.push(...running.update(portPlan).problems)
+      return { port, protocol: 'HTTPS', boundPort: running.boundPort }
+    }
+    const started = HttpsPort.start(portPlan, {
+      hostname: this.#hostname,
+      reusePort: this.#sharePorts,
+      logger: this.#logger,
+      serve: (tls, peerOf) =>
+        Bun.serve({
+          port: 0,
+          hostname: '127.0.0.1',
+          tls: tls.map((t) => ({ ...t })),
+          // Experimental in Bun 1.4.5, verified: h2 via ALPN, HTTP/1.1 (and WebSocket upgrades) otherwise.
+          http2: true,
+          ...this.#requestOptions(port, peerOf),
+        }),
+    })
+    if (typeof started === 'string') {
+      this.#failed.set(port, started)
+      problems.push(`port ${port}: ${started}`)
+      return { port, protocol: 'HTTPS', error: started }
+    }
+    this.#failed.delete(port)
+    problems.push(...started.problems)
+    this.#https.set(port, started.port)
+    opened.push(port)
+    return { port, protocol: 'HTTPS', boundPort: started.port.boundPort }
+  }
+
+  /** What every Bun.serve of this data plane shares: limits and the request entry point. */
+  #requestOptions(irPort: number, peerOf?: (peerPort: number | undefined) => TlsPeer | undefined) {
+    return {
+      development: false,
+      idleTimeout: this.#idleTimeout,
+      maxRequestBodySize: this.#maxBody,
+      fetch: (req: Request, srv: Server<undefined>) => this.#handle(req, srv, irPort, peerOf),
+      error: (err: Error) => {
+        this.#logger.error('unhandled error in request', { port: irPort, error: String(err) })
+        return errorResponse(500, 'internal error')
+      },
+    }
   }
 
   #start(portPlan: PortPlan): RunningServer | string {
     const irPort = portPlan.port
-    const protocol = portPlan.ir.protocol
-    if (protocol === 'HTTPS' && (!portPlan.tls || portPlan.tls.length === 0)) return 'HTTPS port has no usable certificate'
-    // HTTPS servers restart on certificate change: the new one must bind while the old one drains.
-    const reusePort = this.#sharePorts || protocol === 'HTTPS'
+    const protocol = 'HTTP'
     try {
       const server = Bun.serve({
         port: irPort,
         hostname: this.#hostname,
-        development: false,
-        idleTimeout: this.#idleTimeout,
-        maxRequestBodySize: this.#maxBody,
-        reusePort,
-        ...(portPlan.tls ? { tls: portPlan.tls.map((t) => ({ ...t })) } : {}),
-        fetch: (req, srv) => this.#handle(req, srv, irPort),
-        error: (err) => {
-          this.#logger.error('unhandled error in request', { port: irPort, error: String(err) })
-          return errorResponse(500, 'internal error')
-        },
+        reusePort: this.#sharePorts,
+        ...this.#requestOptions(irPort),
       })
       this.#logger.info('http server listening', { port: irPort, boundPort: server.port, protocol })
-      return { server, protocol, tlsFingerprint: portPlan.tlsFingerprint, reusePort }
+      return { server, protocol }
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err)
       this.#logger.error('http server failed to bind', { port: irPort, error: message })
@@ -190,14 +242,18 @@ export class HttpDataplane {
     }
   }
 
-  #handle(req: Request, server: Server<undefined>, irPort: number): Promise<Response> | Response {
+  /** `peerOf` is set for HTTPS: the TLS front knows the client address and SNI, the inner server sees loopback. */
+  #handle(req: Request, server: Server<undefined>, irPort: number, peerOf?: (peerPort: number | undefined) => TlsPeer | undefined): Promise<Response> | Response {
     const plan = this.active.current
     const portPlan = plan?.ports.get(irPort)
     // The port left the plan but this server is still draining: nothing routes here any more.
     if (!portPlan) return errorResponse(404, 'no route')
+    const address = server.requestIP(req)
+    const peer = peerOf?.(address?.port)
     const conn = {
-      clientIp: server.requestIP(req)?.address ?? '',
-      listenerPort: irPort === 0 ? (server.port ?? 0) : irPort,
+      clientIp: peer ? peer.clientIp : (address?.address ?? ''),
+      serverName: peer?.serverName,
+      listenerPort: irPort === 0 ? (this.boundPort(0) ?? 0) : irPort,
       setIdleTimeout: (r: Request, seconds: number) => server.timeout(r, seconds),
     }
     return handleRequest(req, portPlan, conn, { registry: this.registry, logger: this.#logger }).catch((err: unknown) => {
@@ -214,4 +270,14 @@ export class HttpDataplane {
       this.#logger.warn('http server stop failed', { port, error: String(err) })
     }
   }
+}
+
+/** Wait for `stopping` at most `graceMs`, then run `force`. */
+async function withGrace(stopping: Promise<void>, graceMs: number, force: () => Promise<void>): Promise<void> {
+  let timer: Timer | undefined
+  const grace = new Promise<void>((resolve) => {
+    timer = setTimeout(() => resolve(force()), graceMs)
+  })
+  await Promise.race([stopping, grace])
+  clearTimeout(timer)
 }

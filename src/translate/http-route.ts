@@ -34,9 +34,11 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
   const unsupported: string[] = []
   const env: FilterEnv = { route, backends, gateways, register, refProblems }
   const rules: RankedRule[] = []
+  const streamIdle = translateStreamIdleTimeout(route)
 
   objs(route.spec?.rules).forEach((rule, ruleIndex) => {
     const problems: string[] = []
+    if (streamIdle.problem) problems.push(streamIdle.problem)
     const rawMatches = Array.isArray(rule.matches) && rule.matches.length > 0 ? list(rule.matches) : [{}]
     const matches = rawMatches.map((m) => {
       const o = obj(m)
@@ -76,6 +78,7 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
       if (!broken && timeouts) r.timeouts = timeouts
       if (!broken && retry) r.retry = retry
       if (!broken && session) r.sessionPersistence = session
+      if (!broken && streamIdle.ms !== undefined) r.streamIdleTimeoutMs = streamIdle.ms
       rules.push({ rule: r, created, routeKey: `${ns}/${name}`, ruleIndex, matchIndex })
     })
   })
@@ -212,6 +215,21 @@ function translateBackends(rule: Json, env: FilterEnv, problems: string[]): { ac
 }
 
 // ---------------------------------------------------------------- timeouts, retry, session
+
+/** Portico's per-route stream idle timeout: no Gateway API field offers one, so an annotation. */
+export const STREAM_IDLE_TIMEOUT_ANNOTATION = 'portico.dev/stream-idle-timeout'
+
+/**
+ * The annotation as a Gateway API Duration for every rule of the route: how long a streaming
+ * response, streamed upload or WebSocket may stay silent; "0s" means never cut for silence.
+ */
+function translateStreamIdleTimeout(route: K8sObject): { ms?: number; problem?: string } {
+  const raw = obj(route.metadata.annotations)?.[STREAM_IDLE_TIMEOUT_ANNOTATION]
+  if (raw === undefined) return {}
+  const ms = parseDuration(raw)
+  if (ms === undefined) return { problem: `annotation ${STREAM_IDLE_TIMEOUT_ANNOTATION} ${String(raw)} is not a valid duration` }
+  return { ms }
+}
 
 function translateTimeouts(t: Json | undefined, problems: string[]): HttpRule['timeouts'] {
   if (!t) return undefined

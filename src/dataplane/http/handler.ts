@@ -9,6 +9,8 @@ import { RequestState } from './context.ts'
 import type { ResponseFilter } from './filters/types.ts'
 import { errorResponse, forward, type ProxyDeps } from './proxy.ts'
 import { isMisdirected } from './tls/misdirected.ts'
+import { StreamGuard } from './streaming.ts'
+import type { WebSocketUpgrader } from './websocket.ts'
 
 export interface Connection {
   readonly clientIp: string
@@ -18,9 +20,14 @@ export interface Connection {
   readonly serverName?: string | undefined
   /** Override the client connection's idle timeout for this request (Bun's server.timeout). */
   setIdleTimeout(req: Request, seconds: number): void
+  /** The server-wide idle timeout (seconds), restored once a stream ends (streaming.ts). */
+  readonly idleTimeoutSeconds: number
+  /** Set for WebSocket upgrade requests: proxies the handshake and the session (websocket.ts). */
+  readonly upgradeWebSocket?: WebSocketUpgrader | undefined
 }
 
-export async function handleRequest(req: Request, port: PortPlan, conn: Connection, deps: ProxyDeps): Promise<Response> {
+/** undefined when the request was upgraded to a WebSocket (Bun's contract for fetch handlers). */
+export async function handleRequest(req: Request, port: PortPlan, conn: Connection, deps: ProxyDeps): Promise<Response | undefined> {
   const { path, query } = splitTarget(req.url)
   const host = normalizeHost(req.headers.get('host'))
   const state = new RequestState(req, req.method, path, query, host, conn.clientIp, port.scheme, conn.listenerPort)
@@ -54,7 +61,11 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
         if (early) return finishLocal(state, early, route.responseFilters)
       }
       if (choice.pool.members.length === 0) return errorResponse(503, 'no healthy upstream')
-      return forward(state, route, choice.pool, [route.responseFilters, choice.responseFilters], deps)
+      const responseFilters = [route.responseFilters, choice.responseFilters]
+      if (conn.upgradeWebSocket) return conn.upgradeWebSocket(state, route, choice.pool, responseFilters)
+      // Bodies that stream (either way) outlive Bun's idle timer: the guard replaces it.
+      const streams = new StreamGuard(req, conn, route.ir.streamIdleTimeoutMs)
+      return forward(state, route, choice.pool, responseFilters, deps, streams)
     }
   }
 }

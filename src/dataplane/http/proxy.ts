@@ -14,6 +14,7 @@ import type { RequestState } from './context.ts'
 import type { ResponseFilter } from './filters/types.ts'
 import { addForwardingHeaders, stripHopByHop, suppressFetchDefaults } from './headers.ts'
 import { fireMirrors } from './filters/mirror.ts'
+import type { StreamGuard } from './streaming.ts'
 
 /** Bodies up to this size (with a known Content-Length) are buffered when a retry or mirror needs to replay them. */
 export const MAX_REPLAY_BODY_BYTES = 64 * 1024
@@ -44,13 +45,15 @@ export async function forward(
   pool: RuntimePool,
   responseFilters: readonly (readonly ResponseFilter[])[],
   deps: ProxyDeps,
+  /** Replaces Bun's idle timer while bodies stream (streaming.ts). */
+  streams?: StreamGuard,
 ): Promise<Response> {
   const req = state.req
   const headers = state.upstreamHeaders
   prepareUpstreamHeaders(state, headers)
 
   const retry = route.retry
-  const body = await requestBody(req, retry !== undefined || state.mirrors !== undefined)
+  const body = await requestBody(req, retry !== undefined || state.mirrors !== undefined, streams)
   if (state.mirrors) {
     if (body.replayable) fireMirrors(state, headers, body.buffer, deps.logger)
     else deps.logger.debug('streamed body not mirrored', { route: route.id })
@@ -74,7 +77,7 @@ export async function forward(
       used++
       const retryable = retry !== undefined && retry.codes.has(result.status)
       if (!retryable || used >= maxAttempts || Date.now() + retry.backoffMs >= deadline) {
-        return relayResponse(state, result, responseFilters)
+        return relayResponse(state, result, responseFilters, streams)
       }
       await result.body?.cancel().catch(() => {})
     } else {
@@ -112,7 +115,7 @@ type RequestBody =
  * retry or a mirror needs them again; everything else streams (duplex 'half') and is never
  * buffered, so a big upload is not retried.
  */
-async function requestBody(req: Request, wantReplay: boolean): Promise<RequestBody> {
+async function requestBody(req: Request, wantReplay: boolean, streams: StreamGuard | undefined): Promise<RequestBody> {
   const stream = req.body
   if (!stream) return { replayable: true, buffer: null }
   const length = req.headers.get('content-length')
@@ -120,7 +123,7 @@ async function requestBody(req: Request, wantReplay: boolean): Promise<RequestBo
   if (wantReplay && length !== null && Number(length) <= MAX_REPLAY_BODY_BYTES) {
     return { replayable: true, buffer: await req.arrayBuffer() }
   }
-  return { replayable: false, stream }
+  return { replayable: false, stream: streams ? streams.watchUpload(stream, length) : stream }
 }
 
 async function attemptOnce(
@@ -173,14 +176,20 @@ async function attemptOnce(
   }
 }
 
-function relayResponse(state: RequestState, upstream: Response, responseFilters: readonly (readonly ResponseFilter[])[]): Response {
+function relayResponse(
+  state: RequestState,
+  upstream: Response,
+  responseFilters: readonly (readonly ResponseFilter[])[],
+  streams: StreamGuard | undefined,
+): Response {
   const headers = new Headers(upstream.headers)
   stripHopByHop(headers)
   for (const filters of responseFilters) for (const filter of filters) filter(state, headers)
   // Bun.serve labels a relayed fetch body "application/octet-stream" when the upstream sent no
   // Content-Type (measured; deleting the header does not help). A proxy must not invent one,
   // so such bodies go through an identity stream, which Bun does not label. Rare path.
-  const body = upstream.body && !headers.has('content-type') ? upstream.body.pipeThrough(new TransformStream()) : upstream.body
+  let body = upstream.body && !headers.has('content-type') ? upstream.body.pipeThrough(new TransformStream()) : upstream.body
+  if (body && streams) body = streams.watchDownload(body, headers.get('content-length'))
   return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers })
 }
 

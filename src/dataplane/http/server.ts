@@ -14,6 +14,7 @@ import { EndpointRegistry } from '../upstream/registry.ts'
 import { silentLogger, type Logger } from '../log.ts'
 import { handleRequest } from './handler.ts'
 import { errorResponse } from './proxy.ts'
+import { isWebSocketUpgrade, WebSocketProxy } from './websocket.ts'
 import { HttpsPort } from './tls/https-port.ts'
 import type { TlsPeer } from './tls/generation.ts'
 
@@ -63,6 +64,8 @@ export class HttpDataplane {
   readonly #idleTimeout: number
   readonly #maxBody: number
   readonly #servers = new Map<number, RunningServer>()
+  /** WebSocket sessions of every server of this data plane (closed with 1001 on stop). */
+  readonly websockets: WebSocketProxy
   readonly #https = new Map<number, HttpsPort>()
   /** Last bind error per port, so a port that still cannot bind is reported on every apply. */
   readonly #failed = new Map<number, string>()
@@ -75,6 +78,7 @@ export class HttpDataplane {
     this.#maxBody = options.maxRequestBodySize ?? Number.MAX_SAFE_INTEGER
     this.registry = options.registry ?? new EndpointRegistry()
     this.active = new ActiveSnapshot()
+    this.websockets = new WebSocketProxy({ registry: this.registry, logger: this.#logger })
   }
 
   /** Compile and publish a snapshot, then open/close servers so ports match it. Never throws for bind errors. */
@@ -157,6 +161,8 @@ export class HttpDataplane {
    * shutdown forever), then connections are closed. `force` closes them at once.
    */
   async stop(force = false, graceMs = 10_000): Promise<void> {
+    // WebSockets never finish by themselves: tell both ends we are going away (1001) now.
+    this.websockets.closeAll(1001, 'gateway shutting down')
     const servers = [...this.#servers]
     const https = [...this.#https.values()]
     this.#servers.clear()
@@ -215,6 +221,7 @@ export class HttpDataplane {
       development: false,
       idleTimeout: this.#idleTimeout,
       maxRequestBodySize: this.#maxBody,
+      websocket: this.websockets.handlers,
       fetch: (req: Request, srv: Server<undefined>) => this.#handle(req, srv, irPort, peerOf),
       error: (err: Error) => {
         this.#logger.error('unhandled error in request', { port: irPort, error: String(err) })
@@ -243,7 +250,7 @@ export class HttpDataplane {
   }
 
   /** `peerOf` is set for HTTPS: the TLS front knows the client address and SNI, the inner server sees loopback. */
-  #handle(req: Request, server: Server<undefined>, irPort: number, peerOf?: (peerPort: number | undefined) => TlsPeer | undefined): Promise<Response> | Response {
+  #handle(req: Request, server: Server<undefined>, irPort: number, peerOf?: (peerPort: number | undefined) => TlsPeer | undefined): Promise<Response | undefined> | Response {
     const plan = this.active.current
     const portPlan = plan?.ports.get(irPort)
     // The port left the plan but this server is still draining: nothing routes here any more.
@@ -255,6 +262,8 @@ export class HttpDataplane {
       serverName: peer?.serverName,
       listenerPort: irPort === 0 ? (this.boundPort(0) ?? 0) : irPort,
       setIdleTimeout: (r: Request, seconds: number) => server.timeout(r, seconds),
+      idleTimeoutSeconds: this.#idleTimeout,
+      upgradeWebSocket: isWebSocketUpgrade(req) ? this.websockets.upgraderFor(req, server) : undefined,
     }
     return handleRequest(req, portPlan, conn, { registry: this.registry, logger: this.#logger }).catch((err: unknown) => {
       this.#logger.error('request failed', { port: irPort, error: String(err) })

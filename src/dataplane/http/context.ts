@@ -57,6 +57,11 @@ export class RequestState implements MatchInput {
     return this.#upstreamHeaders
   }
 
+  /** The upstream copy if a filter made one, else undefined: lets the proxy read the client's headers without copying them. */
+  get modifiedUpstreamHeaders(): Headers | undefined {
+    return this.#upstreamHeaders
+  }
+
   queryParam(name: string): string | undefined {
     if (this.query === '') return undefined
     this.#params ??= new URLSearchParams(this.query)

@@ -32,7 +32,7 @@ export function addForwardingHeaders(headers: Headers, clientIp: string, scheme:
 }
 
 /** RFC 7239 element: IPv6 and host:port must be quoted. */
-function forwardedElement(clientIp: string, scheme: string, host: string): string {
+export function forwardedElement(clientIp: string, scheme: string, host: string): string {
   let element = ''
   if (clientIp) element = clientIp.includes(':') ? `for="[${clientIp}]"` : `for=${clientIp}`
   if (host) element += `${element ? ';' : ''}host=${isToken(host) ? host : `"${host.replace(/["\\]/g, '\\$&')}"`}`

@@ -1,0 +1,210 @@
+/**
+ * HTTP/1.1 client on Bun.connect with a keep-alive pool per endpoint (address:port).
+ *
+ * Replaces fetch() on the proxy's hot path: fetch costs ~40 µs of CPU per request in Bun 1.4.5
+ * and adds headers of its own (User-Agent, Accept, Connection). Here the request head is exactly
+ * what the caller built, written in one write, and the response head is parsed just enough to
+ * frame the body.
+ *
+ * Idle connections are kept most-recently-used first (a warm few stay busy, the rest age out).
+ * A pooled connection the server closed while idle is noticed by its close event; if the close
+ * races with our write, the request is replayed once on a fresh connection when that is safe.
+ */
+import type { SocketHandler } from 'bun'
+import { Http1Connection, type ConnectionOwner, type Http1Request, type Http1Response } from './connection.ts'
+import { errorCode, UpstreamError } from './errors.ts'
+
+export interface Http1Endpoint {
+  /** Pool key, e.g. "10.0.0.7:8080". */
+  readonly key: string
+  readonly address: string
+  readonly port: number
+}
+
+export interface Http1AgentOptions {
+  /** Idle connections kept per endpoint (nginx's `keepalive` in the bench uses 256). */
+  readonly maxIdlePerEndpoint?: number
+  /** Idle connections are closed after this long (whole seconds; Bun's socket timer granularity). */
+  readonly idleTimeoutSeconds?: number
+  readonly connectTimeoutMs?: number
+}
+
+export interface Http1RequestOptions {
+  /** Deadline for the complete response head, from now (Infinity: none). Covers connecting. */
+  readonly timeoutMs?: number
+  /** Aborts the exchange while waiting for the head (the client went away). */
+  readonly signal?: AbortSignal
+  /** Do not take a pooled connection (used after a failure, where a replay must be a new attempt). */
+  readonly fresh?: boolean
+}
+
+/** Methods whose replay after a stale-connection race cannot do harm (Go's net/http uses the same set). */
+const REPLAYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+
+const HANDLERS: SocketHandler<Http1Connection> = {
+  data(socket, data) {
+    socket.data.onData(data)
+  },
+  drain(socket) {
+    socket.data.onDrain()
+  },
+  close(socket, error) {
+    socket.data.onGone(error)
+  },
+  error(socket, error) {
+    socket.data.onGone(error)
+  },
+  end(socket) {
+    // The server finished sending (FIN): ends a close-delimited body, or kills an idle connection.
+    socket.data.onGone(undefined)
+    socket.end()
+  },
+  timeout(socket) {
+    // Only armed while idle in the pool.
+    socket.data.onGone(undefined)
+    socket.end()
+  },
+}
+
+export class EndpointPool implements ConnectionOwner {
+  readonly #idle: Http1Connection[] = []
+  /** Open connections, busy or idle (for stats and for closing all). */
+  readonly #open = new Set<Http1Connection>()
+
+  constructor(
+    readonly endpoint: Http1Endpoint,
+    readonly maxIdle: number,
+    readonly idleTimeoutSeconds: number,
+  ) {}
+
+  get idleCount(): number {
+    return this.#idle.length
+  }
+
+  get openCount(): number {
+    return this.#open.size
+  }
+
+  takeIdle(): Http1Connection | undefined {
+    const idle = this.#idle
+    while (idle.length > 0) {
+      const conn = idle.pop()!
+      if (conn.closed) continue
+      conn.socket!.timeout(0)
+      return conn
+    }
+    return undefined
+  }
+
+  track(conn: Http1Connection): void {
+    this.#open.add(conn)
+  }
+
+  release(conn: Http1Connection): void {
+    if (this.#idle.length >= this.maxIdle) return conn.close()
+    conn.socket!.timeout(this.idleTimeoutSeconds)
+    this.#idle.push(conn)
+  }
+
+  forget(conn: Http1Connection): void {
+    this.#open.delete(conn)
+    const at = this.#idle.lastIndexOf(conn)
+    if (at >= 0) this.#idle.splice(at, 1)
+  }
+
+  closeAll(): void {
+    for (const conn of [...this.#open]) conn.close()
+  }
+}
+
+export class Http1Agent {
+  readonly #pools = new Map<string, EndpointPool>()
+  readonly #maxIdle: number
+  readonly #idleTimeoutSeconds: number
+  readonly #connectTimeoutMs: number
+
+  constructor(options: Http1AgentOptions = {}) {
+    this.#maxIdle = options.maxIdlePerEndpoint ?? 256
+    this.#idleTimeoutSeconds = options.idleTimeoutSeconds ?? 60
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000
+  }
+
+  pool(endpoint: Http1Endpoint): EndpointPool {
+    let pool = this.#pools.get(endpoint.key)
+    if (!pool) {
+      pool = new EndpointPool(endpoint, this.#maxIdle, this.#idleTimeoutSeconds)
+      this.#pools.set(endpoint.key, pool)
+    }
+    return pool
+  }
+
+  /** Send one request; rejects with UpstreamError (never anything else). */
+  async request(endpoint: Http1Endpoint, req: Http1Request, options: Http1RequestOptions = {}): Promise<Http1Response> {
+    const pool = this.pool(endpoint)
+    const timeoutMs = options.timeoutMs ?? Infinity
+    const deadline = timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs
+    let fresh = options.fresh === true
+    for (let attempt = 1; ; attempt++) {
+      let conn = fresh ? undefined : pool.takeIdle()
+      try {
+        conn ??= await this.#connect(pool, deadline)
+        const res = await conn.send(req, deadline === Infinity ? Infinity : Math.max(0, deadline - Date.now()), options.signal)
+        res.attempts = attempt
+        return res
+      } catch (err) {
+        const failure = err instanceof UpstreamError ? err : new UpstreamError('reset', String(err))
+        failure.attempts = attempt
+        if (attempt === 1 && failure.stale && isReplayable(req) && !options.signal?.aborted) {
+          fresh = true
+          continue
+        }
+        throw failure
+      }
+    }
+  }
+
+  #connect(pool: EndpointPool, deadline: number): Promise<Http1Connection> {
+    const { address, port } = pool.endpoint
+    const conn = new Http1Connection(pool)
+    return new Promise((resolve, reject) => {
+      let settled = false
+      const budget = Math.min(this.#connectTimeoutMs, deadline - Date.now())
+      const timer = setTimeout(() => {
+        settled = true
+        reject(new UpstreamError('timeout', `connect to ${pool.endpoint.key} timed out`))
+      }, Math.max(0, budget))
+      Bun.connect<Http1Connection>({ hostname: address, port, data: conn, socket: HANDLERS }).then(
+        (socket) => {
+          clearTimeout(timer)
+          conn.attach(socket)
+          if (settled) return conn.destroy()
+          settled = true
+          pool.track(conn)
+          resolve(conn)
+        },
+        (err: unknown) => {
+          clearTimeout(timer)
+          if (settled) return
+          settled = true
+          const code = errorCode(err)
+          // Refused (nothing listens) is a connect error → 502; other connect failures too.
+          reject(new UpstreamError('refused', `connect to ${pool.endpoint.key} failed: ${code}`, false, code))
+        },
+      )
+    })
+  }
+
+  /** Close every pooled and busy connection (tests, shutdown). */
+  closeAll(): void {
+    for (const pool of this.#pools.values()) pool.closeAll()
+    this.#pools.clear()
+  }
+
+  stats(): { endpoint: string; open: number; idle: number }[] {
+    return [...this.#pools.values()].map((p) => ({ endpoint: p.endpoint.key, open: p.openCount, idle: p.idleCount }))
+  }
+}
+
+function isReplayable(req: Http1Request): boolean {
+  return !(req.body instanceof ReadableStream) && REPLAYABLE_METHODS.has(req.method)
+}

@@ -1,0 +1,125 @@
+/**
+ * Incremental decoder for a chunked response body (RFC 9112 §7.1). Feed it whatever the socket
+ * delivered; it hands out the payload slices (views into the input, no copies) and says when
+ * the last chunk and the trailer section have been read. Chunk extensions and trailers are
+ * dropped, as by most proxies (nginx, fetch): clients of an HTTP/1.1 proxy rarely see trailers.
+ */
+
+const enum State {
+  Size,
+  SizeLineRest,
+  Data,
+  DataCr,
+  DataLf,
+  Trailer,
+  Done,
+}
+
+export class ChunkedDecodeError extends Error {}
+
+export class ChunkedDecoder {
+  #state = State.Size
+  #size = 0
+  #sizeDigits = 0
+  #remaining = 0
+  /** Length of the current trailer line (0 at the start of a line: a blank line ends the body). */
+  #trailerLine = 0
+
+  get done(): boolean {
+    return this.#state === State.Done
+  }
+
+  /**
+   * Decode `buf[start..]`, calling `onData` for each payload slice. Returns the offset after the
+   * last byte consumed: the end of `buf`, or the end of the body when it finished earlier
+   * (bytes after it belong to no response and make the connection unusable).
+   */
+  decode(buf: Uint8Array, start: number, onData: (slice: Uint8Array) => void): number {
+    let i = start
+    const n = buf.length
+    while (i < n) {
+      switch (this.#state) {
+        case State.Size: {
+          const c = buf[i]!
+          const digit = hexValue(c)
+          if (digit >= 0) {
+            if (++this.#sizeDigits > 13) throw new ChunkedDecodeError('chunk size too large')
+            this.#size = this.#size * 16 + digit
+            i++
+          } else if (this.#sizeDigits === 0) {
+            throw new ChunkedDecodeError('missing chunk size')
+          } else {
+            this.#state = State.SizeLineRest
+          }
+          break
+        }
+        case State.SizeLineRest: {
+          // Skip extensions up to LF (tolerating a bare LF like most parsers).
+          const lf = buf.indexOf(10, i)
+          if (lf < 0) {
+            i = n
+            break
+          }
+          i = lf + 1
+          if (this.#size === 0) {
+            this.#state = State.Trailer
+            this.#trailerLine = 0
+          } else {
+            this.#remaining = this.#size
+            this.#state = State.Data
+          }
+          this.#size = 0
+          this.#sizeDigits = 0
+          break
+        }
+        case State.Data: {
+          const take = Math.min(this.#remaining, n - i)
+          onData(buf.subarray(i, i + take))
+          i += take
+          this.#remaining -= take
+          if (this.#remaining === 0) this.#state = State.DataCr
+          break
+        }
+        case State.DataCr:
+          if (buf[i] === 13) {
+            i++
+            this.#state = State.DataLf
+          } else if (buf[i] === 10) {
+            i++
+            this.#state = State.Size
+          } else {
+            throw new ChunkedDecodeError('missing CRLF after chunk data')
+          }
+          break
+        case State.DataLf:
+          if (buf[i] !== 10) throw new ChunkedDecodeError('missing LF after chunk data')
+          i++
+          this.#state = State.Size
+          break
+        case State.Trailer: {
+          const c = buf[i++]!
+          if (c === 10) {
+            if (this.#trailerLine === 0) {
+              this.#state = State.Done
+              return i
+            }
+            this.#trailerLine = 0
+          } else if (c !== 13) {
+            this.#trailerLine++
+          }
+          break
+        }
+        case State.Done:
+          return i
+      }
+    }
+    return i
+  }
+}
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48
+  if (c >= 97 && c <= 102) return c - 87
+  if (c >= 65 && c <= 70) return c - 55
+  return -1
+}

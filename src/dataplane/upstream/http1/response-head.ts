@@ -1,0 +1,114 @@
+/**
+ * Minimal HTTP/1.1 response-head parser: status line, header fields, and the few fields that
+ * decide framing and reuse (Content-Length, Transfer-Encoding, Connection). Everything else is
+ * passed through untouched, in order, with its original case.
+ *
+ * The head is decoded as latin1 so that one char is one byte: offsets in the string are offsets
+ * in the buffer, and obs-text bytes survive a round trip back to the wire.
+ */
+
+/** Larger heads are refused (nginx's default large_client_header_buffers is 4 x 8 KiB). */
+export const MAX_HEAD_BYTES = 64 * 1024
+
+export interface ResponseHead {
+  readonly status: number
+  readonly statusText: string
+  /** Flat [name, value, name, value, ...] in wire order (a cheap shape to build and walk). */
+  readonly headers: string[]
+  /** -1 when absent. */
+  readonly contentLength: number
+  readonly chunked: boolean
+  /** The server asked to close (Connection: close) or spoke HTTP/1.0 without keep-alive. */
+  readonly close: boolean
+  /** Byte offset just past the blank line. */
+  readonly headEnd: number
+}
+
+export class HeadParseError extends Error {}
+
+/** Undefined when the head is not complete yet; throws HeadParseError when it is malformed. */
+export function parseResponseHead(buf: Uint8Array, start: number): ResponseHead | undefined {
+  const scanEnd = Math.min(buf.length, start + MAX_HEAD_BYTES)
+  const text = Buffer.prototype.latin1Slice.call(buf, start, scanEnd) as string
+  const blank = text.indexOf('\r\n\r\n')
+  if (blank < 0) {
+    if (scanEnd - start >= MAX_HEAD_BYTES) throw new HeadParseError('response head too large')
+    return undefined
+  }
+
+  const lineEnd = text.indexOf('\r\n')
+  const statusLine = text.slice(0, lineEnd)
+  // "HTTP/1.1 200 OK": version, 3-digit code, optional reason.
+  const wellFormed = statusLine.length >= 12 && statusLine.startsWith('HTTP/1.') && statusLine.charCodeAt(8) === 32 && (statusLine.length === 12 || statusLine.charCodeAt(12) === 32)
+  if (!wellFormed) {
+    throw new HeadParseError(`malformed status line: ${JSON.stringify(statusLine.slice(0, 64))}`)
+  }
+  const status = Number(statusLine.slice(9, 12))
+  if (!Number.isInteger(status) || status < 100 || status > 999) throw new HeadParseError('malformed status code')
+  const http10 = statusLine.charCodeAt(7) === 48 /* 0 */
+  const statusText = statusLine.length > 13 ? statusLine.slice(13) : ''
+
+  const headers: string[] = []
+  let contentLength = -1
+  let chunked = false
+  let close = http10
+  let pos = lineEnd + 2
+  while (pos < blank + 2) {
+    const end = text.indexOf('\r\n', pos)
+    const colon = text.indexOf(':', pos)
+    if (colon < 0 || colon > end || colon === pos) throw new HeadParseError('malformed header line')
+    const name = text.slice(pos, colon)
+    const value = trimOws(text, colon + 1, end)
+    pos = end + 2
+    headers.push(name, value)
+    // Only three names matter for framing; compare lengths first to skip toLowerCase mostly.
+    const n = name.length
+    if (n === 14 && name.toLowerCase() === 'content-length') {
+      const length = parseContentLength(value)
+      if (contentLength >= 0 && contentLength !== length) throw new HeadParseError('conflicting content-length')
+      contentLength = length
+    } else if (n === 17 && name.toLowerCase() === 'transfer-encoding') {
+      // RFC 9112 §6.1: chunked must be the final coding; anything else is close-delimited.
+      chunked = /(?:^|,)\s*chunked\s*$/i.test(value)
+      if (!chunked) close = true
+    } else if (n === 10 && name.toLowerCase() === 'connection') {
+      const tokens = value.toLowerCase()
+      if (tokens.includes('close')) close = true
+      else if (http10 && tokens.includes('keep-alive')) close = false
+    }
+  }
+  // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length (and such a message must not be reused).
+  if (chunked && contentLength >= 0) {
+    contentLength = -1
+    close = true
+  }
+  return { status, statusText, headers, contentLength, chunked, close, headEnd: start + blank + 4 }
+}
+
+function parseContentLength(value: string): number {
+  // A list of identical values ("5, 5") is tolerated by RFC 9110 §8.6; differing ones are not.
+  const first = value.includes(',') ? sameValues(value) : value
+  if (!/^\d{1,15}$/.test(first)) throw new HeadParseError('malformed content-length')
+  return Number(first)
+}
+
+function sameValues(value: string): string {
+  const parts = value.split(',').map((p) => p.trim())
+  if (parts.some((p) => p !== parts[0])) throw new HeadParseError('conflicting content-length')
+  return parts[0]!
+}
+
+function trimOws(text: string, start: number, end: number): string {
+  while (start < end && isOws(text.charCodeAt(start))) start++
+  while (end > start && isOws(text.charCodeAt(end - 1))) end--
+  return text.slice(start, end)
+}
+
+function isOws(c: number): boolean {
+  return c === 32 || c === 9
+}
+
+/** RFC 9110 §6.4.1: responses that never carry a body, whatever their headers say. */
+export function hasNoBody(method: string, status: number): boolean {
+  return method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)
+}

@@ -17,6 +17,10 @@ import { ResourceStore } from './store/store.ts'
 import type { Logger } from './telemetry/logger.ts'
 import { MetricsRegistry } from './telemetry/metrics.ts'
 import { translate } from './translate/index.ts'
+import { KubeClient, KubernetesSource } from './sources/kubernetes/index.ts'
+import { addressesFromService, KubernetesStatusSink } from './status/kubernetes.ts'
+import { LeaseElector } from './status/leader.ts'
+import { hostname as machineName } from 'node:os'
 
 export interface PorticoOptions {
   readonly configDir: string
@@ -33,6 +37,18 @@ export interface PorticoOptions {
   readonly workers?: number
   /** Log level handed to worker threads. */
   readonly logLevel?: string
+  /** Kubernetes mode: watch the API server instead of the config folder, and write status back. */
+  readonly kubernetes?: KubernetesModeOptions
+}
+
+export interface KubernetesModeOptions {
+  /** Path to a kubeconfig; default ~/.kube/config, then the in-cluster service account. */
+  readonly kubeconfig?: string
+  readonly watchNamespace?: string
+  readonly leaderElectionNamespace?: string
+  readonly leaderElectionId?: string
+  /** "ns/name" of the Service whose load-balancer addresses go into Gateway status. */
+  readonly gatewayAddressService?: string
 }
 
 export interface Portico {
@@ -51,11 +67,12 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   const metrics = new MetricsRegistry()
   const hostname = opts.bindAddress ?? '0.0.0.0'
   const dataplane = (opts.workers ?? 1) > 1 ? workerDataplane(opts, hostname) : inThreadDataplane(logger, hostname)
+  const kube = opts.kubernetes ? await kubernetesMode(opts, opts.kubernetes, store) : undefined
   const controller = new Controller({
     store,
     translate: (view) => translate(view, { controllerName: opts.controllerName }),
     consumers: [dataplane],
-    sinks: [status],
+    sinks: kube ? [status, kube.sink] : [status],
     logger,
   })
   const rebuilds = metrics.counter('portico_config_rebuilds_total', 'Snapshots translated from the store')
@@ -78,9 +95,10 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   logger.info('admin API listening', { port: adminServer.port })
 
   const configDir = resolve(opts.configDir)
-  const source: Source = new FileSource({ dir: configDir, logger })
+  const source: Source = kube?.source ?? new FileSource({ dir: configDir, logger })
   await source.start(ingest)
-  logger.info('config source started', { source: source.name, dir: configDir, objects: store.all().length })
+  logger.info('config source started', { source: source.name, dir: kube ? undefined : configDir, objects: store.all().length })
+  kube?.elector.start()
   store.onChange(() => rebuilds.inc())
   controller.watch()
   rebuilds.inc()
@@ -96,6 +114,8 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
       // whatever is still open (WebSockets included, closed with 1001) is cut.
       draining = true
       controller.stop()
+      kube?.sink.stop()
+      await kube?.elector.stop()
       await source.stop()
       if (opts.shutdownDelayMs) await Bun.sleep(opts.shutdownDelayMs)
       await dataplane.stop(opts.drainTimeoutMs ?? 15_000)
@@ -129,4 +149,32 @@ function workerDataplane(opts: PorticoOptions, hostname: string): Dataplane {
   const pool = new WorkerPool({ count: opts.workers ?? 1, hostname, logLevel: opts.logLevel ?? 'info', logger: opts.logger })
   opts.logger.info('data plane running in worker threads', { workers: pool.size })
   return pool
+}
+
+/**
+ * Kubernetes mode: the watcher replaces the folder as the source, and a second status sink
+ * patches /status on the API server. Only the Lease holder writes; every replica serves.
+ */
+async function kubernetesMode(opts: PorticoOptions, k: KubernetesModeOptions, store: ResourceStore) {
+  const { logger } = opts
+  const client = await KubeClient.connect({ kubeconfig: k.kubeconfig })
+  const elector = new LeaseElector({
+    client,
+    logger,
+    namespace: k.leaderElectionNamespace ?? process.env.POD_NAMESPACE ?? 'default',
+    name: k.leaderElectionId ?? 'portico-status-writer',
+    identity: process.env.POD_NAME ?? `${machineName()}-${process.pid}`,
+  })
+  const [svcNs, svcName] = (k.gatewayAddressService ?? '').split('/')
+  const sink = new KubernetesStatusSink({
+    client,
+    logger,
+    controllerName: opts.controllerName,
+    leadership: elector,
+    gatewayAddresses: () =>
+      (svcName ? addressesFromService(store.get(`Service/${svcNs}/${svcName}`)) : undefined) ??
+      (process.env.POD_IP ? [{ type: 'IPAddress', value: process.env.POD_IP }] : undefined),
+  })
+  const source = new KubernetesSource({ client, logger, watchNamespace: k.watchNamespace })
+  return { source, elector, sink }
 }

@@ -18,6 +18,13 @@ export interface CliOptions {
   shutdownDelaySeconds: number
   /** Data-plane worker threads. */
   workers: number
+  /** Kubernetes mode (watch the API server instead of --config-dir). */
+  kubernetes: boolean
+  kubeconfig?: string
+  watchNamespace?: string
+  leaderElectionNamespace?: string
+  leaderElectionId?: string
+  gatewayAddressService?: string
   help: boolean
 }
 
@@ -33,6 +40,12 @@ export const USAGE = `usage: portico [options]
   --drain-timeout S         on SIGTERM, seconds in-flight requests get to finish (env DRAIN_TIMEOUT; default 15)
   --workers N               data-plane worker threads sharing the ports (env WORKERS; default: number of cores)
   --shutdown-delay S        on SIGTERM, seconds to keep serving after /readyz turns 503 (env SHUTDOWN_DELAY; default 0)
+  --kubernetes              watch the Kubernetes API instead of --config-dir, write status back (env KUBERNETES_MODE=true)
+  --kubeconfig PATH         kubeconfig to use (env KUBECONFIG; default ~/.kube/config, then in-cluster)
+  --watch-namespace NS      watch namespaced kinds in NS only (env WATCH_NAMESPACE)
+  --leader-election-namespace NS  namespace of the status-writer Lease (env POD_NAMESPACE; default default)
+  --leader-election-id NAME name of the status-writer Lease (default portico-status-writer)
+  --gateway-address-service NS/NAME  Service whose load-balancer addresses go into Gateway status
   -h, --help                show this help`
 
 const FLAGS: Record<string, keyof CliOptions> = {
@@ -45,6 +58,11 @@ const FLAGS: Record<string, keyof CliOptions> = {
   '--drain-timeout': 'drainTimeoutSeconds',
   '--shutdown-delay': 'shutdownDelaySeconds',
   '--workers': 'workers',
+  '--kubeconfig': 'kubeconfig',
+  '--watch-namespace': 'watchNamespace',
+  '--leader-election-namespace': 'leaderElectionNamespace',
+  '--leader-election-id': 'leaderElectionId',
+  '--gateway-address-service': 'gatewayAddressService',
 }
 
 export function parseCli(argv: readonly string[], env: Record<string, string | undefined>): CliOptions {
@@ -58,12 +76,20 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     drainTimeoutSeconds: env.DRAIN_TIMEOUT,
     shutdownDelaySeconds: env.SHUTDOWN_DELAY,
     workers: env.WORKERS,
+    kubeconfig: env.KUBECONFIG,
+    watchNamespace: env.WATCH_NAMESPACE,
+    leaderElectionNamespace: env.POD_NAMESPACE,
   }
   let help = false
+  let kubernetes = env.KUBERNETES_MODE === 'true'
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     if (arg === '-h' || arg === '--help') {
       help = true
+      continue
+    }
+    if (arg === '--kubernetes') {
+      kubernetes = true
       continue
     }
     const eq = arg.indexOf('=')
@@ -84,6 +110,12 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     drainTimeoutSeconds: seconds(raw.drainTimeoutSeconds, 15, '--drain-timeout'),
     shutdownDelaySeconds: seconds(raw.shutdownDelaySeconds, 0, '--shutdown-delay'),
     workers: count(raw.workers, navigator.hardwareConcurrency || 1, '--workers'),
+    kubernetes,
+    kubeconfig: nonEmpty(raw.kubeconfig),
+    watchNamespace: nonEmpty(raw.watchNamespace),
+    leaderElectionNamespace: nonEmpty(raw.leaderElectionNamespace),
+    leaderElectionId: nonEmpty(raw.leaderElectionId),
+    gatewayAddressService: nonEmpty(raw.gatewayAddressService),
     help,
   }
   const level = nonEmpty(raw.logLevel)
@@ -91,6 +123,8 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join('|')}, got ${JSON.stringify(level)}`)
     opts.logLevel = level as LogLevel
   }
+  if (opts.gatewayAddressService !== undefined && !/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(opts.gatewayAddressService))
+    throw new UsageError(`--gateway-address-service must be namespace/name, got ${JSON.stringify(opts.gatewayAddressService)}`)
   if (!/^[a-z0-9.-]+\/[A-Za-z0-9/._-]+$/.test(opts.controllerName)) throw new UsageError(`--controller-name must look like domain/path, got ${JSON.stringify(opts.controllerName)}`)
   return opts
 }

@@ -18,7 +18,10 @@ if (opts.help) {
 }
 
 const logger = createLogger(opts.logLevel)
-const portico = await startPortico({ ...opts, logger, drainTimeoutMs: opts.drainTimeoutSeconds * 1000, shutdownDelayMs: opts.shutdownDelaySeconds * 1000, logLevel: opts.logLevel }).catch((err: Error) => {
+const kubernetes = opts.kubernetes
+  ? { kubeconfig: opts.kubeconfig, watchNamespace: opts.watchNamespace, leaderElectionNamespace: opts.leaderElectionNamespace, leaderElectionId: opts.leaderElectionId, gatewayAddressService: opts.gatewayAddressService }
+  : undefined
+const portico = await startPortico({ ...opts, kubernetes, logger, drainTimeoutMs: opts.drainTimeoutSeconds * 1000, shutdownDelayMs: opts.shutdownDelaySeconds * 1000, logLevel: opts.logLevel }).catch((err: Error) => {
   logger.error('startup failed', { err: err.message })
   process.exit(1)
 })

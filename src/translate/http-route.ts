@@ -10,6 +10,7 @@ import type { Backends, RefProblem } from './backends.ts'
 import { generationOf, nsOf } from './context.ts'
 import { parseDuration } from './duration.ts'
 import { translateFilters, type FilterEnv } from './filters.ts'
+import { wantsStripPath, withStripPath } from './compat.ts'
 import type { RankedRule } from './precedence.ts'
 import { COND, REASON } from './reasons.ts'
 import type { Condition } from './types.ts'
@@ -35,6 +36,7 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
   const env: FilterEnv = { route, backends, gateways, register, refProblems }
   const rules: RankedRule[] = []
   const streamIdle = translateStreamIdleTimeout(route)
+  const stripPath = wantsStripPath(route)
 
   objs(route.spec?.rules).forEach((rule, ruleIndex) => {
     const problems: string[] = []
@@ -72,7 +74,7 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
         owner,
         match,
         // a broken rule must not be skipped silently: it answers 500 (spec for unknown filters)
-        filters: broken ? [] : ruleFilters.filters,
+        filters: broken ? [] : stripPath ? withStripPath(ruleFilters.filters, matches) : ruleFilters.filters,
         action: broken ? RESPOND_500 : action,
       }
       if (!broken && timeouts) r.timeouts = timeouts

@@ -14,6 +14,7 @@ import type { RequestState } from './context.ts'
 import type { ResponseFilter } from './filters/types.ts'
 import { addForwardingHeaders, stripHopByHop, suppressFetchDefaults } from './headers.ts'
 import { fireMirrors } from './filters/mirror.ts'
+import { h2cFetch, type H2cInit } from '../upstream/h2c.ts'
 import type { StreamGuard } from './streaming.ts'
 
 /** Bodies up to this size (with a known Content-Length) are buffered when a retry or mirror needs to replay them. */
@@ -159,7 +160,9 @@ async function attemptOnce(
     // Backend TLS: SNI and verification name from the policy; the CA bundle or the system store.
     if (pool.tls) (init as { tls?: unknown }).tls = pool.tls
     if (body instanceof ReadableStream) (init as { duplex?: string }).duplex = 'half'
-    const res = await fetch(member.origin + state.path + state.query, init)
+    // fetch cannot speak h2c: those pools go through a node:http2 session pool with fetch's shape.
+    const send = pool.ir.protocol === 'h2c' ? h2cFetch : fetch
+    const res = await send(member.origin + state.path + state.query, init as RequestInit & H2cInit)
     deps.registry.recordSuccess(endpoint)
     return res
   } catch (err) {

@@ -238,6 +238,8 @@ export class HttpDataplane {
         port: irPort,
         hostname: this.#hostname,
         reusePort: this.#sharePorts,
+        // h2c with prior knowledge (experimental in Bun 1.4.5, verified); HTTP/1.1 clients are unaffected.
+        http2: true,
         ...this.#requestOptions(irPort),
       })
       this.#logger.info('http server listening', { port: irPort, boundPort: server.port, protocol })

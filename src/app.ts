@@ -146,7 +146,8 @@ function inThreadDataplane(logger: Logger, hostname: string): Dataplane {
 }
 
 function workerDataplane(opts: PorticoOptions, hostname: string): Dataplane {
-  const pool = new WorkerPool({ count: opts.workers ?? 1, hostname, logLevel: opts.logLevel ?? 'info', logger: opts.logger })
+  const workerUrl = new URL('./worker.ts', import.meta.url).href
+  const pool = new WorkerPool({ count: opts.workers ?? 1, workerUrl, hostname, logLevel: opts.logLevel ?? 'info', logger: opts.logger })
   opts.logger.info('data plane running in worker threads', { workers: pool.size })
   return pool
 }

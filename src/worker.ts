@@ -4,11 +4,11 @@
  * kernel spreads connections) and applies the snapshots it is sent, packed with msgpackr.
  */
 import { unpack } from 'msgpackr'
-import type { Snapshot } from '../ir/types.ts'
-import { createLogger, type LogLevel } from '../telemetry/logger.ts'
-import { HttpDataplane } from './http/server.ts'
-import { L4Dataplane } from './l4/server.ts'
-import type { FromWorker, ToWorker } from './worker-protocol.ts'
+import type { Snapshot } from './ir/types.ts'
+import { createLogger, type LogLevel } from './telemetry/logger.ts'
+import { HttpDataplane } from './dataplane/http/server.ts'
+import { L4Dataplane } from './dataplane/l4/server.ts'
+import type { FromWorker, ToWorker } from './dataplane/worker-protocol.ts'
 
 declare const self: Worker
 

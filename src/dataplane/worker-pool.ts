@@ -14,6 +14,11 @@ import type { FromWorker, ToWorker } from './worker-protocol.ts'
 
 export interface WorkerPoolOptions {
   readonly count: number
+  /**
+   * URL of the worker entry (src/worker.ts). Resolved by the caller next to the entry point,
+   * because a `bun build --compile` binary only finds workers relative to its entry.
+   */
+  readonly workerUrl: string
   readonly hostname: string
   readonly logLevel: string
   readonly logger: Logger
@@ -30,6 +35,8 @@ export class WorkerPool {
   #live: Snapshot | undefined
   #nextId = 1
   #stopping = false
+  /** Consecutive quick deaths per slot, for restart backoff (a worker that cannot start must not spin). */
+  readonly #crashes: number[] = []
 
   constructor(private readonly opts: WorkerPoolOptions) {
     for (let i = 0; i < opts.count; i++) this.#slots.push(this.#spawn(i))
@@ -73,7 +80,8 @@ export class WorkerPool {
   }
 
   #spawn(index: number): Slot {
-    const worker = new Worker(new URL('./worker.ts', import.meta.url).href)
+    const worker = new Worker(this.opts.workerUrl)
+    const startedAt = Date.now()
     const pending = new Map<number, (msg: FromWorker) => void>()
     let markReady: () => void = () => {}
     const ready = new Promise<void>((resolve) => (markReady = resolve))
@@ -84,13 +92,21 @@ export class WorkerPool {
       pending.delete(msg.id)
       done?.(msg)
     }
+    let exited = false
     const onExit = (why: string) => {
-      if (this.#stopping) return
-      this.opts.logger.error('data-plane worker died; restarting it', { worker: index, why })
+      if (this.#stopping || exited) return
+      exited = true
       for (const done of pending.values()) done({ type: 'applied', id: 0, problems: [`worker ${index} died: ${why}`] })
-      const slot = this.#spawn(index)
-      this.#slots[index] = slot
-      if (this.#live) void this.#applyTo(index, this.#live)
+      pending.clear()
+      const crashes = Date.now() - startedAt < 10_000 ? (this.#crashes[index] ?? 0) + 1 : 1
+      this.#crashes[index] = crashes
+      const delay = Math.min(100 * 2 ** (crashes - 1), 5000)
+      this.opts.logger.error('data-plane worker died; restarting it', { worker: index, why, restartInMs: delay })
+      setTimeout(() => {
+        if (this.#stopping) return
+        this.#slots[index] = this.#spawn(index)
+        if (this.#live) void this.#applyTo(index, this.#live)
+      }, delay)
     }
     worker.addEventListener('error', (e) => onExit((e as ErrorEvent).message ?? 'error'))
     worker.addEventListener('close', () => onExit('exited'))

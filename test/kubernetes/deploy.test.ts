@@ -85,7 +85,7 @@ describe('docker/Dockerfile', () => {
   test('builds with the Bun version the project pins, compiles one binary, runs it as non-root', () => {
     const froms = [...dockerfile.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1])
     expect(froms).toEqual([`oven/bun:${pkg.devDependencies.bun}`, 'gcr.io/distroless/cc-debian12:nonroot'])
-    expect(dockerfile).toMatch(/bun build --compile .*src\/main\.ts --outfile \/out\/portico/)
+    expect(dockerfile).toMatch(/bun build --compile .*src\/main\.ts src\/worker\.ts --outfile \/out\/portico/)
     expect(dockerfile).toMatch(/^USER 65532:65532$/m)
     expect(dockerfile).toMatch(/^HEALTHCHECK NONE$/m)
     expect(dockerfile).toMatch(/^ENTRYPOINT \["\/usr\/local\/bin\/portico"\]$/m)

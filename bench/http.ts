@@ -1,15 +1,20 @@
 #!/usr/bin/env bun
 /**
  * HTTP benchmark, run on demand (never in CI): small GET through Portico vs straight to the
- * upstream, in the same run, interleaved so drift on a shared machine hits both alike.
+ * upstream vs through nginx, in the same run, interleaved so drift on a shared machine hits
+ * all alike.
  *
  *   npx bun bench/http.ts                 # 3 reps x 5 s, 64 connections
  *   REPS=5 DURATION=10 CONNECTIONS=128 npx bun bench/http.ts
+ *   NGINX=0 npx bun bench/http.ts         # without the nginx target
  *
- * Needs wrk (apt-get install wrk). The upstream is a Bun.serve "hello" in its own process;
- * Portico runs as a separate process from src/main.ts, like in production.
+ * Needs wrk (apt-get install wrk), and nginx for that target. The upstream is a Bun.serve
+ * "hello" in its own process; Portico runs as a separate process from src/main.ts with one
+ * worker (--workers 1), nginx with `worker_processes 1` and a keep-alive upstream pool. Layout
+ * as in ../shared/bench: the proxies are pinned to cpu 0 (only one is loaded at a time), the
+ * upstream and wrk to cpu 1 (taskset; unpinned when taskset is missing).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -19,14 +24,19 @@ const CONNECTIONS = Number(process.env.CONNECTIONS ?? 64)
 const UPSTREAM_PORT = 21500
 const GATEWAY_PORT = 21501
 const ADMIN_PORT = 21502
+const NGINX_PORT = 21503
+const PROXY_CPU = 0
+const LOAD_CPU = 1
 const root = join(import.meta.dir, '..')
+const pin = (cpu: number, cmd: string[]) => (Bun.which('taskset') ? ['taskset', '-c', String(cpu), ...cmd] : cmd)
+const nginxBin = process.env.NGINX === '0' ? null : (Bun.which('nginx') ?? Bun.which('nginx', { PATH: '/usr/sbin:/sbin' }))
 
 if (!Bun.which('wrk')) {
   console.error('wrk not found: apt-get install -y wrk')
   process.exit(2)
 }
 
-const upstream = Bun.spawn([process.execPath, '-e', `Bun.serve({ port: ${UPSTREAM_PORT}, hostname: '127.0.0.1', fetch: () => new Response('hello from upstream!') })`], { stdout: 'ignore', stderr: 'inherit' })
+const upstream = Bun.spawn(pin(LOAD_CPU, [process.execPath, '-e', `Bun.serve({ port: ${UPSTREAM_PORT}, hostname: '127.0.0.1', fetch: () => new Response('hello from upstream!') })`]), { stdout: 'ignore', stderr: 'inherit' })
 const dir = mkdtempSync(join(tmpdir(), 'portico-bench-'))
 writeFileSync(
   join(dir, 'bench.yaml'),
@@ -62,7 +72,45 @@ spec:
   rules: [{ backendRefs: [{ name: upstream, port: 80 }] }]
 `,
 )
-const gateway = Bun.spawn([process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--admin-port', String(ADMIN_PORT), '--log-level', 'warn'], { stdout: 'inherit', stderr: 'inherit' })
+const gateway = Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn']), { stdout: 'inherit', stderr: 'inherit' })
+const nginx = nginxBin ? Bun.spawn(pin(PROXY_CPU, [nginxBin, '-p', dir, '-c', writeNginxConf(dir)]), { stdout: 'inherit', stderr: 'inherit' }) : undefined
+
+/** nginx as a plain reverse proxy, as in ../shared/bench/run.sh: 1 worker, upstream keepalive pool, no logs. */
+function writeNginxConf(base: string): string {
+  for (const sub of ['tmp', 'logs']) mkdirSync(join(base, sub), { recursive: true })
+  const conf = join(base, 'nginx.conf')
+  writeFileSync(
+    conf,
+    `worker_processes 1;
+daemon off;
+pid ${base}/nginx.pid;
+error_log ${base}/logs/error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  tcp_nodelay on;
+  keepalive_requests 10000000; keepalive_timeout 300s;
+  client_body_temp_path ${base}/tmp/body; proxy_temp_path ${base}/tmp/proxy;
+  fastcgi_temp_path ${base}/tmp/fcgi; uwsgi_temp_path ${base}/tmp/uwsgi; scgi_temp_path ${base}/tmp/scgi;
+  upstream up_http {
+    server 127.0.0.1:${UPSTREAM_PORT};
+    keepalive 256; keepalive_requests 10000000; keepalive_timeout 300s;
+  }
+  server {
+    listen 127.0.0.1:${NGINX_PORT} backlog=4096 reuseport;
+    location / {
+      proxy_pass http://up_http;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_max_temp_file_size 0;
+    }
+  }
+}
+`,
+  )
+  return conf
+}
 
 async function waitFor(url: string) {
   for (let i = 0; i < 100; i++) {
@@ -82,7 +130,7 @@ function toMs(v: string): number {
 }
 
 async function wrk(port: number): Promise<Result> {
-  const p = Bun.spawn(['wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', `http://127.0.0.1:${port}/`], { stdout: 'pipe' })
+  const p = Bun.spawn(pin(LOAD_CPU, ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', `http://127.0.0.1:${port}/`]), { stdout: 'pipe' })
   const out = await new Response(p.stdout).text()
   await p.exited
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1])
@@ -96,17 +144,23 @@ async function wrk(port: number): Promise<Result> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
+type Target = 'direct' | 'portico' | 'nginx'
+const PORTS: Record<Target, number> = { direct: UPSTREAM_PORT, portico: GATEWAY_PORT, nginx: NGINX_PORT }
+
 try {
   await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/`)
   await waitFor(`http://127.0.0.1:${ADMIN_PORT}/readyz`)
   await waitFor(`http://127.0.0.1:${GATEWAY_PORT}/`)
-  await wrk(GATEWAY_PORT) // warm-up (JIT, pools)
-  const runs: Record<'direct' | 'portico', Result[]> = { direct: [], portico: [] }
+  if (nginx) await waitFor(`http://127.0.0.1:${NGINX_PORT}/`)
+  const targets: Target[] = nginx ? ['direct', 'portico', 'nginx'] : ['direct', 'portico']
+  for (const t of targets) if (t !== 'direct') await wrk(PORTS[t]) // warm-up (JIT, pools)
+  const runs: Record<Target, Result[]> = { direct: [], portico: [], nginx: [] }
   for (let r = 0; r < REPS; r++) {
-    const order: ('direct' | 'portico')[] = r % 2 ? ['portico', 'direct'] : ['direct', 'portico']
-    for (const t of order) runs[t].push(await wrk(t === 'direct' ? UPSTREAM_PORT : GATEWAY_PORT))
+    // Rotate the order every repetition so drift does not favour one target.
+    const order = targets.map((_, i) => targets[(i + r) % targets.length]!)
+    for (const t of order) runs[t].push(await wrk(PORTS[t]))
   }
-  const summary = (t: 'direct' | 'portico') => ({
+  const summary = (t: Target) => ({
     rps: median(runs[t].map((x) => x.rps)),
     p50: median(runs[t].map((x) => x.p50ms)),
     p99: median(runs[t].map((x) => x.p99ms)),
@@ -114,13 +168,20 @@ try {
   })
   const d = summary('direct')
   const g = summary('portico')
-  console.log(`small GET, wrk -t1 -c${CONNECTIONS} -d${DURATION}s, ${REPS} reps interleaved (medians)`)
+  console.log(`small GET, wrk -t1 -c${CONNECTIONS} -d${DURATION}s, ${REPS} reps interleaved (medians); proxies 1 worker on cpu ${PROXY_CPU}, upstream + wrk on cpu ${LOAD_CPU}`)
   console.log('target   req/s     p50 ms  p99 ms  errors')
-  for (const [name, s] of [['direct', d], ['portico', g]] as const)
-    console.log(`${name.padEnd(8)} ${s.rps.toFixed(0).padStart(8)}  ${s.p50.toFixed(2).padStart(6)}  ${s.p99.toFixed(2).padStart(6)}  ${s.errors}`)
+  for (const t of targets) {
+    const s = summary(t)
+    console.log(`${t.padEnd(8)} ${s.rps.toFixed(0).padStart(8)}  ${s.p50.toFixed(2).padStart(6)}  ${s.p99.toFixed(2).padStart(6)}  ${s.errors}`)
+  }
   console.log(`ratio portico/direct: req/s ${(g.rps / d.rps).toFixed(2)}x, p99 ${(g.p99 / d.p99).toFixed(2)}x`)
+  if (nginx) {
+    const n = summary('nginx')
+    console.log(`ratio portico/nginx:  req/s ${(g.rps / n.rps).toFixed(2)}x, p99 ${(g.p99 / n.p99).toFixed(2)}x`)
+  }
 } finally {
   gateway.kill('SIGTERM')
   upstream.kill('SIGTERM')
-  await Promise.all([gateway.exited, upstream.exited])
+  nginx?.kill('SIGTERM')
+  await Promise.all([gateway.exited, upstream.exited, nginx?.exited])
 }

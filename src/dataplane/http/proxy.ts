@@ -171,7 +171,9 @@ async function attemptOnce(
     deps.registry.recordFailure(endpoint)
     const code = errorCode(err)
     deps.logger.warn('upstream request failed', { endpoint: endpoint.key, route: route.id, error: code })
-    return code === 'ECONNREFUSED' || code === 'ConnectionRefused' ? 'refused' : 'reset'
+    // A backend certificate that fails verification (CA, hostname, BackendTLSPolicy SANs) is a
+    // connect failure like a refusal (502), not a reset of an accepted request.
+    return code === 'ECONNREFUSED' || code === 'ConnectionRefused' || TLS_VERIFY_FAILURE.test(code) ? 'refused' : 'reset'
   } finally {
     if (timer) clearTimeout(timer)
     // Counts requests waiting for response headers; streaming bodies are not tracked.
@@ -199,6 +201,9 @@ function relayResponse(
 export function errorResponse(status: number, message: string): Response {
   return new Response(`${message}\n`, { status, headers: { 'content-type': 'text/plain; charset=utf-8' } })
 }
+
+/** OpenSSL/Node verification codes: ERR_TLS_CERT_ALTNAME_INVALID, DEPTH_ZERO_SELF_SIGNED_CERT, UNABLE_TO_VERIFY_LEAF_SIGNATURE, CERT_HAS_EXPIRED... */
+const TLS_VERIFY_FAILURE = /^ERR_TLS_|CERT|^UNABLE_TO_/
 
 function errorCode(err: unknown): string {
   if (err && typeof err === 'object' && 'code' in err) return String((err as { code: unknown }).code)

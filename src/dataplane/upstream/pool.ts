@@ -6,11 +6,14 @@ import { RoundRobinPicker } from './policies/round-robin.ts'
 import { RandomPicker } from './policies/random.ts'
 import { LeastRequestPicker } from './policies/least-request.ts'
 import { ConsistentHashPicker } from './policies/consistent-hash.ts'
+import { subjectAltNameCheck, type IdentityCheck } from './backend-identity.ts'
 
 /** fetch()'s `tls` option for re-encryption to the backend (BackendTLSPolicy). */
 export interface UpstreamTls {
   readonly serverName: string
   readonly ca?: string
+  /** Set when the policy lists subjectAltNames: they replace the hostname check. */
+  readonly checkServerIdentity?: IdentityCheck
 }
 
 export class RuntimePool {
@@ -33,7 +36,13 @@ export function buildPool(ir: BackendPool, registry: EndpointRegistry): RuntimeP
     state: registry.endpoint(ep.address, ep.port),
     origin: `${scheme}://${ep.address.includes(':') ? `[${ep.address}]` : ep.address}:${ep.port}`,
   }))
-  const tls = ir.tls ? { serverName: ir.tls.hostname, ...(ir.tls.caPem ? { ca: ir.tls.caPem } : {}) } : undefined
+  const tls = ir.tls
+    ? {
+        serverName: ir.tls.hostname,
+        ...(ir.tls.caPem ? { ca: ir.tls.caPem } : {}),
+        ...(ir.tls.subjectAltNames.length ? { checkServerIdentity: subjectAltNameCheck(ir.tls.subjectAltNames) } : {}),
+      }
+    : undefined
   return new RuntimePool(ir.key, ir, members, buildPicker(ir.policy, members), tls)
 }
 

@@ -120,7 +120,23 @@ async function waitFor(url: string) {
   throw new Error(`${url} not ready`)
 }
 
-interface Result { rps: number; p50ms: number; p99ms: number; errors: number }
+interface Result { rps: number; p50ms: number; p99ms: number; errors: number; cpuUsPerReq: number }
+
+/** utime+stime (clock ticks) of a process and its children (nginx's master + worker). */
+async function cpuTicks(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return NaN
+  let total = 0
+  const pids = [pid]
+  const children = await Bun.file(`/proc/${pid}/task/${pid}/children`).text().catch(() => '')
+  for (const child of children.split(' ').filter(Boolean)) pids.push(Number(child))
+  for (const p of pids) {
+    const stat = await Bun.file(`/proc/${p}/stat`).text().catch(() => '')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    total += Number(fields[11] ?? 0) + Number(fields[12] ?? 0)
+  }
+  return total
+}
+const TICK_US = 1e6 / 100 // CLK_TCK is 100 on Linux
 
 function toMs(v: string): number {
   const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim())
@@ -129,17 +145,20 @@ function toMs(v: string): number {
   return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n
 }
 
-async function wrk(port: number): Promise<Result> {
+async function wrk(port: number, proxyPid?: number): Promise<Result> {
+  const before = await cpuTicks(proxyPid)
   const p = Bun.spawn(pin(LOAD_CPU, ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', `http://127.0.0.1:${port}/`]), { stdout: 'pipe' })
   const out = await new Response(p.stdout).text()
   await p.exited
+  const ticks = (await cpuTicks(proxyPid)) - before
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1])
-  const p50 = toMs(/50%\s+(\S+)/.exec(out)?.[1] ?? '')
-  const p99 = toMs(/99%\s+(\S+)/.exec(out)?.[1] ?? '')
+  const p50 = toMs(/^\s*50%\s+(\S+)/m.exec(out)?.[1] ?? '')
+  const p99 = toMs(/^\s*99%\s+(\S+)/m.exec(out)?.[1] ?? '')
   const errs = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1]
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
   const errors = Number(errs ?? 0) + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0)
-  return { rps, p50ms: p50, p99ms: p99, errors }
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1])
+  return { rps, p50ms: p50, p99ms: p99, errors, cpuUsPerReq: (ticks * TICK_US) / requests }
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
@@ -153,31 +172,36 @@ try {
   await waitFor(`http://127.0.0.1:${GATEWAY_PORT}/`)
   if (nginx) await waitFor(`http://127.0.0.1:${NGINX_PORT}/`)
   const targets: Target[] = nginx ? ['direct', 'portico', 'nginx'] : ['direct', 'portico']
+  const PIDS: Record<Target, number | undefined> = { direct: undefined, portico: gateway.pid, nginx: nginx?.pid }
   for (const t of targets) if (t !== 'direct') await wrk(PORTS[t]) // warm-up (JIT, pools)
   const runs: Record<Target, Result[]> = { direct: [], portico: [], nginx: [] }
   for (let r = 0; r < REPS; r++) {
     // Rotate the order every repetition so drift does not favour one target.
     const order = targets.map((_, i) => targets[(i + r) % targets.length]!)
-    for (const t of order) runs[t].push(await wrk(PORTS[t]))
+    for (const t of order) runs[t].push(await wrk(PORTS[t], PIDS[t]))
   }
   const summary = (t: Target) => ({
     rps: median(runs[t].map((x) => x.rps)),
     p50: median(runs[t].map((x) => x.p50ms)),
     p99: median(runs[t].map((x) => x.p99ms)),
     errors: runs[t].reduce((a, x) => a + x.errors, 0),
+    cpu: median(runs[t].map((x) => x.cpuUsPerReq)),
   })
   const d = summary('direct')
   const g = summary('portico')
   console.log(`small GET, wrk -t1 -c${CONNECTIONS} -d${DURATION}s, ${REPS} reps interleaved (medians); proxies 1 worker on cpu ${PROXY_CPU}, upstream + wrk on cpu ${LOAD_CPU}`)
-  console.log('target   req/s     p50 ms  p99 ms  errors')
+  // CPU µs per request (user+system of the proxy process, softirq excluded) is the least noisy
+  // number on a shared machine: it does not move when a neighbour steals the load core.
+  console.log('target   req/s     p50 ms  p99 ms  errors  proxy CPU µs/req')
   for (const t of targets) {
     const s = summary(t)
-    console.log(`${t.padEnd(8)} ${s.rps.toFixed(0).padStart(8)}  ${s.p50.toFixed(2).padStart(6)}  ${s.p99.toFixed(2).padStart(6)}  ${s.errors}`)
+    const cpu = Number.isFinite(s.cpu) ? s.cpu.toFixed(1) : '-'
+    console.log(`${t.padEnd(8)} ${s.rps.toFixed(0).padStart(8)}  ${s.p50.toFixed(2).padStart(6)}  ${s.p99.toFixed(2).padStart(6)}  ${String(s.errors).padStart(6)}  ${cpu.padStart(8)}`)
   }
   console.log(`ratio portico/direct: req/s ${(g.rps / d.rps).toFixed(2)}x, p99 ${(g.p99 / d.p99).toFixed(2)}x`)
   if (nginx) {
     const n = summary('nginx')
-    console.log(`ratio portico/nginx:  req/s ${(g.rps / n.rps).toFixed(2)}x, p99 ${(g.p99 / n.p99).toFixed(2)}x`)
+    console.log(`ratio portico/nginx:  req/s ${(g.rps / n.rps).toFixed(2)}x, p99 ${(g.p99 / n.p99).toFixed(2)}x, CPU per request ${(g.cpu / n.cpu).toFixed(2)}x`)
   }
 } finally {
   gateway.kill('SIGTERM')

@@ -4,6 +4,7 @@
  *
  *   npx bun bench/profile-http.ts            # 10 s of wrk -c64 against a small GET
  *   DURATION=20 OUT=/tmp/prof npx bun bench/profile-http.ts
+ *   PERF=1 npx bun bench/profile-http.ts     # also `perf record` the gateway (native + kernel time)
  *
  * The gateway runs with Bun's --cpu-prof and --cpu-prof-md, pinned to cpu 0; the upstream (a
  * Bun.serve hello) and wrk share cpu 1, so the profile shows the gateway alone. Writes a
@@ -34,7 +35,12 @@ try {
   await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/`)
   await waitFor(`http://127.0.0.1:${GATEWAY_PORT}/`)
   const wrk = Bun.spawn(pin(1, ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', `http://127.0.0.1:${GATEWAY_PORT}/`]), { stdout: 'pipe' })
+  // perf sees what the JS profiler cannot: native code in Bun and the kernel (syscalls, loopback TCP).
+  const perf = process.env.PERF === '1' && Bun.which('perf')
+    ? Bun.spawn(['perf', 'record', '-g', '-o', join(OUT, 'perf.data'), '-p', String(gateway.pid), '--', 'sleep', String(Math.max(1, DURATION - 2))], { stdout: 'ignore', stderr: 'inherit' })
+    : undefined
   const out = await new Response(wrk.stdout).text()
+  await perf?.exited
   console.log(out.split('\n').filter((l) => /Requests\/sec|99%|50%|errors/.test(l)).join('\n'))
 } finally {
   gateway.kill('SIGTERM')

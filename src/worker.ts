@@ -5,7 +5,7 @@
  */
 import { unpack } from 'msgpackr'
 import type { Snapshot } from './ir/types.ts'
-import { createLogger, type LogLevel } from './telemetry/logger.ts'
+import { createLogger, withFields, type LogLevel } from './telemetry/logger.ts'
 import { HttpDataplane } from './dataplane/http/server.ts'
 import { L4Dataplane } from './dataplane/l4/server.ts'
 import type { FromWorker, ToWorker } from './dataplane/worker-protocol.ts'
@@ -21,13 +21,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const msg = event.data
   switch (msg.type) {
     case 'init': {
-      const logger = createLogger(msg.logLevel as LogLevel)
-      const child = {
-        debug: (m: string, f?: Record<string, unknown>) => logger.debug(m, { worker: msg.index, ...f }),
-        info: (m: string, f?: Record<string, unknown>) => logger.info(m, { worker: msg.index, ...f }),
-        warn: (m: string, f?: Record<string, unknown>) => logger.warn(m, { worker: msg.index, ...f }),
-        error: (m: string, f?: Record<string, unknown>) => logger.error(m, { worker: msg.index, ...f }),
-      }
+      const child = withFields(createLogger(msg.logLevel as LogLevel), { worker: msg.index })
       http = new HttpDataplane({ logger: child, hostname: msg.hostname, reusePort: true })
       l4 = new L4Dataplane({ logger: child, hostname: msg.hostname, reusePort: true })
       reply({ type: 'ready' })

@@ -39,3 +39,13 @@ export function createLogger(level: LogLevel = 'info', write: (line: string) => 
 
 /** A logger that drops everything: for tests that do not assert on logs. */
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} }
+
+/** A logger that adds `fields` to every line (e.g. the worker index). */
+export function withFields(logger: Logger, fields: LogFields): Logger {
+  return {
+    debug: (m, f) => logger.debug(m, { ...fields, ...f }),
+    info: (m, f) => logger.info(m, { ...fields, ...f }),
+    warn: (m, f) => logger.warn(m, { ...fields, ...f }),
+    error: (m, f) => logger.error(m, { ...fields, ...f }),
+  }
+}

@@ -11,7 +11,7 @@
  */
 import type { RuntimePool } from '../upstream/pool.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
-import { Http1Agent, UpstreamError, type Http1Request, type Http1Response } from '../upstream/http1/index.ts'
+import { Http1Agent, type Http1Request, type Http1Response, type UpstreamError } from '../upstream/http1/index.ts'
 import type { RequestState } from './context.ts'
 import type { ResponseFilter } from './filters/types.ts'
 import { forwardedElement } from './headers.ts'
@@ -104,9 +104,7 @@ export type Http1Outcome = Http1Response | UpstreamError
 
 /** One attempt on one endpoint. Never rejects: failures come back as UpstreamError. */
 export function sendHttp1(member: PoolMember, req: Http1Request, timeoutMs: number, fresh: boolean, signal: AbortSignal | undefined): Promise<Http1Outcome> {
-  return http1Agent.request(member.state, req, { timeoutMs, fresh, signal }).catch((err: unknown) =>
-    err instanceof UpstreamError ? err : new UpstreamError('reset', String(err)),
-  )
+  return http1Agent.request(member.state, req, { timeoutMs, fresh, signal })
 }
 
 /** Cancel an unused upstream body (a retried response), so its connection is closed, not leaked. */

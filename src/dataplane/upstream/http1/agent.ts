@@ -11,7 +11,7 @@
  * races with our write, the request is replayed once on a fresh connection when that is safe.
  */
 import type { SocketHandler } from 'bun'
-import { Http1Connection, type ConnectionOwner, type Http1Request, type Http1Response } from './connection.ts'
+import { Http1Connection, type ConnectionOwner, type Exchange, type Http1Request, type Http1Response } from './connection.ts'
 import { errorCode, UpstreamError } from './errors.ts'
 
 export interface Http1Endpoint {
@@ -138,29 +138,32 @@ export class Http1Agent {
     return pool
   }
 
-  /** Send one request; rejects with UpstreamError (never anything else). */
-  async request(endpoint: Http1Endpoint, req: Http1Request, options: Http1RequestOptions = {}): Promise<Http1Response> {
+  /**
+   * Send one request. Never rejects: a failure resolves to an UpstreamError (cheaper than a
+   * rejection on a path where 5xx mapping is ordinary control flow).
+   */
+  request(endpoint: Http1Endpoint, req: Http1Request, options: Http1RequestOptions = {}): Promise<Http1Response | UpstreamError> {
+    if (options.signal?.aborted) return Promise.resolve(new UpstreamError('aborted', 'request aborted'))
     const pool = this.pool(endpoint)
     const timeoutMs = options.timeoutMs ?? Infinity
-    const deadline = timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs
-    let fresh = options.fresh === true
-    for (let attempt = 1; ; attempt++) {
-      let conn = fresh ? undefined : pool.takeIdle()
-      try {
-        conn ??= await this.#connect(pool, deadline)
-        const res = await conn.send(req, deadline === Infinity ? Infinity : Math.max(0, deadline - Date.now()), options.signal)
-        res.attempts = attempt
-        return res
-      } catch (err) {
-        const failure = err instanceof UpstreamError ? err : new UpstreamError('reset', String(err))
-        failure.attempts = attempt
-        if (attempt === 1 && failure.stale && isReplayable(req) && !options.signal?.aborted) {
-          fresh = true
-          continue
-        }
-        throw failure
-      }
-    }
+    const exchange = new PendingExchange(req, timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs, options.signal, (fresh) => this.#dispatch(pool, exchange, fresh))
+    this.#dispatch(pool, exchange, options.fresh === true)
+    return exchange.promise
+  }
+
+  #dispatch(pool: EndpointPool, exchange: PendingExchange, fresh: boolean): void {
+    exchange.attempts++
+    const idle = fresh ? undefined : pool.takeIdle()
+    if (idle) return idle.send(exchange)
+    this.#connect(pool, exchange.deadline).then(
+      (conn) => {
+        if (!exchange.signal?.aborted) return conn.send(exchange)
+        // The client left while we connected: keep the fresh connection for someone else.
+        pool.release(conn)
+        exchange.settle(new UpstreamError('aborted', 'request aborted'))
+      },
+      (err: UpstreamError) => exchange.settle(err),
+    )
   }
 
   #connect(pool: EndpointPool, deadline: number): Promise<Http1Connection> {
@@ -187,7 +190,7 @@ export class Http1Agent {
           if (settled) return
           settled = true
           const code = errorCode(err)
-          // Refused (nothing listens) is a connect error → 502; other connect failures too.
+          // Refused (nothing listens) and other connect failures: the backend never saw the request → 502.
           reject(new UpstreamError('refused', `connect to ${pool.endpoint.key} failed: ${code}`, false, code))
         },
       )
@@ -202,6 +205,37 @@ export class Http1Agent {
 
   stats(): { endpoint: string; open: number; idle: number }[] {
     return [...this.#pools.values()].map((p) => ({ endpoint: p.endpoint.key, open: p.openCount, idle: p.idleCount }))
+  }
+}
+
+/** The agent's side of an exchange: one promise, and the stale-connection replay. */
+class PendingExchange implements Exchange {
+  attempts = 0
+  readonly promise: Promise<Http1Response | UpstreamError>
+  #resolve!: (outcome: Http1Response | UpstreamError) => void
+  #settled = false
+
+  constructor(
+    readonly req: Http1Request,
+    readonly deadline: number,
+    readonly signal: AbortSignal | undefined,
+    private readonly retry: (fresh: boolean) => void,
+  ) {
+    this.promise = new Promise((resolve) => (this.#resolve = resolve))
+  }
+
+  get timeoutMs(): number {
+    return this.deadline === Infinity ? Infinity : Math.max(0, this.deadline - Date.now())
+  }
+
+  settle(outcome: Http1Response | UpstreamError): void {
+    if (this.#settled) return
+    if (outcome instanceof UpstreamError && outcome.stale && this.attempts === 1 && isReplayable(this.req) && !this.signal?.aborted) {
+      return this.retry(true)
+    }
+    this.#settled = true
+    outcome.attempts = this.attempts
+    this.#resolve(outcome)
   }
 }
 

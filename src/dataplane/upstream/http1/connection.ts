@@ -41,6 +41,19 @@ export interface Http1Response {
   attempts: number
 }
 
+/**
+ * One request as the connection sees it. The agent implements it: settle() is called exactly
+ * once per send() with the response (head delivered) or the failure, so the caller needs one
+ * promise per request however many connections were tried.
+ */
+export interface Exchange {
+  readonly req: Http1Request
+  /** Milliseconds left for the response head (Infinity: no limit). */
+  readonly timeoutMs: number
+  readonly signal: AbortSignal | undefined
+  settle(outcome: Http1Response | UpstreamError): void
+}
+
 /** What the pool needs from a connection's owner. */
 export interface ConnectionOwner {
   release(conn: Http1Connection): void
@@ -71,8 +84,8 @@ export class Http1Connection {
 
   #phase = Phase.Idle
   #method = ''
-  #resolve: ((res: Http1Response) => void) | undefined
-  #reject: ((err: UpstreamError) => void) | undefined
+  /** Waiting for its response head; undefined once settled. */
+  #exchange: Exchange | undefined
   #timer: Timer | undefined
   #abortSignal: AbortSignal | undefined
   #onAbort: (() => void) | undefined
@@ -99,8 +112,10 @@ export class Http1Connection {
     this.socket = socket
   }
 
-  /** Write the request and resolve with the response head (and body so far). */
-  send(req: Http1Request, timeoutMs: number, signal: AbortSignal | undefined): Promise<Http1Response> {
+  /** Write the request; the exchange is settled with the response head (and body so far) or a failure. */
+  send(exchange: Exchange): void {
+    const { req, timeoutMs, signal } = exchange
+    this.#exchange = exchange
     this.#phase = Phase.Head
     this.#method = req.method
     this.#gotBytes = false
@@ -110,10 +125,6 @@ export class Http1Connection {
     this.#chunked = undefined
     this.#controller = undefined
     this.#pieces = undefined
-    const promise = new Promise<Http1Response>((resolve, reject) => {
-      this.#resolve = resolve
-      this.#reject = reject
-    })
     if (timeoutMs !== Infinity) this.#timer = setTimeout(() => this.#fail(new UpstreamError('timeout', 'upstream timed out waiting for response headers')), timeoutMs)
     if (signal) {
       this.#abortSignal = signal
@@ -121,7 +132,6 @@ export class Http1Connection {
       signal.addEventListener('abort', this.#onAbort)
     }
     this.#writeRequest(req)
-    return promise
   }
 
   #writeRequest(req: Http1Request): void {
@@ -375,10 +385,9 @@ export class Http1Connection {
   }
 
   #deliver(head: ResponseHead, body: Uint8Array | ReadableStream<Uint8Array> | null): void {
-    const resolve = this.#resolve
-    this.#resolve = undefined
-    this.#reject = undefined
-    resolve?.({ status: head.status, statusText: head.statusText, headers: head.headers, body, attempts: 1 })
+    const exchange = this.#exchange
+    this.#exchange = undefined
+    exchange?.settle({ status: head.status, statusText: head.statusText, headers: head.headers, body, attempts: 1 })
   }
 
   /** The response is fully read: pool the connection if both directions ended cleanly. */
@@ -396,16 +405,15 @@ export class Http1Connection {
   /** Fail the exchange: reject the caller while it waits for the head, else error the body stream. */
   #fail(err: UpstreamError): void {
     if (this.#phase === Phase.Idle) return
-    const reject = this.#reject
+    const exchange = this.#exchange
     const controller = this.#controller
-    this.#resolve = undefined
-    this.#reject = undefined
+    this.#exchange = undefined
     this.#controller = undefined
     this.#pieces = undefined
     this.#phase = Phase.Idle
     this.#clearExchangeTimers()
     this.destroy()
-    if (reject) reject(err)
+    if (exchange) exchange.settle(err)
     else controller?.error(err)
   }
 

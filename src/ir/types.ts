@@ -75,6 +75,8 @@ export interface HttpRule {
   readonly retry?: HttpRetry
   /** Portico extension: idle timeout for streaming responses and WebSockets (ms). */
   readonly streamIdleTimeoutMs?: number
+  /** Portico extension: largest request body in bytes (annotation portico.dev/max-body-size); 0 = unlimited. */
+  readonly maxBodyBytes?: number
   readonly sessionPersistence?: SessionPersistence
 }
 

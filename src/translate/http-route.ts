@@ -9,6 +9,7 @@ import { condition } from '../status/conditions.ts'
 import type { Backends, RefProblem } from './backends.ts'
 import { generationOf, nsOf } from './context.ts'
 import { parseDuration } from './duration.ts'
+import { parseByteSize } from './byte-size.ts'
 import { translateFilters, type FilterEnv } from './filters.ts'
 import { wantsStripPath, withStripPath } from './compat.ts'
 import type { RankedRule } from './precedence.ts'
@@ -36,11 +37,13 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
   const env: FilterEnv = { route, backends, gateways, register, refProblems }
   const rules: RankedRule[] = []
   const streamIdle = translateStreamIdleTimeout(route)
+  const maxBody = translateMaxBodySize(route)
   const stripPath = wantsStripPath(route)
 
   objs(route.spec?.rules).forEach((rule, ruleIndex) => {
     const problems: string[] = []
     if (streamIdle.problem) problems.push(streamIdle.problem)
+    if (maxBody.problem) problems.push(maxBody.problem)
     const rawMatches = Array.isArray(rule.matches) && rule.matches.length > 0 ? list(rule.matches) : [{}]
     const matches = rawMatches.map((m) => {
       const o = obj(m)
@@ -81,6 +84,7 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
       if (!broken && retry) r.retry = retry
       if (!broken && session) r.sessionPersistence = session
       if (!broken && streamIdle.ms !== undefined) r.streamIdleTimeoutMs = streamIdle.ms
+      if (!broken && maxBody.bytes !== undefined) r.maxBodyBytes = maxBody.bytes
       rules.push({ rule: r, created, routeKey: `${ns}/${name}`, ruleIndex, matchIndex })
     })
   })
@@ -231,6 +235,18 @@ function translateStreamIdleTimeout(route: K8sObject): { ms?: number; problem?: 
   const ms = parseDuration(raw)
   if (ms === undefined) return { problem: `annotation ${STREAM_IDLE_TIMEOUT_ANNOTATION} ${String(raw)} is not a valid duration` }
   return { ms }
+}
+
+/** Portico's per-route request body limit, like nginx's client_max_body_size per location. */
+export const MAX_BODY_SIZE_ANNOTATION = 'portico.dev/max-body-size'
+
+/** "10Mi", "512k", "1048576"; "0" lifts the limit. An invalid value is a problem (the rules answer 500). */
+function translateMaxBodySize(route: K8sObject): { bytes?: number; problem?: string } {
+  const raw = obj(route.metadata.annotations)?.[MAX_BODY_SIZE_ANNOTATION]
+  if (raw === undefined) return {}
+  const bytes = parseByteSize(raw)
+  if (bytes === undefined) return { problem: `annotation ${MAX_BODY_SIZE_ANNOTATION} ${String(raw)} is not a valid size` }
+  return { bytes }
 }
 
 function translateTimeouts(t: Json | undefined, problems: string[]): HttpRule['timeouts'] {

@@ -10,6 +10,9 @@ import type { ResponseFilter } from './filters/types.ts'
 import { errorResponse, forward, type ProxyDeps } from './proxy.ts'
 import { isMisdirected } from './tls/misdirected.ts'
 import { StreamGuard } from './streaming.ts'
+import type { HttpLimits } from './limits.ts'
+import { BodyGuard } from './request-guard.ts'
+import { forwardWithLimits } from './guarded-forward.ts'
 import type { WebSocketUpgrader } from './websocket.ts'
 
 export interface Connection {
@@ -24,18 +27,24 @@ export interface Connection {
   readonly idleTimeoutSeconds: number
   /** Set for WebSocket upgrade requests: proxies the handshake and the session (websocket.ts). */
   readonly upgradeWebSocket?: WebSocketUpgrader | undefined
+  /** Body, timeout and overload limits (limits.ts); absent = none (unit tests of the pipeline). */
+  readonly limits?: HttpLimits
 }
 
 /** undefined when the request was upgraded to a WebSocket (Bun's contract for fetch handlers). */
 export async function handleRequest(req: Request, port: PortPlan, conn: Connection, deps: ProxyDeps): Promise<Response | undefined> {
   const { path, query } = splitTarget(req.url)
   const host = normalizeHost(req.headers.get('host'))
-  const state = new RequestState(req, req.method, path, query, host, conn.clientIp, port.scheme, conn.listenerPort)
+  // Bodies are counted and timed as they stream (request-guard.ts): the proxy reads the guarded request.
+  const body = conn.limits ? BodyGuard.wrap(req, conn.limits.bodyTimeoutMs) : undefined
+  const state = new RequestState(body?.req ?? req, req.method, path, query, host, conn.clientIp, port.scheme, conn.listenerPort)
 
   if (isMisdirected(port.router, conn.serverName, host)) return errorResponse(421, 'misdirected request')
   const found = port.router.route(host, state)
   if (!found) return errorResponse(404, 'no route')
   const route = found.rule
+  const tooLarge = body?.guard?.limit(route.ir.maxBodyBytes ?? conn.limits!.maxBodyBytes)
+  if (tooLarge) return tooLarge
   // Streaming routes (SSE, long-poll) may stay quiet longer than the server-wide idle timeout.
   if (route.ir.streamIdleTimeoutMs !== undefined) conn.setIdleTimeout(req, Math.min(255, Math.ceil(route.ir.streamIdleTimeoutMs / 1000)))
 
@@ -63,6 +72,8 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
       if (choice.pool.members.length === 0) return errorResponse(503, 'no healthy upstream')
       const responseFilters = [route.responseFilters, choice.responseFilters]
       if (conn.upgradeWebSocket) return conn.upgradeWebSocket(state, route, choice.pool, responseFilters)
+      const pool = choice.pool
+      if (conn.limits) return forwardWithLimits(req, route, conn, conn.limits, body?.guard, (r, streams) => forward(state, r, pool, responseFilters, deps, streams))
       // Bodies that stream (either way) outlive Bun's idle timer: the guard replaces it.
       const streams = new StreamGuard(req, conn, route.ir.streamIdleTimeoutMs)
       return forward(state, route, choice.pool, responseFilters, deps, streams)

@@ -17,6 +17,8 @@ import { errorResponse } from './proxy.ts'
 import { isWebSocketUpgrade, WebSocketProxy } from './websocket.ts'
 import { HttpsPort } from './tls/https-port.ts'
 import type { TlsPeer } from './tls/generation.ts'
+import { bunHeaderLimit, resolveLimits, type HttpLimits } from './limits.ts'
+import { closingError, rejectMalformed } from './request-guard.ts'
 
 export interface HttpDataplaneOptions {
   /** Address to bind, default '0.0.0.0'. */
@@ -30,6 +32,8 @@ export interface HttpDataplaneOptions {
   readonly maxRequestBodySize?: number
   /** Bind every port with SO_REUSEPORT so several workers can share it (multi-core). */
   readonly reusePort?: boolean
+  /** Request limits and timeouts (limits.ts); unset fields keep their defaults. */
+  readonly limits?: Partial<HttpLimits>
 }
 
 export interface PortStatus {
@@ -63,6 +67,9 @@ export class HttpDataplane {
   readonly #sharePorts: boolean
   readonly #idleTimeout: number
   readonly #maxBody: number
+  readonly limits: HttpLimits
+  /** Portico counts header bytes only when its limit is below what Bun's parser already enforces. */
+  readonly #checkHeaderBytes: boolean
   readonly #servers = new Map<number, RunningServer>()
   /** WebSocket sessions of every server of this data plane (closed with 1001 on stop). */
   readonly websockets: WebSocketProxy
@@ -74,7 +81,11 @@ export class HttpDataplane {
     this.#logger = options.logger ?? silentLogger
     this.#hostname = options.hostname ?? '0.0.0.0'
     this.#sharePorts = options.reusePort ?? false
-    this.#idleTimeout = Math.min(255, options.idleTimeoutSeconds ?? 120)
+    // idleTimeoutSeconds (the older, single knob) sets both the keep-alive and the stream default.
+    const idle = options.idleTimeoutSeconds
+    this.limits = resolveLimits({ keepAliveIdleSeconds: idle, streamIdleSeconds: idle, ...options.limits })
+    this.#checkHeaderBytes = this.limits.maxHeaderBytes < bunHeaderLimit()
+    this.#idleTimeout = this.limits.keepAliveIdleSeconds
     this.#maxBody = options.maxRequestBodySize ?? Number.MAX_SAFE_INTEGER
     this.registry = options.registry ?? new EndpointRegistry()
     this.active = new ActiveSnapshot()
@@ -257,6 +268,11 @@ export class HttpDataplane {
     const portPlan = plan?.ports.get(irPort)
     // The port left the plan but this server is still draining: nothing routes here any more.
     if (!portPlan) return errorResponse(404, 'no route')
+    // Overload sheds new requests with a cheap synchronous answer rather than queueing them all.
+    const max = this.limits.maxConcurrentRequests
+    if (max > 0 && server.pendingRequests > max) return closingError(503, 'overloaded')
+    const malformed = rejectMalformed(req, this.limits, this.#checkHeaderBytes)
+    if (malformed) return malformed
     const address = server.requestIP(req)
     const peer = peerOf?.(address?.port)
     const conn = {
@@ -265,6 +281,7 @@ export class HttpDataplane {
       listenerPort: irPort === 0 ? (this.boundPort(0) ?? 0) : irPort,
       setIdleTimeout: (r: Request, seconds: number) => server.timeout(r, seconds),
       idleTimeoutSeconds: this.#idleTimeout,
+      limits: this.limits,
       upgradeWebSocket: isWebSocketUpgrade(req) ? this.websockets.upgraderFor(req, server) : undefined,
     }
     return handleRequest(req, portPlan, conn, { registry: this.registry, logger: this.#logger }).catch((err: unknown) => {

@@ -1,0 +1,75 @@
+/**
+ * The limits around one forwarded request: a default upstream timeout for routes without one,
+ * Bun's idle timer stretched while the backend thinks (Bun counts that wait as idleness and
+ * would cut the client at the keep-alive timeout) and put back afterwards, and the body guard's
+ * 413/408 in place of whatever the aborted upstream exchange produced.
+ */
+import type { RoutePlan } from '../snapshot.ts'
+import { responseWaitSeconds, type HttpLimits } from './limits.ts'
+import type { BodyGuard } from './request-guard.ts'
+import { StreamGuard, type IdleControl } from './streaming.ts'
+
+/** A StreamGuard that remembers whether it took over Bun's timer (it then restores it itself). */
+class TrackedStreamGuard extends StreamGuard {
+  engaged = false
+
+  override watchUpload(body: ReadableStream<Uint8Array>, contentLength: string | null): ReadableStream<Uint8Array> {
+    const out = super.watchUpload(body, contentLength)
+    if (out !== body) this.engaged = true
+    return out
+  }
+
+  override watchDownload(body: ReadableStream<Uint8Array>, contentLength: string | null): ReadableStream<Uint8Array> {
+    const out = super.watchDownload(body, contentLength)
+    if (out !== body) this.engaged = true
+    return out
+  }
+}
+
+/** Route copies carrying the default upstream timeout, made once per route and limits. */
+const withDefaults = new WeakMap<HttpLimits, WeakMap<RoutePlan, RoutePlan>>()
+
+/** The route as the proxy should see it: the default timeout applies when the route sets none. */
+export function withDefaultTimeout(route: RoutePlan, limits: HttpLimits): RoutePlan {
+  if (route.requestTimeoutMs !== undefined || route.backendTimeoutMs !== undefined || limits.upstreamTimeoutMs <= 0) return route
+  let cache = withDefaults.get(limits)
+  if (!cache) withDefaults.set(limits, (cache = new WeakMap()))
+  let copy = cache.get(route)
+  if (!copy) cache.set(route, (copy = { ...route, requestTimeoutMs: limits.upstreamTimeoutMs }))
+  return copy
+}
+
+export async function forwardWithLimits(
+  req: Request,
+  route: RoutePlan,
+  conn: IdleControl,
+  limits: HttpLimits,
+  guard: BodyGuard | undefined,
+  send: (route: RoutePlan, streams: StreamGuard) => Promise<Response>,
+): Promise<Response> {
+  const effective = withDefaultTimeout(route, limits)
+  const streams = new TrackedStreamGuard(req, conn, route.ir.streamIdleTimeoutMs ?? limits.streamIdleSeconds * 1000)
+  let wait = responseWaitSeconds(effective.requestTimeoutMs, effective.backendTimeoutMs, 1 + (route.retry?.attempts ?? 0), limits)
+  // A route's stream idle timeout already widened the timer (handler.ts): never narrow it.
+  const routeIdle = route.ir.streamIdleTimeoutMs
+  if (routeIdle !== undefined && wait !== 0) wait = routeIdle === 0 || routeIdle > 255_000 ? 0 : Math.max(wait, Math.ceil(routeIdle / 1000))
+  const stretched = wait !== conn.idleTimeoutSeconds
+  if (stretched) setIdle(req, conn, wait)
+  let res = await send(effective, streams)
+  const failure = guard?.failure
+  if (failure) {
+    res.body?.cancel().catch(() => {})
+    res = failure
+  }
+  // A streaming body hands the timer back itself when it ends (streaming.ts).
+  if (stretched && !streams.engaged) setIdle(req, conn, conn.idleTimeoutSeconds)
+  return res
+}
+
+function setIdle(req: Request, conn: IdleControl, seconds: number): void {
+  try {
+    conn.setIdleTimeout(req, seconds)
+  } catch {
+    // The client connection is already gone.
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * Requests that must never reach a backend, answered with the standard status before routing
+ * (rejectMalformed), and the body limits enforced after routing (guardBody).
+ *
+ * Bun's parser already answers what it can see on the wire (measured on 1.4.5): 400 for CL+TE,
+ * duplicate/invalid Content-Length, bad chunk sizes, obs-fold, bare CR, NUL and control bytes,
+ * a missing Host on HTTP/1.1, any Transfer-Encoding but chunked (the spec says 501; Bun's 400
+ * comes before any JS runs); 505 for unknown versions; 431 for a head over 16 KiB; 413 past its
+ * maxRequestBodySize. What it lets through is checked here.
+ */
+import type { HttpLimits } from './limits.ts'
+
+/** A local error answer that also ends the connection: what follows on it cannot be trusted. */
+export function closingError(status: number, message: string): Response {
+  return new Response(`${message}\n`, { status, headers: { 'content-type': 'text/plain; charset=utf-8', connection: 'close' } })
+}
+
+/**
+ * RFC 3986 host [":" port]: an IP literal, or reg-name characters. A comma is how Bun merges
+ * two Host headers ("a, b"); it is legal in a reg-name but no real host has one, and nginx and
+ * Envoy also refuse duplicate Host.
+ */
+const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::[0-9]*)?$/
+
+/** DEL is a control character (RFC 9110 §5.5) that Bun's parser lets through in field values. */
+const DEL = '\x7f'
+
+/** Pre-routing checks, cheapest first; undefined when the request may proceed. */
+export function rejectMalformed(req: Request, limits: HttpLimits, checkHeaderBytes: boolean): Response | undefined {
+  const url = req.url
+  const host = req.headers.get('host')
+  if (host !== null && !VALID_HOST.test(host)) return closingError(400, host.includes(',') ? 'duplicate Host header' : 'invalid Host header')
+  if (targetLength(url) > limits.maxRequestTargetBytes) return closingError(414, 'request-target too long')
+  const te = req.headers.get('transfer-encoding')
+  // Unreachable over HTTP/1.1 on Bun 1.4.5 (its parser answers 400 first); kept for other parsers.
+  if (te !== null && te.toLowerCase() !== 'chunked') return closingError(501, 'transfer-encoding not implemented')
+  if (checkHeaderBytes || url.includes(DEL)) {
+    let bytes = 0
+    let control = false
+    req.headers.forEach((value, name) => {
+      bytes += name.length + value.length + 4
+      if (value.includes(DEL)) control = true
+    })
+    if (control) return closingError(400, 'control character in header')
+    if (checkHeaderBytes && bytes > limits.maxHeaderBytes) return closingError(431, 'request header fields too large')
+  }
+  return undefined
+}
+
+/** Bytes of the request-target in Bun's req.url: absolute ("http://host/p?q") or, without a Host, "/p?q". */
+function targetLength(url: string): number {
+  const schemeEnd = url.indexOf('://')
+  if (schemeEnd < 0) return url.length
+  const pathStart = url.indexOf('/', schemeEnd + 3)
+  return pathStart < 0 ? 0 : url.length - pathStart
+}
+
+/**
+ * The body limits of one request. The body is wrapped before routing (the proxy reads the
+ * request it is handed); the route's size limit is set once the route is known: 413 up front when
+ * Content-Length says so, else the stream is counted. Every body is also timed (Bun's idle timer
+ * restarts on every byte, so a dribbled body would never expire). When a limit trips, the guarded
+ * request's signal aborts the upstream exchange (as if the client left, so the backend is not
+ * blamed) and `failure` says what to answer instead.
+ */
+export class BodyGuard {
+  #failure: Response | undefined
+  readonly #abort = new AbortController()
+  #timer: Timer | undefined
+  #maxBytes = 0
+  readonly #length: string | null
+
+  private constructor(length: string | null) {
+    this.#length = length
+  }
+
+  /** Set once a limit tripped: the answer to give if the response has not started. */
+  get failure(): Response | undefined {
+    return this.#failure
+  }
+
+  /** `req` itself when it has no body; else a request whose body is the watched stream. */
+  static wrap(req: Request, timeoutMs: number): { req: Request; guard?: BodyGuard } {
+    const source = req.body
+    if (source === null) return { req }
+    const length = req.headers.get('content-length')
+    if (length === '0') return { req }
+    const guard = new BodyGuard(length)
+    const body = guard.#watch(source, timeoutMs)
+    const signal = AbortSignal.any([req.signal, guard.#abort.signal])
+    // Any absolute URL will do: the proxy takes the target from the request state, not from here.
+    const url = req.url.startsWith('/') ? `http://invalid${req.url}` : req.url
+    const guarded = new Request(url, { method: req.method, headers: req.headers, body, signal, duplex: 'half' } as RequestInit)
+    return { req: guarded, guard }
+  }
+
+  /** The route's size limit (0 = none): a 413 now if the announced length is over it. */
+  limit(maxBytes: number): Response | undefined {
+    this.#maxBytes = maxBytes
+    // Bun enforces an announced length itself, so only chunked bodies need counting.
+    if (maxBytes > 0 && this.#length !== null && Number(this.#length) > maxBytes) {
+      this.#failure = closingError(413, 'request body too large')
+      this.#stop()
+      return this.#failure
+    }
+    return undefined
+  }
+
+  #trip(status: number, message: string, reader: { cancel(reason?: unknown): Promise<void> }, controller: ReadableStreamDefaultController<Uint8Array>): void {
+    if (this.#failure) return
+    this.#failure = closingError(status, message)
+    this.#stop()
+    const err = new Error(message)
+    reader.cancel(err).catch(() => {})
+    try {
+      controller.error(err)
+    } catch {}
+    this.#abort.abort(err)
+  }
+
+  #stop(): void {
+    if (this.#timer) clearTimeout(this.#timer)
+    this.#timer = undefined
+  }
+
+  #watch(source: ReadableStream<Uint8Array>, timeoutMs: number): ReadableStream<Uint8Array> {
+    const reader = source.getReader()
+    let received = 0
+    let armed = false
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          // Armed on the first read: a body nobody reads (a 404, a redirect) holds no timer.
+          if (!armed && timeoutMs > 0 && !this.#failure) {
+            armed = true
+            this.#timer = setTimeout(() => this.#trip(408, 'request body timeout', reader, controller), timeoutMs)
+            this.#timer.unref?.()
+          }
+          let chunk: Awaited<ReturnType<typeof reader.read>>
+          try {
+            chunk = await reader.read()
+          } catch (err) {
+            this.#stop()
+            throw err
+          }
+          if (this.#failure) return
+          if (chunk.done) {
+            this.#stop()
+            controller.close()
+            return
+          }
+          received += chunk.value.byteLength
+          if (this.#maxBytes > 0 && received > this.#maxBytes) return this.#trip(413, 'request body too large', reader, controller)
+          controller.enqueue(chunk.value)
+        },
+        cancel: (reason) => {
+          this.#stop()
+          return reader.cancel(reason)
+        },
+      },
+      // Pass chunks through one at a time, as they are asked for: no buffering of our own.
+      { highWaterMark: 0 },
+    )
+  }
+}

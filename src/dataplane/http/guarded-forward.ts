@@ -26,6 +26,9 @@ class TrackedStreamGuard extends StreamGuard {
   }
 }
 
+/** How long a chunked body's first chunk may lag its head before the request is forwarded anyway. */
+const FIRST_CHUNK_WAIT_MS = 20
+
 /** Route copies carrying the default upstream timeout, made once per route and limits. */
 const withDefaults = new WeakMap<HttpLimits, WeakMap<RoutePlan, RoutePlan>>()
 
@@ -47,6 +50,8 @@ export async function forwardWithLimits(
   guard: BodyGuard | undefined,
   send: (route: RoutePlan, streams: StreamGuard) => Promise<Response>,
 ): Promise<Response> {
+  const malformed = await guard?.firstChunk(FIRST_CHUNK_WAIT_MS)
+  if (malformed) return malformed
   const effective = withDefaultTimeout(route, limits)
   const streams = new TrackedStreamGuard(req, conn, route.ir.streamIdleTimeoutMs ?? limits.streamIdleSeconds * 1000)
   let wait = responseWaitSeconds(effective.requestTimeoutMs, effective.backendTimeoutMs, 1 + (route.retry?.attempts ?? 0), limits)

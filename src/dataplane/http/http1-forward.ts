@@ -15,6 +15,7 @@ import { Http1Agent, type Http1Request, type Http1Response, type UpstreamError }
 import type { RequestState } from './context.ts'
 import type { ResponseFilter } from './filters/types.ts'
 import { forwardedElement } from './headers.ts'
+import { HOP_BY_HOP } from '../upstream/http1/response-head.ts'
 
 /** One agent per process (per worker): pools are per endpoint, whichever plan or route uses them. */
 export const http1Agent = new Http1Agent()
@@ -41,52 +42,71 @@ const DROPPED_REQUEST_FIELDS = new Set([
   'forwarded',
 ])
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 
 /**
- * Header lines for the upstream request. Reads the upstream copy when a filter made one
- * (RequestHeaderModifier, URLRewrite), else the client's headers directly: the common request
- * never copies a Headers object.
+ * Header lines for the upstream request, in one pass over the headers. Reads the upstream copy
+ * when a filter made one (RequestHeaderModifier, URLRewrite), else the client's headers
+ * directly: the common request never copies a Headers object.
  */
 export function upstreamHeaderLines(state: RequestState): string {
-  const source = state.modifiedUpstreamHeaders ?? state.req.headers
   const clientHeaders = state.req.headers
-  const nominated = nominatedFields(clientHeaders.get('connection'))
+  const source = state.modifiedUpstreamHeaders ?? clientHeaders
   let lines = `host: ${state.authority}\r\n`
   let hasRequestId = false
+  let xff: string | undefined
+  let forwarded: string | undefined
+  let connection: string | undefined
+  let originalHost = ''
   source.forEach((value, name) => {
-    if (DROPPED_REQUEST_FIELDS.has(name) || (nominated !== undefined && nominated.has(name))) return
-    if (name === 'x-request-id') hasRequestId = true
-    lines += `${name}: ${value}\r\n`
+    if (!DROPPED_REQUEST_FIELDS.has(name)) {
+      if (name === 'x-request-id') hasRequestId = true
+      lines += `${name}: ${value}\r\n`
+      return
+    }
+    // Values the forwarding headers build on, picked up on the way instead of get() calls.
+    if (name === 'x-forwarded-for') xff = value
+    else if (name === 'forwarded') forwarded = value
+    else if (name === 'connection') connection = value
+    else if (name === 'host') originalHost = value
   })
-  // Forwarding headers are read from the (possibly modified) upstream view, like the fetch path.
-  const clientIp = state.clientIp
-  if (clientIp) {
-    const xff = source.get('x-forwarded-for')
-    lines += `x-forwarded-for: ${xff ? `${xff}, ${clientIp}` : clientIp}\r\n`
+  if (source !== clientHeaders) originalHost = clientHeaders.get('host') ?? ''
+  // Fields the client's Connection header nominates are hop-by-hop too (RFC 9110 §7.6.1). Rare:
+  // take them out of the finished lines rather than slowing down the common pass.
+  if (connection !== undefined) {
+    const nominated = nominatedFields(connection)
+    if (nominated) lines = withoutFields(lines, nominated)
   }
+  const clientIp = state.clientIp
+  if (clientIp) lines += `x-forwarded-for: ${xff ? `${xff}, ${clientIp}` : clientIp}\r\n`
   lines += `x-forwarded-proto: ${state.scheme}\r\n`
-  const originalHost = clientHeaders.get('host') ?? ''
   if (originalHost) lines += `x-forwarded-host: ${originalHost}\r\n`
   const element = forwardedElement(clientIp, state.scheme, originalHost)
-  const forwarded = source.get('forwarded')
   lines += `forwarded: ${forwarded ? `${forwarded}, ${element}` : element}\r\n`
   if (!hasRequestId) lines += `x-request-id: ${crypto.randomUUID()}\r\n`
   return lines
 }
 
 /** Field names a Connection header nominates, beyond the usual keep-alive/close (RFC 9110 §7.6.1). */
-function nominatedFields(connection: string | null): Set<string> | undefined {
-  if (connection === null) return undefined
+function nominatedFields(connection: string): Set<string> | undefined {
   const lower = connection.toLowerCase()
   if (lower === 'keep-alive' || lower === 'close') return undefined
   const names = new Set<string>()
   for (const token of lower.split(',')) {
     const name = token.trim()
-    if (name) names.add(name)
+    if (name && name !== 'keep-alive' && name !== 'close') names.add(name)
   }
-  return names
+  return names.size > 0 ? names : undefined
 }
+
+function withoutFields(lines: string, names: ReadonlySet<string>): string {
+  return lines
+    .split('\r\n')
+    .filter((line) => !names.has(line.slice(0, line.indexOf(':')).toLowerCase()))
+    .join('\r\n')
+}
+
+/** Methods that never carry a body: their Content-Length is not looked up. */
+const BODILESS_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE', 'TRACE'])
 
 export function http1Request(
   state: RequestState,
@@ -94,17 +114,20 @@ export function http1Request(
   payload: ArrayBuffer | ReadableStream<Uint8Array> | null,
 ): Http1Request {
   const body = payload instanceof ArrayBuffer ? new Uint8Array(payload) : payload
-  // An empty body the client announced (POST with Content-Length: 0) stays announced.
-  const length = state.req.headers.get('content-length')
-  const bodyLength = length === null || body instanceof Uint8Array ? undefined : Number(length)
+  let bodyLength: number | undefined
+  // A length the client announced for a stream, or for an empty body (POST with Content-Length: 0).
+  if (!(body instanceof Uint8Array) && (body !== null || !BODILESS_METHODS.has(state.method))) {
+    const length = state.req.headers.get('content-length')
+    if (length !== null) bodyLength = Number(length)
+  }
   return { method: state.method, target: state.path + state.query, headers, body, bodyLength }
 }
 
 export type Http1Outcome = Http1Response | UpstreamError
 
 /** One attempt on one endpoint. Never rejects: failures come back as UpstreamError. */
-export function sendHttp1(member: PoolMember, req: Http1Request, timeoutMs: number, fresh: boolean, signal: AbortSignal | undefined): Promise<Http1Outcome> {
-  return http1Agent.request(member.state, req, { timeoutMs, fresh, signal })
+export function sendHttp1(member: PoolMember, req: Http1Request, timeoutMs: number, fresh: boolean, client: Request): Promise<Http1Outcome> {
+  return http1Agent.request(member.state, req, { timeoutMs, fresh, client })
 }
 
 /** Cancel an unused upstream body (a retried response), so its connection is closed, not leaked. */
@@ -122,24 +145,8 @@ export function relayHttp1(
   responseFilters: readonly (readonly ResponseFilter[])[],
   watchDownload?: (body: ReadableStream<Uint8Array>, contentLength: string | null) => ReadableStream<Uint8Array>,
 ): Response {
-  const raw = upstream.headers
-  const pairs: [string, string][] = []
-  let connection: string | undefined
-  let contentType = false
-  let contentLength: string | null = null
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!
-    const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') connection = connection === undefined ? raw[i + 1]! : `${connection}, ${raw[i + 1]!}`
-      continue
-    }
-    if (lower === 'content-type') contentType = true
-    else if (lower === 'content-length') contentLength = raw[i + 1]!
-    pairs.push([name, raw[i + 1]!])
-  }
-  const nominated = connection === undefined ? undefined : nominatedFields(connection)
-  let headers: [string, string][] | Headers = nominated ? pairs.filter(([name]) => !nominated.has(name.toLowerCase())) : pairs
+  let headers: [string, string][] | Headers = upstream.hopByHop ? withoutHopByHop(upstream.headers) : upstream.headers
+  let contentType = upstream.contentType
   if (hasAny(responseFilters)) {
     const modified = new Headers(headers)
     for (const filters of responseFilters) for (const filter of filters) filter(state, modified)
@@ -150,8 +157,28 @@ export function relayHttp1(
   // Bun.serve labels byte bodies "application/octet-stream" when there is no Content-Type; a
   // proxy must not invent one, and Bun leaves stream bodies unlabelled. Rare path.
   if (body instanceof Uint8Array && !contentType) body = streamOf(body)
-  if (body instanceof ReadableStream && watchDownload) body = watchDownload(body, contentLength)
+  if (body instanceof ReadableStream && watchDownload) body = watchDownload(body, contentLengthOf(upstream.headers))
   return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers })
+}
+
+/** The upstream fields minus hop-by-hop ones and those the upstream's Connection header nominates. */
+function withoutHopByHop(fields: readonly [string, string][]): [string, string][] {
+  let nominated: Set<string> | undefined
+  for (const [name, value] of fields) {
+    if (name.length === 10 && name.toLowerCase() === 'connection') {
+      const names = nominatedFields(value)
+      if (names) for (const n of names) (nominated ??= new Set()).add(n)
+    }
+  }
+  return fields.filter(([name]) => {
+    const lower = name.toLowerCase()
+    return !HOP_BY_HOP.has(lower) && !(nominated?.has(lower) ?? false)
+  })
+}
+
+function contentLengthOf(fields: readonly [string, string][]): string | null {
+  for (const [name, value] of fields) if (name.length === 14 && name.toLowerCase() === 'content-length') return value
+  return null
 }
 
 function hasAny(lists: readonly (readonly ResponseFilter[])[]): boolean {

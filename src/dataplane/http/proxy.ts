@@ -233,7 +233,7 @@ async function attemptHttp1(
   if (budget <= 0) return { failure: 'timeout', sent: 0 }
   const endpoint = member.state
   endpoint.inFlight++
-  const outcome = await sendHttp1(member, http1Request(state, lines, body), budget, !pooled, state.req.signal)
+  const outcome = await sendHttp1(member, http1Request(state, lines, body), budget, !pooled, state.req)
   // Counts requests waiting for response headers; streaming bodies are not tracked.
   endpoint.inFlight--
   if (!(outcome instanceof UpstreamError)) {

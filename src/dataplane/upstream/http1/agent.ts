@@ -24,16 +24,22 @@ export interface Http1Endpoint {
 export interface Http1AgentOptions {
   /** Idle connections kept per endpoint (nginx's `keepalive` in the bench uses 256). */
   readonly maxIdlePerEndpoint?: number
-  /** Idle connections are closed after this long (whole seconds; Bun's socket timer granularity). */
-  readonly idleTimeoutSeconds?: number
+  /** Idle connections are closed after about this long (to housekeeping precision). */
+  readonly idleTimeoutMs?: number
   readonly connectTimeoutMs?: number
+  /**
+   * Period of the housekeeping timer, which closes connections idle too long and starts
+   * watching the client's abort for requests waiting longer than one period. Per-request work
+   * then needs no timer, no socket timeout and no event listener.
+   */
+  readonly housekeepingMs?: number
 }
 
 export interface Http1RequestOptions {
   /** Deadline for the complete response head, from now (Infinity: none). Covers connecting. */
   readonly timeoutMs?: number
-  /** Aborts the exchange while waiting for the head (the client went away). */
-  readonly signal?: AbortSignal
+  /** The client request: when it aborts (client gone) a long wait for the head ends. Read lazily. */
+  readonly client?: { readonly signal: AbortSignal }
   /** Do not take a pooled connection (used after a failure, where a replay must be a new attempt). */
   readonly fresh?: boolean
 }
@@ -59,11 +65,6 @@ const HANDLERS: SocketHandler<Http1Connection> = {
     socket.data.onGone(undefined)
     socket.end()
   },
-  timeout(socket) {
-    // Only armed while idle in the pool.
-    socket.data.onGone(undefined)
-    socket.end()
-  },
 }
 
 export class EndpointPool implements ConnectionOwner {
@@ -74,7 +75,9 @@ export class EndpointPool implements ConnectionOwner {
   constructor(
     readonly endpoint: Http1Endpoint,
     readonly maxIdle: number,
-    readonly idleTimeoutSeconds: number,
+    /** Housekeeping ticks after which an idle connection is closed. */
+    readonly idleTicks: number,
+    readonly clock: { readonly tick: number },
   ) {}
 
   get idleCount(): number {
@@ -90,7 +93,6 @@ export class EndpointPool implements ConnectionOwner {
     while (idle.length > 0) {
       const conn = idle.pop()!
       if (conn.closed) continue
-      conn.socket!.timeout(0)
       return conn
     }
     return undefined
@@ -102,8 +104,18 @@ export class EndpointPool implements ConnectionOwner {
 
   release(conn: Http1Connection): void {
     if (this.#idle.length >= this.maxIdle) return conn.close()
-    conn.socket!.timeout(this.idleTimeoutSeconds)
+    conn.idleSince = this.clock.tick
     this.#idle.push(conn)
+  }
+
+  /** Close connections idle for too long; watch the clients of requests waiting since an earlier tick. */
+  sweep(tick: number): void {
+    // The stack's bottom holds the least recently used connections.
+    while (this.#idle.length > 0 && tick - this.#idle[0]!.idleSince >= this.idleTicks) this.#idle[0]!.close()
+    for (const conn of this.#open) {
+      const since = conn.waitingSince
+      if (since !== undefined && since < tick) conn.watchClient()
+    }
   }
 
   forget(conn: Http1Connection): void {
@@ -120,22 +132,37 @@ export class EndpointPool implements ConnectionOwner {
 export class Http1Agent {
   readonly #pools = new Map<string, EndpointPool>()
   readonly #maxIdle: number
-  readonly #idleTimeoutSeconds: number
+  readonly #idleTicks: number
   readonly #connectTimeoutMs: number
+  readonly #housekeepingMs: number
+  readonly clock = { tick: 0 }
+  #housekeeping: Timer | undefined
 
   constructor(options: Http1AgentOptions = {}) {
     this.#maxIdle = options.maxIdlePerEndpoint ?? 256
-    this.#idleTimeoutSeconds = options.idleTimeoutSeconds ?? 60
+    this.#housekeepingMs = options.housekeepingMs ?? 1000
+    this.#idleTicks = Math.max(1, Math.ceil((options.idleTimeoutMs ?? 60_000) / this.#housekeepingMs))
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000
   }
 
   pool(endpoint: Http1Endpoint): EndpointPool {
     let pool = this.#pools.get(endpoint.key)
     if (!pool) {
-      pool = new EndpointPool(endpoint, this.#maxIdle, this.#idleTimeoutSeconds)
+      pool = new EndpointPool(endpoint, this.#maxIdle, this.#idleTicks, this.clock)
       this.#pools.set(endpoint.key, pool)
+      this.#startHousekeeping()
     }
     return pool
+  }
+
+  #startHousekeeping(): void {
+    if (this.#housekeeping) return
+    this.#housekeeping = setInterval(() => {
+      const tick = ++this.clock.tick
+      for (const pool of this.#pools.values()) pool.sweep(tick)
+    }, this.#housekeepingMs)
+    // Housekeeping alone must not keep the process alive.
+    this.#housekeeping.unref()
   }
 
   /**
@@ -143,10 +170,9 @@ export class Http1Agent {
    * rejection on a path where 5xx mapping is ordinary control flow).
    */
   request(endpoint: Http1Endpoint, req: Http1Request, options: Http1RequestOptions = {}): Promise<Http1Response | UpstreamError> {
-    if (options.signal?.aborted) return Promise.resolve(new UpstreamError('aborted', 'request aborted'))
     const pool = this.pool(endpoint)
     const timeoutMs = options.timeoutMs ?? Infinity
-    const exchange = new PendingExchange(req, timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs, options.signal, (fresh) => this.#dispatch(pool, exchange, fresh))
+    const exchange = new PendingExchange(req, timeoutMs === Infinity ? Infinity : Date.now() + timeoutMs, options.client, (fresh) => this.#dispatch(pool, exchange, fresh))
     this.#dispatch(pool, exchange, options.fresh === true)
     return exchange.promise
   }
@@ -157,7 +183,7 @@ export class Http1Agent {
     if (idle) return idle.send(exchange)
     this.#connect(pool, exchange.deadline).then(
       (conn) => {
-        if (!exchange.signal?.aborted) return conn.send(exchange)
+        if (!exchange.client?.signal.aborted) return conn.send(exchange)
         // The client left while we connected: keep the fresh connection for someone else.
         pool.release(conn)
         exchange.settle(new UpstreamError('aborted', 'request aborted'))
@@ -179,6 +205,8 @@ export class Http1Agent {
       Bun.connect<Http1Connection>({ hostname: address, port, data: conn, socket: HANDLERS }).then(
         (socket) => {
           clearTimeout(timer)
+          // Requests are written whole; never let Nagle hold back the last segment of one.
+          socket.setNoDelay(true)
           conn.attach(socket)
           if (settled) return conn.destroy()
           settled = true
@@ -201,6 +229,8 @@ export class Http1Agent {
   closeAll(): void {
     for (const pool of this.#pools.values()) pool.closeAll()
     this.#pools.clear()
+    clearInterval(this.#housekeeping)
+    this.#housekeeping = undefined
   }
 
   stats(): { endpoint: string; open: number; idle: number }[] {
@@ -218,7 +248,7 @@ class PendingExchange implements Exchange {
   constructor(
     readonly req: Http1Request,
     readonly deadline: number,
-    readonly signal: AbortSignal | undefined,
+    readonly client: { readonly signal: AbortSignal } | undefined,
     private readonly retry: (fresh: boolean) => void,
   ) {
     this.promise = new Promise((resolve) => (this.#resolve = resolve))
@@ -230,7 +260,7 @@ class PendingExchange implements Exchange {
 
   settle(outcome: Http1Response | UpstreamError): void {
     if (this.#settled) return
-    if (outcome instanceof UpstreamError && outcome.stale && this.attempts === 1 && isReplayable(this.req) && !this.signal?.aborted) {
+    if (outcome instanceof UpstreamError && outcome.stale && this.attempts === 1 && isReplayable(this.req) && !this.client?.signal.aborted) {
       return this.retry(true)
     }
     this.#settled = true

@@ -33,8 +33,11 @@ export interface Http1Request {
 export interface Http1Response {
   readonly status: number
   readonly statusText: string
-  /** Flat [name, value, ...], wire order and case, including hop-by-hop fields. */
-  readonly headers: string[]
+  /** [name, value] in wire order and case, including hop-by-hop fields. */
+  readonly headers: [string, string][]
+  /** Whether any field is hop-by-hop (then `headers` needs filtering before it is relayed). */
+  readonly hopByHop: boolean
+  readonly contentType: boolean
   /** Complete bytes when the whole body was in hand with the head; otherwise a stream; null when bodiless. */
   readonly body: Uint8Array | ReadableStream<Uint8Array> | null
   /** Times the request was written (2 when a stale pooled connection forced a replay). */
@@ -50,12 +53,19 @@ export interface Exchange {
   readonly req: Http1Request
   /** Milliseconds left for the response head (Infinity: no limit). */
   readonly timeoutMs: number
-  readonly signal: AbortSignal | undefined
+  /**
+   * The client request: its abort ends the wait for the head. Its `signal` is read only once the
+   * wait outlasts a housekeeping tick (agent.ts): Bun creates a request's AbortSignal on first
+   * access, and listening costs more than most responses take to arrive.
+   */
+  readonly client: { readonly signal: AbortSignal } | undefined
   settle(outcome: Http1Response | UpstreamError): void
 }
 
 /** What the pool needs from a connection's owner. */
 export interface ConnectionOwner {
+  /** Coarse clock advanced by the agent's housekeeping timer (no Date.now() per request). */
+  readonly clock: { readonly tick: number }
   release(conn: Http1Connection): void
   forget(conn: Http1Connection): void
 }
@@ -81,6 +91,10 @@ export class Http1Connection {
   closed = false
   /** Exchanges completed on this connection; > 0 means it was reused from the pool. */
   served = 0
+  /** Clock tick at which it went idle in the pool. */
+  idleSince = 0
+  /** Clock tick at which the current request was written. */
+  #sentAt = 0
 
   #phase = Phase.Idle
   #method = ''
@@ -114,8 +128,9 @@ export class Http1Connection {
 
   /** Write the request; the exchange is settled with the response head (and body so far) or a failure. */
   send(exchange: Exchange): void {
-    const { req, timeoutMs, signal } = exchange
+    const { req, timeoutMs } = exchange
     this.#exchange = exchange
+    this.#sentAt = this.owner.clock.tick
     this.#phase = Phase.Head
     this.#method = req.method
     this.#gotBytes = false
@@ -126,11 +141,6 @@ export class Http1Connection {
     this.#controller = undefined
     this.#pieces = undefined
     if (timeoutMs !== Infinity) this.#timer = setTimeout(() => this.#fail(new UpstreamError('timeout', 'upstream timed out waiting for response headers')), timeoutMs)
-    if (signal) {
-      this.#abortSignal = signal
-      this.#onAbort = () => this.#fail(new UpstreamError('aborted', 'request aborted'))
-      signal.addEventListener('abort', this.#onAbort)
-    }
     this.#writeRequest(req)
   }
 
@@ -387,7 +397,7 @@ export class Http1Connection {
   #deliver(head: ResponseHead, body: Uint8Array | ReadableStream<Uint8Array> | null): void {
     const exchange = this.#exchange
     this.#exchange = undefined
-    exchange?.settle({ status: head.status, statusText: head.statusText, headers: head.headers, body, attempts: 1 })
+    exchange?.settle({ status: head.status, statusText: head.statusText, headers: head.headers, hopByHop: head.hopByHop, contentType: head.contentType, body, attempts: 1 })
   }
 
   /** The response is fully read: pool the connection if both directions ended cleanly. */
@@ -415,6 +425,22 @@ export class Http1Connection {
     this.destroy()
     if (exchange) exchange.settle(err)
     else controller?.error(err)
+  }
+
+  /** True while a request waits for its response head. */
+  get waitingSince(): number | undefined {
+    return this.#phase === Phase.Head ? this.#sentAt : undefined
+  }
+
+  /** Start listening for the client's abort (called by housekeeping for long waits). */
+  watchClient(): void {
+    const client = this.#exchange?.client
+    if (!client || this.#abortSignal) return
+    const signal = client.signal
+    if (signal.aborted) return this.#fail(new UpstreamError('aborted', 'request aborted'))
+    this.#abortSignal = signal
+    this.#onAbort = () => this.#fail(new UpstreamError('aborted', 'request aborted'))
+    signal.addEventListener('abort', this.#onAbort)
   }
 
   #clearExchangeTimers(): void {

@@ -13,8 +13,11 @@ export const MAX_HEAD_BYTES = 64 * 1024
 export interface ResponseHead {
   readonly status: number
   readonly statusText: string
-  /** Flat [name, value, name, value, ...] in wire order (a cheap shape to build and walk). */
-  readonly headers: string[]
+  /** [name, value] in wire order and case: the shape Response's constructor takes as is. */
+  readonly headers: [string, string][]
+  /** Some field is hop-by-hop (Connection, Keep-Alive, TE, ...): a proxy must filter before relaying. */
+  readonly hopByHop: boolean
+  readonly contentType: boolean
   /** -1 when absent. */
   readonly contentLength: number
   readonly chunked: boolean
@@ -25,6 +28,11 @@ export interface ResponseHead {
 }
 
 export class HeadParseError extends Error {}
+
+/** RFC 9110 §7.6.1 plus the legacy Keep-Alive and Proxy-Connection. */
+export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+const HOP_BY_HOP_LENGTHS = new Uint8Array(32)
+for (const name of HOP_BY_HOP) HOP_BY_HOP_LENGTHS[name.length] = 1
 
 /** Undefined when the head is not complete yet; throws HeadParseError when it is malformed. */
 export function parseResponseHead(buf: Uint8Array, start: number): ResponseHead | undefined {
@@ -48,7 +56,9 @@ export function parseResponseHead(buf: Uint8Array, start: number): ResponseHead 
   const http10 = statusLine.charCodeAt(7) === 48 /* 0 */
   const statusText = statusLine.length > 13 ? statusLine.slice(13) : ''
 
-  const headers: string[] = []
+  const headers: [string, string][] = []
+  let hopByHop = false
+  let contentType = false
   let contentLength = -1
   let chunked = false
   let close = http10
@@ -58,12 +68,16 @@ export function parseResponseHead(buf: Uint8Array, start: number): ResponseHead 
     const colon = text.indexOf(':', pos)
     if (colon < 0 || colon > end || colon === pos) throw new HeadParseError('malformed header line')
     const name = text.slice(pos, colon)
-    const value = trimOws(text, colon + 1, end)
+    // Fast path for the usual "name: value" with no other whitespace.
+    const value = text.charCodeAt(colon + 1) === 32 && !isOws(text.charCodeAt(colon + 2)) && !isOws(text.charCodeAt(end - 1)) ? text.slice(colon + 2, end) : trimOws(text, colon + 1, end)
     pos = end + 2
-    headers.push(name, value)
-    // Only three names matter for framing; compare lengths first to skip toLowerCase mostly.
+    headers.push([name, value])
+    // Few names matter here; their lengths are checked first so most names are never lower-cased.
     const n = name.length
-    if (n === 14 && name.toLowerCase() === 'content-length') {
+    if (HOP_BY_HOP_LENGTHS[n] === 1 && HOP_BY_HOP.has(name.toLowerCase())) hopByHop = true
+    if (n === 12 && name.toLowerCase() === 'content-type') {
+      contentType = true
+    } else if (n === 14 && name.toLowerCase() === 'content-length') {
       const length = parseContentLength(value)
       if (contentLength >= 0 && contentLength !== length) throw new HeadParseError('conflicting content-length')
       contentLength = length
@@ -82,7 +96,7 @@ export function parseResponseHead(buf: Uint8Array, start: number): ResponseHead 
     contentLength = -1
     close = true
   }
-  return { status, statusText, headers, contentLength, chunked, close, headEnd: start + blank + 4 }
+  return { status, statusText, headers, hopByHop, contentType, contentLength, chunked, close, headEnd: start + blank + 4 }
 }
 
 function parseContentLength(value: string): number {

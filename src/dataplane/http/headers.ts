@@ -9,7 +9,8 @@ export function stripHopByHop(headers: Headers): void {
   if (connection) {
     for (const token of connection.split(',')) {
       const name = token.trim().toLowerCase()
-      if (name) headers.delete(name)
+      // Headers.delete throws on a name that is not a token ("upgrad\xb7" from a fuzzer): no such header exists anyway.
+      if (name && isToken(name)) headers.delete(name)
     }
   }
   for (const name of HOP_BY_HOP) headers.delete(name)

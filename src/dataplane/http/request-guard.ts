@@ -20,10 +20,12 @@ export function closingError(status: number, message: string): Response {
  * two Host headers ("a, b"); it is legal in a reg-name but no real host has one, and nginx and
  * Envoy also refuse duplicate Host.
  */
-const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::[0-9]*)?$/
+const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+;=-]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?$/
 
 /** DEL is a control character (RFC 9110 §5.5) that Bun's parser lets through in field values. */
 const DEL = '\x7f'
+
+const GUARDED_URL = 'http://guarded-body.invalid/'
 
 /** The part of a stream reader the guard uses (Bun's and the DOM's reader types disagree on details). */
 interface BodyReader {
@@ -99,9 +101,9 @@ export class BodyGuard {
     const guard = new BodyGuard(req.headers)
     const body = guard.#watch(source, timeoutMs)
     const signal = AbortSignal.any([req.signal, guard.#abort.signal])
-    // Any absolute URL will do: the proxy takes the target from the request state, not from here.
-    const url = req.url.startsWith('/') ? `http://invalid${req.url}` : req.url
-    const guarded = new Request(url, { method: req.method, headers: req.headers, body, signal, duplex: 'half' } as RequestInit)
+    // The proxy takes the target from the request state, never from this URL; req.url itself may
+    // not even parse (Bun builds it from whatever Host the client sent).
+    const guarded = new Request(GUARDED_URL, { method: req.method, headers: req.headers, body, signal, duplex: 'half' } as RequestInit)
     return { req: guarded, guard }
   }
 

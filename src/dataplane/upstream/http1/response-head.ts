@@ -9,6 +9,14 @@
 
 /** Larger heads are refused (nginx's default large_client_header_buffers is 4 x 8 KiB). */
 export const MAX_HEAD_BYTES = 64 * 1024
+const FIRST_SCAN_BYTES = 4096
+
+const latin1Slice = Buffer.prototype.latin1Slice as (this: Uint8Array, start: number, end: number) => string
+
+/** One char per byte, so string offsets are buffer offsets. */
+function latin1(buf: Uint8Array, start: number, end: number): string {
+  return latin1Slice.call(buf, start, end)
+}
 
 export interface ResponseHead {
   readonly status: number
@@ -36,25 +44,32 @@ for (const name of HOP_BY_HOP) HOP_BY_HOP_LENGTHS[name.length] = 1
 
 /** Undefined when the head is not complete yet; throws HeadParseError when it is malformed. */
 export function parseResponseHead(buf: Uint8Array, start: number): ResponseHead | undefined {
-  const scanEnd = Math.min(buf.length, start + MAX_HEAD_BYTES)
-  const text = Buffer.prototype.latin1Slice.call(buf, start, scanEnd) as string
-  const blank = text.indexOf('\r\n\r\n')
+  // Most heads fit in the first few KiB: decode that much first, not a whole 64 KiB read.
+  let scanEnd = Math.min(buf.length, start + FIRST_SCAN_BYTES)
+  let text = latin1(buf, start, scanEnd)
+  let blank = text.indexOf('\r\n\r\n')
+  if (blank < 0 && scanEnd < buf.length) {
+    scanEnd = Math.min(buf.length, start + MAX_HEAD_BYTES)
+    text = latin1(buf, start, scanEnd)
+    blank = text.indexOf('\r\n\r\n')
+  }
   if (blank < 0) {
     if (scanEnd - start >= MAX_HEAD_BYTES) throw new HeadParseError('response head too large')
     return undefined
   }
 
-  const lineEnd = text.indexOf('\r\n')
-  const statusLine = text.slice(0, lineEnd)
   // "HTTP/1.1 200 OK": version, 3-digit code, optional reason.
-  const wellFormed = statusLine.length >= 12 && statusLine.startsWith('HTTP/1.') && statusLine.charCodeAt(8) === 32 && (statusLine.length === 12 || statusLine.charCodeAt(12) === 32)
-  if (!wellFormed) {
-    throw new HeadParseError(`malformed status line: ${JSON.stringify(statusLine.slice(0, 64))}`)
-  }
-  const status = Number(statusLine.slice(9, 12))
-  if (!Number.isInteger(status) || status < 100 || status > 999) throw new HeadParseError('malformed status code')
-  const http10 = statusLine.charCodeAt(7) === 48 /* 0 */
-  const statusText = statusLine.length > 13 ? statusLine.slice(13) : ''
+  const lineEnd = text.indexOf('\r\n')
+  const d0 = text.charCodeAt(9) - 48
+  const d1 = text.charCodeAt(10) - 48
+  const d2 = text.charCodeAt(11) - 48
+  const wellFormed =
+    lineEnd >= 12 && text.startsWith('HTTP/1.') && text.charCodeAt(8) === 32 && (lineEnd === 12 || text.charCodeAt(12) === 32) &&
+    d0 >= 1 && d0 <= 9 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9
+  if (!wellFormed) throw new HeadParseError(`malformed status line: ${JSON.stringify(text.slice(0, Math.min(lineEnd, 64)))}`)
+  const status = d0 * 100 + d1 * 10 + d2
+  const http10 = text.charCodeAt(7) === 48 /* 0 */
+  const statusText = lineEnd > 13 ? text.slice(13, lineEnd) : ''
 
   const headers: [string, string][] = []
   let hopByHop = false

@@ -5,6 +5,11 @@
  * listener → virtual hosts: every virtual host whose name matches, in IR order
  * (exact, then wildcards longest first, then "*"), and within each the first rule that holds.
  * RegExps are compiled here, never per request.
+ *
+ * Cost must not grow with the number of routes: exact hostnames are one Map lookup, wildcard
+ * hostnames one lookup per label of the Host, and a virtual host with many rules indexes them
+ * by path (RuleTable), so a request tests only the rules whose path can match it, still in
+ * precedence order.
  */
 import type { HttpListener, HttpMatch, StringMatch, VirtualHost } from '../../ir/types.ts'
 
@@ -39,6 +44,8 @@ export class RuleMatcher {
   readonly #query: readonly ValueTest[]
   /** For ReplacePrefixMatch: the prefix without its trailing slash ("" for "/"). */
   readonly prefix: string | undefined
+  /** How RuleTable can index this rule: by exact path, by path prefix, or not at all (regex). */
+  readonly pathIndex: { readonly kind: 'exact' | 'prefix'; readonly value: string } | undefined
 
   constructor(match: HttpMatch) {
     const { type, value } = match.path
@@ -47,6 +54,7 @@ export class RuleMatcher {
     this.#path = type === 'PathPrefix' ? trimTrailingSlashes(value) : value
     this.#regex = type === 'RegularExpression' ? fullMatch(value) : undefined
     this.prefix = type === 'PathPrefix' ? this.#path : undefined
+    this.pathIndex = type === 'Exact' ? { kind: 'exact', value } : type === 'PathPrefix' ? { kind: 'prefix', value: this.#path } : undefined
     this.#method = match.method?.toUpperCase()
     this.#headers = match.headers.map((m) => valueTest(m, m.name.toLowerCase()))
     this.#query = match.query.map((m) => valueTest(m, m.name))
@@ -153,18 +161,20 @@ export interface MatchableRule {
   readonly matcher: RuleMatcher
 }
 
-interface CompiledVirtualHost<R> {
+interface CompiledVirtualHost<R extends MatchableRule> {
   readonly pattern: HostnamePattern
-  readonly rules: readonly R[]
+  readonly rules: RuleTable<R>
 }
 
-export interface CompiledListener<R> {
+export interface CompiledListener<R extends MatchableRule> {
   readonly ir: HttpListener
   readonly pattern: HostnamePattern
   /** Exact-name virtual hosts, one Map lookup per request. */
   readonly exact: ReadonlyMap<string, CompiledVirtualHost<R>>
-  /** Wildcard and catch-all virtual hosts, in precedence order. */
-  readonly patterns: readonly CompiledVirtualHost<R>[]
+  /** Wildcard virtual hosts by suffix (".example.com" for "*.example.com"): one lookup per label. */
+  readonly wildcards: ReadonlyMap<string, CompiledVirtualHost<R>>
+  /** The catch-all ("*" or no hostname) virtual host, tried last. */
+  readonly catchAll: CompiledVirtualHost<R> | undefined
 }
 
 /** All listeners of one port, most specific hostname first. */
@@ -198,35 +208,126 @@ export class PortRouter<R extends MatchableRule> {
 export function matchInListener<R extends MatchableRule>(listener: CompiledListener<R>, host: string, input: MatchInput): R | undefined {
   const exact = listener.exact.get(host)
   if (exact) {
-    const rule = firstMatch(exact.rules, input)
+    const rule = exact.rules.first(input)
     if (rule) return rule
   }
-  for (const vhost of listener.patterns) {
-    if (!vhost.pattern.matches(host)) continue
-    const rule = firstMatch(vhost.rules, input)
-    if (rule) return rule
-  }
-  return undefined
-}
-
-function firstMatch<R extends MatchableRule>(rules: readonly R[], input: MatchInput): R | undefined {
-  for (const rule of rules) if (rule.matcher.matches(input)) return rule
-  return undefined
-}
-
-function compileListener<R>(listener: HttpListener, compileRule: (rule: VirtualHost['rules'][number], listener: HttpListener) => R): CompiledListener<R> {
-  const exact = new Map<string, CompiledVirtualHost<R>>()
-  const patterns: CompiledVirtualHost<R>[] = []
-  for (const vhost of listener.virtualHosts) {
-    const compiled = { pattern: new HostnamePattern(vhost.hostname), rules: vhost.rules.map((r) => compileRule(r, listener)) }
-    const name = vhost.hostname.toLowerCase()
-    if (compiled.pattern.isExact) {
-      // Two virtual hosts with the same exact name: keep the first's precedence, append the rest.
-      const existing = exact.get(name)
-      exact.set(name, existing ? { pattern: existing.pattern, rules: [...existing.rules, ...compiled.rules] } : compiled)
-    } else {
-      patterns.push(compiled)
+  // Wildcards, longest suffix first: "*.b.example.com" before "*.example.com" (a wildcard needs
+  // at least one label before its suffix, so the host's own first label is never a suffix start).
+  if (listener.wildcards.size > 0) {
+    for (let dot = host.indexOf('.', 1); dot >= 0; dot = host.indexOf('.', dot + 1)) {
+      const vhost = listener.wildcards.get(host.slice(dot))
+      if (!vhost) continue
+      const rule = vhost.rules.first(input)
+      if (rule) return rule
     }
   }
-  return { ir: listener, pattern: new HostnamePattern(listener.hostname), exact, patterns }
+  return listener.catchAll?.rules.first(input)
+}
+
+/** Below this many rules a plain scan is cheaper than the index lookups. */
+const INDEX_MIN_RULES = 8
+
+/**
+ * A virtual host's rules in precedence order. Large tables are indexed by path: a request looks
+ * up the rules with its exact path, those whose prefix is one of its element-wise prefixes, and
+ * the regex rules, then tests them in their original order, so the first rule that matches is
+ * the same one a full scan would find.
+ */
+export class RuleTable<R extends MatchableRule> {
+  readonly #exact = new Map<string, number[]>()
+  readonly #prefix = new Map<string, number[]>()
+  readonly #unindexed: number[] = []
+  readonly #indexed: boolean
+
+  constructor(readonly rules: readonly R[]) {
+    this.#indexed = rules.length >= INDEX_MIN_RULES
+    if (!this.#indexed) return
+    rules.forEach((rule, i) => {
+      const key = rule.matcher.pathIndex
+      if (!key) return this.#unindexed.push(i)
+      const map = key.kind === 'exact' ? this.#exact : this.#prefix
+      const list = map.get(key.value)
+      if (list) list.push(i)
+      else map.set(key.value, [i])
+    })
+  }
+
+  first(input: MatchInput): R | undefined {
+    const rules = this.rules
+    if (!this.#indexed) {
+      for (const rule of rules) if (rule.matcher.matches(input)) return rule
+      return undefined
+    }
+    const candidates = this.#candidates(input.path)
+    // Each list is in precedence order: repeatedly test the lowest index among their heads.
+    const heads = new Array<number>(candidates.length).fill(0)
+    for (;;) {
+      let best = -1
+      let from = -1
+      for (let c = 0; c < candidates.length; c++) {
+        const list = candidates[c]!
+        const head = heads[c]!
+        if (head < list.length && (best < 0 || list[head]! < best)) {
+          best = list[head]!
+          from = c
+        }
+      }
+      if (best < 0) return undefined
+      heads[from]!++
+      const rule = rules[best]!
+      if (rule.matcher.matches(input)) return rule
+    }
+  }
+
+  #candidates(path: string): number[][] {
+    const lists: number[][] = []
+    const exact = this.#exact.get(path)
+    if (exact) lists.push(exact)
+    if (this.#prefix.size > 0) {
+      // Element-wise prefixes of the path: "", then up to each "/", then the whole path.
+      const catchAll = this.#prefix.get('')
+      if (catchAll) lists.push(catchAll)
+      for (let slash = path.indexOf('/', 1); slash > 0; slash = path.indexOf('/', slash + 1)) {
+        const list = this.#prefix.get(path.slice(0, slash))
+        if (list) lists.push(list)
+      }
+      if (path !== '') {
+        const whole = this.#prefix.get(path)
+        if (whole) lists.push(whole)
+      }
+    }
+    if (this.#unindexed.length > 0) lists.push(this.#unindexed)
+    return lists
+  }
+}
+
+function compileListener<R extends MatchableRule>(listener: HttpListener, compileRule: (rule: VirtualHost['rules'][number], listener: HttpListener) => R): CompiledListener<R> {
+  // Gather rules per hostname first: two virtual hosts with the same name keep the first's
+  // precedence and append the rest.
+  const exact = new Map<string, R[]>()
+  const wildcards = new Map<string, R[]>()
+  const catchAll: R[] = []
+  let hasCatchAll = false
+  for (const vhost of listener.virtualHosts) {
+    const rules = vhost.rules.map((r) => compileRule(r, listener))
+    const name = (vhost.hostname ?? '').toLowerCase()
+    if (name === '' || name === '*') {
+      hasCatchAll = true
+      catchAll.push(...rules)
+    } else {
+      const map = name.startsWith('*.') ? wildcards : exact
+      const key = name.startsWith('*.') ? name.slice(1) : name
+      const existing = map.get(key)
+      if (existing) existing.push(...rules)
+      else map.set(key, rules)
+    }
+  }
+  const table = (name: string | undefined, rules: R[]): CompiledVirtualHost<R> => ({ pattern: new HostnamePattern(name), rules: new RuleTable(rules) })
+  return {
+    ir: listener,
+    pattern: new HostnamePattern(listener.hostname),
+    exact: new Map([...exact].map(([name, rules]) => [name, table(name, rules)])),
+    wildcards: new Map([...wildcards].map(([suffix, rules]) => [suffix, table(`*${suffix}`, rules)])),
+    catchAll: hasCatchAll ? table(undefined, catchAll) : undefined,
+  }
 }

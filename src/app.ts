@@ -21,6 +21,7 @@ import { KubeClient, KubernetesSource } from './sources/kubernetes/index.ts'
 import { addressesFromService, KubernetesStatusSink } from './status/kubernetes.ts'
 import { LeaseElector } from './status/leader.ts'
 import { hostname as machineName } from 'node:os'
+import type { HttpLimits } from './dataplane/http/limits.ts'
 
 export interface PorticoOptions {
   readonly configDir: string
@@ -39,6 +40,8 @@ export interface PorticoOptions {
   readonly logLevel?: string
   /** Kubernetes mode: watch the API server instead of the config folder, and write status back. */
   readonly kubernetes?: KubernetesModeOptions
+  /** HTTP request limits and timeouts (dataplane/http/limits.ts); unset ones keep their defaults. */
+  readonly limits?: Partial<HttpLimits>
 }
 
 export interface KubernetesModeOptions {
@@ -66,7 +69,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   const status = new MemoryStatusSink()
   const metrics = new MetricsRegistry()
   const hostname = opts.bindAddress ?? '0.0.0.0'
-  const dataplane = (opts.workers ?? 1) > 1 ? workerDataplane(opts, hostname) : inThreadDataplane(logger, hostname)
+  const dataplane = (opts.workers ?? 1) > 1 ? workerDataplane(opts, hostname) : inThreadDataplane(logger, hostname, opts.limits)
   const kube = opts.kubernetes ? await kubernetesMode(opts, opts.kubernetes, store) : undefined
   const controller = new Controller({
     store,
@@ -129,10 +132,10 @@ interface Dataplane {
   stop(drainMs: number): Promise<void>
 }
 
-function inThreadDataplane(logger: Logger, hostname: string): Dataplane {
+function inThreadDataplane(logger: Logger, hostname: string, limits: Partial<HttpLimits> | undefined): Dataplane {
   // Each plane keeps its own endpoint registry: a registry prunes to the endpoints of the
   // plane's latest plan, so sharing one would let HTTP reloads forget L4 endpoint state.
-  const http = new HttpDataplane({ logger, hostname })
+  const http = new HttpDataplane({ logger, hostname, limits })
   const l4 = new L4Dataplane({ logger, hostname })
   return {
     async apply(snapshot) {
@@ -147,7 +150,7 @@ function inThreadDataplane(logger: Logger, hostname: string): Dataplane {
 
 function workerDataplane(opts: PorticoOptions, hostname: string): Dataplane {
   const workerUrl = new URL('./worker.ts', import.meta.url).href
-  const pool = new WorkerPool({ count: opts.workers ?? 1, workerUrl, hostname, logLevel: opts.logLevel ?? 'info', logger: opts.logger })
+  const pool = new WorkerPool({ count: opts.workers ?? 1, workerUrl, hostname, logLevel: opts.logLevel ?? 'info', logger: opts.logger, limits: opts.limits })
   opts.logger.info('data plane running in worker threads', { workers: pool.size })
   return pool
 }

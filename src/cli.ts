@@ -3,6 +3,7 @@
  * over defaults. Any unknown flag or bad value is a usage error: one line, exit code 2.
  */
 import { LOG_LEVELS, type LogLevel } from './telemetry/logger.ts'
+import { LIMIT_FLAGS, parseLimitFlags, type HttpLimits } from './dataplane/http/limits.ts'
 
 export interface CliOptions {
   configDir: string
@@ -25,6 +26,8 @@ export interface CliOptions {
   leaderElectionNamespace?: string
   leaderElectionId?: string
   gatewayAddressService?: string
+  /** Request limits and timeouts of the HTTP data plane (README "Limits and timeouts"). */
+  limits: Partial<HttpLimits>
   help: boolean
 }
 
@@ -46,6 +49,7 @@ export const USAGE = `usage: portico [options]
   --leader-election-namespace NS  namespace of the status-writer Lease (env POD_NAMESPACE; default default)
   --leader-election-id NAME name of the status-writer Lease (default portico-status-writer)
   --gateway-address-service NS/NAME  Service whose load-balancer addresses go into Gateway status
+${LIMIT_FLAGS.map((f) => `  ${`${f.flag} ${f.unit === 'bytes' ? 'SIZE' : f.unit === 'seconds' ? 'S' : 'N'}`.padEnd(25)} ${f.help} (env ${f.env})`).join('\n')}
   -h, --help                show this help`
 
 const FLAGS: Record<string, keyof CliOptions> = {
@@ -82,6 +86,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
   }
   let help = false
   let kubernetes = env.KUBERNETES_MODE === 'true'
+  const rawLimits = new Map<string, string>()
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     if (arg === '-h' || arg === '--help') {
@@ -95,10 +100,12 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     const eq = arg.indexOf('=')
     const name = eq > 0 ? arg.slice(0, eq) : arg
     const field = FLAGS[name]
-    if (!field) throw new UsageError(`unknown argument ${JSON.stringify(arg)} (see --help)`)
+    const isLimit = LIMIT_FLAGS.some((f) => f.flag === name)
+    if (!field && !isLimit) throw new UsageError(`unknown argument ${JSON.stringify(arg)} (see --help)`)
     const value = eq > 0 ? arg.slice(eq + 1) : argv[++i]
     if (value === undefined || value === '') throw new UsageError(`${name} needs a value`)
-    raw[field] = value
+    if (field) raw[field] = value
+    else rawLimits.set(name, value)
   }
   const opts: CliOptions = {
     configDir: nonEmpty(raw.configDir) ?? 'routes/',
@@ -116,7 +123,13 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     leaderElectionNamespace: nonEmpty(raw.leaderElectionNamespace),
     leaderElectionId: nonEmpty(raw.leaderElectionId),
     gatewayAddressService: nonEmpty(raw.gatewayAddressService),
+    limits: {},
     help,
+  }
+  try {
+    opts.limits = parseLimitFlags(rawLimits, env)
+  } catch (err) {
+    throw new UsageError((err as Error).message)
   }
   const level = nonEmpty(raw.logLevel)
   if (level !== undefined) {

@@ -22,7 +22,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   switch (msg.type) {
     case 'init': {
       const child = withFields(createLogger(msg.logLevel as LogLevel), { worker: msg.index })
-      http = new HttpDataplane({ logger: child, hostname: msg.hostname, reusePort: true })
+      http = new HttpDataplane({ logger: child, hostname: msg.hostname, reusePort: true, limits: msg.limits })
       l4 = new L4Dataplane({ logger: child, hostname: msg.hostname, reusePort: true })
       reply({ type: 'ready' })
       break

@@ -7,6 +7,7 @@
  * (passive health and in-flight counts are per worker, like nginx workers without a shared
  * zone) and its own upstream connection pools.
  */
+import type { HttpLimits } from './http/limits.ts'
 import { pack } from 'msgpackr'
 import type { Snapshot } from '../ir/types.ts'
 import type { Logger } from '../telemetry/logger.ts'
@@ -21,6 +22,8 @@ export interface WorkerPoolOptions {
   readonly workerUrl: string
   readonly hostname: string
   readonly logLevel: string
+  /** HTTP request limits handed to every worker's data plane. */
+  readonly limits?: Partial<HttpLimits>
   readonly logger: Logger
 }
 
@@ -110,7 +113,7 @@ export class WorkerPool {
     }
     worker.addEventListener('error', (e) => onExit((e as ErrorEvent).message ?? 'error'))
     worker.addEventListener('close', () => onExit('exited'))
-    const init: ToWorker = { type: 'init', index, hostname: this.opts.hostname, logLevel: this.opts.logLevel }
+    const init: ToWorker = { type: 'init', index, hostname: this.opts.hostname, logLevel: this.opts.logLevel, limits: this.opts.limits }
     worker.postMessage(init)
     return { worker, ready, pending }
   }

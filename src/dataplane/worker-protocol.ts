@@ -1,6 +1,7 @@
 /** Messages between the main thread and data-plane workers. */
+import type { HttpLimits } from './http/limits.ts'
 export type ToWorker =
-  | { type: 'init'; index: number; hostname: string; logLevel: string }
+  | { type: 'init'; index: number; hostname: string; logLevel: string; limits?: Partial<HttpLimits> }
   | { type: 'apply'; id: number; snapshot: Uint8Array }
   | { type: 'stop'; id: number; drainMs: number }
 

@@ -14,6 +14,8 @@
  *   waiting for a backend (responseWaitSeconds), and request-guard.ts adds a total body deadline.
  */
 
+import { parseByteSize } from '../../translate/byte-size.ts'
+
 export interface HttpLimits {
   /** Longest request-target (path + query) in bytes; longer → 414. */
   readonly maxRequestTargetBytes: number
@@ -84,4 +86,55 @@ export function responseWaitSeconds(requestTimeoutMs: number | undefined, backen
   const seconds = Math.ceil(waitMs / 1000) + 2
   if (seconds > 255) return 0
   return Math.max(seconds, limits.keepAliveIdleSeconds)
+}
+
+/** How each limit is set from the command line or the environment (src/cli.ts). */
+export interface LimitFlag {
+  readonly flag: string
+  readonly env: string
+  readonly key: keyof HttpLimits
+  readonly unit: 'bytes' | 'seconds' | 'count'
+  readonly help: string
+}
+
+export const LIMIT_FLAGS: readonly LimitFlag[] = [
+  { flag: '--max-body-size', env: 'MAX_BODY_SIZE', key: 'maxBodyBytes', unit: 'bytes', help: 'largest request body, e.g. 10Mi; 0 = unlimited (default 100Mi; per route: portico.dev/max-body-size)' },
+  { flag: '--max-header-size', env: 'MAX_HEADER_SIZE', key: 'maxHeaderBytes', unit: 'bytes', help: "largest request header block (default 32Ki; Bun's parser stops at 16Ki unless BUN_OPTIONS=--max-http-header-size=N)" },
+  { flag: '--max-uri-size', env: 'MAX_URI_SIZE', key: 'maxRequestTargetBytes', unit: 'bytes', help: 'longest request-target, path and query (default 8Ki)' },
+  { flag: '--max-concurrent-requests', env: 'MAX_CONCURRENT_REQUESTS', key: 'maxConcurrentRequests', unit: 'count', help: 'requests in flight per listener before 503 + Connection: close; 0 = unlimited (default 10000)' },
+  { flag: '--keepalive-timeout', env: 'KEEPALIVE_TIMEOUT', key: 'keepAliveIdleSeconds', unit: 'seconds', help: 'idle keep-alive connections are closed after S seconds, 1-255 (default 15)' },
+  { flag: '--stream-idle-timeout', env: 'STREAM_IDLE_TIMEOUT', key: 'streamIdleSeconds', unit: 'seconds', help: 'streamed bodies (SSE, uploads) silent for S seconds are cut; 0 = never (default 120; per route: portico.dev/stream-idle-timeout)' },
+  { flag: '--body-timeout', env: 'BODY_TIMEOUT', key: 'bodyTimeoutMs', unit: 'seconds', help: 'a client gets S seconds to send a whole request body, else 408; 0 = none (default 300)' },
+  { flag: '--upstream-timeout', env: 'UPSTREAM_TIMEOUT', key: 'upstreamTimeoutMs', unit: 'seconds', help: 'wait for response headers when a route sets no timeout, else 504; 0 = none (default 60)' },
+]
+
+/**
+ * Limits from raw flag values (flag name → text), falling back to the environment. Throws an
+ * Error naming the flag for a value that does not parse.
+ */
+export function parseLimitFlags(raw: ReadonlyMap<string, string>, env: Record<string, string | undefined>): Partial<HttpLimits> {
+  const out: Partial<Record<keyof HttpLimits, number>> = {}
+  for (const spec of LIMIT_FLAGS) {
+    const text = raw.get(spec.flag) ?? env[spec.env]
+    if (text === undefined || text === '') continue
+    out[spec.key] = parseLimitValue(spec, text)
+  }
+  return out
+}
+
+function parseLimitValue(spec: LimitFlag, text: string): number {
+  if (spec.unit === 'bytes') {
+    const bytes = parseByteSize(text)
+    if (bytes === undefined) throw new Error(`${spec.flag} must be a size like 1048576, 512Ki or 10Mi, got ${JSON.stringify(text)}`)
+    return bytes
+  }
+  if (!/^\d+(\.\d+)?$/.test(text)) throw new Error(`${spec.flag} must be a non-negative number, got ${JSON.stringify(text)}`)
+  const n = Number(text)
+  if (spec.key === 'keepAliveIdleSeconds' && (n < 1 || n > 255)) throw new Error(`${spec.flag} must be 1-255 seconds (Bun's idle timer), got ${JSON.stringify(text)}`)
+  if (spec.unit === 'count') {
+    if (!Number.isInteger(n)) throw new Error(`${spec.flag} must be an integer, got ${JSON.stringify(text)}`)
+    return n
+  }
+  // bodyTimeoutMs and upstreamTimeoutMs are kept in milliseconds; the flags say seconds.
+  return spec.key.endsWith('Ms') ? Math.round(n * 1000) : n
 }

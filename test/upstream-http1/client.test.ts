@@ -320,6 +320,15 @@ describe('errors', () => {
     await eventually(() => server.connections[0]!.closed)
   })
 
+  test('a long head timeout is enforced by housekeeping (no timer per request)', async () => {
+    const server = new RawServer(() => {})
+    const agent = new Http1Agent({ housekeepingMs: 10, preciseTimeoutBelowMs: 20 })
+    servers.push(server)
+    agents.push(agent)
+    expect((await failure(agent.request(server.endpoint, get(), { timeoutMs: 60 }))).kind).toBe('timeout')
+    await eventually(() => server.connections[0]!.closed)
+  })
+
   test('a malformed status line is a reset, not a crash', async () => {
     const { server, agent } = setup((_req, _c, reply) => reply('HTTX/9 abc\r\n\r\n'))
     expect((await failure(agent.request(server.endpoint, get()))).kind).toBe('reset')

@@ -11,7 +11,7 @@
  * races with our write, the request is replayed once on a fresh connection when that is safe.
  */
 import type { SocketHandler } from 'bun'
-import { Http1Connection, type ConnectionOwner, type Exchange, type Http1Request, type Http1Response } from './connection.ts'
+import { Http1Connection, PRECISE_TIMEOUT_BELOW_MS, type ConnectionOwner, type Exchange, type Http1Request, type Http1Response } from './connection.ts'
 import { errorCode, UpstreamError } from './errors.ts'
 
 export interface Http1Endpoint {
@@ -28,11 +28,13 @@ export interface Http1AgentOptions {
   readonly idleTimeoutMs?: number
   readonly connectTimeoutMs?: number
   /**
-   * Period of the housekeeping timer, which closes connections idle too long and starts
-   * watching the client's abort for requests waiting longer than one period. Per-request work
-   * then needs no timer, no socket timeout and no event listener.
+   * Period of the housekeeping timer, which closes connections idle too long, enforces long
+   * head timeouts, and starts watching the client's abort for requests waiting longer than one
+   * period. Per-request work then needs no timer, no socket timeout and no event listener.
    */
   readonly housekeepingMs?: number
+  /** Head timeouts shorter than this get a timer of their own; longer ones are checked by housekeeping. */
+  readonly preciseTimeoutBelowMs?: number
 }
 
 export interface Http1RequestOptions {
@@ -78,6 +80,7 @@ export class EndpointPool implements ConnectionOwner {
     /** Housekeeping ticks after which an idle connection is closed. */
     readonly idleTicks: number,
     readonly clock: { readonly tick: number },
+    readonly preciseTimeoutBelowMs: number,
   ) {}
 
   get idleCount(): number {
@@ -108,13 +111,18 @@ export class EndpointPool implements ConnectionOwner {
     this.#idle.push(conn)
   }
 
-  /** Close connections idle for too long; watch the clients of requests waiting since an earlier tick. */
-  sweep(tick: number): void {
+  /**
+   * Close connections idle for too long; for requests waiting for a head, enforce long deadlines
+   * and start watching the client of those waiting since an earlier tick.
+   */
+  sweep(tick: number, now: number): void {
     // The stack's bottom holds the least recently used connections.
     while (this.#idle.length > 0 && tick - this.#idle[0]!.idleSince >= this.idleTicks) this.#idle[0]!.close()
     for (const conn of this.#open) {
       const since = conn.waitingSince
-      if (since !== undefined && since < tick) conn.watchClient()
+      if (since === undefined) continue
+      conn.expireIfDue(now)
+      if (since < tick) conn.watchClient()
     }
   }
 
@@ -135,20 +143,22 @@ export class Http1Agent {
   readonly #idleTicks: number
   readonly #connectTimeoutMs: number
   readonly #housekeepingMs: number
+  readonly #preciseTimeoutBelowMs: number
   readonly clock = { tick: 0 }
   #housekeeping: Timer | undefined
 
   constructor(options: Http1AgentOptions = {}) {
     this.#maxIdle = options.maxIdlePerEndpoint ?? 256
-    this.#housekeepingMs = options.housekeepingMs ?? 1000
+    this.#housekeepingMs = options.housekeepingMs ?? 500
     this.#idleTicks = Math.max(1, Math.ceil((options.idleTimeoutMs ?? 60_000) / this.#housekeepingMs))
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000
+    this.#preciseTimeoutBelowMs = options.preciseTimeoutBelowMs ?? PRECISE_TIMEOUT_BELOW_MS
   }
 
   pool(endpoint: Http1Endpoint): EndpointPool {
     let pool = this.#pools.get(endpoint.key)
     if (!pool) {
-      pool = new EndpointPool(endpoint, this.#maxIdle, this.#idleTicks, this.clock)
+      pool = new EndpointPool(endpoint, this.#maxIdle, this.#idleTicks, this.clock, this.#preciseTimeoutBelowMs)
       this.#pools.set(endpoint.key, pool)
       this.#startHousekeeping()
     }
@@ -159,7 +169,8 @@ export class Http1Agent {
     if (this.#housekeeping) return
     this.#housekeeping = setInterval(() => {
       const tick = ++this.clock.tick
-      for (const pool of this.#pools.values()) pool.sweep(tick)
+      const now = Date.now()
+      for (const pool of this.#pools.values()) pool.sweep(tick, now)
     }, this.#housekeepingMs)
     // Housekeeping alone must not keep the process alive.
     this.#housekeeping.unref()

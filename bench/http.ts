@@ -7,6 +7,7 @@
  *   npx bun bench/http.ts                 # 3 reps x 5 s, 64 connections
  *   REPS=5 DURATION=10 CONNECTIONS=128 npx bun bench/http.ts
  *   NGINX=0 npx bun bench/http.ts         # without the nginx target
+ *   FETCH=1 npx bun bench/http.ts         # also Portico with fetch() upstream (PORTICO_UPSTREAM_CLIENT=fetch), the old path
  *
  * Needs wrk (apt-get install wrk), and nginx for that target. The upstream is a Bun.serve
  * "hello" in its own process; Portico runs as a separate process from src/main.ts with one
@@ -25,6 +26,8 @@ const UPSTREAM_PORT = 21500
 const GATEWAY_PORT = 21501
 const ADMIN_PORT = 21502
 const NGINX_PORT = 21503
+const FETCH_GATEWAY_PORT = 21504
+const FETCH_ADMIN_PORT = 21505
 const PROXY_CPU = 0
 const LOAD_CPU = 1
 const root = join(import.meta.dir, '..')
@@ -38,9 +41,10 @@ if (!Bun.which('wrk')) {
 
 const upstream = Bun.spawn(pin(LOAD_CPU, [process.execPath, '-e', `Bun.serve({ port: ${UPSTREAM_PORT}, hostname: '127.0.0.1', fetch: () => new Response('hello from upstream!') })`]), { stdout: 'ignore', stderr: 'inherit' })
 const dir = mkdtempSync(join(tmpdir(), 'portico-bench-'))
-writeFileSync(
-  join(dir, 'bench.yaml'),
-  `apiVersion: gateway.networking.k8s.io/v1
+writeFileSync(join(dir, 'bench.yaml'), manifest(GATEWAY_PORT))
+
+function manifest(gatewayPort: number): string {
+  return `apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: { name: bench }
 spec: { controllerName: portico.dev/gateway-controller }
@@ -50,7 +54,7 @@ kind: Gateway
 metadata: { name: bench }
 spec:
   gatewayClassName: bench
-  listeners: [{ name: http, protocol: HTTP, port: ${GATEWAY_PORT} }]
+  listeners: [{ name: http, protocol: HTTP, port: ${gatewayPort} }]
 ---
 apiVersion: v1
 kind: Service
@@ -70,9 +74,19 @@ metadata: { name: upstream }
 spec:
   parentRefs: [{ name: bench }]
   rules: [{ backendRefs: [{ name: upstream, port: 80 }] }]
-`,
-)
+`
+}
 const gateway = Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn']), { stdout: 'inherit', stderr: 'inherit' })
+// The same gateway with fetch() as its upstream client: the path this bench measured before.
+const fetchDir = process.env.FETCH === '1' ? mkdtempSync(join(tmpdir(), 'portico-bench-fetch-')) : undefined
+if (fetchDir) writeFileSync(join(fetchDir, 'bench.yaml'), manifest(FETCH_GATEWAY_PORT))
+const fetchGateway = fetchDir
+  ? Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', fetchDir, '--workers', '1', '--admin-port', String(FETCH_ADMIN_PORT), '--log-level', 'warn']), {
+      stdout: 'inherit',
+      stderr: 'inherit',
+      env: { ...process.env, PORTICO_UPSTREAM_CLIENT: 'fetch' },
+    })
+  : undefined
 const nginx = nginxBin ? Bun.spawn(pin(PROXY_CPU, [nginxBin, '-p', dir, '-c', writeNginxConf(dir)]), { stdout: 'inherit', stderr: 'inherit' }) : undefined
 
 /** nginx as a plain reverse proxy, as in ../shared/bench/run.sh: 1 worker, upstream keepalive pool, no logs. */
@@ -163,18 +177,19 @@ async function wrk(port: number, proxyPid?: number): Promise<Result> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
-type Target = 'direct' | 'portico' | 'nginx'
-const PORTS: Record<Target, number> = { direct: UPSTREAM_PORT, portico: GATEWAY_PORT, nginx: NGINX_PORT }
+type Target = 'direct' | 'portico' | 'nginx' | 'fetch'
+const PORTS: Record<Target, number> = { direct: UPSTREAM_PORT, portico: GATEWAY_PORT, nginx: NGINX_PORT, fetch: FETCH_GATEWAY_PORT }
 
 try {
   await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/`)
   await waitFor(`http://127.0.0.1:${ADMIN_PORT}/readyz`)
   await waitFor(`http://127.0.0.1:${GATEWAY_PORT}/`)
   if (nginx) await waitFor(`http://127.0.0.1:${NGINX_PORT}/`)
-  const targets: Target[] = nginx ? ['direct', 'portico', 'nginx'] : ['direct', 'portico']
-  const PIDS: Record<Target, number | undefined> = { direct: undefined, portico: gateway.pid, nginx: nginx?.pid }
+  if (fetchGateway) await waitFor(`http://127.0.0.1:${FETCH_GATEWAY_PORT}/`)
+  const targets: Target[] = ['direct', 'portico', ...(nginx ? (['nginx'] as const) : []), ...(fetchGateway ? (['fetch'] as const) : [])]
+  const PIDS: Record<Target, number | undefined> = { direct: undefined, portico: gateway.pid, nginx: nginx?.pid, fetch: fetchGateway?.pid }
   for (const t of targets) if (t !== 'direct') await wrk(PORTS[t]) // warm-up (JIT, pools)
-  const runs: Record<Target, Result[]> = { direct: [], portico: [], nginx: [] }
+  const runs: Record<Target, Result[]> = { direct: [], portico: [], nginx: [], fetch: [] }
   for (let r = 0; r < REPS; r++) {
     // Rotate the order every repetition so drift does not favour one target.
     const order = targets.map((_, i) => targets[(i + r) % targets.length]!)
@@ -203,9 +218,14 @@ try {
     const n = summary('nginx')
     console.log(`ratio portico/nginx:  req/s ${(g.rps / n.rps).toFixed(2)}x, p99 ${(g.p99 / n.p99).toFixed(2)}x, CPU per request ${(g.cpu / n.cpu).toFixed(2)}x`)
   }
+  if (fetchGateway) {
+    const f = summary('fetch')
+    console.log(`ratio portico/fetch:  req/s ${(g.rps / f.rps).toFixed(2)}x, p99 ${(g.p99 / f.p99).toFixed(2)}x, CPU per request ${(g.cpu / f.cpu).toFixed(2)}x`)
+  }
 } finally {
   gateway.kill('SIGTERM')
   upstream.kill('SIGTERM')
   nginx?.kill('SIGTERM')
-  await Promise.all([gateway.exited, upstream.exited, nginx?.exited])
+  fetchGateway?.kill('SIGTERM')
+  await Promise.all([gateway.exited, upstream.exited, nginx?.exited, fetchGateway?.exited])
 }

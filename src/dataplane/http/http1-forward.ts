@@ -20,9 +20,15 @@ import { HOP_BY_HOP } from '../upstream/http1/response-head.ts'
 /** One agent per process (per worker): pools are per endpoint, whichever plan or route uses them. */
 export const http1Agent = new Http1Agent()
 
+/**
+ * PORTICO_UPSTREAM_CLIENT=fetch sends plain HTTP through fetch() again: an escape hatch should
+ * the own client misbehave somewhere, and the baseline of bench/http.ts.
+ */
+const OWN_CLIENT = process.env.PORTICO_UPSTREAM_CLIENT !== 'fetch'
+
 /** Pools this path serves: plain HTTP/1.1. TLS (BackendTLSPolicy), h2c and WebSocket pools use their own paths. */
 export function usesHttp1Client(pool: RuntimePool): boolean {
-  return pool.ir.protocol === 'http' && pool.tls === undefined
+  return OWN_CLIENT && pool.ir.protocol === 'http' && pool.tls === undefined
 }
 
 /** Never copied from the client: hop-by-hop (RFC 9110 §7.6.1), framing (the client sets it), and the fields we rewrite. */

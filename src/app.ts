@@ -80,6 +80,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   })
   const rebuilds = metrics.counter('portico_config_rebuilds_total', 'Snapshots translated from the store')
   metrics.collect('portico_config_revision', 'Store revision of the live snapshot', () => [[undefined, controller.live?.revision ?? 0]])
+  metrics.collect('portico_config_rebuild_seconds', 'Duration of the latest rebuild (translate, validate, apply)', () => [[undefined, controller.lastRebuildMs / 1000]])
   metrics.collect('portico_config_load_problems', 'Manifests that failed to load', () => [[undefined, ingest.problems().length]])
   metrics.collect('portico_config_rejected', 'Problems that kept the latest snapshot from going live', () => [[undefined, controller.rejected.length]])
   controller.onLive(() => logger.info('first snapshot live: ready'))

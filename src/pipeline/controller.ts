@@ -34,13 +34,19 @@ export class Controller {
   #coalescer: Coalescer
   #unsubscribe: () => void = () => {}
   #onLive: (() => void)[] = []
+  #lastRebuildMs = 0
 
   constructor(private readonly deps: ControllerDeps) {
-    this.#coalescer = coalesce(() => this.rebuild(), { waitMs: deps.waitMs ?? 20, maxWaitMs: deps.maxWaitMs ?? 250 })
+    this.#coalescer = coalesce(() => this.rebuild(), { waitMs: deps.waitMs ?? 5, maxWaitMs: deps.maxWaitMs ?? 250 })
   }
 
   get live(): Snapshot | undefined {
     return this.#live
+  }
+
+  /** Wall time of the latest rebuild (translate + validate + apply), for metrics and benchmarks. */
+  get lastRebuildMs(): number {
+    return this.#lastRebuildMs
   }
 
   get rejected(): readonly string[] {
@@ -72,7 +78,17 @@ export class Controller {
   }
 
   async rebuild(): Promise<void> {
+    const started = performance.now()
+    try {
+      await this.#rebuild()
+    } finally {
+      this.#lastRebuildMs = performance.now() - started
+    }
+  }
+
+  async #rebuild(): Promise<void> {
     const { logger } = this.deps
+    const t0 = performance.now()
     const view = this.deps.store.view()
     let result: TranslateResult
     try {
@@ -83,7 +99,9 @@ export class Controller {
       logger.error('translation threw; keeping the previous snapshot', { revision: view.revision, err })
       return
     }
+    const t1 = performance.now()
     for (const sink of this.deps.sinks) sink.publish(result.status)
+    const t2 = performance.now()
     const problems = validateSnapshot(result.ir)
     if (problems.length) {
       this.#rejected = problems
@@ -91,12 +109,24 @@ export class Controller {
       return
     }
     const applyProblems: string[] = []
+    const t3 = performance.now()
     for (const c of this.deps.consumers) applyProblems.push(...(await c.apply(result.ir)).problems)
+    const t4 = performance.now()
     this.#rejected = applyProblems
     for (const p of applyProblems) logger.error('data plane could not apply part of the snapshot', { revision: view.revision, problem: p })
     const first = !this.#live
     this.#live = result.ir
-    logger.info('snapshot live', { revision: view.revision, httpPorts: result.ir.http.length, l4Ports: result.ir.l4.length, pools: Object.keys(result.ir.pools).length })
+    logger.info('snapshot live', {
+      revision: view.revision,
+      httpPorts: result.ir.http.length,
+      l4Ports: result.ir.l4.length,
+      pools: Object.keys(result.ir.pools).length,
+      // where a rebuild spends its time, so slow reloads can be diagnosed from the log
+      translateMs: Math.round(t1 - t0),
+      statusMs: Math.round(t2 - t1),
+      validateMs: Math.round(t3 - t2),
+      applyMs: Math.round(t4 - t3),
+    })
     if (first) for (const fn of this.#onLive) fn()
   }
 }

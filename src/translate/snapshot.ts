@@ -38,7 +38,12 @@ export function buildHttpPorts(listeners: readonly ListenerState[], contribution
   const byListener = new Map<ListenerState, Map<string, RankedRule[]>>()
   for (const c of contributions) {
     const hosts = byListener.get(c.attachment.listener) ?? new Map<string, RankedRule[]>()
-    for (const h of c.attachment.hostnames) hosts.set(h, [...(hosts.get(h) ?? []), ...c.rules])
+    for (const h of c.attachment.hostnames) {
+      // append in place: copying the list per contribution made this quadratic in routes
+      const rules = hosts.get(h)
+      if (rules) rules.push(...c.rules)
+      else hosts.set(h, [...c.rules])
+    }
     byListener.set(c.attachment.listener, hosts)
   }
   const ports = new Map<number, { protocol: 'HTTP' | 'HTTPS'; listeners: ListenerState[] }>()

@@ -1,0 +1,103 @@
+#!/usr/bin/env bun
+/**
+ * Route-scale benchmark, on demand (never in CI). For 10, 1,000 and 5,000 HTTPRoutes (one path
+ * prefix each, all on one host, so every request is matched against the whole table):
+ *   - start-up: process start → /readyz 200 (load + translate + compile + bind)
+ *   - rebuild: the controller's own timing of the latest translate+validate+apply
+ *   - RSS of the gateway after a load run
+ *   - req/s and p99 of small GETs to a route in the middle of the table
+ * and, at the largest size, under load on an existing route: time from writing a manifest with
+ * a new route to its first 200 (p50/p99 over ROUNDS additions), with the errors the load saw.
+ *
+ *   npx bun bench/scale.ts              # SIZES=10,1000,5000 DURATION=5 ROUNDS=20
+ */
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { gatewayManifests, percentile, prefixRoute, rssMiB, waitFor, wrk } from './lib.ts'
+
+const SIZES = (process.env.SIZES ?? '10,1000,5000').split(',').map(Number)
+const DURATION = Number(process.env.DURATION ?? 5)
+const ROUNDS = Number(process.env.ROUNDS ?? 20)
+const UPSTREAM_PORT = 21600
+const GATEWAY_PORT = 21601
+const ADMIN_PORT = 21602
+const root = join(import.meta.dir, '..')
+
+if (!Bun.which('wrk')) {
+  console.error('wrk not found: apt-get install -y wrk')
+  process.exit(2)
+}
+
+const upstream = Bun.spawn([process.execPath, '-e', `Bun.serve({ port: ${UPSTREAM_PORT}, hostname: '127.0.0.1', fetch: () => new Response('hello from upstream!') })`], { stdout: 'ignore', stderr: 'inherit' })
+
+function writeAtomically(dir: string, name: string, text: string) {
+  const tmp = join(dir, `.tmp-${name}`)
+  writeFileSync(tmp, text)
+  renameSync(tmp, join(dir, name))
+}
+
+async function rebuildSeconds(): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${ADMIN_PORT}/metrics`)).text()
+  return Number(/^portico_config_rebuild_seconds (\S+)$/m.exec(text)?.[1])
+}
+
+interface Row { routes: number; startupMs: number; rebuildMs: number; rss: number; rps: number; p99: number; errors: number }
+const rows: Row[] = []
+let churn: { p50: number; p99: number; max: number; loadErrors: number; loadRps: number } | undefined
+
+try {
+  await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/`)
+  for (const n of SIZES) {
+    const dir = mkdtempSync(join(tmpdir(), `portico-scale-${n}-`))
+    writeFileSync(join(dir, 'base.yaml'), gatewayManifests(GATEWAY_PORT, UPSTREAM_PORT))
+    writeFileSync(join(dir, 'routes.yaml'), Array.from({ length: n }, (_, i) => prefixRoute(`r${i}`, `/r${i}`)).join('---\n'))
+    const t0 = performance.now()
+    const gw = Bun.spawn([process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--admin-port', String(ADMIN_PORT), '--workers', '1', '--log-level', 'warn'], { stdout: 'inherit', stderr: 'inherit' })
+    try {
+      await waitFor(`http://127.0.0.1:${ADMIN_PORT}/readyz`, 600)
+      const startupMs = performance.now() - t0
+      const rebuildMs = (await rebuildSeconds()) * 1000
+      const target = `http://127.0.0.1:${GATEWAY_PORT}/r${Math.floor(n / 2)}/item`
+      await waitFor(target)
+      await wrk(target, { connections: 64, seconds: 1 }) // warm-up
+      const run = await wrk(target, { connections: 64, seconds: DURATION })
+      rows.push({ routes: n, startupMs, rebuildMs, rss: rssMiB(gw.pid), rps: run.rps, p99: run.p99ms, errors: run.errors })
+
+      if (n === Math.max(...SIZES)) {
+        // new routes while load runs on an existing one
+        const load = wrk(target, { connections: 32, seconds: Math.max(5, ROUNDS) })
+        await Bun.sleep(500)
+        const latencies: number[] = []
+        for (let k = 0; k < ROUNDS; k++) {
+          const started = performance.now()
+          writeAtomically(dir, `new-${k}.yaml`, prefixRoute(`new-${k}`, `/new-${k}`))
+          for (;;) {
+            const ok = await fetch(`http://127.0.0.1:${GATEWAY_PORT}/new-${k}/x`).then((r) => r.status === 200, () => false)
+            if (ok) break
+            await Bun.sleep(1)
+          }
+          latencies.push(performance.now() - started)
+          await Bun.sleep(200)
+        }
+        const loadResult = await load
+        churn = { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies), loadErrors: loadResult.errors, loadRps: loadResult.rps }
+      }
+    } finally {
+      gw.kill('SIGTERM')
+      await gw.exited
+    }
+  }
+  console.log(`route scale, 1 worker, wrk -t1 -c64 -d${DURATION}s to a route in the middle of the table`)
+  console.log('routes  startup ms  rebuild ms  RSS MiB   req/s   p99 ms  errors')
+  for (const r of rows)
+    console.log(`${String(r.routes).padStart(6)}  ${r.startupMs.toFixed(0).padStart(10)}  ${r.rebuildMs.toFixed(1).padStart(10)}  ${r.rss.toFixed(0).padStart(7)}  ${r.rps.toFixed(0).padStart(7)}  ${r.p99.toFixed(2).padStart(7)}  ${r.errors}`)
+  const small = rows.find((r) => r.routes === Math.min(...SIZES))
+  const large = rows.find((r) => r.routes === Math.max(...SIZES))
+  if (small && large) console.log(`req/s at ${large.routes} routes vs ${small.routes}: ${(large.rps / small.rps).toFixed(2)}x`)
+  if (churn)
+    console.log(`new route → first 200 under load (${ROUNDS} additions at ${Math.max(...SIZES)} routes): p50 ${churn.p50.toFixed(0)} ms, p99 ${churn.p99.toFixed(0)} ms, max ${churn.max.toFixed(0)} ms; errors on the loaded route: ${churn.loadErrors} (${churn.loadRps.toFixed(0)} req/s)`)
+} finally {
+  upstream.kill('SIGTERM')
+  await upstream.exited
+}

@@ -86,10 +86,24 @@ export function upstreamHeaderLines(state: RequestState): string {
   if (clientIp) lines += `x-forwarded-for: ${xff ? `${xff}, ${clientIp}` : clientIp}\r\n`
   lines += `x-forwarded-proto: ${state.scheme}\r\n`
   if (originalHost) lines += `x-forwarded-host: ${originalHost}\r\n`
-  const element = forwardedElement(clientIp, state.scheme, originalHost)
+  const element = cachedForwardedElement(clientIp, state.scheme, originalHost)
   lines += `forwarded: ${forwarded ? `${forwarded}, ${element}` : element}\r\n`
   if (!hasRequestId) lines += `x-request-id: ${crypto.randomUUID()}\r\n`
   return lines
+}
+
+/**
+ * Keep-alive clients send request after request with the same address and Host: remember the
+ * last Forwarded element instead of re-validating and re-quoting it every time.
+ */
+let lastForwarded = { clientIp: '', scheme: '', host: '', element: '' }
+
+function cachedForwardedElement(clientIp: string, scheme: string, host: string): string {
+  const last = lastForwarded
+  if (last.clientIp === clientIp && last.host === host && last.scheme === scheme && last.element !== '') return last.element
+  const element = forwardedElement(clientIp, scheme, host)
+  lastForwarded = { clientIp, scheme, host, element }
+  return element
 }
 
 /** Field names a Connection header nominates, beyond the usual keep-alive/close (RFC 9110 §7.6.1). */

@@ -1,112 +1,65 @@
+#!/usr/bin/env bun
 /**
- * L4 benchmark (on demand, not in CI): TCP throughput and ping-pong round trips, through Portico's
- * L4Dataplane and direct to the backend, in the same run.
+ * L4 benchmark (on demand, not in CI): TCP throughput, TCP ping-pong and UDP round trips, direct
+ * to the backends, through Portico and through nginx's stream module, in the same run.
  *
- *   npx bun bench/l4.ts                      # defaults: 1 GiB download, 3 s ping-pong at 1 and 16 connections
- *   BENCH_MB=256 BENCH_SECONDS=2 npx bun bench/l4.ts
+ *   npx bun bench/l4.ts                          # 3 reps, 512 MiB download, 3 s per ping-pong/UDP cell
+ *   REPS=5 BENCH_MB=1024 BENCH_SECONDS=5 npx bun bench/l4.ts
+ *   UDP_CLIENTS=200 PP_CONNECTIONS=1,16,64 npx bun bench/l4.ts
+ *   NGINX=0 npx bun bench/l4.ts                  # without the nginx target
  *
- * Clients, backends (--backends) and the gateway (--gateway) run in three processes, so the direct
- * path crosses processes just as the proxied one does. On a small machine all three compete for
- * cores: compare the ratios, not the absolute numbers.
+ * What ships is what is measured: Portico runs as the gateway process (src/main.ts --config-dir
+ * <generated Gateway/TCPRoute/UDPRoute manifests> --workers 1), nginx with `worker_processes 1`
+ * and the stream module (Debian: libnginx-mod-stream; installed with apt-get when missing and we
+ * are root). Layout as in ../shared/bench: both proxies pinned to cpu 0 (only one is loaded at a
+ * time), the backends and this process (the load) to cpu 1, via taskset. Targets are interleaved
+ * and their order rotates every repetition so drift on a shared machine hits all alike; the
+ * numbers are medians. Proxy CPU (utime+stime from /proc, softirq excluded) per unit of work is
+ * the least noisy column when the load core is the limit.
  */
-import type { Socket } from 'bun'
-import { L4Dataplane } from '../src/dataplane/l4/server.ts'
-import { silentLogger } from '../src/dataplane/log.ts'
-import type { Snapshot } from '../src/ir/types.ts'
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Socket, udp } from 'bun'
 
-const TOTAL_BYTES = Number(process.env.BENCH_MB ?? 1024) * 1024 * 1024
-const PING_SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
-const PING_BYTES = 64
+const REPS = Number(process.env.REPS ?? 3)
+const TOTAL_BYTES = Number(process.env.BENCH_MB ?? 512) * 1024 * 1024
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
+const PP_CONNECTIONS = (process.env.PP_CONNECTIONS ?? '1,32').split(',').map(Number)
+const UDP_CLIENTS = Number(process.env.UDP_CLIENTS ?? 100)
+const MESSAGE_BYTES = 64
+const BASE_PORT = Number(process.env.BASE_PORT ?? 21600)
+const PROXY_CPU = 0
+const LOAD_CPU = 1
+const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so'
+const root = join(import.meta.dir, '..')
+const hasTaskset = Bun.which('taskset') !== null
+const pin = (cpu: number, cmd: string[]) => (hasTaskset ? ['taskset', '-c', String(cpu), ...cmd] : cmd)
 
-if (process.argv[2] === '--gateway') await runGateway(JSON.parse(process.argv[3]!) as Snapshot)
-else if (process.argv[2] === '--backends') await runBackends()
-else await main()
+type Target = 'direct' | 'portico' | 'nginx'
+interface Ports {
+  readonly source: number
+  readonly echo: number
+  readonly udp: number
+}
+
+// ---------------------------------------------------------------- backends (own process, cpu 1)
 
 async function runBackends(): Promise<void> {
   const source = startSource()
   const echo = startEcho()
-  console.log(JSON.stringify({ source: source.port, echo: echo.port }))
+  const udpEcho = await Bun.udpSocket({
+    hostname: '127.0.0.1',
+    binaryType: 'uint8array',
+    socket: {
+      data(socket, datagram, port, address) {
+        socket.send(datagram, port, address)
+      },
+    },
+  })
+  console.log(JSON.stringify({ source: source.port, echo: echo.port, udp: udpEcho.port } satisfies Ports))
   for await (const _ of Bun.stdin.stream()) break
   process.exit(0)
-}
-
-async function runGateway(snapshot: Snapshot): Promise<void> {
-  const dataplane = new L4Dataplane({ logger: silentLogger, hostname: '127.0.0.1' })
-  const { problems } = await dataplane.apply(snapshot)
-  console.log(JSON.stringify({ problems, rss: process.memoryUsage().rss }))
-  for await (const _ of Bun.stdin.stream()) {
-    // Any input (or EOF below) means: report and stop.
-    break
-  }
-  console.error(`gateway RSS at end: ${(process.memoryUsage().rss / 1048576).toFixed(1)} MB`)
-  await dataplane.stop()
-  process.exit(0)
-}
-
-async function main(): Promise<void> {
-  const backends = Bun.spawn([process.execPath, import.meta.path, '--backends'], { stdin: 'pipe', stdout: 'pipe', stderr: 'inherit' })
-  const ports = JSON.parse(await firstLine(backends.stdout)) as { source: number; echo: number }
-  const source = { port: ports.source }
-  const echo = { port: ports.echo }
-  const gatewaySourcePort = freePort()
-  const gatewayEchoPort = freePort()
-  const snapshot: Snapshot = {
-    revision: 1,
-    http: [],
-    l4: [
-      { port: gatewaySourcePort, protocol: 'TCP', routes: [l4Route('source')] },
-      { port: gatewayEchoPort, protocol: 'TCP', routes: [l4Route('echo')] },
-    ],
-    pools: {
-      'bench/source:1': pool('bench/source:1', source.port),
-      'bench/echo:1': pool('bench/echo:1', echo.port),
-    },
-  }
-  const gateway = Bun.spawn([process.execPath, import.meta.path, '--gateway', JSON.stringify(snapshot)], {
-    stdin: 'pipe',
-    stdout: 'pipe',
-    stderr: 'inherit',
-  })
-  const ready = await firstLine(gateway.stdout)
-  const { problems } = JSON.parse(ready) as { problems: string[] }
-  if (problems.length > 0) throw new Error(problems.join('; '))
-
-  console.log(`L4 bench: ${TOTAL_BYTES / 1048576} MiB download, ${PING_SECONDS} s ping-pong (${PING_BYTES} B)\n`)
-  const rows: [string, number, number, string][] = []
-
-  const directMBs = await download(source.port)
-  const gatewayMBs = await download(gatewaySourcePort)
-  rows.push(['throughput (MB/s)', directMBs, gatewayMBs, 'MB/s'])
-
-  for (const connections of [1, 16]) {
-    const direct = await pingPong(echo.port, connections)
-    const viaGateway = await pingPong(gatewayEchoPort, connections)
-    rows.push([`ping-pong x${connections} (round trips/s)`, direct, viaGateway, 'rt/s'])
-  }
-
-  console.log('metric'.padEnd(34), 'direct'.padStart(12), 'portico'.padStart(12), 'ratio'.padStart(8))
-  for (const [name, direct, viaGateway] of rows) {
-    console.log(name.padEnd(34), fmt(direct).padStart(12), fmt(viaGateway).padStart(12), (viaGateway / direct).toFixed(2).padStart(8))
-  }
-  gateway.stdin.write('stop\n')
-  gateway.stdin.flush()
-  await gateway.exited
-  backends.stdin.write('stop\n')
-  backends.stdin.flush()
-  await backends.exited
-}
-
-function l4Route(name: string) {
-  return {
-    id: `tcproute/bench/${name}/rule/0`,
-    owner: { kind: 'TCPRoute', namespace: 'bench', name },
-    hostnames: [],
-    backends: [{ weight: 1, target: { pool: `bench/${name}:1` }, filters: [] }],
-  }
-}
-
-function pool(key: string, port: number) {
-  return { key, endpoints: [{ address: '127.0.0.1', port }], protocol: 'tcp' as const, policy: { type: 'RoundRobin' as const } }
 }
 
 /** Sends TOTAL_BYTES to each connection as fast as the connection takes them, then closes. */
@@ -154,7 +107,206 @@ function startEcho() {
   })
 }
 
-async function download(port: number): Promise<number> {
+// ---------------------------------------------------------------- proxies
+
+function manifests(backends: Ports, gateway: Ports): string {
+  const service = (name: string, port: number, protocol: 'TCP' | 'UDP') => `apiVersion: v1
+kind: Service
+metadata: { name: ${name} }
+spec: { ports: [{ name: p, port: 9000, protocol: ${protocol}, targetPort: ${port} }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: ${name}, labels: { kubernetes.io/service-name: ${name} } }
+addressType: IPv4
+ports: [{ name: p, port: ${port}, protocol: ${protocol} }]
+endpoints: [{ addresses: [127.0.0.1] }]
+---
+`
+  const route = (kind: 'TCPRoute' | 'UDPRoute', name: string) => `apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: ${kind}
+metadata: { name: ${name} }
+spec:
+  parentRefs: [{ name: bench, sectionName: ${name} }]
+  rules: [{ backendRefs: [{ name: ${name}, port: 9000 }] }]
+---
+`
+  return `apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: { name: bench }
+spec: { controllerName: portico.dev/gateway-controller }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: bench }
+spec:
+  gatewayClassName: bench
+  listeners:
+    - { name: source, protocol: TCP, port: ${gateway.source} }
+    - { name: echo, protocol: TCP, port: ${gateway.echo} }
+    - { name: udp, protocol: UDP, port: ${gateway.udp} }
+---
+${service('source', backends.source, 'TCP')}${service('echo', backends.echo, 'TCP')}${service('udp', backends.udp, 'UDP')}${route('TCPRoute', 'source')}${route('TCPRoute', 'echo')}${route('UDPRoute', 'udp')}`
+}
+
+/** nginx stream proxy, as in ../shared/bench/run.sh: 1 worker, no logs; UDP sessions kept 60 s like Portico's. */
+function nginxConf(dir: string, backends: Ports, listen: Ports): string {
+  mkdirSync(join(dir, 'logs'), { recursive: true })
+  const conf = join(dir, 'nginx.conf')
+  writeFileSync(
+    conf,
+    `load_module ${NGINX_STREAM_MODULE};
+worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/logs/error.log warn;
+events { worker_connections 16384; }
+stream {
+  server { listen 127.0.0.1:${listen.source} backlog=4096 reuseport; proxy_pass 127.0.0.1:${backends.source}; }
+  server { listen 127.0.0.1:${listen.echo} backlog=4096 reuseport; proxy_pass 127.0.0.1:${backends.echo}; }
+  server { listen 127.0.0.1:${listen.udp} udp reuseport; proxy_pass 127.0.0.1:${backends.udp}; proxy_timeout 60s; }
+}
+`,
+  )
+  return conf
+}
+
+/** The nginx binary when it and the stream module are present, installing both when we may. */
+function findNginx(): string | null {
+  if (process.env.NGINX === '0') return null
+  const which = () => Bun.which('nginx') ?? Bun.which('nginx', { PATH: '/usr/sbin:/sbin' })
+  if (which() && existsSync(NGINX_STREAM_MODULE)) return which()
+  const hint = 'apt-get install -y nginx libnginx-mod-stream'
+  if (process.getuid?.() !== 0 || !Bun.which('apt-get')) {
+    console.error(`nginx target skipped: nginx or its stream module is missing; as root: ${hint}`)
+    return null
+  }
+  console.error(`installing nginx and its stream module: ${hint}`)
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  const install = () => Bun.spawnSync(['apt-get', 'install', '-y', 'nginx', 'libnginx-mod-stream'], { env, stdout: 'ignore', stderr: 'inherit' }).success
+  if (!install()) {
+    Bun.spawnSync(['apt-get', 'update'], { env, stdout: 'ignore', stderr: 'inherit' })
+    install()
+  }
+  if (which() && existsSync(NGINX_STREAM_MODULE)) return which()
+  console.error(`nginx target skipped: install failed; try: ${hint}`)
+  return null
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  // This process is the load: move it (and everything it spawns unpinned) to the load core.
+  if (hasTaskset) Bun.spawnSync(['taskset', '-a', '-p', '-c', String(LOAD_CPU), String(process.pid)], { stdout: 'ignore' })
+  else console.error('taskset not found: running unpinned (apt-get install -y util-linux)')
+
+  const backends = Bun.spawn([process.execPath, import.meta.path, '--backends'], { stdin: 'pipe', stdout: 'pipe', stderr: 'inherit' })
+  const direct = JSON.parse(await firstLine(backends.stdout)) as Ports
+  const portico: Ports = { source: BASE_PORT, echo: BASE_PORT + 1, udp: BASE_PORT + 2 }
+  const adminPort = BASE_PORT + 3
+  const viaNginx: Ports = { source: BASE_PORT + 4, echo: BASE_PORT + 5, udp: BASE_PORT + 6 }
+
+  const dir = mkdtempSync(join(tmpdir(), 'portico-bench-l4-'))
+  const configDir = join(dir, 'manifests')
+  mkdirSync(configDir)
+  writeFileSync(join(configDir, 'bench.yaml'), manifests(direct, portico))
+  const gateway = Bun.spawn(
+    pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', configDir, '--workers', '1', '--admin-port', String(adminPort), '--log-level', 'warn']),
+    { stdout: 'inherit', stderr: 'inherit' },
+  )
+  const nginxBin = findNginx()
+  const nginx = nginxBin ? Bun.spawn(pin(PROXY_CPU, [nginxBin, '-p', dir, '-c', nginxConf(dir, direct, viaNginx)]), { stdout: 'inherit', stderr: 'inherit' }) : undefined
+
+  const targets: Target[] = nginx ? ['direct', 'portico', 'nginx'] : ['direct', 'portico']
+  const ports: Record<Target, Ports> = { direct, portico, nginx: viaNginx }
+  const pids: Record<Target, number | undefined> = { direct: undefined, portico: gateway.pid, nginx: nginx?.pid }
+
+  try {
+    await waitReady(`http://127.0.0.1:${adminPort}/readyz`)
+    for (const t of targets) await waitListening(ports[t].echo)
+    for (const t of targets) {
+      await pingPong(ports[t].echo, 1, 0.2)
+      await udpRoundTrips(ports[t].udp, 4, 0.2)
+    }
+    // Warm-up (JIT, caches) outside the measured repetitions.
+    for (const t of targets) {
+      await pingPong(ports[t].echo, 8, 0.5)
+      await udpRoundTrips(ports[t].udp, 8, 0.5)
+    }
+
+    const metrics: Metric[] = [
+      { name: 'TCP download (MB/s)', unit: 'MiB', run: (p) => download(p.source) },
+      ...PP_CONNECTIONS.map((n): Metric => ({ name: `TCP ping-pong x${n} (rt/s)`, unit: 'rt', run: (p) => pingPong(p.echo, n, SECONDS) })),
+      { name: `UDP x${UDP_CLIENTS} clients (rt/s)`, unit: 'rt', run: (p) => udpRoundTrips(p.udp, UDP_CLIENTS, SECONDS) },
+    ]
+    console.log(
+      `L4 bench: ${REPS} reps interleaved (medians); ${TOTAL_BYTES / 1048576} MiB download on 1 connection, ${SECONDS} s per ping-pong/UDP cell, ${MESSAGE_BYTES} B messages`,
+    )
+    console.log(`proxies: Portico src/main.ts --workers 1, nginx ${nginx ? 'worker_processes 1 (stream)' : 'skipped'}; ${hasTaskset ? `proxies on cpu ${PROXY_CPU}, backends + load on cpu ${LOAD_CPU}` : 'unpinned'}\n`)
+
+    const results: { metric: Metric; values: Record<Target, Sample[]> }[] = []
+    for (const metric of metrics) {
+      const values: Record<Target, Sample[]> = { direct: [], portico: [], nginx: [] }
+      for (let r = 0; r < REPS; r++) {
+        const order = targets.map((_, i) => targets[(i + r) % targets.length]!)
+        for (const t of order) values[t].push(await measure(metric, ports[t], pids[t]))
+      }
+      results.push({ metric, values })
+    }
+
+    const head = ['metric'.padEnd(28), 'direct', 'portico', 'nginx', 'P/direct', 'P/nginx', 'P cpu', 'N cpu', 'cpu P/N', 'lost']
+    console.log(head[0], ...head.slice(1).map((h) => h.padStart(9)))
+    for (const { metric, values } of results) {
+      const rate = (t: Target) => median(values[t].map((s) => s.rate))
+      const cpu = (t: Target) => median(values[t].map((s) => s.cpuUs))
+      const lost = targets.map((t) => values[t].reduce((a, s) => a + s.lost, 0)).join('/')
+      const row = [
+        fmt(rate('direct')),
+        fmt(rate('portico')),
+        nginx ? fmt(rate('nginx')) : '-',
+        (rate('portico') / rate('direct')).toFixed(2),
+        nginx ? (rate('portico') / rate('nginx')).toFixed(2) : '-',
+        cpu('portico').toFixed(1),
+        nginx ? cpu('nginx').toFixed(1) : '-',
+        nginx ? (cpu('portico') / cpu('nginx')).toFixed(2) : '-',
+        metric.unit === 'rt' && metric.name.startsWith('UDP') ? lost : '',
+      ]
+      console.log(metric.name.padEnd(28), ...row.map((v) => v.padStart(9)))
+    }
+    console.log(`\ncpu = proxy utime+stime per ${'MiB (download) or round trip'}, in µs; lost = UDP datagrams resent after ${UDP_RESEND_MS} ms (direct/portico${nginx ? '/nginx' : ''})`)
+  } finally {
+    gateway.kill('SIGTERM')
+    nginx?.kill('SIGTERM')
+    backends.stdin.write('stop\n')
+    backends.stdin.flush()
+    await Promise.all([gateway.exited, nginx?.exited, backends.exited])
+  }
+}
+
+interface Metric {
+  readonly name: string
+  /** What one unit of work is, for the CPU column: a MiB or a round trip. */
+  readonly unit: 'MiB' | 'rt'
+  readonly run: (ports: Ports) => Promise<{ rate: number; units: number; lost?: number }>
+}
+
+interface Sample {
+  readonly rate: number
+  /** Proxy CPU µs per unit of work (NaN for direct). */
+  readonly cpuUs: number
+  readonly lost: number
+}
+
+async function measure(metric: Metric, ports: Ports, pid: number | undefined): Promise<Sample> {
+  const before = await cpuTicks(pid)
+  const { rate, units, lost } = await metric.run(ports)
+  const ticks = (await cpuTicks(pid)) - before
+  return { rate, cpuUs: (ticks * TICK_US) / units, lost: lost ?? 0 }
+}
+
+// ---------------------------------------------------------------- load
+
+async function download(port: number): Promise<{ rate: number; units: number }> {
   let received = 0
   const started = performance.now()
   await new Promise<void>((resolve, reject) => {
@@ -176,12 +328,13 @@ async function download(port: number): Promise<number> {
   })
   const seconds = (performance.now() - started) / 1000
   if (received !== TOTAL_BYTES) throw new Error(`download short: ${received} of ${TOTAL_BYTES}`)
-  return received / 1048576 / seconds
+  const mib = received / 1048576
+  return { rate: mib / seconds, units: mib }
 }
 
-/** `connections` clients each doing send-64-B / await-64-B-back for PING_SECONDS; total round trips per second. */
-async function pingPong(port: number, connections: number): Promise<number> {
-  const message = new Uint8Array(PING_BYTES).fill(0x70)
+/** `connections` clients each doing send-64-B / await-64-B-back for `seconds`; total round trips per second. */
+async function pingPong(port: number, connections: number, seconds: number): Promise<{ rate: number; units: number }> {
+  const message = new Uint8Array(MESSAGE_BYTES).fill(0x70)
   let roundTrips = 0
   let running = true
   const finished: Promise<void>[] = []
@@ -195,7 +348,7 @@ async function pingPong(port: number, connections: number): Promise<number> {
           socket: {
             open(socket) {
               socket.setNoDelay(true)
-              pending = PING_BYTES
+              pending = MESSAGE_BYTES
               socket.write(message)
             },
             data(socket, chunk) {
@@ -206,7 +359,7 @@ async function pingPong(port: number, connections: number): Promise<number> {
                 socket.end()
                 return
               }
-              pending = PING_BYTES
+              pending = MESSAGE_BYTES
               socket.write(message)
             },
             close() {
@@ -221,21 +374,111 @@ async function pingPong(port: number, connections: number): Promise<number> {
     )
   }
   const started = performance.now()
-  await Bun.sleep(PING_SECONDS * 1000)
+  await Bun.sleep(seconds * 1000)
   running = false
-  const seconds = (performance.now() - started) / 1000
+  const elapsed = (performance.now() - started) / 1000
   const counted = roundTrips
   await Promise.all(finished)
-  return counted / seconds
+  return { rate: counted / elapsed, units: counted }
 }
 
-/** A port the kernel just handed out (and that we released again). */
-function freePort(): number {
-  const probe = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
-  const port = probe.port
-  probe.stop(true)
-  return port
+/** A client whose datagram (or its reply) was lost sends again after this long. */
+const UDP_RESEND_MS = 250
+
+/**
+ * `clients` UDP sockets (one source port each, so one session each in the proxy), each in a
+ * closed loop: send 64 B, wait for the echo, send again. A lost datagram would stall its client
+ * forever, so a sweep resends after UDP_RESEND_MS and counts it.
+ */
+async function udpRoundTrips(port: number, clients: number, seconds: number): Promise<{ rate: number; units: number; lost: number }> {
+  const message = new Uint8Array(MESSAGE_BYTES).fill(0x75)
+  let roundTrips = 0
+  let lost = 0
+  let running = true
+  // A coarse clock (advanced by the sweep) keeps timestamps off the per-datagram path.
+  let tick = 0
+  const sentAt = new Int32Array(clients)
+  const sockets: udp.ConnectedSocket<'uint8array'>[] = []
+  for (let i = 0; i < clients; i++) {
+    sockets.push(
+      await Bun.udpSocket({
+        hostname: '127.0.0.1',
+        binaryType: 'uint8array',
+        connect: { hostname: '127.0.0.1', port },
+        socket: {
+          data() {
+            roundTrips++
+            if (!running) return
+            sentAt[i] = tick
+            sockets[i]!.send(message)
+          },
+        },
+      }),
+    )
+  }
+  const sweepMs = 50
+  const sweep = setInterval(() => {
+    tick += sweepMs
+    if (!running) return
+    for (let i = 0; i < clients; i++) {
+      if (tick - sentAt[i]! < UDP_RESEND_MS) continue
+      lost++
+      sentAt[i] = tick
+      sockets[i]!.send(message)
+    }
+  }, sweepMs)
+  const started = performance.now()
+  for (const socket of sockets) socket.send(message)
+  await Bun.sleep(seconds * 1000)
+  running = false
+  const elapsed = (performance.now() - started) / 1000
+  const counted = roundTrips
+  clearInterval(sweep)
+  await Bun.sleep(50) // let replies in flight land before the sockets close
+  for (const socket of sockets) socket.close()
+  return { rate: counted / elapsed, units: counted, lost }
 }
+
+// ---------------------------------------------------------------- helpers
+
+async function waitReady(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await fetch(url).then((r) => r.ok, () => false)) return
+    await Bun.sleep(50)
+  }
+  throw new Error(`${url} not ready`)
+}
+
+/** Resolves once something accepts on `port` (nginx may still be starting). */
+async function waitListening(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const socket = await Bun.connect({ hostname: '127.0.0.1', port, socket: { data() {} } }).catch(() => undefined)
+    if (socket) {
+      socket.end()
+      return
+    }
+    await Bun.sleep(50)
+  }
+  throw new Error(`port ${port} not listening`)
+}
+
+/** utime+stime (clock ticks) of a process and its children (nginx's master + worker). */
+async function cpuTicks(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return NaN
+  let total = 0
+  const pids = [pid]
+  const children = await Bun.file(`/proc/${pid}/task/${pid}/children`).text().catch(() => '')
+  for (const child of children.split(' ').filter(Boolean)) pids.push(Number(child))
+  for (const p of pids) {
+    const stat = await Bun.file(`/proc/${p}/stat`).text().catch(() => '')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    total += Number(fields[11] ?? 0) + Number(fields[12] ?? 0)
+  }
+  return total
+}
+const TICK_US = 1e6 / 100 // CLK_TCK is 100 on Linux
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 function fmt(value: number): string {
   return value >= 100 ? Math.round(value).toLocaleString('en-US') : value.toFixed(1)
@@ -252,3 +495,7 @@ async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
   reader.releaseLock()
   return text.split('\n')[0]!
 }
+
+// Last, so every module-level constant above is initialised before main() runs.
+if (process.argv[2] === '--backends') await runBackends()
+else await main()

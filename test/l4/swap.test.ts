@@ -49,6 +49,55 @@ describe('snapshot swap', () => {
     old.destroy()
   })
 
+  test('a long TCP stream stays byte-exact through 20 config changes', async () => {
+    const gateway = newDataplane()
+    const [port, other] = [await freePort(), await freePort()]
+    const variants = [
+      // The stream's own route moved to another backend, weights, and other ports coming and going.
+      () => [tcpPort(port, [route('r', [backend('test/beta:3000')])])],
+      () => [tcpPort(port, [route('r', [backend('test/alpha:3000', 1), backend('test/beta:3000', 3)])]), tcpPort(other, [route('o', [backend('test/beta:3000')])])],
+      () => [tcpPort(port, [route('newer', [backend('test/beta:3000')])]), udpPort(other, [route('u', [backend('test/alpha:3000')])])],
+      () => [tcpPort(port, [route('r', [backend('test/alpha:3000')])])],
+    ]
+    await gateway.apply(snapshot([tcpPort(port, [route('r', [backend('test/alpha:3000')])])], pools()))
+    const client = TcpClient.connect(port)
+    await client.waitFor('hello from alpha\n')
+    const received: Buffer[] = []
+    client.socket.removeAllListeners('data')
+    client.socket.setEncoding('binary')
+    client.socket.on('data', (text: string) => received.push(Buffer.from(text, 'binary')))
+
+    // Writes a counting pattern as fast as the path takes it (respecting backpressure) until told to stop.
+    let sent = 0
+    let pumping = true
+    const sentHash = new Bun.CryptoHasher('sha256')
+    const pump = (async () => {
+      while (pumping) {
+        const chunk = Buffer.alloc(16_384, sent & 0xff)
+        chunk.writeUInt32BE(sent >>> 0, 0)
+        sentHash.update(chunk)
+        sent += chunk.length
+        if (!client.socket.write(chunk)) await new Promise((resolve) => client.socket.once('drain', resolve))
+      }
+    })()
+    for (let i = 0; i < 20; i++) {
+      expect((await gateway.apply(snapshot(variants[i % variants.length]!(), pools()))).problems).toEqual([])
+      await Bun.sleep(5)
+    }
+    pumping = false
+    await pump
+    const deadline = Date.now() + 5_000
+    const bytes = () => received.reduce((total, chunk) => total + chunk.length, 0)
+    while (bytes() < sent && Date.now() < deadline) await Bun.sleep(5)
+    expect(sent).toBeGreaterThan(1_000_000)
+    expect(bytes()).toBe(sent)
+    expect(new Bun.CryptoHasher('sha256').update(Buffer.concat(received)).digest('hex')).toBe(sentHash.digest('hex'))
+    expect(client.socket.destroyed).toBe(false)
+    // New connections follow the last config (alpha); the stream never moved.
+    expect(await greeting(port)).toBe('hello from alpha')
+    client.destroy()
+  })
+
   test('removing a port stops accepting but lets open connections finish', async () => {
     const gateway = newDataplane()
     const port = await freePort()

@@ -5,6 +5,7 @@ import { backend, pool, recordingLogger, route, snapshot, tlsPort } from './supp
 import {
   freePort,
   makeCertificate,
+  opensslClient,
   readUntil,
   startTcpEcho,
   startTlsEcho,
@@ -101,6 +102,20 @@ describe('TLSRoute passthrough', () => {
     }
   })
 
+  test('openssl s_client: SNI picks the backend, whose certificate verifies end to end', async () => {
+    const port = await passthroughGateway()
+    for (const [name, certificate, greeting] of [
+      ['a.test', certA, 'hello from tls-a sni=a.test'],
+      ['b.test', certB, 'hello from tls-b sni=b.test'],
+      ['x.wild.test', certWild, 'hello from tls-wild sni=x.wild.test'],
+    ] as const) {
+      const session = await opensslClient(port, name, certificate.certPem, `${greeting}\n`)
+      expect(session.output).toContain('Verify return code: 0 (ok)')
+      expect(session.output).toContain(`${greeting}\nping\n`)
+      expect(session.exitCode).toBe(0)
+    }
+  })
+
   test('unknown SNI and missing SNI are closed without reaching a backend', async () => {
     const port = await passthroughGateway()
     const hitsBefore = backendA.hits + backendB.hits + backendWild.hits
@@ -136,8 +151,8 @@ describe('TLSRoute passthrough', () => {
 })
 
 describe('TLSRoute terminate', () => {
-  async function terminateGateway(): Promise<number> {
-    dataplane = new L4Dataplane({ logger: recordingLogger(), hostname: '127.0.0.1' })
+  async function terminateGateway(tcpIdleTimeoutMs?: number): Promise<number> {
+    dataplane = new L4Dataplane({ logger: recordingLogger(), hostname: '127.0.0.1', tcpIdleTimeoutMs })
     const port = await freePort()
     const terminate = { certificates: [certA, certB] }
     const { problems } = await dataplane.apply(
@@ -165,6 +180,40 @@ describe('TLSRoute terminate', () => {
       expect(await readUntil(socket, 'over tls\n')).toContain('over tls\n')
       socket.destroy()
     }
+  })
+
+  test('openssl s_client: the certificate for the SNI, plaintext to the backend', async () => {
+    const port = await terminateGateway()
+    for (const [name, certificate] of [['a.test', certA], ['b.test', certB]] as const) {
+      const session = await opensslClient(port, name, certificate.certPem, 'hello from plain\n')
+      expect(session.output).toMatch(new RegExp(`subject=\\s*CN\\s*=\\s*${name.replace('.', '\\.')}`))
+      expect(session.output).toContain('Verify return code: 0 (ok)')
+      expect(session.output).toContain('hello from plain\nping\n')
+      expect(session.exitCode).toBe(0)
+    }
+  })
+
+  test('idle timeout: a silent connection is closed, a chatty one is not', async () => {
+    const port = await terminateGateway(150)
+    const silent = await tlsConnect(port, 'a.test', certA.certPem)
+    const chatty = await tlsConnect(port, 'a.test', certA.certPem)
+    const silentClosed = new Promise<number>((resolve) => silent.once('close', () => resolve(Date.now())))
+    silent.resume() // a paused stream would never see its end, nor close
+    let chattyClosed = false
+    chatty.once('close', () => (chattyClosed = true))
+    const opened = Date.now()
+    let received = ''
+    chatty.setEncoding('utf8')
+    chatty.on('data', (text: string) => (received += text))
+    // 400 ms with a message every 50 ms each way (sent, then echoed).
+    for (let i = 0; i < 8; i++) {
+      chatty.write(`tick ${i}\n`)
+      await Bun.sleep(50)
+    }
+    expect((await silentClosed) - opened).toBeGreaterThanOrEqual(140)
+    expect(chattyClosed).toBe(false)
+    expect(received).toContain('tick 7\n')
+    chatty.destroy()
   })
 
   test('unknown SNI fails the handshake', async () => {

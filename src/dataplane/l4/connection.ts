@@ -38,6 +38,8 @@ export class ProxyConnection {
   #poolSize = 0
   #countedInFlight = false
   #timer: ReturnType<typeof setTimeout> | undefined
+  /** When the idle sweep last saw no traffic since its previous visit began. */
+  #quietSince = Date.now()
 
   constructor(
     readonly client: Socket<ProxyConnection>,
@@ -94,6 +96,21 @@ export class ProxyConnection {
 
   close(): void {
     this.splice.finish()
+  }
+
+  /**
+   * Called by the data plane's idle sweep: close when no byte has moved either way for
+   * `idleTimeoutMs` (so the connection is closed between that and one sweep period later).
+   */
+  sweepIdle(now: number, idleTimeoutMs: number): void {
+    if (this.splice.active) {
+      this.splice.active = false
+      this.#quietSince = now
+      return
+    }
+    if (now - this.#quietSince < idleTimeoutMs) return
+    this.deps.logger.debug('l4: idle timeout', { port: this.portPlan.port, route: this.route?.id, client: this.clientIp, idleTimeoutMs })
+    this.close()
   }
 
   /** Backend socket events; a socket from a stale attempt is closed and otherwise ignored. */

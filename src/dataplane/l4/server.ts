@@ -25,10 +25,17 @@ export interface L4DataplaneOptions {
   readonly registry?: EndpointRegistry
   /** Backend connect timeout for TCP and TLS (default 10 s). */
   readonly connectTimeoutMs?: number
+  /**
+   * TCP and TLS connections with no byte either way for this long are closed (default 1 h, as
+   * Envoy's tcp_proxy idle_timeout; 0 = never). Closed within a quarter of it (at most 15 s) late.
+   */
+  readonly tcpIdleTimeoutMs?: number
   readonly udp?: Partial<UdpOptions>
   /** Bind TCP/TLS-passthrough ports with SO_REUSEPORT so several workers can share them. */
   readonly reusePort?: boolean
 }
+
+export const DEFAULT_TCP_IDLE_TIMEOUT_MS = 3_600_000
 
 export interface L4Stats {
   readonly listeners: number
@@ -47,6 +54,9 @@ export class L4Dataplane {
   readonly #hostname: string
   readonly #registry: EndpointRegistry
   readonly #connectTimeoutMs: number
+  readonly #tcpIdleTimeoutMs: number
+  /** One sweep for all TCP connections instead of a timer per connection re-armed per chunk. */
+  readonly #idleSweeper: ReturnType<typeof setInterval> | undefined
   readonly #udpOptions: UdpOptions
   readonly #reusePort: boolean
   readonly #certificates = new CertificateCache()
@@ -64,6 +74,12 @@ export class L4Dataplane {
     this.#hostname = opts.hostname ?? '0.0.0.0'
     this.#registry = opts.registry ?? new EndpointRegistry()
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? 10_000
+    this.#tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS
+    if (this.#tcpIdleTimeoutMs > 0) {
+      const every = Math.min(15_000, Math.max(25, this.#tcpIdleTimeoutMs / 4))
+      this.#idleSweeper = setInterval(() => this.#sweepIdle(), every)
+      this.#idleSweeper.unref()
+    }
     this.#udpOptions = { ...DEFAULT_UDP_OPTIONS, ...opts.udp }
     this.#reusePort = opts.reusePort ?? false
   }
@@ -78,6 +94,7 @@ export class L4Dataplane {
   /** Close every listener, connection and UDP session. */
   async stop(): Promise<void> {
     this.#stopped = true
+    clearInterval(this.#idleSweeper)
     await this.#queue
     this.#plan = EMPTY_PLAN
     const closing: Promise<void>[] = []
@@ -104,6 +121,11 @@ export class L4Dataplane {
       udpDropped += listener.socket.dropped
     }
     return { listeners: this.#listeners.size, tcpConnections: this.#live.size, udpSessions, udpDropped }
+  }
+
+  #sweepIdle(): void {
+    const now = Date.now()
+    for (const connection of this.#live) connection.sweepIdle(now, this.#tcpIdleTimeoutMs)
   }
 
   async #apply(snapshot: Snapshot): Promise<{ problems: string[] }> {
@@ -154,6 +176,7 @@ export class L4Dataplane {
         logger: this.#logger,
         registry: this.#registry,
         connectTimeoutMs: this.#connectTimeoutMs,
+        idleTimeoutMs: this.#tcpIdleTimeoutMs,
       })
       return { kind, port: portPlan.port, socket }
     }

@@ -75,6 +75,11 @@ export class Side {
 export class Splice {
   readonly client = new Side('client')
   readonly backend = new Side('backend')
+  /**
+   * Set on every relayed chunk and cleared by the idle sweep: a plain store is the cheapest
+   * activity mark on the per-chunk path (no clock read, no timer re-arm).
+   */
+  active = false
   #finished = false
 
   /** Called once, when both directions are done or either side failed. */
@@ -90,6 +95,7 @@ export class Splice {
 
   /** Bytes read from `from`: write them to its peer, or queue them and stop reading. */
   relay(from: Side, chunk: Uint8Array): void {
+    this.active = true
     const to = this.peerOf(from)
     if (to.closed || this.#finished) return
     if (!to.socket) {

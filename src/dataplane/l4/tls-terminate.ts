@@ -18,6 +18,8 @@ export interface TerminateListenerOptions {
   readonly logger: Logger
   readonly registry: EndpointRegistry
   readonly connectTimeoutMs: number
+  /** Close a connection with no traffic either way for this long; 0 = never. */
+  readonly idleTimeoutMs: number
 }
 
 /** How long a side that got its FIN may linger waiting for the peer's before it is destroyed. */
@@ -115,6 +117,14 @@ export class TerminateListener {
       clearTimeout(timer)
       if (counted) state.inFlight--
     })
+    if (this.options.idleTimeoutMs > 0) {
+      // node:net's timer counts reads and writes on the client socket: both directions.
+      client.setTimeout(this.options.idleTimeoutMs, () => {
+        logger.debug('l4: idle timeout', { port, route: route.id, idleTimeoutMs: this.options.idleTimeoutMs })
+        backend.destroy()
+        client.destroy()
+      })
+    }
     client.pipe(backend)
     backend.pipe(client)
     joinClose(client, backend)

@@ -203,3 +203,56 @@ export function readUntil(socket: tls.TLSSocket, text: string, timeoutMs = 5_000
     socket.once('close', () => reject(new Error(`closed; got ${JSON.stringify(received)}`)))
   })
 }
+
+export interface OpensslSession {
+  /** Everything s_client printed: certificate details, verify result, then the server's bytes. */
+  readonly output: string
+  readonly exitCode: number
+}
+
+/**
+ * The real `openssl s_client` through the gateway with SNI `servername`, verifying the chain
+ * against `caPem` and the name: waits for `expect` (the server's greeting), sends `send`, waits
+ * for its echo, then closes stdin so s_client hangs up.
+ */
+export async function opensslClient(port: number, servername: string, caPem: string, expect: string, send = 'ping\n'): Promise<OpensslSession> {
+  const dir = mkdtempSync(join(tmpdir(), 'portico-l4-sclient-'))
+  const caFile = join(dir, 'ca.pem')
+  await Bun.write(caFile, caPem)
+  const proc = Bun.spawn(
+    ['openssl', 's_client', '-connect', `127.0.0.1:${port}`, '-servername', servername, '-CAfile', caFile, '-verify_return_error', '-verify_hostname', servername],
+    { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' },
+  )
+  const reader = proc.stdout.getReader()
+  let output = ''
+  /** Reads until `text` appears at or after `from`. */
+  const readUntilText = async (text: string, from = 0) => {
+    const timer = setTimeout(() => proc.kill(), 5_000)
+    try {
+      while (output.indexOf(text, from) < 0) {
+        const { value, done } = await reader.read()
+        if (done) throw new Error(`s_client ended before ${JSON.stringify(text)}; got ${output}${await new Response(proc.stderr).text()}`)
+        output += new TextDecoder().decode(value)
+      }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+  try {
+    await readUntilText(expect)
+    const before = output.length
+    proc.stdin.write(send)
+    proc.stdin.flush()
+    await readUntilText(send, before)
+    proc.stdin.end()
+    for (;;) {
+      const { value, done } = await reader.read()
+      if (done) break
+      output += new TextDecoder().decode(value)
+    }
+    return { output, exitCode: await proc.exited }
+  } finally {
+    proc.kill()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}

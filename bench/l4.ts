@@ -7,6 +7,8 @@
  *   REPS=5 BENCH_MB=1024 BENCH_SECONDS=5 npx bun bench/l4.ts
  *   UDP_CLIENTS=200 PP_CONNECTIONS=1,16,64 npx bun bench/l4.ts
  *   NGINX=0 npx bun bench/l4.ts                  # without the nginx target
+ *   METRICS=pingpong GATEWAY_BUN_FLAGS='--cpu-prof-md --cpu-prof-dir=/tmp/prof' npx bun bench/l4.ts
+ *                                                # one kind of cell only (download, pingpong, udp), Portico profiled
  *
  * What ships is what is measured: Portico runs as the gateway process (src/main.ts --config-dir
  * <generated Gateway/TCPRoute/UDPRoute manifests> --workers 1), nginx with `worker_processes 1`
@@ -29,6 +31,9 @@ const PP_CONNECTIONS = (process.env.PP_CONNECTIONS ?? '1,32').split(',').map(Num
 const UDP_CLIENTS = Number(process.env.UDP_CLIENTS ?? 100)
 const MESSAGE_BYTES = 64
 const BASE_PORT = Number(process.env.BASE_PORT ?? 21600)
+const METRICS = (process.env.METRICS ?? 'download,pingpong,udp').split(',')
+/** Extra bun flags for the Portico process, e.g. --cpu-prof (written when it exits on SIGTERM). */
+const GATEWAY_BUN_FLAGS = (process.env.GATEWAY_BUN_FLAGS ?? '').split(' ').filter(Boolean)
 const PROXY_CPU = 0
 const LOAD_CPU = 1
 const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so'
@@ -211,7 +216,7 @@ async function main(): Promise<void> {
   mkdirSync(configDir)
   writeFileSync(join(configDir, 'bench.yaml'), manifests(direct, portico))
   const gateway = Bun.spawn(
-    pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', configDir, '--workers', '1', '--admin-port', String(adminPort), '--log-level', 'warn']),
+    pin(PROXY_CPU, [process.execPath, ...GATEWAY_BUN_FLAGS, join(root, 'src/main.ts'), '--config-dir', configDir, '--workers', '1', '--admin-port', String(adminPort), '--log-level', 'warn']),
     { stdout: 'inherit', stderr: 'inherit' },
   )
   const nginxBin = findNginx()
@@ -235,9 +240,9 @@ async function main(): Promise<void> {
     }
 
     const metrics: Metric[] = [
-      { name: 'TCP download (MB/s)', unit: 'MiB', run: (p) => download(p.source) },
-      ...PP_CONNECTIONS.map((n): Metric => ({ name: `TCP ping-pong x${n} (rt/s)`, unit: 'rt', run: (p) => pingPong(p.echo, n, SECONDS) })),
-      { name: `UDP x${UDP_CLIENTS} clients (rt/s)`, unit: 'rt', run: (p) => udpRoundTrips(p.udp, UDP_CLIENTS, SECONDS) },
+      ...(METRICS.includes('download') ? [{ name: 'TCP download (MB/s)', unit: 'MiB', run: (p) => download(p.source) } satisfies Metric] : []),
+      ...(METRICS.includes('pingpong') ? PP_CONNECTIONS.map((n): Metric => ({ name: `TCP ping-pong x${n} (rt/s)`, unit: 'rt', run: (p) => pingPong(p.echo, n, SECONDS) })) : []),
+      ...(METRICS.includes('udp') ? [{ name: `UDP x${UDP_CLIENTS} clients (rt/s)`, unit: 'rt', run: (p) => udpRoundTrips(p.udp, UDP_CLIENTS, SECONDS) } satisfies Metric] : []),
     ]
     console.log(
       `L4 bench: ${REPS} reps interleaved (medians); ${TOTAL_BYTES / 1048576} MiB download on 1 connection, ${SECONDS} s per ping-pong/UDP cell, ${MESSAGE_BYTES} B messages`,

@@ -47,7 +47,7 @@ describe('RuleTable', () => {
     const segments = ['a', 'b', 'api', 'v1', 'v2', 'x-y', '']
     const randomPath = () => '/' + Array.from({ length: Math.floor(rnd() * 4) }, () => pick(segments)).join('/') + (rnd() < 0.2 ? '/' : '')
     for (let round = 0; round < 40; round++) {
-      const rules = Array.from({ length: 8 + Math.floor(rnd() * 60) }, (_, i) => {
+      const rules = Array.from({ length: 16 + Math.floor(rnd() * 60) }, (_, i) => {
         const kind = pick(['Exact', 'PathPrefix', 'PathPrefix', 'RegularExpression'] as const)
         const value = kind === 'RegularExpression' ? pick(['/a/.*', '/v[12]/b', '.*/x-y']) : randomPath()
         const match: HttpMatch = {

@@ -225,7 +225,7 @@ export function matchInListener<R extends MatchableRule>(listener: CompiledListe
 }
 
 /** Below this many rules a plain scan is cheaper than the index lookups. */
-const INDEX_MIN_RULES = 8
+const INDEX_MIN_RULES = 16
 
 /**
  * A virtual host's rules in precedence order. Large tables are indexed by path: a request looks

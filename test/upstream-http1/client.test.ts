@@ -369,7 +369,8 @@ describe('backpressure', () => {
     const piece = Buffer.alloc(256 * 1024, 1)
     let accepted = 0
     let blocked = false
-    const { server, agent } = setup((_req, conn, reply) => {
+    const { server, agent } = setup((req, conn, reply) => {
+      if (req.target === '/next') return reply(hello())
       reply(`HTTP/1.1 200 OK\r\nContent-Length: ${total}\r\n\r\n`)
       // Push until the kernel refuses (socket buffers full), then record that we are blocked.
       const push = () => {
@@ -402,6 +403,33 @@ describe('backpressure', () => {
       received += value.byteLength
     }
     expect(received).toBe(total)
+    // The connection went back to the pool reading again: the next exchange on it completes.
+    const next = await ok(agent.request(server.endpoint, get('/next')))
+    expect(next.status).toBe(200)
+    expect(server.connections.length).toBe(1)
+  })
+
+  test('a body that ends while the socket is paused leaves a pooled connection that reads again', async () => {
+    const body = Buffer.alloc(2 * 1024 * 1024, 7)
+    const { server, agent } = setup((req, _conn, reply) => {
+      if (req.target === '/next') return reply(hello('next'))
+      reply(`HTTP/1.1 200 OK\r\nContent-Length: ${body.byteLength}\r\n\r\n`)
+      reply(body)
+    })
+    const res = await ok(agent.request(server.endpoint, get()))
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+    let received = 0
+    // A consumer slower than the socket: every read finds a full queue, up to the last one.
+    for (;;) {
+      await Bun.sleep(2)
+      const { done, value } = await reader.read()
+      if (done) break
+      received += value.byteLength
+    }
+    expect(received).toBe(body.byteLength)
+    const next = await ok(agent.request(server.endpoint, get('/next')))
+    expect((await readAll(next.body)).toString()).toBe('next')
+    expect(server.connections.length).toBe(1)
   })
 
   test('cancelling a body mid-way closes the connection instead of pooling it', async () => {

@@ -418,6 +418,12 @@ export class Http1Connection {
     this.#bodyComplete = true
     this.#phase = Phase.Idle
     this.#clearExchangeTimers()
+    // The last chunk may have filled the queue and paused the socket; nobody will pull any more,
+    // and a pooled connection must read its next response.
+    if (this.#paused) {
+      this.#paused = false
+      this.socket?.resume()
+    }
     this.served++
     // A server that answered before the upload ended (413, early 401) leaves unsent bytes in the
     // request: such a connection is closed, and the pump stops reading the client.

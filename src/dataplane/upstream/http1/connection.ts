@@ -422,7 +422,7 @@ export class Http1Connection {
     // and a pooled connection must read its next response.
     if (this.#paused) {
       this.#paused = false
-      this.socket?.resume()
+      if (!this.closed) this.socket?.resume()
     }
     this.served++
     // A server that answered before the upload ended (413, early 401) leaves unsent bytes in the

@@ -9,7 +9,7 @@
  * and, at the largest size, under load on an existing route: time from writing a manifest with
  * a new route to its first 200 (p50/p99 over ROUNDS additions), with the errors the load saw.
  *
- *   npx bun bench/scale.ts              # SIZES=10,1000,5000 DURATION=5 ROUNDS=20
+ *   npx bun bench/scale.ts              # SIZES=10,1000,5000 DURATION=5 ROUNDS=20 WORKERS=1
  */
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -19,6 +19,7 @@ import { gatewayManifests, percentile, prefixRoute, rssMiB, waitFor, wrk } from 
 const SIZES = (process.env.SIZES ?? '10,1000,5000').split(',').map(Number)
 const DURATION = Number(process.env.DURATION ?? 5)
 const ROUNDS = Number(process.env.ROUNDS ?? 20)
+const WORKERS = Number(process.env.WORKERS ?? 1)
 const UPSTREAM_PORT = 21600
 const GATEWAY_PORT = 21601
 const ADMIN_PORT = 21602
@@ -53,7 +54,7 @@ try {
     writeFileSync(join(dir, 'base.yaml'), gatewayManifests(GATEWAY_PORT, UPSTREAM_PORT))
     writeFileSync(join(dir, 'routes.yaml'), Array.from({ length: n }, (_, i) => prefixRoute(`r${i}`, `/r${i}`)).join('---\n'))
     const t0 = performance.now()
-    const gw = Bun.spawn([process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--admin-port', String(ADMIN_PORT), '--workers', '1', '--log-level', 'warn'], { stdout: 'inherit', stderr: 'inherit' })
+    const gw = Bun.spawn([process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--admin-port', String(ADMIN_PORT), '--workers', String(WORKERS), '--log-level', 'warn'], { stdout: 'inherit', stderr: 'inherit' })
     try {
       await waitFor(`http://127.0.0.1:${ADMIN_PORT}/readyz`, 600)
       const startupMs = performance.now() - t0
@@ -88,7 +89,7 @@ try {
       await gw.exited
     }
   }
-  console.log(`route scale, 1 worker, wrk -t1 -c64 -d${DURATION}s to a route in the middle of the table`)
+  console.log(`route scale, ${WORKERS} worker(s), wrk -t1 -c64 -d${DURATION}s to a route in the middle of the table`)
   console.log('routes  startup ms  rebuild ms  RSS MiB   req/s   p99 ms  errors')
   for (const r of rows)
     console.log(`${String(r.routes).padStart(6)}  ${r.startupMs.toFixed(0).padStart(10)}  ${r.rebuildMs.toFixed(1).padStart(10)}  ${r.rss.toFixed(0).padStart(7)}  ${r.rps.toFixed(0).padStart(7)}  ${r.p99.toFixed(2).padStart(7)}  ${r.errors}`)

@@ -8,7 +8,7 @@
  * round trips per second. On demand only, never in CI.
  */
 import { parseArgs } from 'node:util'
-import { GatewayProcess } from '../test/streaming/support/gateway-client.ts'
+import { GatewayProcess } from '../test/support/gateway-client.ts'
 import type { Snapshot } from '../src/ir/types.ts'
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, connections: { type: 'string', default: '32' } } })

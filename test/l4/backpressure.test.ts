@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, test } from 'bun:test'
 import { connect, createServer, type Server, type Socket } from 'node:net'
-import { GatewayProcess } from './support/gateway-client.ts'
+import { GatewayProcess } from '../support/gateway-client.ts'
 import { PatternVerifier, patternChunk } from './support/pattern.ts'
 import { backend, pool, route, snapshot, tcpPort } from './support/snapshot.ts'
 import { freePort } from './support/servers.ts'

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { pool, rule, simple } from '../dataplane/ir.ts'
-import { GatewayProcess, mb } from './support/gateway-client.ts'
+import { GatewayProcess, mb } from '../support/gateway-client.ts'
 import { patternBody, patternByte, startStreamBackend, type StreamBackend } from './support/stream-backend.ts'
 
 const TOTAL = 100 * 1024 * 1024

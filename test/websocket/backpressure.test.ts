@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { pool, rule, simple } from '../dataplane/ir.ts'
-import { GatewayProcess, mb } from '../streaming/support/gateway-client.ts'
+import { GatewayProcess, mb } from '../support/gateway-client.ts'
 import { floodByte, startWsBackend, type WsBackend } from './support/ws-backend.ts'
 import { TestClient } from './support/client.ts'
 

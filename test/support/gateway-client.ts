@@ -1,6 +1,6 @@
-/** Drives gateway-process.ts: an HTTP data plane in a child process whose RSS can be sampled. */
+/** Drives gateway-process.ts: the data planes in a child process whose RSS can be sampled. */
 import type { Subprocess } from 'bun'
-import type { Snapshot } from '../../../src/ir/types.ts'
+import type { Snapshot } from '../../src/ir/types.ts'
 
 export class GatewayProcess {
   readonly #lines: AsyncIterator<string>

@@ -1,0 +1,31 @@
+/**
+ * Runs the HTTP and L4 data planes in their own process so tests can measure the gateway's
+ * memory apart from clients and backends. argv[2] is a JSON Snapshot. Prints one JSON line
+ * {"port": <bound port of the first HTTP port>, "problems": [...]} when ready, then answers each
+ * stdin line "rss" with {"rss": bytes}; "stop" stops the data planes and exits.
+ */
+import { HttpDataplane } from '../../src/dataplane/http/server.ts'
+import { L4Dataplane } from '../../src/dataplane/l4/server.ts'
+import { silentLogger } from '../../src/dataplane/log.ts'
+import type { Snapshot } from '../../src/ir/types.ts'
+
+const snapshot = JSON.parse(process.argv[2] ?? '{}') as Snapshot
+const http = new HttpDataplane({ logger: silentLogger, hostname: '127.0.0.1' })
+const l4 = new L4Dataplane({ logger: silentLogger, hostname: '127.0.0.1' })
+const problems = [...(await http.apply(snapshot)).problems, ...(await l4.apply(snapshot)).problems]
+console.log(JSON.stringify({ port: http.boundPort(snapshot.http[0]?.port ?? 0) ?? 0, problems }))
+
+let pending = ''
+for await (const chunk of Bun.stdin.stream()) {
+  pending += new TextDecoder().decode(chunk)
+  let newline: number
+  while ((newline = pending.indexOf('\n')) >= 0) {
+    const command = pending.slice(0, newline).trim()
+    pending = pending.slice(newline + 1)
+    if (command === 'rss') console.log(JSON.stringify({ rss: process.memoryUsage().rss }))
+    if (command === 'stop') {
+      await Promise.all([http.stop(true), l4.stop()])
+      process.exit(0)
+    }
+  }
+}

@@ -129,7 +129,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
 }
 
 interface Dataplane {
-  apply(snapshot: Snapshot): Promise<{ readonly problems: readonly string[] }>
+  apply(snapshot: Snapshot): Promise<{ readonly problems: readonly string[]; readonly failedPorts?: readonly number[] }>
   stop(drainMs: number): Promise<void>
 }
 
@@ -141,7 +141,7 @@ function inThreadDataplane(logger: Logger, hostname: string, limits: Partial<Htt
   return {
     async apply(snapshot) {
       const [h, l] = await Promise.all([http.apply(snapshot), l4.apply(snapshot)])
-      return { problems: [...h.problems, ...l.problems] }
+      return { problems: [...h.problems, ...l.problems], failedPorts: [...(h.failedPorts ?? []), ...(l.failedPorts ?? [])] }
     },
     async stop(drainMs) {
       await Promise.all([http.stop(false, drainMs), l4.stop()])

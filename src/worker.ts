@@ -30,12 +30,15 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     case 'apply': {
       const snapshot = unpack(msg.snapshot) as Snapshot
       const problems: string[] = []
+      const failedPorts: number[] = []
       try {
-        problems.push(...(await http!.apply(snapshot)).problems, ...(await l4!.apply(snapshot)).problems)
+        const [h, l] = [await http!.apply(snapshot), await l4!.apply(snapshot)]
+        problems.push(...h.problems, ...l.problems)
+        failedPorts.push(...(h.failedPorts ?? []), ...(l.failedPorts ?? []))
       } catch (err) {
         problems.push(`worker apply failed: ${(err as Error).message}`)
       }
-      reply({ type: 'applied', id: msg.id, problems })
+      reply({ type: 'applied', id: msg.id, problems, failedPorts })
       break
     }
     case 'stop': {

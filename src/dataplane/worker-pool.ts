@@ -49,11 +49,11 @@ export class WorkerPool {
     return this.#slots.length
   }
 
-  async apply(snapshot: Snapshot): Promise<{ problems: readonly string[] }> {
+  async apply(snapshot: Snapshot): Promise<{ problems: readonly string[]; failedPorts: readonly number[] }> {
     this.#live = snapshot
     const results = await Promise.all(this.#slots.map((_, i) => this.#applyTo(i, snapshot)))
     // every worker binds the same ports, so identical problems are reported once
-    return { problems: [...new Set(results.flat())] }
+    return { problems: [...new Set(results.flatMap((r) => r.problems))], failedPorts: [...new Set(results.flatMap((r) => r.failedPorts))] }
   }
 
   async stop(drainMs: number): Promise<void> {
@@ -66,12 +66,12 @@ export class WorkerPool {
     )
   }
 
-  async #applyTo(index: number, snapshot: Snapshot): Promise<string[]> {
+  async #applyTo(index: number, snapshot: Snapshot): Promise<{ problems: string[]; failedPorts: number[] }> {
     const slot = this.#slots[index]!
     await slot.ready
     const packed = pack(forWorker(snapshot, index))
     const msg = await this.#request(slot, (id) => ({ type: 'apply', id, snapshot: packed }))
-    return msg.type === 'applied' ? msg.problems : []
+    return msg.type === 'applied' ? msg : { problems: [], failedPorts: [] }
   }
 
   #request(slot: Slot, build: (id: number) => ToWorker): Promise<FromWorker> {
@@ -99,7 +99,7 @@ export class WorkerPool {
     const onExit = (why: string) => {
       if (this.#stopping || exited) return
       exited = true
-      for (const done of pending.values()) done({ type: 'applied', id: 0, problems: [`worker ${index} died: ${why}`] })
+      for (const done of pending.values()) done({ type: 'applied', id: 0, problems: [`worker ${index} died: ${why}`], failedPorts: [] })
       pending.clear()
       const crashes = Date.now() - startedAt < 10_000 ? (this.#crashes[index] ?? 0) + 1 : 1
       this.#crashes[index] = crashes

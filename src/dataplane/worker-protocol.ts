@@ -5,4 +5,4 @@ export type ToWorker =
   | { type: 'apply'; id: number; snapshot: Uint8Array }
   | { type: 'stop'; id: number; drainMs: number }
 
-export type FromWorker = { type: 'ready' } | { type: 'applied'; id: number; problems: string[] } | { type: 'stopped'; id: number }
+export type FromWorker = { type: 'ready' } | { type: 'applied'; id: number; problems: string[]; failedPorts: number[] } | { type: 'stopped'; id: number }

@@ -11,11 +11,12 @@ import type { Logger } from '../telemetry/logger.ts'
 import type { ResourceView } from '../store/store.ts'
 import type { TranslateResult } from '../translate/types.ts'
 import { coalesce, type Coalescer } from './coalesce.ts'
+import { markNotListening } from '../status/listening.ts'
 
 /** What the controller needs from a data plane: take a whole snapshot, report what failed. */
 export interface SnapshotConsumer {
   /** Resolves with problems (e.g. a port that could not be bound); none means fully applied. */
-  apply(snapshot: Snapshot): Promise<{ readonly problems: readonly string[] }>
+  apply(snapshot: Snapshot): Promise<{ readonly problems: readonly string[]; readonly failedPorts?: readonly number[] }>
 }
 
 export interface ControllerDeps {
@@ -100,17 +101,25 @@ export class Controller {
       return
     }
     const t1 = performance.now()
-    for (const sink of this.deps.sinks) sink.publish(result.status)
-    const t2 = performance.now()
     const problems = validateSnapshot(result.ir)
+    const t2 = performance.now()
     if (problems.length) {
       this.#rejected = problems
       logger.error('snapshot failed validation; keeping the previous one', { revision: view.revision, problems })
+      for (const sink of this.deps.sinks) sink.publish(result.status)
       return
     }
     const applyProblems: string[] = []
+    const failedPorts = new Set<number>()
+    for (const c of this.deps.consumers) {
+      const applied = await c.apply(result.ir)
+      applyProblems.push(...applied.problems)
+      for (const p of applied.failedPorts ?? []) failedPorts.add(p)
+    }
     const t3 = performance.now()
-    for (const c of this.deps.consumers) applyProblems.push(...(await c.apply(result.ir)).problems)
+    // published after apply, so Programmed=True is only ever reported for ports that listen
+    const status = markNotListening(result.status, view, failedPorts)
+    for (const sink of this.deps.sinks) sink.publish(status)
     const t4 = performance.now()
     this.#rejected = applyProblems
     for (const p of applyProblems) logger.error('data plane could not apply part of the snapshot', { revision: view.revision, problem: p })
@@ -123,9 +132,9 @@ export class Controller {
       pools: Object.keys(result.ir.pools).length,
       // where a rebuild spends its time, so slow reloads can be diagnosed from the log
       translateMs: Math.round(t1 - t0),
-      statusMs: Math.round(t2 - t1),
-      validateMs: Math.round(t3 - t2),
-      applyMs: Math.round(t4 - t3),
+      validateMs: Math.round(t2 - t1),
+      applyMs: Math.round(t3 - t2),
+      statusMs: Math.round(t4 - t3),
     })
     if (first) for (const fn of this.#onLive) fn()
   }

@@ -125,3 +125,25 @@ test('removing the listener port closes it; adding it back reopens it', async ()
   cfg.write('base.yaml', baseManifests(port, { v1: v1.port, v2: v2.port }))
   await eventually(async () => (await get('/').then((r) => r.status, () => 0)) === 200, 5000, 'old port back')
 })
+
+test('a listener whose port cannot be bound is not Programmed; the others are', async () => {
+  const taken = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
+  try {
+    const twoListeners = baseManifests(port, { v1: v1.port, v2: v2.port }).replace(
+      `listeners: [{ name: http, protocol: HTTP, port: ${port} }]`,
+      `listeners: [{ name: http, protocol: HTTP, port: ${port} }, { name: blocked, protocol: HTTP, port: ${taken.port} }]`,
+    )
+    cfg.write('base.yaml', twoListeners)
+    const gwObj = await eventually(async () => {
+      const g = (await resources()).find((o) => o.kind === 'Gateway')
+      return g?.status?.listeners?.length === 2 ? g : undefined
+    })
+    const listener = (name: string) => gwObj.status.listeners.find((l: any) => l.name === name)
+    expect(listener('blocked').conditions.find((c: any) => c.type === 'Programmed')).toMatchObject({ status: 'False', reason: 'Invalid' })
+    expect(listener('http').conditions.find((c: any) => c.type === 'Programmed').status).toBe('True')
+    expect((await get('/still-serving')).status).toBe(200)
+  } finally {
+    taken.stop(true)
+    cfg.write('base.yaml', baseManifests(port, { v1: v1.port, v2: v2.port }))
+  }
+})

@@ -12,8 +12,9 @@ import type { Snapshot } from '../../ir/types.ts'
 import { ActiveSnapshot, compile, type Plan, type PortPlan } from '../snapshot.ts'
 import { EndpointRegistry } from '../upstream/registry.ts'
 import { silentLogger, type Logger } from '../log.ts'
-import { handleRequest } from './handler.ts'
-import { errorResponse } from './proxy.ts'
+import { handleRequest, type Connection } from './handler.ts'
+import { errorResponse, type ProxyDeps } from './proxy.ts'
+import type { WebSocketUpgrader } from './websocket.ts'
 import { isWebSocketUpgrade, WebSocketProxy } from './websocket.ts'
 import { HttpsPort } from './tls/https-port.ts'
 import type { TlsPeer } from './tls/generation.ts'
@@ -52,6 +53,8 @@ export interface ApplyResult {
   readonly closed: readonly number[]
   /** Human-readable problems (e.g. a port that could not be bound); empty when all applied. */
   readonly problems: readonly string[]
+  /** IR ports that are not listening (bind failed): their listeners must not claim Programmed. */
+  readonly failedPorts?: readonly number[]
 }
 
 interface RunningServer {
@@ -76,6 +79,8 @@ export class HttpDataplane {
   readonly #https = new Map<number, HttpsPort>()
   /** Last bind error per port, so a port that still cannot bind is reported on every apply. */
   readonly #failed = new Map<number, string>()
+  /** What the pipeline needs from the data plane, one object for every request. */
+  readonly #deps: ProxyDeps
 
   constructor(options: HttpDataplaneOptions = {}) {
     this.#logger = options.logger ?? silentLogger
@@ -90,6 +95,7 @@ export class HttpDataplane {
     this.registry = options.registry ?? new EndpointRegistry()
     this.active = new ActiveSnapshot()
     this.websockets = new WebSocketProxy({ registry: this.registry, logger: this.#logger })
+    this.#deps = { registry: this.registry, logger: this.#logger }
   }
 
   /** Compile and publish a snapshot, then open/close servers so ports match it. Never throws for bind errors. */
@@ -101,7 +107,7 @@ export class HttpDataplane {
       // E.g. a RegExp the translator let through. The previous plan stays live.
       const message = `snapshot ${snapshot.revision} did not compile: ${err instanceof Error ? err.message : String(err)}`
       this.#logger.error('data plane kept the previous plan', { revision: snapshot.revision, error: message })
-      return { revision: snapshot.revision, ports: [], opened: [], closed: [], problems: [message] }
+      return { revision: snapshot.revision, ports: [], opened: [], closed: [], problems: [message], failedPorts: snapshot.http.map((p) => p.port) }
     }
     return this.applyPlan(plan)
   }
@@ -154,7 +160,8 @@ export class HttpDataplane {
     for (const port of this.#failed.keys()) if (!plan.ports.has(port)) this.#failed.delete(port)
 
     if (opened.length || closed.length) this.#logger.info('http ports reconciled', { revision: plan.revision, opened, closed })
-    return { revision: plan.revision, ports: statuses, opened, closed, problems }
+    const failedPorts = statuses.filter((s) => s.error !== undefined).map((s) => s.port)
+    return { revision: plan.revision, ports: statuses, opened, closed, problems, failedPorts }
   }
 
   /** The port a listener port is actually bound to (for tests and port 0). */
@@ -228,12 +235,17 @@ export class HttpDataplane {
 
   /** What every Bun.serve of this data plane shares: limits and the request entry point. */
   #requestOptions(irPort: number, peerOf?: (peerPort: number | undefined) => TlsPeer | undefined) {
+    // Made once per server, not per request.
+    const failed = (err: unknown): Response => {
+      this.#logger.error('request failed', { port: irPort, error: String(err) })
+      return errorResponse(500, 'internal error')
+    }
     return {
       development: false,
       idleTimeout: this.#idleTimeout,
       maxRequestBodySize: this.#maxBody,
       websocket: this.websockets.handlers,
-      fetch: (req: Request, srv: Server<undefined>) => this.#handle(req, srv, irPort, peerOf),
+      fetch: (req: Request, srv: Server<undefined>) => this.#handle(req, srv, irPort, peerOf, failed),
       error: (err: Error) => {
         this.#logger.error('unhandled error in request', { port: irPort, error: String(err) })
         return errorResponse(500, 'internal error')
@@ -263,7 +275,7 @@ export class HttpDataplane {
   }
 
   /** `peerOf` is set for HTTPS: the TLS front knows the client address and SNI, the inner server sees loopback. */
-  #handle(req: Request, server: Server<undefined>, irPort: number, peerOf?: (peerPort: number | undefined) => TlsPeer | undefined): Promise<Response | undefined> | Response {
+  #handle(req: Request, server: Server<undefined>, irPort: number, peerOf: ((peerPort: number | undefined) => TlsPeer | undefined) | undefined, failed: (err: unknown) => Response): Promise<Response | undefined> | Response {
     const plan = this.active.current
     const portPlan = plan?.ports.get(irPort)
     // The port left the plan but this server is still draining: nothing routes here any more.
@@ -271,23 +283,22 @@ export class HttpDataplane {
     // Overload sheds new requests with a cheap synchronous answer rather than queueing them all.
     const max = this.limits.maxConcurrentRequests
     if (max > 0 && server.pendingRequests > max) return closingError(503, 'overloaded')
-    const malformed = rejectMalformed(req, this.limits, this.#checkHeaderBytes)
+    // Read once here and handed down: every header read is a native call.
+    const host = req.headers.get('host')
+    const malformed = rejectMalformed(req, host, this.limits, this.#checkHeaderBytes)
     if (malformed) return malformed
     const address = server.requestIP(req)
     const peer = peerOf?.(address?.port)
-    const conn = {
-      clientIp: peer ? peer.clientIp : (address?.address ?? ''),
-      serverName: peer?.serverName,
-      listenerPort: irPort === 0 ? (this.boundPort(0) ?? 0) : irPort,
-      setIdleTimeout: (r: Request, seconds: number) => server.timeout(r, seconds),
-      idleTimeoutSeconds: this.#idleTimeout,
-      limits: this.limits,
-      upgradeWebSocket: isWebSocketUpgrade(req) ? this.websockets.upgraderFor(req, server) : undefined,
-    }
-    return handleRequest(req, portPlan, conn, { registry: this.registry, logger: this.#logger }).catch((err: unknown) => {
-      this.#logger.error('request failed', { port: irPort, error: String(err) })
-      return errorResponse(500, 'internal error')
-    })
+    const conn = new ClientConnection(
+      server,
+      peer ? peer.clientIp : (address?.address ?? ''),
+      peer?.serverName,
+      irPort === 0 ? (this.boundPort(0) ?? 0) : irPort,
+      this.#idleTimeout,
+      this.limits,
+      isWebSocketUpgrade(req) ? this.websockets.upgraderFor(req, server) : undefined,
+    )
+    return handleRequest(req, portPlan, conn, this.#deps, host).catch(failed)
   }
 
   async #stopServer(port: number, running: RunningServer, force = false): Promise<void> {
@@ -297,6 +308,23 @@ export class HttpDataplane {
     } catch (err) {
       this.#logger.warn('http server stop failed', { port, error: String(err) })
     }
+  }
+}
+
+/** One client request's view of its connection: the method sits on the prototype, so no closure per request. */
+class ClientConnection implements Connection {
+  constructor(
+    readonly server: Server<undefined>,
+    readonly clientIp: string,
+    readonly serverName: string | undefined,
+    readonly listenerPort: number,
+    readonly idleTimeoutSeconds: number,
+    readonly limits: HttpLimits,
+    readonly upgradeWebSocket: WebSocketUpgrader | undefined,
+  ) {}
+
+  setIdleTimeout(req: Request, seconds: number): void {
+    this.server.timeout(req, seconds)
   }
 }
 

@@ -85,7 +85,7 @@ export class L4Dataplane {
   }
 
   /** Make `snapshot` live. Never throws: compile issues and bind failures come back as problems. */
-  apply(snapshot: Snapshot): Promise<{ problems: string[] }> {
+  apply(snapshot: Snapshot): Promise<{ problems: string[]; failedPorts?: number[] }> {
     const run = this.#queue.then(() => this.#apply(snapshot))
     this.#queue = run.catch(() => undefined)
     return run.catch((error: unknown) => ({ problems: [`l4: apply failed: ${(error as Error).message}`] }))
@@ -128,10 +128,11 @@ export class L4Dataplane {
     for (const connection of this.#live) connection.sweepIdle(now, this.#tcpIdleTimeoutMs)
   }
 
-  async #apply(snapshot: Snapshot): Promise<{ problems: string[] }> {
-    if (this.#stopped) return { problems: ['l4: data plane is stopped'] }
+  async #apply(snapshot: Snapshot): Promise<{ problems: string[]; failedPorts: number[] }> {
+    if (this.#stopped) return { problems: ['l4: data plane is stopped'], failedPorts: [] }
     const { plan, problems } = compileL4(snapshot, this.#registry, this.#certificates)
     this.#plan = plan
+    const failedPorts: number[] = []
 
     // Close first, so a port that changes kind (TCP <-> TLS terminate) can be bound again.
     for (const [key, listener] of this.#listeners) {
@@ -155,11 +156,12 @@ export class L4Dataplane {
       } catch (error) {
         const message = `l4: cannot listen on ${this.#hostname}:${portPlan.port} (${portPlan.mode}): ${(error as Error).message}`
         problems.push(message)
+        failedPorts.push(portPlan.port)
         this.#logger.error(message, { code: (error as { code?: string }).code })
       }
     }
     this.#certificates.sweep()
-    return { problems }
+    return { problems, failedPorts }
   }
 
   async #open(key: string, portPlan: PortPlan): Promise<OpenListener> {

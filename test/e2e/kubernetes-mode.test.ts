@@ -102,6 +102,29 @@ test.skipIf(skip)('create, change and delete move traffic within a second', asyn
   expect(performance.now() - started).toBeLessThan(5000)
 })
 
+test.skipIf(skip)('a new Gateway opens its port within a second, deleting it closes the port; a deleted Service answers 500', async () => {
+  const extra = await freePort()
+  api.apply({ apiVersion: GW, kind: 'Gateway', metadata: { name: 'side', namespace: 'shop' }, spec: { gatewayClassName: 'portico', listeners: [{ name: 'http', protocol: 'HTTP', port: extra }] } })
+  api.apply({ ...route('side', '/', 'v2'), spec: { parentRefs: [{ name: 'side' }], rules: [{ backendRefs: [{ name: 'v2', port: 80 }] }] } })
+  const side = () => fetch(`http://127.0.0.1:${extra}/s`).then(async (r) => (r.status === 200 ? ((await r.json()) as { name: string }).name : r.status), () => 0)
+  await eventually(async () => (await side()) === 'v2', 1000, 'new Gateway serving')
+  api.remove('Gateway', 'shop', 'side')
+  await eventually(async () => (await side()) === 0, 1000, 'deleted Gateway closed its port')
+  api.remove('Service', 'shop', 'v2')
+  api.apply(route('needs-v2', '/needs-v2', 'v2'))
+  await eventually(async () => (await get('/needs-v2')) === 500, 1000, '500 once the Service is gone')
+  api.apply(service('v2', v2.port))
+  await eventually(async () => (await get('/needs-v2')) === 'v2', 1000, 'Service back')
+  // a spec change bumps generation and the written status follows it
+  const before = api.getObject('HTTPRoute', 'shop', 'needs-v2').metadata.generation
+  api.apply(route('needs-v2', '/needs-v2-changed', 'v2'))
+  await eventually(() => {
+    const r = api.getObject('HTTPRoute', 'shop', 'needs-v2')
+    const accepted = cond(r?.status?.parents?.[0]?.conditions, 'Accepted')
+    return r.metadata.generation > before && accepted?.observedGeneration === r.metadata.generation ? true : undefined
+  }, 5000, 'observedGeneration follows the new generation')
+})
+
 test.skipIf(skip)('a missing backend answers 500 and shows ResolvedRefs=False/BackendNotFound; other routes keep working', async () => {
   api.apply(route('broken', '/broken', 'nope'))
   await eventually(async () => (await get('/broken')) === 500, 1000, '500 for the broken route')

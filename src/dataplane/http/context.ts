@@ -36,11 +36,13 @@ export class RequestState implements MatchInput {
     readonly scheme: 'http' | 'https',
     /** The Gateway listener port (what clients connected to), used by redirects. */
     readonly listenerPort: number,
+    /** The client's Host header when the caller already read it (saves a native call). */
+    hostHeader: string | null = req.headers.get('host'),
   ) {
     this.originalPath = path
     this.path = path
     this.query = query
-    this.authority = req.headers.get('host') ?? host
+    this.authority = hostHeader ?? host
   }
 
   /** Client headers, for matching. */

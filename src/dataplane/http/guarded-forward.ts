@@ -8,6 +8,10 @@ import type { RoutePlan } from '../snapshot.ts'
 import { responseWaitSeconds, type HttpLimits } from './limits.ts'
 import type { BodyGuard } from './request-guard.ts'
 import { StreamGuard, type IdleControl } from './streaming.ts'
+import type { RequestState } from './context.ts'
+import type { ResponseFilter } from './filters/types.ts'
+import type { RuntimePool } from '../upstream/pool.ts'
+import { forward, type ProxyDeps } from './proxy.ts'
 
 /** A StreamGuard that remembers whether it took over Bun's timer (it then restores it itself). */
 class TrackedStreamGuard extends StreamGuard {
@@ -44,14 +48,20 @@ export function withDefaultTimeout(route: RoutePlan, limits: HttpLimits): RouteP
 
 export async function forwardWithLimits(
   req: Request,
+  state: RequestState,
   route: RoutePlan,
+  pool: RuntimePool,
+  responseFilters: readonly (readonly ResponseFilter[])[],
+  deps: ProxyDeps,
   conn: IdleControl,
   limits: HttpLimits,
   guard: BodyGuard | undefined,
-  send: (route: RoutePlan, streams: StreamGuard) => Promise<Response>,
 ): Promise<Response> {
-  const malformed = await guard?.firstChunk(FIRST_CHUNK_WAIT_MS)
-  if (malformed) return malformed
+  // No await without a guard (a bodiless request): awaiting undefined still costs a microtask.
+  if (guard) {
+    const malformed = await guard.firstChunk(FIRST_CHUNK_WAIT_MS)
+    if (malformed) return malformed
+  }
   const effective = withDefaultTimeout(route, limits)
   const streams = new TrackedStreamGuard(req, conn, route.ir.streamIdleTimeoutMs ?? limits.streamIdleSeconds * 1000)
   let wait = responseWaitSeconds(effective.requestTimeoutMs, effective.backendTimeoutMs, 1 + (route.retry?.attempts ?? 0), limits)
@@ -60,7 +70,7 @@ export async function forwardWithLimits(
   if (routeIdle !== undefined && wait !== 0) wait = routeIdle === 0 || routeIdle > 255_000 ? 0 : Math.max(wait, Math.ceil(routeIdle / 1000))
   const stretched = wait !== conn.idleTimeoutSeconds
   if (stretched) setIdle(req, conn, wait)
-  let res = await send(effective, streams)
+  let res = await forward(state, effective, pool, responseFilters, deps, streams)
   const failure = guard?.failure
   if (failure) {
     res.body?.cancel().catch(() => {})

@@ -31,13 +31,17 @@ export interface Connection {
   readonly limits?: HttpLimits
 }
 
-/** undefined when the request was upgraded to a WebSocket (Bun's contract for fetch handlers). */
-export async function handleRequest(req: Request, port: PortPlan, conn: Connection, deps: ProxyDeps): Promise<Response | undefined> {
-  const { path, query } = splitTarget(req.url)
-  const host = normalizeHost(req.headers.get('host'))
+/**
+ * undefined when the request was upgraded to a WebSocket (Bun's contract for fetch handlers).
+ * `hostHeader` is the client's Host when the caller already read it (server.ts).
+ */
+export async function handleRequest(req: Request, port: PortPlan, conn: Connection, deps: ProxyDeps, hostHeader: string | null = req.headers.get('host')): Promise<Response | undefined> {
+  const url = req.url
+  const { path, query } = splitTarget(url)
+  const host = normalizeHost(hostHeader)
   // Bodies are counted and timed as they stream (request-guard.ts): the proxy reads the guarded request.
   const body = conn.limits ? BodyGuard.wrap(req, conn.limits.bodyTimeoutMs) : undefined
-  const state = new RequestState(body?.req ?? req, req.method, path, query, host, conn.clientIp, port.scheme, conn.listenerPort)
+  const state = new RequestState(body?.req ?? req, req.method, path, query, host, conn.clientIp, port.scheme, conn.listenerPort, hostHeader)
 
   if (isMisdirected(port.router, conn.serverName, host)) return errorResponse(421, 'misdirected request')
   const found = port.router.route(host, state)
@@ -72,8 +76,7 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
       if (choice.pool.members.length === 0) return errorResponse(503, 'no healthy upstream')
       const responseFilters = [route.responseFilters, choice.responseFilters]
       if (conn.upgradeWebSocket) return conn.upgradeWebSocket(state, route, choice.pool, responseFilters)
-      const pool = choice.pool
-      if (conn.limits) return forwardWithLimits(req, route, conn, conn.limits, body?.guard, (r, streams) => forward(state, r, pool, responseFilters, deps, streams))
+      if (conn.limits) return forwardWithLimits(req, state, route, choice.pool, responseFilters, deps, conn, conn.limits, body?.guard)
       // Bodies that stream (either way) outlive Bun's idle timer: the guard replaces it.
       const streams = new StreamGuard(req, conn, route.ir.streamIdleTimeoutMs)
       return forward(state, route, choice.pool, responseFilters, deps, streams)

@@ -143,6 +143,16 @@ export class HostnamePattern {
  */
 export function normalizeHost(hostHeader: string | null): string {
   if (!hostHeader) return ''
+  // Keep-alive clients repeat the same Host: reuse the last answer instead of lower-casing again.
+  if (hostHeader === lastHost.header) return lastHost.normalized
+  const normalized = normalizeUncached(hostHeader)
+  lastHost = { header: hostHeader, normalized }
+  return normalized
+}
+
+let lastHost = { header: '', normalized: '' }
+
+function normalizeUncached(hostHeader: string): string {
   let end = hostHeader.length
   if (hostHeader.charCodeAt(0) === 91 /* [ */) {
     end = hostHeader.indexOf(']') + 1 || end

@@ -12,6 +12,7 @@ import type { RequestState } from './context.ts'
 import type { ResponseFilter } from './filters/types.ts'
 import type { RuntimePool } from '../upstream/pool.ts'
 import { forward, type ProxyDeps } from './proxy.ts'
+import { idleStretcher, LAZY_MIN_IDLE_SECONDS, PendingWait, setIdle } from './idle-stretch.ts'
 
 /** A StreamGuard that remembers whether it took over Bun's timer (it then restores it itself). */
 class TrackedStreamGuard extends StreamGuard {
@@ -68,9 +69,20 @@ export async function forwardWithLimits(
   // A route's stream idle timeout already widened the timer (handler.ts): never narrow it.
   const routeIdle = route.ir.streamIdleTimeoutMs
   if (routeIdle !== undefined && wait !== 0) wait = routeIdle === 0 || routeIdle > 255_000 ? 0 : Math.max(wait, Math.ceil(routeIdle / 1000))
-  const stretched = wait !== conn.idleTimeoutSeconds
-  if (stretched) setIdle(req, conn, wait)
-  let res = await forward(state, effective, pool, responseFilters, deps, streams)
+  let stretched = wait !== conn.idleTimeoutSeconds
+  // With a keep-alive timeout that outlasts the sweep, only slow requests get stretched (idle-stretch.ts).
+  const pending = stretched && conn.idleTimeoutSeconds >= LAZY_MIN_IDLE_SECONDS ? new PendingWait(req, conn, wait, streams) : undefined
+  if (pending) idleStretcher.defer(pending)
+  else if (stretched) setIdle(req, conn, wait)
+  let res: Response
+  try {
+    res = await forward(state, effective, pool, responseFilters, deps, streams)
+  } finally {
+    if (pending) {
+      pending.done = true
+      stretched = pending.stretched
+    }
+  }
   const failure = guard?.failure
   if (failure) {
     res.body?.cancel().catch(() => {})
@@ -79,12 +91,4 @@ export async function forwardWithLimits(
   // A streaming body hands the timer back itself when it ends (streaming.ts).
   if (stretched && !streams.engaged) setIdle(req, conn, conn.idleTimeoutSeconds)
   return res
-}
-
-function setIdle(req: Request, conn: IdleControl, seconds: number): void {
-  try {
-    conn.setIdleTimeout(req, seconds)
-  } catch {
-    // The client connection is already gone.
-  }
 }

@@ -108,11 +108,11 @@ export class BodyGuard {
     return this.#failure
   }
 
-  /** `req` itself when it has no body; else a request whose body is the watched stream. */
-  static wrap(req: Request, timeoutMs: number): { req: Request; guard?: BodyGuard } {
+  /** undefined when there is no body to guard (no allocation); else a request whose body is the watched stream. */
+  static wrap(req: Request, timeoutMs: number): { req: Request; guard: BodyGuard } | undefined {
     const source = req.body
-    if (source === null) return { req }
-    if (req.headers.get('content-length') === '0') return { req }
+    if (source === null) return undefined
+    if (req.headers.get('content-length') === '0') return undefined
     const guard = new BodyGuard(req.headers)
     const body = guard.#watch(source, timeoutMs)
     const signal = AbortSignal.any([req.signal, guard.#abort.signal])

@@ -235,17 +235,12 @@ export class HttpDataplane {
 
   /** What every Bun.serve of this data plane shares: limits and the request entry point. */
   #requestOptions(irPort: number, peerOf?: (peerPort: number | undefined) => TlsPeer | undefined) {
-    // Made once per server, not per request.
-    const failed = (err: unknown): Response => {
-      this.#logger.error('request failed', { port: irPort, error: String(err) })
-      return errorResponse(500, 'internal error')
-    }
     return {
       development: false,
       idleTimeout: this.#idleTimeout,
       maxRequestBodySize: this.#maxBody,
       websocket: this.websockets.handlers,
-      fetch: (req: Request, srv: Server<undefined>) => this.#handle(req, srv, irPort, peerOf, failed),
+      fetch: (req: Request, srv: Server<undefined>) => this.#handle(req, srv, irPort, peerOf),
       error: (err: Error) => {
         this.#logger.error('unhandled error in request', { port: irPort, error: String(err) })
         return errorResponse(500, 'internal error')
@@ -275,7 +270,7 @@ export class HttpDataplane {
   }
 
   /** `peerOf` is set for HTTPS: the TLS front knows the client address and SNI, the inner server sees loopback. */
-  #handle(req: Request, server: Server<undefined>, irPort: number, peerOf: ((peerPort: number | undefined) => TlsPeer | undefined) | undefined, failed: (err: unknown) => Response): Promise<Response | undefined> | Response {
+  #handle(req: Request, server: Server<undefined>, irPort: number, peerOf?: (peerPort: number | undefined) => TlsPeer | undefined): Promise<Response | undefined> | Response {
     const plan = this.active.current
     const portPlan = plan?.ports.get(irPort)
     // The port left the plan but this server is still draining: nothing routes here any more.
@@ -298,7 +293,8 @@ export class HttpDataplane {
       this.limits,
       isWebSocketUpgrade(req) ? this.websockets.upgraderFor(req, server) : undefined,
     )
-    return handleRequest(req, portPlan, conn, this.#deps, host).catch(failed)
+    // handleRequest answers its own failures with a 500 (no .catch() per request).
+    return handleRequest(req, portPlan, conn, this.#deps, host)
   }
 
   async #stopServer(port: number, running: RunningServer, force = false): Promise<void> {

@@ -77,7 +77,8 @@ export class StreamGuard {
   #active = 0
   #timer: IdleTimer | undefined
   #expired = false
-  readonly #cancels = new Set<(err: Error) => void>()
+  /** Made when a body first streams: most requests never need one. */
+  #cancels: Set<(err: Error) => void> | undefined
 
   constructor(
     private readonly req: Request,
@@ -110,7 +111,7 @@ export class StreamGuard {
     const finish = () => {
       if (finished) return
       finished = true
-      this.#cancels.delete(cancel)
+      this.#cancels?.delete(cancel)
       this.#release()
     }
     let cancel = (_err: Error) => {}
@@ -124,6 +125,7 @@ export class StreamGuard {
               controller.error(err)
             } catch {}
           }
+          this.#cancels ??= new Set()
           this.#cancels.add(cancel)
         },
         pull: async (controller) => {
@@ -170,7 +172,7 @@ export class StreamGuard {
   #expire(idleMs: number): void {
     this.#expired = true
     const err = new StreamIdleTimeout(idleMs)
-    for (const cancel of [...this.#cancels]) cancel(err)
+    for (const cancel of [...(this.#cancels ?? [])]) cancel(err)
   }
 }
 

@@ -20,9 +20,9 @@ const SIZES = (process.env.SIZES ?? '10,1000,5000').split(',').map(Number)
 const DURATION = Number(process.env.DURATION ?? 5)
 const ROUNDS = Number(process.env.ROUNDS ?? 20)
 const WORKERS = Number(process.env.WORKERS ?? 1)
-const UPSTREAM_PORT = 21600
-const GATEWAY_PORT = 21601
-const ADMIN_PORT = 21602
+const UPSTREAM_PORT = 21700
+const GATEWAY_PORT = 21701
+const ADMIN_PORT = 21702
 const root = join(import.meta.dir, '..')
 
 if (!Bun.which('wrk')) {

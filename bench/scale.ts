@@ -4,7 +4,7 @@
  * prefix each, all on one host, so every request is matched against the whole table):
  *   - start-up: process start → /readyz 200 (load + translate + compile + bind)
  *   - rebuild: the controller's own timing of the latest translate+validate+apply
- *   - RSS of the gateway after a load run
+ *   - RSS of the gateway when idle after start-up (configuration memory) and after a load run
  *   - req/s and p99 of small GETs to a route in the middle of the table
  * and, at the largest size, under load on an existing route: time from writing a manifest with
  * a new route to its first 200 (p50/p99 over ROUNDS additions), with the errors the load saw.
@@ -43,7 +43,7 @@ async function rebuildSeconds(): Promise<number> {
   return Number(/^portico_config_rebuild_seconds (\S+)$/m.exec(text)?.[1])
 }
 
-interface Row { routes: number; startupMs: number; rebuildMs: number; rss: number; rps: number; p99: number; errors: number }
+interface Row { routes: number; startupMs: number; rebuildMs: number; rssIdle: number; rss: number; rps: number; p99: number; errors: number }
 const rows: Row[] = []
 let churn: { p50: number; p99: number; max: number; loadErrors: number; loadRps: number } | undefined
 
@@ -61,9 +61,12 @@ try {
       const rebuildMs = (await rebuildSeconds()) * 1000
       const target = `http://127.0.0.1:${GATEWAY_PORT}/r${Math.floor(n / 2)}/item`
       await waitFor(target)
+      await Bun.sleep(1000)
+      // configuration memory; after load RSS also holds garbage the GC has not returned yet
+      const rssIdle = rssMiB(gw.pid)
       await wrk(target, { connections: 64, seconds: 1 }) // warm-up
       const run = await wrk(target, { connections: 64, seconds: DURATION })
-      rows.push({ routes: n, startupMs, rebuildMs, rss: rssMiB(gw.pid), rps: run.rps, p99: run.p99ms, errors: run.errors })
+      rows.push({ routes: n, startupMs, rebuildMs, rssIdle, rss: rssMiB(gw.pid), rps: run.rps, p99: run.p99ms, errors: run.errors })
 
       if (n === Math.max(...SIZES)) {
         // new routes while load runs on an existing one
@@ -90,9 +93,9 @@ try {
     }
   }
   console.log(`route scale, ${WORKERS} worker(s), wrk -t1 -c64 -d${DURATION}s to a route in the middle of the table`)
-  console.log('routes  startup ms  rebuild ms  RSS MiB   req/s   p99 ms  errors')
+  console.log('routes  startup ms  rebuild ms  RSS idle MiB  RSS after load   req/s   p99 ms  errors')
   for (const r of rows)
-    console.log(`${String(r.routes).padStart(6)}  ${r.startupMs.toFixed(0).padStart(10)}  ${r.rebuildMs.toFixed(1).padStart(10)}  ${r.rss.toFixed(0).padStart(7)}  ${r.rps.toFixed(0).padStart(7)}  ${r.p99.toFixed(2).padStart(7)}  ${r.errors}`)
+    console.log(`${String(r.routes).padStart(6)}  ${r.startupMs.toFixed(0).padStart(10)}  ${r.rebuildMs.toFixed(1).padStart(10)}  ${r.rssIdle.toFixed(0).padStart(12)}  ${r.rss.toFixed(0).padStart(14)}  ${r.rps.toFixed(0).padStart(7)}  ${r.p99.toFixed(2).padStart(7)}  ${r.errors}`)
   const small = rows.find((r) => r.routes === Math.min(...SIZES))
   const large = rows.find((r) => r.routes === Math.max(...SIZES))
   if (small && large) console.log(`req/s at ${large.routes} routes vs ${small.routes}: ${(large.rps / small.rps).toFixed(2)}x`)

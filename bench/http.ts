@@ -18,6 +18,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { cpuTicks, gatewayManifests, median, parseWrk, pin, prefixRoute, TICK_US, waitFor, type WrkResult } from './lib.ts'
 
 const REPS = Number(process.env.REPS ?? 3)
 const DURATION = Number(process.env.DURATION ?? 5)
@@ -31,7 +32,6 @@ const FETCH_ADMIN_PORT = 21505
 const PROXY_CPU = 0
 const LOAD_CPU = 1
 const root = join(import.meta.dir, '..')
-const pin = (cpu: number, cmd: string[]) => (Bun.which('taskset') ? ['taskset', '-c', String(cpu), ...cmd] : cmd)
 const nginxBin = process.env.NGINX === '0' ? null : (Bun.which('nginx') ?? Bun.which('nginx', { PATH: '/usr/sbin:/sbin' }))
 
 if (!Bun.which('wrk')) {
@@ -41,41 +41,9 @@ if (!Bun.which('wrk')) {
 
 const upstream = Bun.spawn(pin(LOAD_CPU, [process.execPath, '-e', `Bun.serve({ port: ${UPSTREAM_PORT}, hostname: '127.0.0.1', fetch: () => new Response('hello from upstream!') })`]), { stdout: 'ignore', stderr: 'inherit' })
 const dir = mkdtempSync(join(tmpdir(), 'portico-bench-'))
+const manifest = (gatewayPort: number) => gatewayManifests(gatewayPort, UPSTREAM_PORT) + '---\n' + prefixRoute('upstream', '/')
 writeFileSync(join(dir, 'bench.yaml'), manifest(GATEWAY_PORT))
 
-function manifest(gatewayPort: number): string {
-  return `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: { name: bench }
-spec: { controllerName: portico.dev/gateway-controller }
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: { name: bench }
-spec:
-  gatewayClassName: bench
-  listeners: [{ name: http, protocol: HTTP, port: ${gatewayPort} }]
----
-apiVersion: v1
-kind: Service
-metadata: { name: upstream }
-spec: { ports: [{ name: http, port: 80, targetPort: ${UPSTREAM_PORT} }] }
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: upstream, labels: { kubernetes.io/service-name: upstream } }
-addressType: IPv4
-ports: [{ name: http, port: ${UPSTREAM_PORT} }]
-endpoints: [{ addresses: [127.0.0.1] }]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: { name: upstream }
-spec:
-  parentRefs: [{ name: bench }]
-  rules: [{ backendRefs: [{ name: upstream, port: 80 }] }]
-`
-}
 const gateway = Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn']), { stdout: 'inherit', stderr: 'inherit' })
 // The same gateway with fetch() as its upstream client: the path this bench measured before.
 const fetchDir = process.env.FETCH === '1' ? mkdtempSync(join(tmpdir(), 'portico-bench-fetch-')) : undefined
@@ -126,38 +94,7 @@ http {
   return conf
 }
 
-async function waitFor(url: string) {
-  for (let i = 0; i < 100; i++) {
-    if (await fetch(url).then((r) => r.ok, () => false)) return
-    await Bun.sleep(100)
-  }
-  throw new Error(`${url} not ready`)
-}
-
-interface Result { rps: number; p50ms: number; p99ms: number; errors: number; cpuUsPerReq: number }
-
-/** utime+stime (clock ticks) of a process and its children (nginx's master + worker). */
-async function cpuTicks(pid: number | undefined): Promise<number> {
-  if (pid === undefined) return NaN
-  let total = 0
-  const pids = [pid]
-  const children = await Bun.file(`/proc/${pid}/task/${pid}/children`).text().catch(() => '')
-  for (const child of children.split(' ').filter(Boolean)) pids.push(Number(child))
-  for (const p of pids) {
-    const stat = await Bun.file(`/proc/${p}/stat`).text().catch(() => '')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    total += Number(fields[11] ?? 0) + Number(fields[12] ?? 0)
-  }
-  return total
-}
-const TICK_US = 1e6 / 100 // CLK_TCK is 100 on Linux
-
-function toMs(v: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim())
-  if (!m) return NaN
-  const n = Number(m[1])
-  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n
-}
+interface Result extends WrkResult { cpuUsPerReq: number }
 
 async function wrk(port: number, proxyPid?: number): Promise<Result> {
   const before = await cpuTicks(proxyPid)
@@ -165,17 +102,10 @@ async function wrk(port: number, proxyPid?: number): Promise<Result> {
   const out = await new Response(p.stdout).text()
   await p.exited
   const ticks = (await cpuTicks(proxyPid)) - before
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1])
-  const p50 = toMs(/^\s*50%\s+(\S+)/m.exec(out)?.[1] ?? '')
-  const p99 = toMs(/^\s*99%\s+(\S+)/m.exec(out)?.[1] ?? '')
-  const errs = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1]
-  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
-  const errors = Number(errs ?? 0) + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0)
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1])
-  return { rps, p50ms: p50, p99ms: p99, errors, cpuUsPerReq: (ticks * TICK_US) / requests }
+  const result = parseWrk(out)
+  return { ...result, cpuUsPerReq: (ticks * TICK_US) / result.requests }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 type Target = 'direct' | 'portico' | 'nginx' | 'fetch'
 const PORTS: Record<Target, number> = { direct: UPSTREAM_PORT, portico: GATEWAY_PORT, nginx: NGINX_PORT, fetch: FETCH_GATEWAY_PORT }

@@ -14,6 +14,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { median, pin, waitFor, wrk, type WrkResult } from './lib.ts'
 
 const REPS = Number(process.env.REPS ?? 3)
 const DURATION = Number(process.env.DURATION ?? 5)
@@ -25,7 +26,6 @@ const ADMIN_PORT = 21603
 const PROXY_CPU = 0
 const LOAD_CPU = 1
 const root = join(import.meta.dir, '..')
-const pin = (cpu: number, cmd: string[]) => (Bun.which('taskset') ? ['taskset', '-c', String(cpu), ...cmd] : cmd)
 
 for (const tool of ['wrk', 'openssl']) {
   if (!Bun.which(tool)) {
@@ -99,51 +99,22 @@ spec:
 )
 const gateway = Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn']), { stdout: 'inherit', stderr: 'inherit' })
 
-async function waitFor(url: string) {
-  for (let i = 0; i < 100; i++) {
-    if (await fetch(url, { tls: { rejectUnauthorized: false } } as RequestInit).then((r) => r.ok, () => false)) return
-    await Bun.sleep(100)
-  }
-  throw new Error(`${url} not ready`)
-}
-
-interface Result { rps: number; p50ms: number; p99ms: number; errors: number }
-
-function toMs(v: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim())
-  if (!m) return NaN
-  const n = Number(m[1])
-  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n
-}
-
-async function wrk(port: number): Promise<Result> {
-  const p = Bun.spawn(pin(LOAD_CPU, ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', `https://127.0.0.1:${port}/`]), { stdout: 'pipe' })
-  const out = await new Response(p.stdout).text()
-  await p.exited
-  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
-  return {
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
-    p50ms: toMs(/50%\s+(\S+)/.exec(out)?.[1] ?? ''),
-    p99ms: toMs(/99%\s+(\S+)/.exec(out)?.[1] ?? ''),
-    errors: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0) + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0),
-  }
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const insecure = { tls: { rejectUnauthorized: false } } as RequestInit
+const wrkTo = (port: number) => wrk(`https://127.0.0.1:${port}/`, { connections: CONNECTIONS, seconds: DURATION, cmdPrefix: pin(LOAD_CPU, []) })
 
 type Target = 'direct' | 'portico'
 const PORTS: Record<Target, number> = { direct: UPSTREAM_HTTPS_PORT, portico: GATEWAY_PORT }
 
 try {
-  await waitFor(`https://127.0.0.1:${UPSTREAM_HTTPS_PORT}/`)
+  await waitFor(`https://127.0.0.1:${UPSTREAM_HTTPS_PORT}/`, 100, insecure)
   await waitFor(`http://127.0.0.1:${ADMIN_PORT}/readyz`)
-  await waitFor(`https://127.0.0.1:${GATEWAY_PORT}/`)
-  await wrk(GATEWAY_PORT) // warm-up (JIT, pools)
+  await waitFor(`https://127.0.0.1:${GATEWAY_PORT}/`, 100, insecure)
+  await wrkTo(GATEWAY_PORT) // warm-up (JIT, pools)
   const targets: Target[] = ['direct', 'portico']
-  const runs: Record<Target, Result[]> = { direct: [], portico: [] }
+  const runs: Record<Target, WrkResult[]> = { direct: [], portico: [] }
   for (let r = 0; r < REPS; r++) {
     const order = r % 2 === 0 ? targets : [...targets].reverse()
-    for (const t of order) runs[t].push(await wrk(PORTS[t]))
+    for (const t of order) runs[t].push(await wrkTo(PORTS[t]))
   }
   const summary = (t: Target) => ({
     rps: median(runs[t].map((x) => x.rps)),

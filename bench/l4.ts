@@ -23,6 +23,7 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Socket, udp } from 'bun'
+import { cpuTicks, median, TICK_US } from './lib.ts'
 
 const REPS = Number(process.env.REPS ?? 3)
 const TOTAL_BYTES = Number(process.env.BENCH_MB ?? 512) * 1024 * 1024
@@ -466,24 +467,6 @@ async function waitListening(port: number): Promise<void> {
   }
   throw new Error(`port ${port} not listening`)
 }
-
-/** utime+stime (clock ticks) of a process and its children (nginx's master + worker). */
-async function cpuTicks(pid: number | undefined): Promise<number> {
-  if (pid === undefined) return NaN
-  let total = 0
-  const pids = [pid]
-  const children = await Bun.file(`/proc/${pid}/task/${pid}/children`).text().catch(() => '')
-  for (const child of children.split(' ').filter(Boolean)) pids.push(Number(child))
-  for (const p of pids) {
-    const stat = await Bun.file(`/proc/${p}/stat`).text().catch(() => '')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    total += Number(fields[11] ?? 0) + Number(fields[12] ?? 0)
-  }
-  return total
-}
-const TICK_US = 1e6 / 100 // CLK_TCK is 100 on Linux
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 function fmt(value: number): string {
   return value >= 100 ? Math.round(value).toLocaleString('en-US') : value.toFixed(1)

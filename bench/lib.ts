@@ -7,9 +7,12 @@ export function percentile(xs: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 }
 
-export async function waitFor(url: string, tries = 200): Promise<void> {
+/** Prefixes a command with `taskset -c <cpu>` when taskset exists (benchmarks pin proxy and load apart). */
+export const pin = (cpu: number, cmd: string[]): string[] => (Bun.which('taskset') ? ['taskset', '-c', String(cpu), ...cmd] : cmd)
+
+export async function waitFor(url: string, tries = 200, init?: RequestInit): Promise<void> {
   for (let i = 0; i < tries; i++) {
-    if (await fetch(url).then((r) => r.ok, () => false)) return
+    if (await fetch(url, init).then((r) => r.ok, () => false)) return
     await Bun.sleep(50)
   }
   throw new Error(`${url} not ready`)
@@ -17,6 +20,8 @@ export async function waitFor(url: string, tries = 200): Promise<void> {
 
 export interface WrkResult {
   rps: number
+  /** Requests completed in the run. */
+  requests: number
   p50ms: number
   p99ms: number
   /** Non-2xx/3xx responses plus socket errors. */
@@ -32,11 +37,13 @@ function toMs(v: string): number {
 
 export function parseWrk(out: string): WrkResult {
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1])
-  const p50 = toMs(/50%\s+(\S+)/.exec(out)?.[1] ?? '')
-  const p99 = toMs(/99%\s+(\S+)/.exec(out)?.[1] ?? '')
+  // anchored: an unanchored /50%/ can hit the "+/- Stdev" column of the Thread Stats table
+  const p50 = toMs(/^\s*50%\s+(\S+)/m.exec(out)?.[1] ?? '')
+  const p99 = toMs(/^\s*99%\s+(\S+)/m.exec(out)?.[1] ?? '')
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0)
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
-  return { rps, p50ms: p50, p99ms: p99, errors: non2xx + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0) }
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1])
+  return { rps, requests, p50ms: p50, p99ms: p99, errors: non2xx + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0) }
 }
 
 /** Runs wrk and parses its summary; `cmdPrefix` can pin it to a core (taskset). */
@@ -46,6 +53,22 @@ export async function wrk(url: string, opts: { connections: number; seconds: num
   await p.exited
   return parseWrk(out)
 }
+
+/** utime+stime (clock ticks) of a process and its children (nginx's master + worker). */
+export async function cpuTicks(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return NaN
+  let total = 0
+  const pids = [pid]
+  const children = await Bun.file(`/proc/${pid}/task/${pid}/children`).text().catch(() => '')
+  for (const child of children.split(' ').filter(Boolean)) pids.push(Number(child))
+  for (const p of pids) {
+    const stat = await Bun.file(`/proc/${p}/stat`).text().catch(() => '')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    total += Number(fields[11] ?? 0) + Number(fields[12] ?? 0)
+  }
+  return total
+}
+export const TICK_US = 1e6 / 100 // CLK_TCK is 100 on Linux
 
 /** Resident set size of a process, in MiB, from /proc. */
 export function rssMiB(pid: number): number {

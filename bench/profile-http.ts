@@ -13,19 +13,19 @@
 import { mkdtempSync, writeFileSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { gatewayManifests, pin, prefixRoute, waitFor } from './lib.ts'
 
 const DURATION = Number(process.env.DURATION ?? 10)
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 64)
 const OUT = process.env.OUT ?? mkdtempSync(join(tmpdir(), 'portico-prof-'))
-const UPSTREAM_PORT = 21600
-const GATEWAY_PORT = 21601
-const ADMIN_PORT = 21602
+const UPSTREAM_PORT = 21900
+const GATEWAY_PORT = 21901
+const ADMIN_PORT = 21902
 const root = join(import.meta.dir, '..')
-const pin = (cpu: number, cmd: string[]) => (Bun.which('taskset') ? ['taskset', '-c', String(cpu), ...cmd] : cmd)
 
 const upstream = Bun.spawn(pin(1, [process.execPath, '-e', `Bun.serve({ port: ${UPSTREAM_PORT}, hostname: '127.0.0.1', fetch: () => new Response('hello from upstream!') })`]), { stdout: 'ignore', stderr: 'inherit' })
 const dir = mkdtempSync(join(tmpdir(), 'portico-prof-cfg-'))
-writeFileSync(join(dir, 'bench.yaml'), benchManifest(GATEWAY_PORT, UPSTREAM_PORT))
+writeFileSync(join(dir, 'bench.yaml'), gatewayManifests(GATEWAY_PORT, UPSTREAM_PORT) + '---\n' + prefixRoute('upstream', '/'))
 const gateway = Bun.spawn(
   pin(0, [process.execPath, '--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${OUT}`, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn']),
   { stdout: 'inherit', stderr: 'inherit' },
@@ -48,45 +48,3 @@ try {
   await Promise.all([gateway.exited, upstream.exited])
 }
 console.log(`profiles in ${OUT}:`, readdirSync(OUT).join(' '))
-
-async function waitFor(url: string) {
-  for (let i = 0; i < 100; i++) {
-    if (await fetch(url).then((r) => r.ok, () => false)) return
-    await Bun.sleep(100)
-  }
-  throw new Error(`${url} not ready`)
-}
-
-function benchManifest(gatewayPort: number, upstreamPort: number): string {
-  return `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: { name: bench }
-spec: { controllerName: portico.dev/gateway-controller }
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: { name: bench }
-spec:
-  gatewayClassName: bench
-  listeners: [{ name: http, protocol: HTTP, port: ${gatewayPort} }]
----
-apiVersion: v1
-kind: Service
-metadata: { name: upstream }
-spec: { ports: [{ name: http, port: 80, targetPort: ${upstreamPort} }] }
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: upstream, labels: { kubernetes.io/service-name: upstream } }
-addressType: IPv4
-ports: [{ name: http, port: ${upstreamPort} }]
-endpoints: [{ addresses: [127.0.0.1] }]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: { name: upstream }
-spec:
-  parentRefs: [{ name: bench }]
-  rules: [{ backendRefs: [{ name: upstream, port: 80 }] }]
-`
-}

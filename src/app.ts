@@ -78,7 +78,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
     sinks: kube ? [status, kube.sink] : [status],
     logger,
   })
-  const rebuilds = metrics.counter('portico_config_rebuilds_total', 'Snapshots translated from the store')
+  metrics.collect('portico_config_rebuilds_total', 'Rebuilds (translate, validate, apply) run so far', () => [[undefined, controller.rebuilds]], 'counter')
   metrics.collect('portico_config_revision', 'Store revision of the live snapshot', () => [[undefined, controller.live?.revision ?? 0]])
   metrics.collect('portico_config_rebuild_seconds', 'Duration of the latest rebuild (translate, validate, apply)', () => [[undefined, controller.lastRebuildMs / 1000]])
   metrics.collect('portico_config_load_problems', 'Manifests that failed to load', () => [[undefined, ingest.problems().length]])
@@ -103,9 +103,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   await source.start(ingest)
   logger.info('config source started', { source: source.name, dir: kube ? undefined : configDir, objects: store.all().length })
   kube?.elector.start()
-  store.onChange(() => rebuilds.inc())
   controller.watch()
-  rebuilds.inc()
   await controller.rebuild()
 
   return {

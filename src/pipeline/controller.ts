@@ -36,6 +36,7 @@ export class Controller {
   #unsubscribe: () => void = () => {}
   #onLive: (() => void)[] = []
   #lastRebuildMs = 0
+  #rebuilds = 0
 
   constructor(private readonly deps: ControllerDeps) {
     this.#coalescer = coalesce(() => this.rebuild(), { waitMs: deps.waitMs ?? 5, maxWaitMs: deps.maxWaitMs ?? 250 })
@@ -48,6 +49,11 @@ export class Controller {
   /** Wall time of the latest rebuild (translate + validate + apply), for metrics and benchmarks. */
   get lastRebuildMs(): number {
     return this.#lastRebuildMs
+  }
+
+  /** Rebuilds run so far (translate + validate + apply attempts). */
+  get rebuilds(): number {
+    return this.#rebuilds
   }
 
   get rejected(): readonly string[] {
@@ -80,6 +86,7 @@ export class Controller {
 
   async rebuild(): Promise<void> {
     const started = performance.now()
+    this.#rebuilds++
     try {
       await this.#rebuild()
     } finally {

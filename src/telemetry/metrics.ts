@@ -48,9 +48,9 @@ export class MetricsRegistry {
     return { set: (value: number, labels?: Labels) => void s.values.set(labelKey(labels), value) }
   }
 
-  /** A gauge computed at scrape time. */
-  collect(name: string, help: string, read: () => Iterable<[Labels | undefined, number]>): void {
-    const s = this.#get(name, help, 'gauge')
+  /** A value computed at scrape time (a gauge, or a counter kept elsewhere). */
+  collect(name: string, help: string, read: () => Iterable<[Labels | undefined, number]>, type: 'counter' | 'gauge' = 'gauge'): void {
+    const s = this.#get(name, help, type)
     this.#collectors.set(name, () => {
       s.values.clear()
       for (const [labels, v] of read()) s.values.set(labelKey(labels), v)

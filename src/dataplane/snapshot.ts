@@ -53,6 +53,8 @@ export interface RoutePlan extends MatchableRule {
   readonly action: ActionPlan
   readonly requestTimeoutMs: number | undefined
   readonly backendTimeoutMs: number | undefined
+  /** The route set `timeouts.request: 0s`: no deadline at all, not even the data plane's default. */
+  readonly timeoutDisabled: boolean
   readonly retry: RetryPlan | undefined
 }
 
@@ -154,6 +156,7 @@ function compileRule(rule: HttpRule, pools: ReadonlyMap<string, RuntimePool>): R
     action: compileAction(rule, matcher.prefix, pools),
     requestTimeoutMs: positive(rule.timeouts?.requestMs),
     backendTimeoutMs: positive(rule.timeouts?.backendRequestMs),
+    timeoutDisabled: rule.timeouts?.requestMs === 0,
     retry: rule.retry && rule.retry.attempts > 0
       ? { codes: new Set(rule.retry.codes), attempts: rule.retry.attempts, backoffMs: rule.retry.backoffMs }
       : undefined,

@@ -71,6 +71,7 @@ export interface HttpRule {
   readonly filters: readonly HttpFilter[]
   /** What happens after the filters. */
   readonly action: HttpAction
+  /** Gateway API timeouts; 0 means explicitly disabled (no default applies), absent means unset. */
   readonly timeouts?: { readonly requestMs?: number; readonly backendRequestMs?: number }
   readonly retry?: HttpRetry
   /** Portico extension: idle timeout for streaming responses and WebSockets (ms). */

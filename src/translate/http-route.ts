@@ -259,10 +259,10 @@ function translateTimeouts(t: Json | undefined, problems: string[]): HttpRule['t
     if (t[field] === undefined) continue
     const ms = parseDuration(t[field])
     if (ms === undefined) problems.push(`timeouts.${field} ${String(t[field])} is not a valid duration`)
-    // "0s" disables the timeout: leaving the field out says exactly that
-    else if (ms > 0) out[key] = ms
+    // "0s" disables the timeout; it stays in the IR as 0 so the data plane's default wait does not apply
+    else out[key] = ms
   }
-  if (out.requestMs !== undefined && out.backendRequestMs !== undefined && out.backendRequestMs > out.requestMs)
+  if (out.requestMs && out.backendRequestMs !== undefined && out.backendRequestMs > out.requestMs)
     problems.push('timeouts.backendRequest must not exceed timeouts.request')
   return out.requestMs !== undefined || out.backendRequestMs !== undefined ? out : undefined
 }

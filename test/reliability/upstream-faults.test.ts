@@ -56,6 +56,7 @@ beforeAll(async () => {
       route('/hole-timeout', 'hole', { timeouts: { requestMs: 400 } }),
       route('/hole-default', 'hole'),
       route('/garbage', 'garbage'),
+      route('/slow-no-timeout', 'healthy', { timeouts: { requestMs: 0 } }),
       route('/mid-body', 'mid'),
       route('/', 'healthy'),
     ], [
@@ -99,6 +100,12 @@ describe('upstream faults', () => {
     const started = Date.now()
     expect((await fetch(`${gw.base}/hole-default`)).status).toBe(504)
     expect(Date.now() - started).toBeGreaterThanOrEqual(750)
+  })
+
+  test('timeouts.request: 0s disables the deadline, the default upstream timeout included', async () => {
+    // the same slow answer that is cut at the 800 ms default on an unset route
+    expect((await fetch(`${gw.base}/slow-no-timeout?delay=1200`)).status).toBe(200)
+    expect((await fetch(`${gw.base}/slow-default?delay=1200`)).status).toBe(504)
   })
 
   test('a garbled response head → 503 (closed before a valid head), never a 500', async () => {

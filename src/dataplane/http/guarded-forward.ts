@@ -39,7 +39,7 @@ const withDefaults = new WeakMap<HttpLimits, WeakMap<RoutePlan, RoutePlan>>()
 
 /** The route as the proxy should see it: the default timeout applies when the route sets none. */
 export function withDefaultTimeout(route: RoutePlan, limits: HttpLimits): RoutePlan {
-  if (route.requestTimeoutMs !== undefined || route.backendTimeoutMs !== undefined || limits.upstreamTimeoutMs <= 0) return route
+  if (route.timeoutDisabled || route.requestTimeoutMs !== undefined || route.backendTimeoutMs !== undefined || limits.upstreamTimeoutMs <= 0) return route
   let cache = withDefaults.get(limits)
   if (!cache) withDefaults.set(limits, (cache = new WeakMap()))
   let copy = cache.get(route)
@@ -65,7 +65,7 @@ export async function forwardWithLimits(
   }
   const effective = withDefaultTimeout(route, limits)
   const streams = new TrackedStreamGuard(req, conn, route.ir.streamIdleTimeoutMs ?? limits.streamIdleSeconds * 1000)
-  let wait = responseWaitSeconds(effective.requestTimeoutMs, effective.backendTimeoutMs, 1 + (route.retry?.attempts ?? 0), limits)
+  let wait = responseWaitSeconds(route.timeoutDisabled ? 0 : effective.requestTimeoutMs, effective.backendTimeoutMs, 1 + (route.retry?.attempts ?? 0), limits)
   // A route's stream idle timeout already widened the timer (handler.ts): never narrow it.
   const routeIdle = route.ir.streamIdleTimeoutMs
   if (routeIdle !== undefined && wait !== 0) wait = routeIdle === 0 || routeIdle > 255_000 ? 0 : Math.max(wait, Math.ceil(routeIdle / 1000))

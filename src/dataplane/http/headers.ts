@@ -1,7 +1,7 @@
 /** Header hygiene between client and upstream: hop-by-hop stripping and forwarding headers. */
 
-/** RFC 9110 §7.6.1 plus the legacy Proxy-Connection and Keep-Alive. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']
+/** RFC 9110 §7.6.1 plus the legacy Proxy-Connection and Keep-Alive: the one list every path uses. */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 
 /** Remove hop-by-hop headers and every header the Connection header nominates. Neither Bun.serve nor fetch does this. */
 export function stripHopByHop(headers: Headers): void {

@@ -15,7 +15,7 @@ import { Http1Agent, type Http1Request, type Http1Response, type UpstreamError }
 import type { RequestState } from './context.ts'
 import type { ResponseFilter } from './filters/types.ts'
 import { forwardedElement } from './headers.ts'
-import { HOP_BY_HOP } from '../upstream/http1/response-head.ts'
+import { HOP_BY_HOP } from './headers.ts'
 
 /** One agent per process (per worker): pools are per endpoint, whichever plan or route uses them. */
 export const http1Agent = new Http1Agent()
@@ -33,13 +33,7 @@ export function usesHttp1Client(pool: RuntimePool): boolean {
 
 /** Never copied from the client: hop-by-hop (RFC 9110 §7.6.1), framing (the client sets it), and the fields we rewrite. */
 const DROPPED_REQUEST_FIELDS = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
+  ...HOP_BY_HOP,
   'host',
   'content-length',
   'x-forwarded-for',

@@ -6,6 +6,7 @@
  * The head is decoded as latin1 so that one char is one byte: offsets in the string are offsets
  * in the buffer, and obs-text bytes survive a round trip back to the wire.
  */
+import { HOP_BY_HOP } from '../../http/headers.ts'
 
 /** Larger heads are refused (nginx's default large_client_header_buffers is 4 x 8 KiB). */
 export const MAX_HEAD_BYTES = 64 * 1024
@@ -37,8 +38,6 @@ export interface ResponseHead {
 
 export class HeadParseError extends Error {}
 
-/** RFC 9110 §7.6.1 plus the legacy Keep-Alive and Proxy-Connection. */
-export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 const HOP_BY_HOP_LENGTHS = new Uint8Array(32)
 for (const name of HOP_BY_HOP) HOP_BY_HOP_LENGTHS[name.length] = 1
 

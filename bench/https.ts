@@ -14,7 +14,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { median, pin, waitFor, wrk, type WrkResult } from './lib.ts'
+import { benchGatewayClass, localService, median, pin, waitFor, wrk, type WrkResult } from './lib.ts'
 
 const REPS = Number(process.env.REPS ?? 3)
 const DURATION = Number(process.env.DURATION ?? 5)
@@ -51,11 +51,7 @@ const upstream = Bun.spawn(pin(LOAD_CPU, [process.execPath, '-e', upstreamScript
 const indent = (pem: string) => pem.trim().split('\n').map((l) => `    ${l}`).join('\n')
 writeFileSync(
   join(dir, 'bench.yaml'),
-  `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: { name: bench }
-spec: { controllerName: portico.dev/gateway-controller }
----
+  `${benchGatewayClass}---
 apiVersion: v1
 kind: Secret
 metadata: { name: bench-cert }
@@ -77,18 +73,7 @@ spec:
       port: ${GATEWAY_PORT}
       tls: { certificateRefs: [{ name: bench-cert }] }
 ---
-apiVersion: v1
-kind: Service
-metadata: { name: upstream }
-spec: { ports: [{ name: http, port: 80, targetPort: ${UPSTREAM_HTTP_PORT} }] }
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: upstream, labels: { kubernetes.io/service-name: upstream } }
-addressType: IPv4
-ports: [{ name: http, port: ${UPSTREAM_HTTP_PORT} }]
-endpoints: [{ addresses: [127.0.0.1] }]
----
+${localService('upstream', UPSTREAM_HTTP_PORT)}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: { name: upstream }

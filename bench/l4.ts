@@ -23,7 +23,7 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Socket, udp } from 'bun'
-import { cpuTicks, median, TICK_US } from './lib.ts'
+import { benchGatewayClass, cpuTicks, median, TICK_US } from './lib.ts'
 
 const REPS = Number(process.env.REPS ?? 3)
 const TOTAL_BYTES = Number(process.env.BENCH_MB ?? 512) * 1024 * 1024
@@ -137,11 +137,7 @@ spec:
   rules: [{ backendRefs: [{ name: ${name}, port: 9000 }] }]
 ---
 `
-  return `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: { name: bench }
-spec: { controllerName: portico.dev/gateway-controller }
----
+  return `${benchGatewayClass}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: { name: bench }

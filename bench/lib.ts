@@ -80,13 +80,32 @@ export function rssMiB(pid: number): number {
   }
 }
 
-/** GatewayClass + Gateway (one HTTP listener) + a Service/EndpointSlice for a local upstream. */
-export function gatewayManifests(gatewayPort: number, upstreamPort: number): string {
-  return `apiVersion: gateway.networking.k8s.io/v1
+/** The benchmark GatewayClass (Portico's controllerName). */
+export const benchGatewayClass = `apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: { name: bench }
 spec: { controllerName: portico.dev/gateway-controller }
+`
+
+/** A Service with one port and an EndpointSlice pointing it at 127.0.0.1:`port`. */
+export function localService(name: string, port: number): string {
+  return `apiVersion: v1
+kind: Service
+metadata: { name: ${name} }
+spec: { ports: [{ name: http, port: 80, targetPort: ${port} }] }
 ---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: ${name}, labels: { kubernetes.io/service-name: ${name} } }
+addressType: IPv4
+ports: [{ name: http, port: ${port} }]
+endpoints: [{ addresses: [127.0.0.1] }]
+`
+}
+
+/** GatewayClass + Gateway (one HTTP listener) + a Service/EndpointSlice "upstream" for a local upstream. */
+export function gatewayManifests(gatewayPort: number, upstreamPort: number): string {
+  return `${benchGatewayClass}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: { name: bench }
@@ -94,18 +113,7 @@ spec:
   gatewayClassName: bench
   listeners: [{ name: http, protocol: HTTP, port: ${gatewayPort} }]
 ---
-apiVersion: v1
-kind: Service
-metadata: { name: upstream }
-spec: { ports: [{ name: http, port: 80, targetPort: ${upstreamPort} }] }
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: upstream, labels: { kubernetes.io/service-name: upstream } }
-addressType: IPv4
-ports: [{ name: http, port: ${upstreamPort} }]
-endpoints: [{ addresses: [127.0.0.1] }]
-`
+${localService('upstream', upstreamPort)}`
 }
 
 export function prefixRoute(name: string, prefix: string): string {

@@ -12,6 +12,7 @@ import { compileFilters, type RequestFilter, type ResponseFilter } from './http/
 import { compileRedirect } from './http/filters/redirect.ts'
 import type { RequestState } from './http/context.ts'
 import { buildPool, type RuntimePool } from './upstream/pool.ts'
+import { usesHttp1Client } from './http/http1-forward.ts'
 import { dnsNamesOf, withinListener } from './http/tls/sni-names.ts'
 import { endpointKey, type EndpointRegistry } from './upstream/registry.ts'
 
@@ -56,6 +57,12 @@ export interface RoutePlan extends MatchableRule {
   /** The route set `timeouts.request: 0s`: no deadline at all, not even the data plane's default. */
   readonly timeoutDisabled: boolean
   readonly retry: RetryPlan | undefined
+  /**
+   * Plain forwarding the HTTP front can do on its own (http/front): no filters, no retry, and
+   * every backend a plain HTTP/1.1 pool. Decided per rule, never per backend, so the weighted
+   * draw is the same whichever path serves the request.
+   */
+  readonly direct: boolean
 }
 
 export interface RetryPlan {
@@ -147,20 +154,26 @@ function compileRule(rule: HttpRule, pools: ReadonlyMap<string, RuntimePool>): R
   const matcher = new RuleMatcher(rule.match)
   const ctx = { prefix: matcher.prefix, pools }
   const filters = compileFilters(rule.filters, ctx)
+  const action = compileAction(rule, matcher.prefix, pools)
+  const retry = rule.retry && rule.retry.attempts > 0 ? { codes: new Set(rule.retry.codes), attempts: rule.retry.attempts, backoffMs: rule.retry.backoffMs } : undefined
   return {
     id: rule.id,
     ir: rule,
     matcher,
     requestFilters: filters.request,
     responseFilters: filters.response,
-    action: compileAction(rule, matcher.prefix, pools),
+    action,
     requestTimeoutMs: positive(rule.timeouts?.requestMs),
     backendTimeoutMs: positive(rule.timeouts?.backendRequestMs),
     timeoutDisabled: rule.timeouts?.requestMs === 0,
-    retry: rule.retry && rule.retry.attempts > 0
-      ? { codes: new Set(rule.retry.codes), attempts: rule.retry.attempts, backoffMs: rule.retry.backoffMs }
-      : undefined,
+    retry,
+    direct: filters.request.length === 0 && filters.response.length === 0 && retry === undefined && isDirectAction(action),
   }
+}
+
+function isDirectAction(action: ActionPlan): boolean {
+  if (action.kind !== 'forward' || action.totalWeight <= 0) return false
+  return action.choices.every((c) => c.pool !== undefined && usesHttp1Client(c.pool) && c.requestFilters.length === 0 && c.responseFilters.length === 0)
 }
 
 function compileAction(rule: HttpRule, prefix: string | undefined, pools: ReadonlyMap<string, RuntimePool>): ActionPlan {

@@ -13,12 +13,17 @@
  */
 import type { HttpListener, HttpMatch, StringMatch, VirtualHost } from '../../ir/types.ts'
 
+/** Header lookup as matching and hashing need it: Fetch Headers, or the front's parsed head (front/request-head.ts). */
+export interface FieldReader {
+  get(name: string): string | null
+}
+
 /** What a rule matcher reads from a request. */
 export interface MatchInput {
   readonly method: string
   /** Path as received, without the query. */
   readonly path: string
-  readonly headers: Headers
+  readonly headers: FieldReader
   /** First value of a query parameter (parsed lazily by the caller). */
   queryParam(name: string): string | undefined
 }

@@ -20,6 +20,8 @@ import { HttpsPort } from './tls/https-port.ts'
 import type { TlsPeer } from './tls/generation.ts'
 import { bunHeaderLimit, resolveLimits, type HttpLimits } from './limits.ts'
 import { closingError, rejectMalformed, sawUpgradeHeader } from './request-guard.ts'
+import { HttpFront } from './front/http-front.ts'
+import { LinkPools } from './front/links.ts'
 
 export interface HttpDataplaneOptions {
   /** Address to bind, default '0.0.0.0'. */
@@ -58,9 +60,12 @@ export interface ApplyResult {
 }
 
 interface RunningServer {
-  readonly server: Server<undefined>
+  readonly front: HttpFront
   readonly protocol: 'HTTP'
 }
+
+/** Keep-alive links to upstream endpoints for the fronts' direct path: one set per process (worker). */
+const directLinks = new LinkPools()
 
 export class HttpDataplane {
   readonly active: ActiveSnapshot
@@ -141,7 +146,7 @@ export class HttpDataplane {
       }
       const running = this.#servers.get(port)
       if (running) {
-        statuses.push({ port, protocol: running.protocol, boundPort: running.server.port })
+        statuses.push({ port, protocol: running.protocol, boundPort: running.front.port })
         continue
       }
       const started = this.#start(portPlan)
@@ -154,7 +159,7 @@ export class HttpDataplane {
       this.#failed.delete(port)
       this.#servers.set(port, started)
       opened.push(port)
-      statuses.push({ port, protocol: started.protocol, boundPort: started.server.port })
+      statuses.push({ port, protocol: started.protocol, boundPort: started.front.port })
     }
 
     for (const port of this.#failed.keys()) if (!plan.ports.has(port)) this.#failed.delete(port)
@@ -166,7 +171,7 @@ export class HttpDataplane {
 
   /** The port a listener port is actually bound to (for tests and port 0). */
   boundPort(port: number): number | undefined {
-    return this.#servers.get(port)?.server.port ?? this.#https.get(port)?.boundPort
+    return this.#servers.get(port)?.front.port ?? this.#https.get(port)?.boundPort
   }
 
   /** The HTTPS port object (certificate generations), for tests. */
@@ -187,15 +192,7 @@ export class HttpDataplane {
     this.#https.clear()
     await Promise.all([
       ...https.map((port) => withGrace(port.stop(force), graceMs, () => port.stop(true))),
-      ...servers.map(async ([port, running]) => {
-        if (force) return this.#stopServer(port, running, true)
-        let timer: Timer | undefined
-        const grace = new Promise<void>((resolve) => {
-          timer = setTimeout(() => resolve(this.#stopServer(port, running, true)), graceMs)
-        })
-        await Promise.race([this.#stopServer(port, running), grace])
-        clearTimeout(timer)
-      }),
+      ...servers.map(([port, running]) => this.#stopServer(port, running, force, graceMs)),
     ])
   }
 
@@ -251,22 +248,30 @@ export class HttpDataplane {
   #start(portPlan: PortPlan): RunningServer | string {
     const irPort = portPlan.port
     const protocol = 'HTTP'
-    try {
-      const server = Bun.serve({
-        port: irPort,
-        hostname: this.#hostname,
-        reusePort: this.#sharePorts,
-        // h2c with prior knowledge (experimental in Bun 1.4.5, verified); HTTP/1.1 clients are unaffected.
-        http2: true,
-        ...this.#requestOptions(irPort),
-      })
-      this.#logger.info('http server listening', { port: irPort, boundPort: server.port, protocol })
-      return { server, protocol }
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err)
-      this.#logger.error('http server failed to bind', { port: irPort, error: message })
-      return message
+    const front = HttpFront.start({
+      irPort,
+      hostname: this.#hostname,
+      reusePort: this.#sharePorts,
+      active: this.active,
+      registry: this.registry,
+      links: directLinks,
+      limits: this.limits,
+      logger: this.#logger,
+      serveInner: (peerOf) =>
+        Bun.serve({
+          port: 0,
+          hostname: '127.0.0.1',
+          // h2c with prior knowledge, spliced by the front (experimental in Bun 1.4.5, verified).
+          http2: true,
+          ...this.#requestOptions(irPort, peerOf),
+        }),
+    })
+    if (typeof front === 'string') {
+      this.#logger.error('http server failed to bind', { port: irPort, error: front })
+      return front
     }
+    this.#logger.info('http server listening', { port: irPort, boundPort: front.port, protocol })
+    return { front, protocol }
   }
 
   /** `peerOf` is set for HTTPS: the TLS front knows the client address and SNI, the inner server sees loopback. */
@@ -298,9 +303,9 @@ export class HttpDataplane {
     return handleRequest(req, portPlan, conn, this.#deps, host)
   }
 
-  async #stopServer(port: number, running: RunningServer, force = false): Promise<void> {
+  async #stopServer(port: number, running: RunningServer, force = false, graceMs = 10_000): Promise<void> {
     try {
-      await running.server.stop(force)
+      await running.front.stop(force, graceMs)
       this.#logger.info('http server stopped', { port })
     } catch (err) {
       this.#logger.warn('http server stop failed', { port, error: String(err) })

@@ -3,6 +3,7 @@
  * A picker is built once per pool per snapshot; pick() runs per request attempt.
  */
 import type { EndpointState } from '../registry.ts'
+import type { FieldReader } from '../../http/match.ts'
 
 export interface PoolMember {
   readonly state: EndpointState
@@ -12,7 +13,7 @@ export interface PoolMember {
 
 export interface PickInput {
   readonly clientIp: string
-  readonly headers: Headers
+  readonly headers: FieldReader
   readonly now: number
   /** Member used by the previous attempt; a retry prefers another one. */
   readonly avoid?: PoolMember

@@ -1,0 +1,812 @@
+/**
+ * One client connection of the HTTP front: parse each request head strictly, then either
+ * forward it straight to a pooled upstream link (rules the snapshot marked `direct`: plain
+ * forwarding, the common case) or hand it unchanged to the connection's own link to the inner
+ * Bun.serve, which runs the full pipeline (filters, redirects, retries, mirrors, CORS, h2c and
+ * TLS backends, WebSocket upgrades). Either way the response is framed here, so requests are
+ * answered strictly in order, one at a time: pipelined requests wait in `#buffered` (nginx does
+ * the same), which Bun.serve cannot do with async handlers.
+ *
+ * Bytes are moved, not re-encoded: the request head is rebuilt only on the direct path (Host,
+ * X-Forwarded-*, Forwarded, X-Request-Id, hop-by-hop removed), bodies pass through with their
+ * framing, and a response head is rewritten only when it has hop-by-hop fields or the
+ * connection must close. Backpressure runs both ways: whoever cannot write pauses the reader.
+ */
+import type { Socket } from 'bun'
+import { chooseBackend, type PortPlan, type RoutePlan } from '../../snapshot.ts'
+import { normalizeHost } from '../match.ts'
+import { HOP_BY_HOP } from '../headers.ts'
+import { forwardedElement } from '../headers.ts'
+import { ChunkedDecodeError, ChunkedDecoder } from '../../upstream/http1/chunked.ts'
+import { hasNoBody, HeadParseError, MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from '../../upstream/http1/response-head.ts'
+import type { EndpointState } from '../../upstream/registry.ts'
+import type { RuntimePool } from '../../upstream/pool.ts'
+import { headEnd, HeadFields, incompleteHeadError, latin1, parseRequestHead, RequestHeadError, type RequestHead } from './request-head.ts'
+import { openLink, wireBytes, type Link, type LinkOwner } from './links.ts'
+import type { FrontContext } from './context.ts'
+
+const enum Phase {
+  /** Waiting for (or reading) a request head. */
+  Idle,
+  /** A request is being forwarded and its response relayed. */
+  Exchange,
+  /** After a 101 or an h2c preface: bytes both ways, no parsing. */
+  Tunnel,
+  Closed,
+}
+
+const enum Body {
+  None,
+  Length,
+  Chunked,
+  /** Response only: ends when the upstream closes. */
+  UntilClose,
+}
+
+/** Pipelined bytes buffered while a request is served; beyond this the client is not read. */
+const MAX_BUFFERED_BYTES = 64 * 1024
+const H2_PREFACE = 'PRI * HTTP/2.0\r\n'
+const REPLAYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+const NO_OP = () => {}
+/** Payload bytes of the request chunks decoded last (a module-level counter: no closure per request). */
+let decodedBytes = 0
+const COUNT_PAYLOAD = (slice: Uint8Array) => {
+  decodedBytes += slice.byteLength
+}
+
+/** Never copied from the client on the direct path: hop-by-hop, framing (re-added as received), and the fields we set. */
+const DROPPED_REQUEST_FIELDS = new Set([...HOP_BY_HOP, 'host', 'content-length', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'])
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  408: 'Request Timeout',
+  413: 'Content Too Large',
+  414: 'URI Too Long',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported',
+}
+
+export class ClientConnection implements LinkOwner {
+  readonly clientIp: string
+  #phase = Phase.Idle
+  /** Client bytes not consumed yet: a partial head, or pipelined requests. */
+  #buffered: Uint8Array | undefined
+  /** Requests served on this connection (the first head gets the header timeout, later ones the keep-alive one). */
+  #served = 0
+  /** Clock ms of the last byte either way (idle and stream-idle timeouts). */
+  #lastActivity: number
+  /** Clock ms at which the current head started arriving (header-read deadline). */
+  #headStarted = 0
+  /** Writes the client socket did not take yet. */
+  #clientQueue: (string | Uint8Array)[] = []
+  #closeAfterFlush = false
+  /** Why the client socket is paused: the link is backlogged, or too many pipelined bytes wait. */
+  #pausedForLink = false
+  #pausedForBuffer = false
+
+  /** This connection's link to the inner Bun.serve, opened on first need and kept. */
+  #inner: Link | undefined
+  #innerPort = 0
+
+  // The exchange in progress (fields rather than an object: one request at a time).
+  #link: Link | undefined
+  #direct = false
+  #member: EndpointState | undefined
+  #pool: RuntimePool | undefined
+  #method = ''
+  #upgrade = false
+  #closeAfter = false
+  #upstreamHead: string | Uint8Array = ''
+  #retried = false
+  #reqBody = Body.None
+  #reqRemaining = 0
+  #reqChunks: ChunkedDecoder | undefined
+  #reqDone = true
+  #reqBytes = 0
+  #reqLimit = 0
+  #respStarted = false
+  #respHead: Uint8Array | undefined
+  #respBody = Body.None
+  #respRemaining = 0
+  #respChunks: ChunkedDecoder | undefined
+  #respDone = false
+  #linkReusable = false
+  #headDeadline = Infinity
+  #bodyDeadline = Infinity
+  #streamIdleMs = 0
+
+  constructor(
+    readonly socket: Socket<ClientConnection>,
+    readonly ctx: FrontContext,
+  ) {
+    this.clientIp = socket.remoteAddress
+    this.#lastActivity = ctx.clock.now
+  }
+
+  // ---- client socket events ----
+
+  onData(data: Uint8Array): void {
+    this.#lastActivity = this.ctx.clock.now
+    switch (this.#phase) {
+      case Phase.Tunnel:
+        if (!this.#link!.write(data)) this.#pauseForLink()
+        return
+      case Phase.Exchange:
+        if (!this.#reqDone) {
+          const used = this.#feedRequestBody(data, 0)
+          if (used < data.byteLength && this.#phase === Phase.Exchange) this.#stash(data.subarray(used))
+        } else this.#stash(data)
+        return
+      case Phase.Idle:
+        this.#stash(data)
+        this.#serveBuffered()
+        return
+    }
+  }
+
+  onDrain(): void {
+    const queue = this.#clientQueue
+    while (queue.length > 0) {
+      const next = queue.shift()!
+      if (!this.#writeNow(next)) {
+        queue.unshift(queue.pop()!)
+        return
+      }
+    }
+    if (this.#closeAfterFlush) return this.#endClient()
+    this.#link?.resume()
+  }
+
+  /** The client half-closed (FIN): answer what it sent, then close. */
+  onEnd(): void {
+    if (this.#phase === Phase.Idle) return this.#buffered ? this.#reject(new RequestHeadError(400, 'incomplete request')) : this.#endClient()
+    if (this.#phase === Phase.Exchange) this.#closeAfter = true
+    else if (this.#phase === Phase.Tunnel) this.#link?.socket?.shutdown()
+  }
+
+  onClose(): void {
+    if (this.#phase === Phase.Closed) return
+    const wasExchange = this.#phase === Phase.Exchange || this.#phase === Phase.Tunnel
+    this.#phase = Phase.Closed
+    this.ctx.connections.delete(this)
+    if (wasExchange) this.#abandonExchange()
+    this.#closeInner()
+  }
+
+  // ---- requests ----
+
+  #stash(data: Uint8Array): void {
+    const prev = this.#buffered
+    this.#buffered = prev ? Buffer.concat([prev, data]) : data
+    if (this.#phase !== Phase.Idle && this.#buffered.byteLength > MAX_BUFFERED_BYTES && !this.#pausedForBuffer) {
+      this.#pausedForBuffer = true
+      this.socket.pause()
+    }
+  }
+
+  /** Start every complete request waiting in the buffer, one at a time. */
+  #serveBuffered(): void {
+    while (this.#phase === Phase.Idle && this.#buffered) {
+      let buf = this.#buffered
+      // RFC 9112 §2.2: ignore empty lines before a request line.
+      let skip = 0
+      while (skip + 1 < buf.byteLength && buf[skip] === 13 && buf[skip + 1] === 10) skip += 2
+      if (skip > 0) {
+        buf = buf.subarray(skip)
+        this.#buffered = buf.byteLength > 0 ? buf : undefined
+        if (!this.#buffered) return
+      }
+      if (this.#headStarted === 0) this.#headStarted = this.ctx.clock.now
+      const text = latin1(buf, 0, Math.min(buf.byteLength, this.ctx.limits.maxHeaderBytes + this.ctx.limits.maxRequestTargetBytes + 1024))
+      // h2c with prior knowledge: the whole connection goes to the inner server (Bun speaks h2c).
+      if (this.#served === 0 && text.startsWith(H2_PREFACE.slice(0, Math.min(text.length, H2_PREFACE.length)))) {
+        if (text.length < H2_PREFACE.length) return
+        return this.#startTunnel()
+      }
+      const blank = headEnd(text)
+      if (blank < 0) {
+        const tooBig = incompleteHeadError(text, this.ctx.limits)
+        if (tooBig) this.#reject(tooBig)
+        return
+      }
+      const head = parseRequestHead(text, blank, this.ctx.limits)
+      if (head instanceof RequestHeadError) return this.#reject(head)
+      const raw = buf.subarray(0, head.headBytes)
+      const rest = buf.subarray(head.headBytes)
+      this.#buffered = rest.byteLength > 0 ? rest : undefined
+      this.#headStarted = 0
+      this.#start(head, raw)
+    }
+  }
+
+  #start(head: RequestHead, raw: Uint8Array): void {
+    const ctx = this.ctx
+    this.#phase = Phase.Exchange
+    this.#served++
+    ctx.inFlight++
+    this.#method = head.method
+    this.#upgrade = head.upgrade
+    this.#closeAfter = head.close || ctx.draining
+    this.#respStarted = false
+    this.#respHead = undefined
+    this.#respDone = false
+    this.#retried = false
+    this.#reqBytes = 0
+    this.#reqLimit = 0
+    this.#streamIdleMs = ctx.limits.streamIdleSeconds * 1000
+    this.#bodyDeadline = Infinity
+    this.#headDeadline = Infinity
+    this.#reqChunks = undefined
+    if (head.chunked) {
+      this.#reqBody = Body.Chunked
+      this.#reqChunks = new ChunkedDecoder()
+    } else if (head.contentLength > 0) {
+      this.#reqBody = Body.Length
+      this.#reqRemaining = head.contentLength
+    } else this.#reqBody = Body.None
+    this.#reqDone = this.#reqBody === Body.None
+    if (!this.#reqDone && ctx.limits.bodyTimeoutMs > 0) this.#bodyDeadline = ctx.clock.now + ctx.limits.bodyTimeoutMs
+
+    // Overload: a cheap answer instead of queueing without bound.
+    const max = ctx.limits.maxConcurrentRequests
+    if (max > 0 && ctx.inFlight > max) return this.#respondLocal(503, 'overloaded', true)
+    const port = ctx.active.current?.ports.get(ctx.irPort)
+    // The port left the plan while this connection drains: nothing routes here any more.
+    if (!port) return this.#respondLocal(404, 'no route', true)
+
+    const rule = head.target.charCodeAt(0) === 47 && !head.http10 && !head.upgrade && !head.expect ? directRule(head, port, this.clientIp) : undefined
+    if (rule) this.#startDirect(head, rule)
+    else this.#startInner(raw)
+    if (this.#phase === Phase.Exchange && !this.#reqDone && this.#buffered) {
+      // Body bytes that arrived with the head.
+      const buf = this.#buffered
+      this.#buffered = undefined
+      const used = this.#feedRequestBody(buf, 0)
+      if (used < buf.byteLength && this.#phase === Phase.Exchange) this.#stash(buf.subarray(used))
+    }
+  }
+
+  #startDirect(head: RequestHead, found: DirectMatch): void {
+    const { rule, pool, fields } = found
+    const ctx = this.ctx
+    const limit = rule.ir.maxBodyBytes ?? ctx.limits.maxBodyBytes
+    if (limit > 0 && head.contentLength > limit) return this.#respondLocal(413, 'request body too large', true)
+    this.#reqLimit = limit
+    const member = pool.pick({ clientIp: this.clientIp, headers: fields, now: ctx.clock.now })
+    // Empty or gone: the full pipeline answers (503) with its usual body.
+    if (!member) return this.#respondLocal(503, 'no healthy upstream', false)
+    if (rule.ir.streamIdleTimeoutMs !== undefined) this.#streamIdleMs = rule.ir.streamIdleTimeoutMs
+    const timeout = rule.timeoutDisabled ? 0 : (rule.requestTimeoutMs ?? rule.backendTimeoutMs ?? ctx.limits.upstreamTimeoutMs)
+    this.#headDeadline = timeout > 0 ? ctx.clock.now + timeout : Infinity
+    this.#direct = true
+    this.#pool = pool
+    this.#member = member.state
+    member.state.inFlight++
+    this.#upstreamHead = wireBytes(this.#upstreamHeadText(head))
+    const endpoint = member.state
+    const links = ctx.links.pool(endpoint.key, endpoint.address, endpoint.port)
+    const link = links.take()
+    if (link) link.owner = this
+    this.#link = link ?? links.connect(this)
+    this.#link.write(this.#upstreamHead)
+  }
+
+  #startInner(raw: Uint8Array): void {
+    this.#direct = false
+    this.#member = undefined
+    this.#link = this.#innerLink()
+    this.#link.write(raw)
+  }
+
+  #innerLink(): Link {
+    if (this.#inner && !this.#inner.closed) return this.#inner
+    this.#inner = openLink(undefined, 'inner', '127.0.0.1', this.ctx.innerPort(), this)
+    return this.#inner
+  }
+
+  #startTunnel(): void {
+    this.#phase = Phase.Tunnel
+    this.ctx.inFlight++
+    this.#link = this.#innerLink()
+    const buf = this.#buffered
+    this.#buffered = undefined
+    if (buf && !this.#link.write(buf)) this.#pauseForLink()
+  }
+
+  /** The direct path's upstream head: the client's fields minus hop-by-hop, plus the forwarding ones. */
+  #upstreamHeadText(head: RequestHead): string {
+    const { lines, names, values } = head
+    let text = `${head.method} ${head.target} HTTP/1.1\r\nhost: ${head.host}\r\n`
+    let xff: string | undefined
+    let forwarded: string | undefined
+    let hasRequestId = false
+    const nominated = head.connectionValue === undefined ? undefined : nominatedFields(head.connectionValue)
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!
+      if (DROPPED_REQUEST_FIELDS.has(name)) {
+        if (name === 'x-forwarded-for') xff = xff === undefined ? values[i] : `${xff}, ${values[i]}`
+        else if (name === 'forwarded') forwarded = forwarded === undefined ? values[i] : `${forwarded}, ${values[i]}`
+        continue
+      }
+      if (nominated?.has(name)) continue
+      if (name === 'x-request-id') hasRequestId = true
+      text += `${lines[i]}\r\n`
+    }
+    const ip = this.clientIp
+    if (ip) text += `x-forwarded-for: ${xff ? `${xff}, ${ip}` : ip}\r\n`
+    text += `x-forwarded-proto: http\r\n`
+    if (head.host) text += `x-forwarded-host: ${head.host}\r\n`
+    const element = forwardedElement(ip, 'http', head.host)
+    text += `forwarded: ${forwarded ? `${forwarded}, ${element}` : element}\r\n`
+    if (!hasRequestId) text += `x-request-id: ${crypto.randomUUID()}\r\n`
+    if (this.#reqBody === Body.Chunked) text += 'transfer-encoding: chunked\r\n'
+    else if (head.contentLength >= 0) text += `content-length: ${head.contentLength}\r\n`
+    return `${text}\r\n`
+  }
+
+  /** Pass request body bytes to the link per the request's framing; returns how much of `data` belonged to the body. */
+  #feedRequestBody(data: Uint8Array, start: number): number {
+    let end: number
+    let payload: number
+    if (this.#reqBody === Body.Length) {
+      end = Math.min(data.byteLength, start + this.#reqRemaining)
+      payload = end - start
+      this.#reqRemaining -= payload
+      if (this.#reqRemaining === 0) this.#reqDone = true
+    } else {
+      try {
+        decodedBytes = 0
+        end = this.#reqChunks!.decode(data, start, COUNT_PAYLOAD)
+        payload = decodedBytes
+      } catch (err) {
+        if (!(err instanceof ChunkedDecodeError)) throw err
+        this.#failExchange(400, 'invalid chunked body')
+        return data.byteLength
+      }
+      if (this.#reqChunks!.done) this.#reqDone = true
+    }
+    // The limit counts payload, not chunk framing.
+    this.#reqBytes += payload
+    if (this.#reqLimit > 0 && this.#reqBytes > this.#reqLimit) {
+      this.#failExchange(413, 'request body too large')
+      return data.byteLength
+    }
+    if (end > start && !this.#link!.write(start === 0 && end === data.byteLength ? data : data.subarray(start, end))) this.#pauseForLink()
+    if (this.#reqDone) {
+      this.#bodyDeadline = Infinity
+      if (this.#respDone) this.#finish()
+    }
+    return end
+  }
+
+  // ---- link events ----
+
+  onLinkOpen(link: Link): void {
+    if (link === this.#inner) {
+      // The inner server sees loopback: it learns the client's address from this port.
+      this.#innerPort = link.socket!.localPort
+      this.ctx.peers.set(this.#innerPort, { clientIp: this.clientIp, serverName: undefined })
+    }
+  }
+
+  onLinkDrain(link: Link): void {
+    if (link === this.#link && this.#pausedForLink) {
+      this.#pausedForLink = false
+      if (!this.#pausedForBuffer) this.socket.resume()
+    }
+  }
+
+  onLinkData(link: Link, data: Uint8Array): void {
+    this.#lastActivity = this.ctx.clock.now
+    if (link !== this.#link) return link.destroy()
+    if (this.#phase === Phase.Tunnel) {
+      this.#writeClient(data)
+      return
+    }
+    if (this.#respDone) {
+      // Bytes after the response: the link is out of step, never reuse it.
+      this.#linkReusable = false
+      return
+    }
+    if (!this.#respStarted) {
+      const buf = this.#respHead ? Buffer.concat([this.#respHead, data]) : data
+      this.#respHead = undefined
+      this.#onResponseHead(buf)
+      return
+    }
+    this.#feedResponseBody(data, 0)
+  }
+
+  onLinkClose(link: Link, connected: boolean): void {
+    if (link === this.#inner) {
+      this.#inner = undefined
+      if (this.#innerPort) this.ctx.peers.delete(this.#innerPort)
+    }
+    if (link !== this.#link || this.#phase === Phase.Closed) return
+    if (this.#phase === Phase.Tunnel) return this.#endClient()
+    if (this.#phase !== Phase.Exchange) return
+    if (this.#respStarted) {
+      if (this.#respBody === Body.UntilClose) {
+        this.#respDone = true
+        this.#linkReusable = false
+        this.#closeAfter = true
+        return this.#finish()
+      }
+      // Cut mid-body: the client must see a broken response, not a short one.
+      return this.#destroyClient()
+    }
+    if (!this.#direct) return this.#failExchange(502, 'gateway pipeline unavailable')
+    const member = this.#member!
+    if (!connected) {
+      this.ctx.registry.recordFailure(member)
+      this.ctx.logger.warn('upstream connect failed', { endpoint: member.key })
+      return this.#failExchange(502, 'upstream connect error')
+    }
+    // A pooled link the server closed while idle, racing our write: replay once on a new one.
+    if (link.served > 0 && !this.#retried && this.#respHead === undefined && this.#reqBody === Body.None && REPLAYABLE_METHODS.has(this.#method)) {
+      this.#retried = true
+      this.#link = this.ctx.links.pool(member.key, member.address, member.port).connect(this)
+      this.#link.write(this.#upstreamHead)
+      return
+    }
+    this.ctx.registry.recordFailure(member)
+    this.ctx.logger.warn('upstream reset before response headers', { endpoint: member.key })
+    this.#failExchange(503, 'upstream reset before response headers')
+  }
+
+  #onResponseHead(buf: Uint8Array): void {
+    let head: ResponseHead | undefined
+    try {
+      head = parseResponseHead(buf, 0)
+    } catch (err) {
+      if (!(err instanceof HeadParseError)) throw err
+      this.ctx.logger.warn('malformed upstream response', { error: err.message, direct: this.#direct })
+      return this.#failExchange(502, 'malformed upstream response')
+    }
+    if (!head) {
+      if (buf.byteLength > MAX_HEAD_BYTES) return this.#failExchange(502, 'upstream response head too large')
+      this.#respHead = buf
+      return
+    }
+    const status = head.status
+    if (status < 200) {
+      if (status === 101) {
+        if (!this.#upgrade) return this.#failExchange(502, 'unexpected protocol switch')
+        // The backend accepted the upgrade: from here on, bytes both ways (WebSocket frames).
+        this.#phase = Phase.Tunnel
+        this.#respStarted = true
+        this.#writeClient(buf)
+        const pending = this.#buffered
+        this.#buffered = undefined
+        if (pending && !this.#link!.write(pending)) this.#pauseForLink()
+        return
+      }
+      // Interim response (100 Continue, 103 Early Hints): relay and wait for the final one.
+      this.#writeClient(buf.subarray(0, head.headEnd))
+      if (head.headEnd < buf.byteLength) this.#onResponseHead(buf.subarray(head.headEnd))
+      return
+    }
+    this.#respStarted = true
+    if (hasNoBody(this.#method, status)) this.#respBody = Body.None
+    else if (head.chunked) {
+      this.#respBody = Body.Chunked
+      this.#respChunks = new ChunkedDecoder()
+    } else if (head.contentLength >= 0) {
+      this.#respBody = head.contentLength > 0 ? Body.Length : Body.None
+      this.#respRemaining = head.contentLength
+    } else this.#respBody = Body.UntilClose
+    this.#linkReusable = !head.close && this.#respBody !== Body.UntilClose
+    // A close-delimited body can only end with the connection; an upstream that closes its side
+    // after a framed body need not end ours.
+    if (this.#respBody === Body.UntilClose || this.ctx.draining) this.#closeAfter = true
+    // The head goes out with whatever body bytes came along, in one write (one syscall).
+    let rebuilt: string | undefined
+    if (this.#direct) {
+      this.ctx.registry.recordSuccess(this.#member!)
+      if (head.hopByHop || this.#closeAfter) rebuilt = this.#responseHeadText(head)
+    } else if (this.#closeAfter && !head.close) rebuilt = this.#responseHeadText(head)
+    // The inner server's head is already clean; it said close itself when it closes.
+    else if (head.close) this.#closeAfter = true
+    if (this.#respBody === Body.None) {
+      this.#respDone = true
+      if (head.headEnd < buf.byteLength) this.#linkReusable = false
+      this.#writeClient(rebuilt === undefined ? buf.subarray(0, head.headEnd) : wireBytes(rebuilt))
+      return this.#finish()
+    }
+    this.#feedResponseBody(buf, head.headEnd, rebuilt ?? 0)
+  }
+
+  /** The upstream head minus hop-by-hop fields, with the framing and Connection we send. */
+  #responseHeadText(head: ResponseHead): string {
+    let nominated: Set<string> | undefined
+    for (const [name, value] of head.headers) {
+      if (name.length === 10 && name.toLowerCase() === 'connection') {
+        const names = nominatedFields(value)
+        if (names) for (const n of names) (nominated ??= new Set()).add(n)
+      }
+    }
+    let text = `HTTP/1.1 ${head.status} ${head.statusText}\r\n`
+    for (const [name, value] of head.headers) {
+      const lower = name.toLowerCase()
+      if (HOP_BY_HOP.has(lower) || nominated?.has(lower)) continue
+      text += `${name}: ${value}\r\n`
+    }
+    if (this.#respBody === Body.Chunked) text += 'transfer-encoding: chunked\r\n'
+    if (this.#closeAfter) text += 'connection: close\r\n'
+    return `${text}\r\n`
+  }
+
+  /**
+   * Relay body bytes `data[start..]` per the response framing. `head` is what precedes them in
+   * the same write: a rebuilt head, or an offset in `data` where the original head starts.
+   */
+  #feedResponseBody(data: Uint8Array, start: number, head?: string | number): void {
+    let end = data.byteLength
+    switch (this.#respBody) {
+      case Body.Length:
+        end = Math.min(end, start + this.#respRemaining)
+        this.#respRemaining -= end - start
+        if (this.#respRemaining === 0) this.#respDone = true
+        break
+      case Body.Chunked:
+        try {
+          end = this.#respChunks!.decode(data, start, NO_OP)
+        } catch (err) {
+          if (!(err instanceof ChunkedDecodeError)) throw err
+          this.ctx.logger.warn('malformed chunked upstream body', { error: err.message })
+          return this.#destroyClient()
+        }
+        if (this.#respChunks!.done) this.#respDone = true
+        break
+    }
+    if (typeof head === 'string') this.#writeClient(end > start ? Buffer.concat([Buffer.from(head, 'latin1'), data.subarray(start, end)]) : wireBytes(head))
+    else {
+      const from = head ?? start
+      if (end > from) this.#writeClient(from === 0 && end === data.byteLength ? data : data.subarray(from, end))
+    }
+    if (end < data.byteLength) this.#linkReusable = false
+    if (this.#respDone) this.#finish()
+  }
+
+  // ---- endings ----
+
+  /** The response is complete: release the link, then serve what the client pipelined or close. */
+  #finish(): void {
+    if (!this.#reqDone) {
+      // Answered before the upload ended (an early 413 from a backend, say): the rest of the body
+      // is still coming and cannot be told apart from a next request.
+      this.#closeAfter = true
+      this.#linkReusable = false
+    }
+    const link = this.#link
+    this.#link = undefined
+    if (this.#direct) {
+      const member = this.#member!
+      member.inFlight--
+      if (link && !link.closed) {
+        if (this.#linkReusable) this.ctx.links.pool(member.key, member.address, member.port).release(link, this.ctx.links.tick)
+        else link.close()
+      }
+      this.#member = undefined
+      this.#pool = undefined
+    } else if (link && !this.#linkReusable) this.#closeInner()
+    this.ctx.inFlight--
+    this.#phase = Phase.Idle
+    this.#lastActivity = this.ctx.clock.now
+    if (this.#closeAfter || this.ctx.draining) return this.#endClient()
+    if (this.#pausedForBuffer) {
+      this.#pausedForBuffer = false
+      if (!this.#pausedForLink) this.socket.resume()
+    }
+    this.#serveBuffered()
+  }
+
+  /** A failure before any response byte reached the client: answer it (else cut the connection). */
+  #failExchange(status: number, message: string): void {
+    if (this.#respStarted) return this.#destroyClient()
+    const link = this.#link
+    this.#link = undefined
+    if (link) {
+      if (link === this.#inner) this.#closeInner()
+      else link.destroy()
+    }
+    if (this.#member) {
+      this.#member.inFlight--
+      this.#member = undefined
+    }
+    this.#direct = false
+    // Without a complete request body the connection cannot be reused: the rest of it is still coming.
+    this.#respondLocal(status, message, !this.#reqDone || status === 400 || status === 413)
+  }
+
+  /** Answer from the front itself and end the exchange. */
+  #respondLocal(status: number, message: string, close: boolean): void {
+    const body = `${message}\n`
+    const closing = close || this.#closeAfter || this.ctx.draining
+    this.#writeClient(
+      `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\n${closing ? 'connection: close\r\n' : ''}\r\n${this.#method === 'HEAD' ? '' : body}`,
+    )
+    this.#respStarted = true
+    this.#respDone = true
+    this.#link = undefined
+    if (closing) {
+      this.#closeAfter = true
+      this.#reqDone = true
+    }
+    this.#finish()
+  }
+
+  /** A malformed head: answer and close (what follows on the connection cannot be trusted). */
+  #reject(error: RequestHeadError): void {
+    this.#buffered = undefined
+    this.#phase = Phase.Exchange
+    this.ctx.inFlight++
+    this.#method = ''
+    this.#direct = false
+    this.#reqDone = true
+    this.#closeAfter = true
+    this.#respondLocal(error.status, error.reason, true)
+  }
+
+  /** The client is gone mid-exchange: nothing more will be written, links are not reusable. */
+  #abandonExchange(): void {
+    const link = this.#link
+    this.#link = undefined
+    if (this.#member) {
+      this.#member.inFlight--
+      this.#member = undefined
+    }
+    if (link && link !== this.#inner) link.destroy()
+    this.ctx.inFlight--
+  }
+
+  #closeInner(): void {
+    const inner = this.#inner
+    this.#inner = undefined
+    if (this.#innerPort) this.ctx.peers.delete(this.#innerPort)
+    this.#innerPort = 0
+    inner?.close()
+  }
+
+  #endClient(): void {
+    if (this.#clientQueue.length > 0) {
+      this.#closeAfterFlush = true
+      return
+    }
+    if (this.#phase !== Phase.Closed) {
+      if (this.#phase === Phase.Exchange || this.#phase === Phase.Tunnel) this.#abandonExchange()
+      this.#phase = Phase.Closed
+      this.ctx.connections.delete(this)
+      this.#closeInner()
+    }
+    this.socket.end()
+  }
+
+  #destroyClient(): void {
+    this.#clientQueue.length = 0
+    if (this.#phase !== Phase.Closed) {
+      if (this.#phase === Phase.Exchange || this.#phase === Phase.Tunnel) this.#abandonExchange()
+      this.#phase = Phase.Closed
+      this.ctx.connections.delete(this)
+      this.#closeInner()
+    }
+    this.socket.terminate()
+  }
+
+  #pauseForLink(): void {
+    if (this.#pausedForLink) return
+    this.#pausedForLink = true
+    this.socket.pause()
+  }
+
+  #writeClient(data: string | Uint8Array): void {
+    if (this.#phase === Phase.Closed) return
+    if (this.#clientQueue.length > 0) {
+      this.#clientQueue.push(data)
+      return
+    }
+    // A slow client holds back the upstream instead of filling memory.
+    if (!this.#writeNow(data)) this.#link?.pause()
+  }
+
+  #writeNow(data: string | Uint8Array): boolean {
+    const written = this.socket.write(data)
+    const length = typeof data === 'string' ? data.length : data.byteLength
+    if (written >= length || written < 0) return true
+    this.#clientQueue.push(typeof data === 'string' ? Buffer.from(data, 'latin1').subarray(written) : data.subarray(written))
+    return false
+  }
+
+  // ---- timeouts (FrontContext's sweep calls this every tick) ----
+
+  sweep(now: number): void {
+    const limits = this.ctx.limits
+    switch (this.#phase) {
+      case Phase.Idle:
+        if (this.#buffered) {
+          // Slowloris: a head that does not complete in time.
+          if (limits.headerTimeoutMs > 0 && now - this.#headStarted > limits.headerTimeoutMs) this.#reject(new RequestHeadError(408, 'request header timeout'))
+        } else {
+          const idleMs = this.#served === 0 ? limits.headerTimeoutMs : limits.keepAliveIdleSeconds * 1000
+          if (idleMs > 0 && now - this.#lastActivity > idleMs) this.#endClient()
+        }
+        return
+      case Phase.Exchange:
+        if (!this.#respStarted && now > this.#headDeadline) {
+          this.ctx.logger.warn('upstream timeout', { endpoint: this.#member?.key })
+          return this.#failExchange(504, 'upstream request timeout')
+        }
+        if (!this.#reqDone && now > this.#bodyDeadline) return this.#failExchange(408, 'request body timeout')
+        // A stream (either way) silent for too long; waiting for a head is bounded by its own deadline.
+        if (this.#streamIdleMs > 0 && (this.#respStarted || !this.#reqDone) && now - this.#lastActivity > this.#streamIdleMs) return this.#destroyClient()
+        return
+    }
+  }
+
+  /** Graceful stop: idle connections close now, busy ones after their exchange. */
+  drain(): void {
+    if (this.#phase === Phase.Idle && !this.#buffered) this.#endClient()
+  }
+
+  forceClose(): void {
+    this.#destroyClient()
+  }
+}
+
+interface DirectMatch {
+  readonly rule: RoutePlan
+  readonly pool: RuntimePool
+  readonly fields: HeadFields
+}
+
+/** The rule for a request the front forwards itself, or undefined (the inner pipeline serves it). */
+function directRule(head: RequestHead, port: PortPlan, clientIp: string): DirectMatch | undefined {
+  const fields = new HeadFields(head)
+  const input = new HeadMatchInput(head, fields)
+  const found = port.router.route(normalizeHost(head.host), input)
+  if (!found || !found.rule.direct || found.rule.action.kind !== 'forward') return undefined
+  const choice = chooseBackend(found.rule.action)
+  const pool = choice?.pool
+  if (!pool || pool.members.length === 0) return undefined
+  void clientIp
+  return { rule: found.rule, pool, fields }
+}
+
+/** MatchInput over a parsed head. */
+class HeadMatchInput {
+  #params: URLSearchParams | undefined
+  readonly method: string
+  readonly path: string
+
+  constructor(
+    readonly head: RequestHead,
+    readonly headers: HeadFields,
+  ) {
+    this.method = head.method
+    this.path = head.path
+  }
+
+  queryParam(name: string): string | undefined {
+    if (this.head.query === '') return undefined
+    this.#params ??= new URLSearchParams(this.head.query)
+    return this.#params.get(name) ?? undefined
+  }
+}
+
+/** Field names a Connection header nominates, beyond keep-alive/close (RFC 9110 §7.6.1). */
+function nominatedFields(connection: string): Set<string> | undefined {
+  const lower = connection.toLowerCase()
+  if (lower === 'keep-alive' || lower === 'close') return undefined
+  let names: Set<string> | undefined
+  for (const token of lower.split(',')) {
+    const name = token.trim()
+    if (name && name !== 'keep-alive' && name !== 'close') (names ??= new Set()).add(name)
+  }
+  return names
+}

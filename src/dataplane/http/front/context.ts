@@ -1,0 +1,28 @@
+/** What every client connection of one HTTP front shares (http-front.ts builds it). */
+import type { ActiveSnapshot } from '../../snapshot.ts'
+import type { EndpointRegistry } from '../../upstream/registry.ts'
+import type { Logger } from '../../log.ts'
+import type { HttpLimits } from '../limits.ts'
+import type { TlsPeer } from '../tls/generation.ts'
+import type { LinkPools } from './links.ts'
+
+export interface FrontContext {
+  /** Gateway listener port from the IR (the plan's key for this port). */
+  readonly irPort: number
+  readonly active: ActiveSnapshot
+  readonly registry: EndpointRegistry
+  readonly links: LinkPools
+  readonly limits: HttpLimits
+  readonly logger: Logger
+  /** Coarse clock (ms), advanced by the front's sweep: idle checks need no Date.now() per event. */
+  readonly clock: { now: number }
+  readonly connections: Set<{ sweep(now: number): void }>
+  /** Inner links' local ports → the client behind them (the inner server sees only loopback). */
+  readonly peers: Map<number, TlsPeer>
+  /** Port of the inner Bun.serve that runs the full pipeline. */
+  innerPort(): number
+  /** Stopping: finish what is in flight, keep no connection alive. */
+  draining: boolean
+  /** Exchanges in progress on this port (overload shedding). */
+  inFlight: number
+}

@@ -1,0 +1,273 @@
+/**
+ * Strict HTTP/1.x request-head parser for the front (front.ts). Everything a backend could read
+ * differently from us is refused here, before routing: that is what makes request smuggling
+ * impossible (RFC 9112 §6.3, §11.2). The head is decoded as latin1, one char per wire byte, so
+ * offsets are byte offsets and obs-text survives the trip back to the wire.
+ *
+ * Answers: 400 for syntax (bad request line, obs-fold, bare CR/LF, NUL and controls, bad field
+ * names, missing/duplicate/invalid Host, CL+TE, invalid or conflicting Content-Length, a
+ * Transfer-Encoding whose last coding is not chunked); 414 for a long request-target; 431 for a
+ * large header block; 501 for a transfer coding we do not implement; 505 for versions other
+ * than HTTP/1.0 and HTTP/1.1.
+ */
+
+export interface RequestHead {
+  readonly method: string
+  /** As received: origin-form ("/p?q"), absolute-form, authority-form or "*". */
+  readonly target: string
+  /** Path (no query) of an origin-form or absolute-form target; "" for "*" and authority-form. */
+  readonly path: string
+  /** Query with its "?", or "". */
+  readonly query: string
+  readonly http10: boolean
+  /** Header lines as received ("Name: value"), without the request line; parallel to `names`. */
+  readonly lines: readonly string[]
+  /** Lower-case field names, parallel to `lines`. */
+  readonly names: readonly string[]
+  /** Field values (OWS trimmed), parallel to `lines`. */
+  readonly values: readonly string[]
+  /** The Host header's value, or the authority of an absolute-form target; "" when absent (HTTP/1.0). */
+  readonly host: string
+  /** -1 when absent. */
+  readonly contentLength: number
+  readonly chunked: boolean
+  /** The connection ends after this exchange (Connection: close, or HTTP/1.0 without keep-alive). */
+  readonly close: boolean
+  /** The request asks for a protocol switch (Upgrade header present). */
+  readonly upgrade: boolean
+  /** Expect: 100-continue (or any Expect). */
+  readonly expect: boolean
+  /** Some field is hop-by-hop beyond the framing ones, or nominated by Connection: the slow path strips those. */
+  readonly connectionValue: string | undefined
+  /** Byte length of the head including the blank line. */
+  readonly headBytes: number
+}
+
+export class RequestHeadError {
+  constructor(
+    readonly status: 400 | 408 | 413 | 414 | 431 | 501 | 505,
+    readonly reason: string,
+  ) {}
+}
+
+export interface HeadLimits {
+  readonly maxRequestTargetBytes: number
+  readonly maxHeaderBytes: number
+}
+
+const latin1Slice = Buffer.prototype.latin1Slice as (this: Uint8Array, start: number, end: number) => string
+
+/** RFC 9110 §5.6.2 token. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+/** Controls other than HTAB, and DEL (RFC 9110 §5.5); CR and LF here are bare (lines were split on CRLF). */
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/
+/** Request-target bytes: visible ASCII and obs-text; no spaces or controls (RFC 9112 §3.2). */
+const BAD_TARGET = /[\x00-\x20\x7f]/
+/** RFC 3986 host [":" port]: an IP literal or reg-name characters (no comma: nginx and Envoy refuse "a, b" too). */
+const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+;=-]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?$/
+
+/**
+ * Where the head ends in `text` (offset of the blank line's CRLFCRLF), or -1. A lone LF line end
+ * is refused later (bare LF), so only CRLFCRLF is searched.
+ */
+export function headEnd(text: string, from = 0): number {
+  return text.indexOf('\r\n\r\n', from)
+}
+
+/** Decode bytes as latin1 (one char per byte). */
+export function latin1(buf: Uint8Array, start = 0, end = buf.length): string {
+  return latin1Slice.call(buf, start, end)
+}
+
+/**
+ * Checks for an incomplete head: whether what arrived so far is already over a limit, so a
+ * client cannot make us buffer an endless head. Returns the error, or undefined to keep reading.
+ */
+export function incompleteHeadError(text: string, limits: HeadLimits): RequestHeadError | undefined {
+  const lineEnd = text.indexOf('\r\n')
+  if (lineEnd < 0) {
+    // Request line still arriving: method + SP + target + SP + "HTTP/1.1".
+    if (text.length > limits.maxRequestTargetBytes + 64) return new RequestHeadError(414, 'request-target too long')
+    return undefined
+  }
+  if (text.length - lineEnd > limits.maxHeaderBytes + 4) return new RequestHeadError(431, 'request header fields too large')
+  return undefined
+}
+
+/** Parse the complete head `text[0..blank]` (blank = headEnd(text)). */
+export function parseRequestHead(text: string, blank: number, limits: HeadLimits): RequestHead | RequestHeadError {
+  const lineEnd = text.indexOf('\r\n')
+  const requestLine = text.slice(0, lineEnd)
+  const sp1 = requestLine.indexOf(' ')
+  const sp2 = requestLine.lastIndexOf(' ')
+  if (sp1 <= 0 || sp2 === sp1) {
+    if (requestLine.length > limits.maxRequestTargetBytes) return new RequestHeadError(414, 'request-target too long')
+    return new RequestHeadError(400, 'malformed request line')
+  }
+  const method = requestLine.slice(0, sp1)
+  const target = requestLine.slice(sp1 + 1, sp2)
+  const version = requestLine.slice(sp2 + 1)
+  if (!TOKEN.test(method)) return new RequestHeadError(400, 'malformed method')
+  if (target.length > limits.maxRequestTargetBytes) return new RequestHeadError(414, 'request-target too long')
+  if (target.length === 0 || BAD_TARGET.test(target)) return new RequestHeadError(400, 'malformed request-target')
+  let http10 = false
+  if (version !== 'HTTP/1.1') {
+    if (version === 'HTTP/1.0') http10 = true
+    else if (/^HTTP\/\d\.\d$/.test(version)) return new RequestHeadError(505, 'HTTP version not supported')
+    else return new RequestHeadError(400, 'malformed HTTP version')
+  }
+  if (blank - lineEnd > limits.maxHeaderBytes + 2) return new RequestHeadError(431, 'request header fields too large')
+
+  const lines: string[] = []
+  const names: string[] = []
+  const values: string[] = []
+  let host: string | undefined
+  let contentLength = -1
+  let transferEncoding: string | undefined
+  let connection: string | undefined
+  let upgrade = false
+  let expect = false
+  let pos = lineEnd + 2
+  const stop = blank + 2
+  while (pos < stop) {
+    const end = text.indexOf('\r\n', pos)
+    const line = text.slice(pos, end)
+    pos = end + 2
+    const first = line.charCodeAt(0)
+    // obs-fold (RFC 9112 §5.2): a line starting with whitespace continues the previous one.
+    if (first === 32 || first === 9) return new RequestHeadError(400, 'obsolete line folding')
+    if (CONTROL.test(line)) return new RequestHeadError(400, 'control character in header')
+    const colon = line.indexOf(':')
+    if (colon <= 0) return new RequestHeadError(400, 'malformed header line')
+    const rawName = line.slice(0, colon)
+    // No whitespace between name and colon (RFC 9112 §5.1), only token characters.
+    if (!TOKEN.test(rawName)) return new RequestHeadError(400, 'malformed header name')
+    const name = rawName.toLowerCase()
+    const value = trimOws(line, colon + 1)
+    lines.push(line)
+    names.push(name)
+    values.push(value)
+    switch (name) {
+      case 'host':
+        if (host !== undefined) return new RequestHeadError(400, 'duplicate Host header')
+        if (!VALID_HOST.test(value)) return new RequestHeadError(400, 'invalid Host header')
+        host = value
+        break
+      case 'content-length': {
+        if (!/^\d{1,15}$/.test(value)) return new RequestHeadError(400, 'invalid Content-Length')
+        const length = Number(value)
+        // Even identical duplicates: a backend may join them into "5, 5" and refuse (nginx refuses too).
+        if (contentLength >= 0) return new RequestHeadError(400, 'duplicate Content-Length header')
+        contentLength = length
+        break
+      }
+      case 'transfer-encoding':
+        transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`
+        break
+      case 'connection':
+        connection = connection === undefined ? value : `${connection}, ${value}`
+        break
+      case 'upgrade':
+        upgrade = true
+        break
+      case 'expect':
+        expect = true
+        break
+    }
+  }
+
+  let chunked = false
+  if (transferEncoding !== undefined) {
+    // RFC 9112 §6.1: a sender must not send both; a proxy must not forward both (smuggling).
+    if (contentLength >= 0) return new RequestHeadError(400, 'both Content-Length and Transfer-Encoding')
+    if (http10) return new RequestHeadError(400, 'Transfer-Encoding in an HTTP/1.0 request')
+    const codings = transferEncoding.toLowerCase().split(',').map((c) => c.trim())
+    // Chunked must be last (and only once), else the length is unknowable: 400 (RFC 9112 §6.3).
+    if (codings[codings.length - 1] !== 'chunked' || codings.indexOf('chunked') !== codings.length - 1) {
+      return codings.every((c) => c === 'chunked' || TOKEN.test(c)) && !codings.includes('chunked')
+        ? new RequestHeadError(501, 'transfer-coding not implemented')
+        : new RequestHeadError(400, 'invalid Transfer-Encoding')
+    }
+    // gzip, chunked and the like: valid HTTP, but we forward bytes as framed, not codings we do not know.
+    if (codings.length > 1) return new RequestHeadError(501, 'transfer-coding not implemented')
+    chunked = true
+  }
+
+  let path = ''
+  let query = ''
+  let authority = host
+  if (target.charCodeAt(0) === 47 /* / */) {
+    const q = target.indexOf('?')
+    path = q < 0 ? target : target.slice(0, q)
+    query = q < 0 ? '' : target.slice(q)
+  } else if (/^https?:\/\//i.test(target)) {
+    // absolute-form (RFC 9112 §3.2.2): its authority wins over the Host header.
+    const start = target.indexOf('//') + 2
+    let slash = target.indexOf('/', start)
+    const q = target.indexOf('?', start)
+    if (slash < 0 || (q >= 0 && q < slash)) slash = q < 0 ? target.length : q
+    authority = target.slice(start, slash)
+    if (!VALID_HOST.test(authority) || authority.includes('@')) return new RequestHeadError(400, 'invalid request-target authority')
+    const rest = target.slice(slash)
+    const rq = rest.indexOf('?')
+    path = rq < 0 ? rest || '/' : rest.slice(0, rq) || '/'
+    query = rq < 0 ? '' : rest.slice(rq)
+  } else if (target === '*') {
+    if (method !== 'OPTIONS') return new RequestHeadError(400, 'asterisk-form is only for OPTIONS')
+  } else if (method !== 'CONNECT') {
+    return new RequestHeadError(400, 'malformed request-target')
+  }
+  if (host === undefined && !http10) return new RequestHeadError(400, 'missing Host header')
+
+  let close = http10
+  if (connection !== undefined) {
+    const tokens = connection.toLowerCase()
+    if (tokens.includes('close')) close = true
+    else if (http10 && tokens.includes('keep-alive')) close = false
+  }
+  return {
+    method,
+    target,
+    path,
+    query,
+    http10,
+    lines,
+    names,
+    values,
+    host: authority ?? '',
+    contentLength,
+    chunked,
+    close,
+    upgrade,
+    expect,
+    connectionValue: connection,
+    headBytes: blank + 4,
+  }
+}
+
+function trimOws(line: string, start: number): string {
+  let end = line.length
+  while (start < end && (line.charCodeAt(start) === 32 || line.charCodeAt(start) === 9)) start++
+  while (end > start && (line.charCodeAt(end - 1) === 32 || line.charCodeAt(end - 1) === 9)) end--
+  return line.slice(start, end)
+}
+
+/** Field values by name, for matching and hashing (the shape of Headers that MatchInput uses). */
+export class HeadFields {
+  constructor(readonly head: RequestHead) {}
+
+  get(name: string): string | null {
+    const { names, values } = this.head
+    let found: string | null = null
+    for (let i = 0; i < names.length; i++) {
+      if (names[i] !== name) continue
+      // Repeated fields read as one comma-joined value (RFC 9110 §5.3), as Headers.get does; cookies with "; ".
+      found = found === null ? values[i]! : `${found}${name === 'cookie' ? '; ' : ', '}${values[i]}`
+    }
+    return found
+  }
+
+  has(name: string): boolean {
+    return this.head.names.includes(name)
+  }
+}

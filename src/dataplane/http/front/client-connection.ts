@@ -90,6 +90,9 @@ export class ClientConnection implements LinkOwner {
   #pausedForLink = false
   #pausedForBuffer = false
 
+  #forwardedHost = ''
+  #forwardedElement = ''
+
   /** This connection's link to the inner Bun.serve, opened on first need and kept. */
   #inner: Link | undefined
   #innerPort = 0
@@ -217,15 +220,14 @@ export class ClientConnection implements LinkOwner {
       }
       const head = parseRequestHead(text, blank, this.ctx.limits)
       if (head instanceof RequestHeadError) return this.#reject(head)
-      const raw = buf.subarray(0, head.headBytes)
-      const rest = buf.subarray(head.headBytes)
-      this.#buffered = rest.byteLength > 0 ? rest : undefined
+      this.#buffered = head.headBytes < buf.byteLength ? buf.subarray(head.headBytes) : undefined
       this.#headStarted = 0
-      this.#start(head, raw)
+      this.#start(head, buf)
     }
   }
 
-  #start(head: RequestHead, raw: Uint8Array): void {
+  /** `buf` starts with the head's bytes (the inner path writes them unchanged). */
+  #start(head: RequestHead, buf: Uint8Array): void {
     const ctx = this.ctx
     this.#phase = Phase.Exchange
     this.#served++
@@ -262,13 +264,13 @@ export class ClientConnection implements LinkOwner {
 
     const rule = head.target.charCodeAt(0) === 47 && !head.http10 && !head.upgrade && !head.expect ? directRule(head, port, this.clientIp) : undefined
     if (rule) this.#startDirect(head, rule)
-    else this.#startInner(raw)
+    else this.#startInner(head.headBytes === buf.byteLength ? buf : buf.subarray(0, head.headBytes))
     if (this.#phase === Phase.Exchange && !this.#reqDone && this.#buffered) {
       // Body bytes that arrived with the head.
-      const buf = this.#buffered
+      const body = this.#buffered
       this.#buffered = undefined
-      const used = this.#feedRequestBody(buf, 0)
-      if (used < buf.byteLength && this.#phase === Phase.Exchange) this.#stash(buf.subarray(used))
+      const used = this.#feedRequestBody(body, 0)
+      if (used < body.byteLength && this.#phase === Phase.Exchange) this.#stash(body.subarray(used))
     }
   }
 
@@ -288,7 +290,8 @@ export class ClientConnection implements LinkOwner {
     this.#pool = pool
     this.#member = member.state
     member.state.inFlight++
-    this.#upstreamHead = wireBytes(this.#upstreamHeadText(head))
+    const text = this.#upstreamHeadText(head)
+    this.#upstreamHead = head.ascii ? text : Buffer.from(text, 'latin1')
     const endpoint = member.state
     const links = ctx.links.pool(endpoint.key, endpoint.address, endpoint.port)
     const link = links.take()
@@ -342,7 +345,12 @@ export class ClientConnection implements LinkOwner {
     if (ip) text += `x-forwarded-for: ${xff ? `${xff}, ${ip}` : ip}\r\n`
     text += `x-forwarded-proto: http\r\n`
     if (head.host) text += `x-forwarded-host: ${head.host}\r\n`
-    const element = forwardedElement(ip, 'http', head.host)
+    // A keep-alive client repeats its Host: the element is built once per connection and host.
+    if (this.#forwardedHost !== head.host || this.#forwardedElement === '') {
+      this.#forwardedHost = head.host
+      this.#forwardedElement = forwardedElement(ip, 'http', head.host)
+    }
+    const element = this.#forwardedElement
     text += `forwarded: ${forwarded ? `${forwarded}, ${element}` : element}\r\n`
     if (!hasRequestId) text += `x-request-id: ${crypto.randomUUID()}\r\n`
     if (this.#reqBody === Body.Chunked) text += 'transfer-encoding: chunked\r\n'
@@ -463,7 +471,7 @@ export class ClientConnection implements LinkOwner {
   #onResponseHead(buf: Uint8Array): void {
     let head: ResponseHead | undefined
     try {
-      head = parseResponseHead(buf, 0)
+      head = parseResponseHead(buf, 0, false)
     } catch (err) {
       if (!(err instanceof HeadParseError)) throw err
       this.ctx.logger.warn('malformed upstream response', { error: err.message, direct: this.#direct })
@@ -509,8 +517,8 @@ export class ClientConnection implements LinkOwner {
     let rebuilt: string | undefined
     if (this.#direct) {
       this.ctx.registry.recordSuccess(this.#member!)
-      if (head.hopByHop || this.#closeAfter) rebuilt = this.#responseHeadText(head)
-    } else if (this.#closeAfter && !head.close) rebuilt = this.#responseHeadText(head)
+      if (head.hopByHop || this.#closeAfter) rebuilt = this.#responseHeadText(buf)
+    } else if (this.#closeAfter && !head.close) rebuilt = this.#responseHeadText(buf)
     // The inner server's head is already clean; it said close itself when it closes.
     else if (head.close) this.#closeAfter = true
     if (this.#respBody === Body.None) {
@@ -523,7 +531,9 @@ export class ClientConnection implements LinkOwner {
   }
 
   /** The upstream head minus hop-by-hop fields, with the framing and Connection we send. */
-  #responseHeadText(head: ResponseHead): string {
+  #responseHeadText(buf: Uint8Array): string {
+    // The first parse skipped the fields (most heads are relayed as they are): read them now.
+    const head = parseResponseHead(buf, 0)!
     let nominated: Set<string> | undefined
     for (const [name, value] of head.headers) {
       if (name.length === 10 && name.toLowerCase() === 'connection') {

@@ -41,6 +41,8 @@ export interface RequestHead {
   readonly connectionValue: string | undefined
   /** Byte length of the head including the blank line. */
   readonly headBytes: number
+  /** No byte above 0x7f (obs-text) in the head: its strings can be written without re-encoding. */
+  readonly ascii: boolean
 }
 
 export class RequestHeadError {
@@ -59,8 +61,12 @@ const latin1Slice = Buffer.prototype.latin1Slice as (this: Uint8Array, start: nu
 
 /** RFC 9110 §5.6.2 token. */
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
-/** Controls other than HTAB, and DEL (RFC 9110 §5.5); CR and LF here are bare (lines were split on CRLF). */
-const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/
+/**
+ * One pass over the whole field block: controls other than HTAB and DEL (RFC 9110 §5.5), a CR
+ * not followed by LF, an LF not preceded by CR, and a line starting with whitespace (obs-fold).
+ */
+const BAD_FIELD_BYTES = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]/
+const NON_ASCII = /[\x80-\xff]/
 /** Request-target bytes: visible ASCII and obs-text; no spaces or controls (RFC 9112 §3.2). */
 const BAD_TARGET = /[\x00-\x20\x7f]/
 /** RFC 3986 host [":" port]: an IP literal or reg-name characters (no comma: nginx and Envoy refuse "a, b" too). */
@@ -129,14 +135,18 @@ export function parseRequestHead(text: string, blank: number, limits: HeadLimits
   let expect = false
   let pos = lineEnd + 2
   const stop = blank + 2
+  // From the request line's CRLF to the blank line: the LF before a folded line is inside it.
+  const block = text.slice(lineEnd, blank + 2)
+  const bad = BAD_FIELD_BYTES.exec(block)
+  if (bad) {
+    // obs-fold (RFC 9112 §5.2): a line starting with whitespace continues the previous one.
+    return new RequestHeadError(400, bad[0].length === 2 ? 'obsolete line folding' : 'control character in header')
+  }
+  const ascii = !NON_ASCII.test(block) && !NON_ASCII.test(requestLine)
   while (pos < stop) {
     const end = text.indexOf('\r\n', pos)
     const line = text.slice(pos, end)
     pos = end + 2
-    const first = line.charCodeAt(0)
-    // obs-fold (RFC 9112 §5.2): a line starting with whitespace continues the previous one.
-    if (first === 32 || first === 9) return new RequestHeadError(400, 'obsolete line folding')
-    if (CONTROL.test(line)) return new RequestHeadError(400, 'control character in header')
     const colon = line.indexOf(':')
     if (colon <= 0) return new RequestHeadError(400, 'malformed header line')
     const rawName = line.slice(0, colon)
@@ -242,6 +252,7 @@ export function parseRequestHead(text: string, blank: number, limits: HeadLimits
     expect,
     connectionValue: connection,
     headBytes: blank + 4,
+    ascii,
   }
 }
 

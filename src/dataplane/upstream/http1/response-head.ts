@@ -41,8 +41,12 @@ export class HeadParseError extends Error {}
 const HOP_BY_HOP_LENGTHS = new Uint8Array(32)
 for (const name of HOP_BY_HOP) HOP_BY_HOP_LENGTHS[name.length] = 1
 
-/** Undefined when the head is not complete yet; throws HeadParseError when it is malformed. */
-export function parseResponseHead(buf: Uint8Array, start: number): ResponseHead | undefined {
+/**
+ * Undefined when the head is not complete yet; throws HeadParseError when it is malformed.
+ * `collectFields` false leaves `headers` empty (a caller relaying the head bytes as they are
+ * needs only the framing): no string per field.
+ */
+export function parseResponseHead(buf: Uint8Array, start: number, collectFields = true): ResponseHead | undefined {
   // Most heads fit in the first few KiB: decode that much first, not a whole 64 KiB read.
   let scanEnd = Math.min(buf.length, start + FIRST_SCAN_BYTES)
   let text = latin1(buf, start, scanEnd)
@@ -81,13 +85,18 @@ export function parseResponseHead(buf: Uint8Array, start: number): ResponseHead 
     const end = text.indexOf('\r\n', pos)
     const colon = text.indexOf(':', pos)
     if (colon < 0 || colon > end || colon === pos) throw new HeadParseError('malformed header line')
+    const n = colon - pos
+    // Few names matter for framing; their lengths are checked first so most are never sliced.
+    const framing = n === 14 || n === 17 || n === 10
+    if (!collectFields && !framing && HOP_BY_HOP_LENGTHS[n] !== 1) {
+      pos = end + 2
+      continue
+    }
     const name = text.slice(pos, colon)
     // Fast path for the usual "name: value" with no other whitespace.
     const value = text.charCodeAt(colon + 1) === 32 && !isOws(text.charCodeAt(colon + 2)) && !isOws(text.charCodeAt(end - 1)) ? text.slice(colon + 2, end) : trimOws(text, colon + 1, end)
     pos = end + 2
-    headers.push([name, value])
-    // Few names matter here; their lengths are checked first so most names are never lower-cased.
-    const n = name.length
+    if (collectFields) headers.push([name, value])
     if (HOP_BY_HOP_LENGTHS[n] === 1 && HOP_BY_HOP.has(name.toLowerCase())) hopByHop = true
     if (n === 12 && name.toLowerCase() === 'content-type') {
       contentType = true

@@ -403,6 +403,11 @@ export class ClientConnection implements LinkOwner {
     }
   }
 
+  onFailure(err: unknown): void {
+    this.ctx.logger.error('http front: connection failed', { port: this.ctx.irPort, error: err instanceof Error ? (err.stack ?? err.message) : String(err) })
+    this.forceClose()
+  }
+
   onLinkDrain(link: Link): void {
     if (link === this.#link && this.#pausedForLink) {
       this.#pausedForLink = false

@@ -35,12 +35,21 @@ export interface HttpFrontOptions {
 /** Timeouts are checked this often: their precision. */
 const SWEEP_MS = 100
 
+// Each handler catches for itself: a wrapper taking a closure would allocate one per event.
 const HANDLERS: SocketHandler<ClientConnection> = {
   data(socket, data) {
-    guarded(socket, () => socket.data.onData(data))
+    try {
+      socket.data.onData(data)
+    } catch (err) {
+      failed(socket.data, err)
+    }
   },
   drain(socket) {
-    guarded(socket, () => socket.data.onDrain())
+    try {
+      socket.data.onDrain()
+    } catch (err) {
+      failed(socket.data, err)
+    }
   },
   close(socket) {
     socket.data?.onClose()
@@ -49,19 +58,17 @@ const HANDLERS: SocketHandler<ClientConnection> = {
     socket.data?.onClose()
   },
   end(socket) {
-    guarded(socket, () => socket.data.onEnd())
+    try {
+      socket.data.onEnd()
+    } catch (err) {
+      failed(socket.data, err)
+    }
   },
 }
 
 /** A bug in request handling costs one connection, never the process. */
-function guarded(socket: Parameters<NonNullable<SocketHandler<ClientConnection>['data']>>[0], run: () => void): void {
-  try {
-    run()
-  } catch (err) {
-    const conn = socket.data
-    conn?.ctx.logger.error('http front: connection failed', { port: conn.ctx.irPort, error: err instanceof Error ? (err.stack ?? err.message) : String(err) })
-    conn?.forceClose()
-  }
+function failed(conn: ClientConnection | undefined, err: unknown): void {
+  conn?.onFailure(err)
 }
 
 export class HttpFront {

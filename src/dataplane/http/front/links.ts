@@ -16,6 +16,8 @@ export interface LinkOwner {
   onLinkDrain(link: Link): void
   /** Closed by either side, or failed to connect (`connected` false). */
   onLinkClose(link: Link, connected: boolean, error: Error | undefined): void
+  /** A handler threw (a bug): contained to this owner's connection. */
+  onFailure(err: unknown): void
 }
 
 const NON_ASCII = /[^\x00-\x7f]/
@@ -119,13 +121,23 @@ const HANDLERS: SocketHandler<Link> = {
   },
   data(socket, data) {
     const link = socket.data
-    if (link.owner) link.owner.onLinkData(link, data)
+    const owner = link.owner
     // Bytes on an idle pooled link: the server broke the protocol. Never hand that link out again.
-    else link.destroy()
+    if (!owner) return link.destroy()
+    try {
+      owner.onLinkData(link, data)
+    } catch (err) {
+      link.destroy()
+      owner.onFailure(err)
+    }
   },
   drain(socket) {
     const link = socket.data
-    if (link.flush()) link.owner?.onLinkDrain(link)
+    try {
+      if (link.flush()) link.owner?.onLinkDrain(link)
+    } catch (err) {
+      link.owner?.onFailure(err)
+    }
   },
   close(socket, error) {
     gone(socket.data, error)

@@ -103,7 +103,16 @@ export class ClientConnection implements LinkOwner {
   #member: EndpointState | undefined
   #pool: RuntimePool | undefined
   #method = ''
+  #reqHttp10 = false
+  /** The upstream head, held until the body bytes that came with it are validated. */
+  #pendingHead: string | Uint8Array | undefined
   #upgrade = false
+  /** The request head as sent to the inner server, kept for one replay when its link was closed under us. */
+  #innerHead: Uint8Array | undefined
+  /** The client half-closed: finish what it sent, then close. */
+  #clientEnded = false
+  /** The next pipelined request waits until the client has taken the previous answer. */
+  #serveOnDrain = false
   #closeAfter = false
   #upstreamHead: string | Uint8Array = ''
   #retried = false
@@ -164,13 +173,18 @@ export class ClientConnection implements LinkOwner {
     }
     if (this.#closeAfterFlush) return this.#endClient()
     this.#link?.resume()
+    if (this.#serveOnDrain) {
+      this.#serveOnDrain = false
+      this.#serveNext()
+    }
   }
 
   /** The client half-closed (FIN): answer what it sent, then close. */
   onEnd(): void {
+    this.#clientEnded = true
     if (this.#phase === Phase.Idle) return this.#buffered ? this.#reject(new RequestHeadError(400, 'incomplete request')) : this.#endClient()
-    if (this.#phase === Phase.Exchange) this.#closeAfter = true
-    else if (this.#phase === Phase.Tunnel) this.#link?.socket?.shutdown()
+    if (this.#phase === Phase.Tunnel) this.#link?.socket?.shutdown()
+    // In an exchange: #finish serves what was pipelined before the FIN, then closes.
   }
 
   onClose(): void {
@@ -233,7 +247,13 @@ export class ClientConnection implements LinkOwner {
     this.#served++
     ctx.inFlight++
     this.#method = head.method
+    this.#reqHttp10 = head.http10
     this.#upgrade = head.upgrade
+    this.#pendingHead = undefined
+    // Which path serves it is decided below; local answers before that are neither.
+    this.#direct = false
+    this.#member = undefined
+    this.#innerHead = undefined
     this.#closeAfter = head.close || ctx.draining
     this.#respStarted = false
     this.#respHead = undefined
@@ -247,7 +267,7 @@ export class ClientConnection implements LinkOwner {
     this.#reqChunks = undefined
     if (head.chunked) {
       this.#reqBody = Body.Chunked
-      this.#reqChunks = new ChunkedDecoder()
+      this.#reqChunks = new ChunkedDecoder(true)
     } else if (head.contentLength > 0) {
       this.#reqBody = Body.Length
       this.#reqRemaining = head.contentLength
@@ -297,14 +317,25 @@ export class ClientConnection implements LinkOwner {
     const link = links.take()
     if (link) link.owner = this
     this.#link = link ?? links.connect(this)
-    this.#link.write(this.#upstreamHead)
+    this.#sendHead(this.#upstreamHead)
   }
 
   #startInner(raw: Uint8Array): void {
-    this.#direct = false
-    this.#member = undefined
+    // The pipeline times its own streams (per-route stream idle timeout, body deadline).
+    this.#streamIdleMs = 0
+    // Bun.serve may close an idle link just as we reuse it: a bodiless request can be replayed.
+    this.#innerHead = this.#reqBody === Body.None ? raw : undefined
     this.#link = this.#innerLink()
-    this.#link.write(raw)
+    this.#sendHead(raw)
+  }
+
+  /**
+   * Body bytes that came with the head go out in the same write, after they were checked: a
+   * malformed chunked body is refused before the backend saw anything of the request.
+   */
+  #sendHead(head: string | Uint8Array): void {
+    if (!this.#reqDone && this.#buffered) this.#pendingHead = head
+    else this.#link!.write(head)
   }
 
   #innerLink(): Link {
@@ -385,7 +416,13 @@ export class ClientConnection implements LinkOwner {
       this.#failExchange(413, 'request body too large')
       return data.byteLength
     }
-    if (end > start && !this.#link!.write(start === 0 && end === data.byteLength ? data : data.subarray(start, end))) this.#pauseForLink()
+    const body = start === 0 && end === data.byteLength ? data : data.subarray(start, end)
+    const head = this.#pendingHead
+    if (head !== undefined) {
+      this.#pendingHead = undefined
+      const out = end > start ? Buffer.concat([typeof head === 'string' ? Buffer.from(head, 'latin1') : head, body]) : head
+      if (!this.#link!.write(out)) this.#pauseForLink()
+    } else if (end > start && !this.#link!.write(body)) this.#pauseForLink()
     if (this.#reqDone) {
       this.#bodyDeadline = Infinity
       if (this.#respDone) this.#finish()
@@ -454,7 +491,16 @@ export class ClientConnection implements LinkOwner {
       // Cut mid-body: the client must see a broken response, not a short one.
       return this.#destroyClient()
     }
-    if (!this.#direct) return this.#failExchange(502, 'gateway pipeline unavailable')
+    if (!this.#direct) {
+      const head = this.#innerHead
+      if (head && !this.#retried && this.#respHead === undefined) {
+        this.#retried = true
+        this.#link = this.#innerLink()
+        this.#link.write(head)
+        return
+      }
+      return this.#failExchange(502, 'gateway pipeline unavailable')
+    }
     const member = this.#member!
     if (!connected) {
       this.ctx.registry.recordFailure(member)
@@ -519,20 +565,56 @@ export class ClientConnection implements LinkOwner {
     // after a framed body need not end ours.
     if (this.#respBody === Body.UntilClose || this.ctx.draining) this.#closeAfter = true
     // The head goes out with whatever body bytes came along, in one write (one syscall).
-    let rebuilt: string | undefined
+    let prefix: string | Uint8Array[] | undefined
     if (this.#direct) {
       this.ctx.registry.recordSuccess(this.#member!)
-      if (head.hopByHop || this.#closeAfter) rebuilt = this.#responseHeadText(buf)
-    } else if (this.#closeAfter && !head.close) rebuilt = this.#responseHeadText(buf)
-    // The inner server's head is already clean; it said close itself when it closes.
-    else if (head.close) this.#closeAfter = true
+      if (head.hopByHop || this.#closeAfter || head.http10) prefix = head.nominates ? this.#responseHeadText(buf) : this.#strippedHead(head, buf)
+    } else {
+      // The inner server's head is already clean, and says close itself when it closes; an
+      // HTTP/1.0 exchange ends its link (Bun.serve closes it after answering).
+      if (head.close) this.#closeAfter = true
+      if (this.#reqHttp10) this.#linkReusable = false
+      if ((this.#closeAfter && !head.close) || this.#reqHttp10) prefix = this.#strippedHead(head, buf)
+    }
     if (this.#respBody === Body.None) {
       this.#respDone = true
       if (head.headEnd < buf.byteLength) this.#linkReusable = false
-      this.#writeClient(rebuilt === undefined ? buf.subarray(0, head.headEnd) : wireBytes(rebuilt))
+      if (prefix === undefined) this.#writeClient(buf.subarray(0, head.headEnd))
+      else this.#writeClient(typeof prefix === 'string' ? wireBytes(prefix) : Buffer.concat(prefix))
       return this.#finish()
     }
-    this.#feedResponseBody(buf, head.headEnd, rebuilt ?? 0)
+    this.#feedResponseBody(buf, head.headEnd, prefix ?? 0)
+  }
+
+  /**
+   * The upstream head's bytes minus its hop-by-hop lines, plus our framing and Connection lines:
+   * slices of the buffer, no field strings (upstreams commonly send Connection: keep-alive).
+   */
+  #strippedHead(head: ResponseHead, buf: Uint8Array): Uint8Array[] {
+    // Our own version on the status line (RFC 9110 §6.2), whatever the upstream spoke.
+    const parts: Uint8Array[] = head.http10 ? [Buffer.from(`HTTP/1.1 ${head.status} ${head.statusText}\r\n`, 'latin1')] : []
+    let at = head.http10 ? head.statusLineEnd : 0
+    const ranges = head.hopByHopRanges
+    if (ranges) {
+      for (let i = 0; i < ranges.length; i += 2) {
+        if (ranges[i]! > at) parts.push(buf.subarray(at, ranges[i]))
+        at = ranges[i + 1]!
+      }
+    }
+    // Up to the blank line, which goes after our own lines.
+    parts.push(buf.subarray(at, head.headEnd - 2))
+    parts.push(Buffer.from(`${this.#framingLines()}\r\n`, 'latin1'))
+    return parts
+  }
+
+  /** The framing and connection lines we add to a relayed head (its own were hop-by-hop). */
+  #framingLines(): string {
+    let lines = ''
+    if (this.#respBody === Body.Chunked) lines += 'transfer-encoding: chunked\r\n'
+    if (this.#closeAfter) lines += 'connection: close\r\n'
+    // An HTTP/1.0 client assumes the connection closes unless told otherwise.
+    else if (this.#reqHttp10) lines += 'connection: keep-alive\r\n'
+    return lines
   }
 
   /** The upstream head minus hop-by-hop fields, with the framing and Connection we send. */
@@ -552,16 +634,15 @@ export class ClientConnection implements LinkOwner {
       if (HOP_BY_HOP.has(lower) || nominated?.has(lower)) continue
       text += `${name}: ${value}\r\n`
     }
-    if (this.#respBody === Body.Chunked) text += 'transfer-encoding: chunked\r\n'
-    if (this.#closeAfter) text += 'connection: close\r\n'
-    return `${text}\r\n`
+    return `${text}${this.#framingLines()}\r\n`
   }
 
   /**
    * Relay body bytes `data[start..]` per the response framing. `head` is what precedes them in
-   * the same write: a rebuilt head, or an offset in `data` where the original head starts.
+   * the same write: a rebuilt head, the parts of a stripped one, or an offset in `data` where
+   * the original head starts.
    */
-  #feedResponseBody(data: Uint8Array, start: number, head?: string | number): void {
+  #feedResponseBody(data: Uint8Array, start: number, head?: string | number | Uint8Array[]): void {
     let end = data.byteLength
     switch (this.#respBody) {
       case Body.Length:
@@ -581,7 +662,10 @@ export class ClientConnection implements LinkOwner {
         break
     }
     if (typeof head === 'string') this.#writeClient(end > start ? Buffer.concat([Buffer.from(head, 'latin1'), data.subarray(start, end)]) : wireBytes(head))
-    else {
+    else if (Array.isArray(head)) {
+      if (end > start) head.push(data.subarray(start, end))
+      this.#writeClient(Buffer.concat(head))
+    } else {
       const from = head ?? start
       if (end > from) this.#writeClient(from === 0 && end === data.byteLength ? data : data.subarray(from, end))
     }
@@ -601,6 +685,8 @@ export class ClientConnection implements LinkOwner {
     }
     const link = this.#link
     this.#link = undefined
+    // A link paused for this client's sake must not go back to a pool (or stay) paused.
+    link?.resume()
     if (this.#direct) {
       const member = this.#member!
       member.inFlight--
@@ -611,15 +697,27 @@ export class ClientConnection implements LinkOwner {
       this.#member = undefined
       this.#pool = undefined
     } else if (link && !this.#linkReusable) this.#closeInner()
+    this.#direct = false
     this.ctx.inFlight--
     this.#phase = Phase.Idle
     this.#lastActivity = this.ctx.clock.now
     if (this.#closeAfter || this.ctx.draining) return this.#endClient()
-    if (this.#pausedForBuffer) {
-      this.#pausedForBuffer = false
-      if (!this.#pausedForLink) this.socket.resume()
+    // Whatever paused the client for the finished exchange is over.
+    this.#pausedForLink = false
+    if (this.#pausedForBuffer) this.#pausedForBuffer = false
+    this.socket.resume()
+    // A client that does not read its answers gets no more of them: the next pipelined request
+    // waits until it drained this one (memory stays bounded by one response's backlog).
+    if (this.#clientQueue.length > 0) {
+      this.#serveOnDrain = true
+      return
     }
+    this.#serveNext()
+  }
+
+  #serveNext(): void {
     this.#serveBuffered()
+    if (this.#clientEnded && this.#phase === Phase.Idle) this.#endClient()
   }
 
   /** A failure before any response byte reached the client: answer it (else cut the connection). */
@@ -722,11 +820,12 @@ export class ClientConnection implements LinkOwner {
 
   #writeClient(data: string | Uint8Array): void {
     if (this.#phase === Phase.Closed) return
+    // A slow client holds back the upstream instead of filling memory.
     if (this.#clientQueue.length > 0) {
       this.#clientQueue.push(data)
+      this.#link?.pause()
       return
     }
-    // A slow client holds back the upstream instead of filling memory.
     if (!this.#writeNow(data)) this.#link?.pause()
   }
 

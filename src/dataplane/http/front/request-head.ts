@@ -231,7 +231,8 @@ export function parseRequestHead(text: string, blank: number, limits: HeadLimits
 
   let close = http10
   if (connection !== undefined) {
-    const tokens = connection.toLowerCase()
+    // Whole tokens: "x-close-notify" is not "close".
+    const tokens = connection.toLowerCase().split(',').map((t) => t.trim())
     if (tokens.includes('close')) close = true
     else if (http10 && tokens.includes('keep-alive')) close = false
   }

@@ -18,7 +18,16 @@ const enum State {
 export class ChunkedDecodeError extends Error {}
 
 export class ChunkedDecoder {
+  /**
+   * Strict (requests from clients, RFC 9112 §7.1): every line ends with CRLF, extensions hold no
+   * control bytes. Lenient (responses from backends) tolerates bare LF like most parsers. A front
+   * that accepts framing a backend may read differently is how request smuggling starts.
+   */
+  constructor(readonly strict = false) {}
+
   #state = State.Size
+  /** Strict mode: the previous byte of the current line was CR. */
+  #cr = false
   #size = 0
   #sizeDigits = 0
   #remaining = 0
@@ -48,12 +57,25 @@ export class ChunkedDecoder {
             i++
           } else if (this.#sizeDigits === 0) {
             throw new ChunkedDecodeError('missing chunk size')
+          } else if (this.strict && c !== 59 /* ; */ && c !== 13 && c !== 32 && c !== 9) {
+            throw new ChunkedDecodeError('invalid byte after chunk size')
           } else {
             this.#state = State.SizeLineRest
           }
           break
         }
         case State.SizeLineRest: {
+          if (this.strict) {
+            const c = buf[i++]!
+            if (this.#cr) {
+              if (c !== 10) throw new ChunkedDecodeError('CR without LF in chunk size line')
+              this.#cr = false
+              this.#endSizeLine()
+            } else if (c === 13) this.#cr = true
+            else if (c === 10) throw new ChunkedDecodeError('bare LF in chunk size line')
+            else if ((c < 32 && c !== 9) || c === 127) throw new ChunkedDecodeError('control byte in chunk extension')
+            break
+          }
           // Skip extensions up to LF (tolerating a bare LF like most parsers).
           const lf = buf.indexOf(10, i)
           if (lf < 0) {
@@ -61,15 +83,7 @@ export class ChunkedDecoder {
             break
           }
           i = lf + 1
-          if (this.#size === 0) {
-            this.#state = State.Trailer
-            this.#trailerLine = 0
-          } else {
-            this.#remaining = this.#size
-            this.#state = State.Data
-          }
-          this.#size = 0
-          this.#sizeDigits = 0
+          this.#endSizeLine()
           break
         }
         case State.Data: {
@@ -84,7 +98,7 @@ export class ChunkedDecoder {
           if (buf[i] === 13) {
             i++
             this.#state = State.DataLf
-          } else if (buf[i] === 10) {
+          } else if (buf[i] === 10 && !this.strict) {
             i++
             this.#state = State.Size
           } else {
@@ -98,6 +112,12 @@ export class ChunkedDecoder {
           break
         case State.Trailer: {
           const c = buf[i++]!
+          if (this.strict) {
+            if (this.#cr && c !== 10) throw new ChunkedDecodeError('CR without LF in trailer')
+            if (c === 10 && !this.#cr) throw new ChunkedDecodeError('bare LF in trailer')
+            this.#cr = c === 13
+            if (c === 13) continue
+          }
           if (c === 10) {
             if (this.#trailerLine === 0) {
               this.#state = State.Done
@@ -114,6 +134,18 @@ export class ChunkedDecoder {
       }
     }
     return i
+  }
+
+  #endSizeLine(): void {
+    if (this.#size === 0) {
+      this.#state = State.Trailer
+      this.#trailerLine = 0
+    } else {
+      this.#remaining = this.#size
+      this.#state = State.Data
+    }
+    this.#size = 0
+    this.#sizeDigits = 0
   }
 }
 

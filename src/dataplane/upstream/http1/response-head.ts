@@ -26,6 +26,17 @@ export interface ResponseHead {
   readonly headers: [string, string][]
   /** Some field is hop-by-hop (Connection, Keep-Alive, TE, ...): a proxy must filter before relaying. */
   readonly hopByHop: boolean
+  /**
+   * Byte ranges [start, end) in the buffer of the hop-by-hop lines (CRLF included), in order: a
+   * proxy can relay the head's bytes without them instead of rebuilding it.
+   */
+  readonly hopByHopRanges: number[] | undefined
+  /** A Connection field names other fields (hop-by-hop too, RFC 9110 §7.6.1): not in the ranges. */
+  readonly nominates: boolean
+  /** The status line says HTTP/1.0: a proxy answers with its own version. */
+  readonly http10: boolean
+  /** Byte offset just past the status line's CRLF. */
+  readonly statusLineEnd: number
   readonly contentType: boolean
   /** -1 when absent. */
   readonly contentLength: number
@@ -76,12 +87,17 @@ export function parseResponseHead(buf: Uint8Array, start: number, collectFields 
 
   const headers: [string, string][] = []
   let hopByHop = false
+  let hopByHopRanges: number[] | undefined
+  let nominates = false
+  /** Where the Content-Length lines are, in case Transfer-Encoding overrides them (dropped then). */
+  let lengthRanges: number[] | undefined
   let contentType = false
   let contentLength = -1
   let chunked = false
   let close = http10
   let pos = lineEnd + 2
   while (pos < blank + 2) {
+    const lineStart = pos
     const end = text.indexOf('\r\n', pos)
     const colon = text.indexOf(':', pos)
     if (colon < 0 || colon > end || colon === pos) throw new HeadParseError('malformed header line')
@@ -95,12 +111,16 @@ export function parseResponseHead(buf: Uint8Array, start: number, collectFields 
     const name = text.slice(pos, colon)
     // Fast path for the usual "name: value" with no other whitespace.
     const value = text.charCodeAt(colon + 1) === 32 && !isOws(text.charCodeAt(colon + 2)) && !isOws(text.charCodeAt(end - 1)) ? text.slice(colon + 2, end) : trimOws(text, colon + 1, end)
-    pos = end + 2
     if (collectFields) headers.push([name, value])
-    if (HOP_BY_HOP_LENGTHS[n] === 1 && HOP_BY_HOP.has(name.toLowerCase())) hopByHop = true
+    if (HOP_BY_HOP_LENGTHS[n] === 1 && HOP_BY_HOP.has(name.toLowerCase())) {
+      hopByHop = true
+      ;(hopByHopRanges ??= []).push(start + pos, start + end + 2)
+    }
+    pos = end + 2
     if (n === 12 && name.toLowerCase() === 'content-type') {
       contentType = true
     } else if (n === 14 && name.toLowerCase() === 'content-length') {
+      ;(lengthRanges ??= []).push(start + lineStart, start + pos)
       const length = parseContentLength(value)
       if (contentLength >= 0 && contentLength !== length) throw new HeadParseError('conflicting content-length')
       contentLength = length
@@ -109,17 +129,33 @@ export function parseResponseHead(buf: Uint8Array, start: number, collectFields 
       chunked = /(?:^|,)\s*chunked\s*$/i.test(value)
       if (!chunked) close = true
     } else if (n === 10 && name.toLowerCase() === 'connection') {
-      const tokens = value.toLowerCase()
+      const lower = value.toLowerCase()
+      if (lower !== 'keep-alive' && lower !== 'close') nominates = true
+      // Whole tokens: "x-close-notify" is not "close".
+      const tokens = nominates ? lower.split(',').map((t) => t.trim()) : [lower]
       if (tokens.includes('close')) close = true
       else if (http10 && tokens.includes('keep-alive')) close = false
     }
   }
-  // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length (and such a message must not be reused).
+  // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length (and such a message must not be
+  // reused); an intermediary must not pass the Content-Length on.
   if (chunked && contentLength >= 0) {
     contentLength = -1
     close = true
+    hopByHop = true
+    hopByHopRanges = [...(hopByHopRanges ?? []), ...lengthRanges!]
+    sortRanges(hopByHopRanges)
+    if (collectFields) for (let i = headers.length - 1; i >= 0; i--) if (headers[i]![0].toLowerCase() === 'content-length') headers.splice(i, 1)
   }
-  return { status, statusText, headers, hopByHop, contentType, contentLength, chunked, close, headEnd: start + blank + 4 }
+  return { status, statusText, headers, hopByHop, hopByHopRanges, nominates, http10, statusLineEnd: start + lineEnd + 2, contentType, contentLength, chunked, close, headEnd: start + blank + 4 }
+}
+
+/** Sort [start, end) pairs by start, in place. */
+function sortRanges(ranges: number[]): void {
+  const pairs: [number, number][] = []
+  for (let i = 0; i < ranges.length; i += 2) pairs.push([ranges[i]!, ranges[i + 1]!])
+  pairs.sort((a, b) => a[0] - b[0])
+  for (let i = 0; i < pairs.length; i++) [ranges[2 * i], ranges[2 * i + 1]] = pairs[i]!
 }
 
 function parseContentLength(value: string): number {

@@ -63,6 +63,8 @@ export interface RoutePlan extends MatchableRule {
    * draw is the same whichever path serves the request.
    */
   readonly direct: boolean
+  /** The same for WebSocket upgrades, which plain HTTP and kubernetes.io/ws pools both accept. */
+  readonly directWebSocket: boolean
 }
 
 export interface RetryPlan {
@@ -155,6 +157,7 @@ function compileRule(rule: HttpRule, pools: ReadonlyMap<string, RuntimePool>): R
   const ctx = { prefix: matcher.prefix, pools }
   const filters = compileFilters(rule.filters, ctx)
   const action = compileAction(rule, matcher.prefix, pools)
+  const noFilters = filters.request.length === 0 && filters.response.length === 0
   const retry = rule.retry && rule.retry.attempts > 0 ? { codes: new Set(rule.retry.codes), attempts: rule.retry.attempts, backoffMs: rule.retry.backoffMs } : undefined
   return {
     id: rule.id,
@@ -167,13 +170,14 @@ function compileRule(rule: HttpRule, pools: ReadonlyMap<string, RuntimePool>): R
     backendTimeoutMs: positive(rule.timeouts?.backendRequestMs),
     timeoutDisabled: rule.timeouts?.requestMs === 0,
     retry,
-    direct: filters.request.length === 0 && filters.response.length === 0 && retry === undefined && isDirectAction(action),
+    direct: noFilters && retry === undefined && isDirectAction(action, usesHttp1Client),
+    directWebSocket: noFilters && isDirectAction(action, (pool) => (pool.ir.protocol === 'http' || pool.ir.protocol === 'ws') && pool.tls === undefined),
   }
 }
 
-function isDirectAction(action: ActionPlan): boolean {
+function isDirectAction(action: ActionPlan, poolOk: (pool: RuntimePool) => boolean): boolean {
   if (action.kind !== 'forward' || action.totalWeight <= 0) return false
-  return action.choices.every((c) => c.pool !== undefined && usesHttp1Client(c.pool) && c.requestFilters.length === 0 && c.responseFilters.length === 0)
+  return action.choices.every((c) => c.pool !== undefined && poolOk(c.pool) && c.requestFilters.length === 0 && c.responseFilters.length === 0)
 }
 
 function compileAction(rule: HttpRule, prefix: string | undefined, pools: ReadonlyMap<string, RuntimePool>): ActionPlan {

@@ -24,6 +24,7 @@ import type { RuntimePool } from '../../upstream/pool.ts'
 import { headEnd, HeadFields, incompleteHeadError, latin1, parseRequestHead, RequestHeadError, type RequestHead } from './request-head.ts'
 import { openLink, wireBytes, type Link, type LinkOwner } from './links.ts'
 import type { FrontContext } from './context.ts'
+import { closeFrame, FrameTracker } from './ws-frames.ts'
 
 const enum Phase {
   /** Waiting for (or reading) a request head. */
@@ -46,6 +47,8 @@ const enum Body {
 /** Pipelined bytes buffered while a request is served; beyond this the client is not read. */
 const MAX_BUFFERED_BYTES = 64 * 1024
 const H2_PREFACE = 'PRI * HTTP/2.0\r\n'
+/** How long a WebSocket handshake may take when the route sets no timeout. */
+const WS_HANDSHAKE_TIMEOUT_MS = 10_000
 const REPLAYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const NO_OP = () => {}
 /** Payload bytes of the request chunks decoded last (a module-level counter: no closure per request). */
@@ -89,6 +92,16 @@ export class ClientConnection implements LinkOwner {
   /** Why the client socket is paused: the link is backlogged, or too many pipelined bytes wait. */
   #pausedForLink = false
   #pausedForBuffer = false
+
+  /** Frame boundaries of a direct WebSocket tunnel, each way; undefined for other tunnels. */
+  #toBackend: FrameTracker | undefined
+  #toClient: FrameTracker | undefined
+  /** The route's stream idle timeout (0: none): a session without data frames that long is closed. */
+  #routeIdleMs = 0
+  #wsIdleMs = 0
+  #wsLastData = 0
+  /** The gateway is closing the session: a close frame goes each way at the next frame boundary. */
+  #wsClose: { readonly code: number; readonly reason: string; toClientSent: boolean; toBackendSent: boolean } | undefined
 
   #forwardedHost = ''
   #forwardedElement = ''
@@ -146,9 +159,13 @@ export class ClientConnection implements LinkOwner {
   onData(data: Uint8Array): void {
     this.#lastActivity = this.ctx.clock.now
     switch (this.#phase) {
-      case Phase.Tunnel:
+      case Phase.Tunnel: {
+        const frames = this.#toBackend
+        if (frames && this.#wsClose) return this.#relayUntilClose(data, frames, false)
+        frames?.feed(data)
         if (!this.#link!.write(data)) this.#pauseForLink()
         return
+      }
       case Phase.Exchange:
         if (!this.#reqDone) {
           const used = this.#feedRequestBody(data, 0)
@@ -250,6 +267,8 @@ export class ClientConnection implements LinkOwner {
     this.#reqHttp10 = head.http10
     this.#upgrade = head.upgrade
     this.#pendingHead = undefined
+    this.#toBackend = this.#toClient = undefined
+    this.#wsClose = undefined
     // Which path serves it is decided below; local answers before that are neither.
     this.#direct = false
     this.#member = undefined
@@ -282,7 +301,8 @@ export class ClientConnection implements LinkOwner {
     // The port left the plan while this connection drains: nothing routes here any more.
     if (!port) return this.#respondLocal(404, 'no route', true)
 
-    const rule = head.target.charCodeAt(0) === 47 && !head.http10 && !head.upgrade && !head.expect ? directRule(head, port, this.clientIp) : undefined
+    // Upgrades other than WebSocket (h2c) and everything directRule declines take the pipeline.
+    const rule = head.target.charCodeAt(0) === 47 && !head.http10 && !head.expect ? directRule(head, port) : undefined
     if (rule) this.#startDirect(head, rule)
     else this.#startInner(head.headBytes === buf.byteLength ? buf : buf.subarray(0, head.headBytes))
     if (this.#phase === Phase.Exchange && !this.#reqDone && this.#buffered) {
@@ -295,7 +315,7 @@ export class ClientConnection implements LinkOwner {
   }
 
   #startDirect(head: RequestHead, found: DirectMatch): void {
-    const { rule, pool, fields } = found
+    const { rule, pool, fields, webSocket } = found
     const ctx = this.ctx
     const limit = rule.ir.maxBodyBytes ?? ctx.limits.maxBodyBytes
     if (limit > 0 && head.contentLength > limit) return this.#respondLocal(413, 'request body too large', true)
@@ -304,7 +324,8 @@ export class ClientConnection implements LinkOwner {
     // Empty or gone: the full pipeline answers (503) with its usual body.
     if (!member) return this.#respondLocal(503, 'no healthy upstream', false)
     if (rule.ir.streamIdleTimeoutMs !== undefined) this.#streamIdleMs = rule.ir.streamIdleTimeoutMs
-    const timeout = rule.timeoutDisabled ? 0 : (rule.requestTimeoutMs ?? rule.backendTimeoutMs ?? ctx.limits.upstreamTimeoutMs)
+    this.#routeIdleMs = rule.ir.streamIdleTimeoutMs ?? 0
+    const timeout = rule.timeoutDisabled ? 0 : (rule.requestTimeoutMs ?? rule.backendTimeoutMs ?? (webSocket ? WS_HANDSHAKE_TIMEOUT_MS : ctx.limits.upstreamTimeoutMs))
     this.#headDeadline = timeout > 0 ? ctx.clock.now + timeout : Infinity
     this.#direct = true
     this.#pool = pool
@@ -314,7 +335,8 @@ export class ClientConnection implements LinkOwner {
     this.#upstreamHead = head.ascii ? text : Buffer.from(text, 'latin1')
     const endpoint = member.state
     const links = ctx.links.pool(endpoint.key, endpoint.address, endpoint.port)
-    const link = links.take()
+    // A handshake gets a connection of its own: after a 101 it is a tunnel, never pooled again.
+    const link = webSocket ? undefined : links.take()
     if (link) link.owner = this
     this.#link = link ?? links.connect(this)
     this.#sendHead(this.#upstreamHead)
@@ -386,6 +408,8 @@ export class ClientConnection implements LinkOwner {
     if (!hasRequestId) text += `x-request-id: ${crypto.randomUUID()}\r\n`
     if (this.#reqBody === Body.Chunked) text += 'transfer-encoding: chunked\r\n'
     else if (head.contentLength >= 0) text += `content-length: ${head.contentLength}\r\n`
+    // A WebSocket handshake keeps its Upgrade (hop-by-hop everywhere else).
+    if (head.upgrade) text += `connection: upgrade\r\nupgrade: ${new HeadFields(head).get('upgrade')}\r\n`
     return `${text}\r\n`
   }
 
@@ -456,6 +480,9 @@ export class ClientConnection implements LinkOwner {
     this.#lastActivity = this.ctx.clock.now
     if (link !== this.#link) return link.destroy()
     if (this.#phase === Phase.Tunnel) {
+      const frames = this.#toClient
+      if (frames && this.#wsClose) return this.#relayUntilClose(data, frames, true)
+      frames?.feed(data)
       this.#writeClient(data)
       return
     }
@@ -540,6 +567,15 @@ export class ClientConnection implements LinkOwner {
         // The backend accepted the upgrade: from here on, bytes both ways (WebSocket frames).
         this.#phase = Phase.Tunnel
         this.#respStarted = true
+        if (this.#direct) {
+          // Frames are tracked (not parsed) so that the gateway can close the session itself.
+          this.ctx.registry.recordSuccess(this.#member!)
+          this.#toBackend = new FrameTracker(true)
+          this.#toClient = new FrameTracker(false)
+          this.#toClient.feed(buf.subarray(head.headEnd))
+          this.#wsIdleMs = this.#routeIdleMs
+          this.#wsLastData = this.ctx.clock.now
+        }
         this.#writeClient(buf)
         const pending = this.#buffered
         this.#buffered = undefined
@@ -551,6 +587,9 @@ export class ClientConnection implements LinkOwner {
       if (head.headEnd < buf.byteLength) this.#onResponseHead(buf.subarray(head.headEnd))
       return
     }
+    // A handshake answered with anything but 101 or an error of the backend's own is no
+    // WebSocket: 502, as the pipeline's WebSocket proxy answers.
+    if (this.#upgrade && this.#direct && status < 400) return this.#failExchange(502, 'backend did not accept the websocket upgrade')
     this.#respStarted = true
     if (hasNoBody(this.#method, status)) this.#respBody = Body.None
     else if (head.chunked) {
@@ -837,6 +876,45 @@ export class ClientConnection implements LinkOwner {
     return false
   }
 
+  // ---- direct WebSocket tunnels ----
+
+  /** Close a direct WebSocket session from the gateway: a close frame each way, then both connections. */
+  #closeWebSocket(code: number, reason: string): void {
+    if (!this.#toBackend || !this.#toClient) return this.#endClient()
+    if (this.#wsClose) return
+    this.#wsClose = { code, reason, toClientSent: false, toBackendSent: false }
+    if (this.#toClient.atBoundary) this.#sendClose(true)
+    if (this.#toBackend.atBoundary) this.#sendClose(false)
+  }
+
+  /** While closing: relay up to the end of the frame in progress, then send our close frame. */
+  #relayUntilClose(data: Uint8Array, frames: FrameTracker, toClient: boolean): void {
+    const close = this.#wsClose!
+    if (toClient ? close.toClientSent : close.toBackendSent) return
+    const cut = frames.feed(data, true)
+    const part = cut < 0 ? data : data.subarray(0, cut)
+    if (part.byteLength > 0) {
+      if (toClient) this.#writeClient(part)
+      else this.#link?.write(part)
+    }
+    if (cut >= 0) this.#sendClose(toClient)
+  }
+
+  #sendClose(toClient: boolean): void {
+    const close = this.#wsClose!
+    if (toClient) {
+      close.toClientSent = true
+      this.#writeClient(closeFrame(close.code, close.reason, false))
+    } else {
+      close.toBackendSent = true
+      this.#link?.write(closeFrame(close.code, close.reason, true))
+    }
+    if (close.toClientSent && close.toBackendSent) {
+      this.#link?.close()
+      this.#endClient()
+    }
+  }
+
   // ---- timeouts (FrontContext's sweep calls this every tick) ----
 
   sweep(now: number): void {
@@ -860,12 +938,21 @@ export class ClientConnection implements LinkOwner {
         // A stream (either way) silent for too long; waiting for a head is bounded by its own deadline.
         if (this.#streamIdleMs > 0 && (this.#respStarted || !this.#reqDone) && now - this.#lastActivity > this.#streamIdleMs) return this.#destroyClient()
         return
+      case Phase.Tunnel:
+        if (this.#wsIdleMs <= 0) return
+        // Pings do not count: only text, binary and continuation frames are activity.
+        if (this.#toBackend!.takeActivity() || this.#toClient!.takeActivity()) this.#wsLastData = now
+        else if (now - this.#wsLastData > this.#wsIdleMs) this.#closeWebSocket(1001, 'stream idle timeout')
+        return
     }
   }
 
   /** Graceful stop: idle connections close now, busy ones after their exchange. */
   drain(): void {
     if (this.#phase === Phase.Idle && !this.#buffered) this.#endClient()
+    // Direct WebSocket sessions are told the gateway is going away; pipeline ones are closed by
+    // the inner server's WebSocket proxy, h2c tunnels by its stop.
+    else if (this.#phase === Phase.Tunnel && this.#toBackend) this.#closeWebSocket(1001, 'gateway shutting down')
   }
 
   forceClose(): void {
@@ -877,19 +964,29 @@ interface DirectMatch {
   readonly rule: RoutePlan
   readonly pool: RuntimePool
   readonly fields: HeadFields
+  /** A WebSocket handshake: forwarded with its Upgrade, on a link of its own that becomes a tunnel. */
+  readonly webSocket: boolean
 }
 
 /** The rule for a request the front forwards itself, or undefined (the inner pipeline serves it). */
-function directRule(head: RequestHead, port: PortPlan, clientIp: string): DirectMatch | undefined {
+function directRule(head: RequestHead, port: PortPlan): DirectMatch | undefined {
   const fields = new HeadFields(head)
+  const webSocket = head.upgrade && isWebSocketUpgrade(head, fields)
+  if (head.upgrade && !webSocket) return undefined
   const input = new HeadMatchInput(head, fields)
   const found = port.router.route(normalizeHost(head.host), input)
-  if (!found || !found.rule.direct || found.rule.action.kind !== 'forward') return undefined
+  if (!found || !(webSocket ? found.rule.directWebSocket : found.rule.direct) || found.rule.action.kind !== 'forward') return undefined
   const choice = chooseBackend(found.rule.action)
   const pool = choice?.pool
   if (!pool || pool.members.length === 0) return undefined
-  void clientIp
-  return { rule: found.rule, pool, fields }
+  return { rule: found.rule, pool, fields, webSocket }
+}
+
+/** RFC 6455 §4.1: a GET whose Upgrade names websocket. */
+function isWebSocketUpgrade(head: RequestHead, fields: HeadFields): boolean {
+  if (head.method !== 'GET') return false
+  const upgrade = fields.get('upgrade')
+  return upgrade !== null && upgrade.toLowerCase().split(',').some((t) => t.trim() === 'websocket')
 }
 
 /** MatchInput over a parsed head. */

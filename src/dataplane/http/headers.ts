@@ -16,6 +16,18 @@ export function stripHopByHop(headers: Headers): void {
   for (const name of HOP_BY_HOP) headers.delete(name)
 }
 
+/** Field names a Connection header nominates, beyond keep-alive/close (RFC 9110 §7.6.1); undefined when none. */
+export function nominatedFields(connection: string): Set<string> | undefined {
+  const lower = connection.toLowerCase()
+  if (lower === 'keep-alive' || lower === 'close') return undefined
+  let names: Set<string> | undefined
+  for (const token of lower.split(',')) {
+    const name = token.trim()
+    if (name && name !== 'keep-alive' && name !== 'close') (names ??= new Set()).add(name)
+  }
+  return names
+}
+
 /**
  * X-Forwarded-For (appended), X-Forwarded-Proto, X-Forwarded-Host and Forwarded (appended).
  * `originalHost` is the Host header the client sent.

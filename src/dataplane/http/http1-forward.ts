@@ -15,7 +15,7 @@ import { Http1Agent, type Http1Request, type Http1Response, type UpstreamError }
 import type { RequestState } from './context.ts'
 import type { ResponseFilter } from './filters/types.ts'
 import { forwardedElement } from './headers.ts'
-import { HOP_BY_HOP } from './headers.ts'
+import { HOP_BY_HOP, nominatedFields } from './headers.ts'
 
 /** One agent per process (per worker): pools are per endpoint, whichever plan or route uses them. */
 export const http1Agent = new Http1Agent()
@@ -119,17 +119,6 @@ function cachedForwardedElement(clientIp: string, scheme: string, host: string):
   return element
 }
 
-/** Field names a Connection header nominates, beyond the usual keep-alive/close (RFC 9110 §7.6.1). */
-function nominatedFields(connection: string): Set<string> | undefined {
-  const lower = connection.toLowerCase()
-  if (lower === 'keep-alive' || lower === 'close') return undefined
-  const names = new Set<string>()
-  for (const token of lower.split(',')) {
-    const name = token.trim()
-    if (name && name !== 'keep-alive' && name !== 'close') names.add(name)
-  }
-  return names.size > 0 ? names : undefined
-}
 
 function withoutFields(lines: string, names: ReadonlySet<string>): string {
   return lines

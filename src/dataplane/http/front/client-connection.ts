@@ -15,8 +15,7 @@
 import type { Socket } from 'bun'
 import { chooseBackend, type PortPlan, type RoutePlan } from '../../snapshot.ts'
 import { normalizeHost } from '../match.ts'
-import { HOP_BY_HOP } from '../headers.ts'
-import { forwardedElement } from '../headers.ts'
+import { forwardedElement, HOP_BY_HOP, nominatedFields } from '../headers.ts'
 import { ChunkedDecodeError, ChunkedDecoder } from '../../upstream/http1/chunked.ts'
 import { hasNoBody, HeadParseError, MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from '../../upstream/http1/response-head.ts'
 import type { EndpointState } from '../../upstream/registry.ts'
@@ -114,7 +113,6 @@ export class ClientConnection implements LinkOwner {
   #link: Link | undefined
   #direct = false
   #member: EndpointState | undefined
-  #pool: RuntimePool | undefined
   #method = ''
   #reqHttp10 = false
   /** The upstream head, held until the body bytes that came with it are validated. */
@@ -328,7 +326,6 @@ export class ClientConnection implements LinkOwner {
     const timeout = rule.timeoutDisabled ? 0 : (rule.requestTimeoutMs ?? rule.backendTimeoutMs ?? (webSocket ? WS_HANDSHAKE_TIMEOUT_MS : ctx.limits.upstreamTimeoutMs))
     this.#headDeadline = timeout > 0 ? ctx.clock.now + timeout : Infinity
     this.#direct = true
-    this.#pool = pool
     this.#member = member.state
     member.state.inFlight++
     const text = this.#upstreamHeadText(head)
@@ -734,7 +731,6 @@ export class ClientConnection implements LinkOwner {
         else link.close()
       }
       this.#member = undefined
-      this.#pool = undefined
     } else if (link && !this.#linkReusable) this.#closeInner()
     this.#direct = false
     this.ctx.inFlight--
@@ -1010,14 +1006,3 @@ class HeadMatchInput {
   }
 }
 
-/** Field names a Connection header nominates, beyond keep-alive/close (RFC 9110 §7.6.1). */
-function nominatedFields(connection: string): Set<string> | undefined {
-  const lower = connection.toLowerCase()
-  if (lower === 'keep-alive' || lower === 'close') return undefined
-  let names: Set<string> | undefined
-  for (const token of lower.split(',')) {
-    const name = token.trim()
-    if (name && name !== 'keep-alive' && name !== 'close') (names ??= new Set()).add(name)
-  }
-  return names
-}

@@ -119,6 +119,7 @@ export class HttpDataplane {
 
   async applyPlan(plan: Plan): Promise<ApplyResult> {
     this.active.swap(plan)
+    for (const [port, running] of this.#servers) running.front.onPlan(plan.ports.get(port))
     const opened: number[] = []
     const closed: number[] = []
     const statuses: PortStatus[] = []

@@ -95,6 +95,8 @@ export class ClientConnection implements LinkOwner {
   /** Frame boundaries of a direct WebSocket tunnel, each way; undefined for other tunnels. */
   #toBackend: FrameTracker | undefined
   #toClient: FrameTracker | undefined
+  /** The rule a direct exchange or tunnel was routed by (route removal closes its tunnel). */
+  #ruleId = ''
   /** The route's stream idle timeout (0: none): a session without data frames that long is closed. */
   #routeIdleMs = 0
   #wsIdleMs = 0
@@ -326,6 +328,7 @@ export class ClientConnection implements LinkOwner {
     const timeout = rule.timeoutDisabled ? 0 : (rule.requestTimeoutMs ?? rule.backendTimeoutMs ?? (webSocket ? WS_HANDSHAKE_TIMEOUT_MS : ctx.limits.upstreamTimeoutMs))
     this.#headDeadline = timeout > 0 ? ctx.clock.now + timeout : Infinity
     this.#direct = true
+    this.#ruleId = rule.id
     this.#member = member.state
     member.state.inFlight++
     const text = this.#upstreamHeadText(head)
@@ -909,6 +912,21 @@ export class ClientConnection implements LinkOwner {
       this.#link?.close()
       this.#endClient()
     }
+  }
+
+  /**
+   * A new plan is live: a direct WebSocket session whose rule left the port, or whose backend
+   * endpoint left the rule, is closed with 1012 (service restart: clients reconnect). Others keep
+   * the backend they started with.
+   */
+  onPlan(routed: ReadonlyMap<string, ReadonlySet<string>> | undefined): void {
+    if (this.#phase !== Phase.Tunnel || !this.#toBackend) return
+    const endpoints = routed?.get(this.#ruleId)
+    if (!endpoints || !endpoints.has(this.#member!.key)) this.#closeWebSocket(1012, 'route removed')
+  }
+
+  get isDirectTunnel(): boolean {
+    return this.#phase === Phase.Tunnel && this.#toBackend !== undefined
   }
 
   // ---- timeouts (FrontContext's sweep calls this every tick) ----

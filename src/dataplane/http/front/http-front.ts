@@ -10,7 +10,7 @@
  * 501, has a fixed header-read deadline without 408. Owning the parser fixes all of these.
  */
 import type { Server, SocketHandler, TCPSocketListener, TCPSocketListenOptions } from 'bun'
-import type { ActiveSnapshot } from '../../snapshot.ts'
+import type { ActiveSnapshot, PortPlan } from '../../snapshot.ts'
 import type { EndpointRegistry } from '../../upstream/registry.ts'
 import type { Logger } from '../../log.ts'
 import type { HttpLimits } from '../limits.ts'
@@ -144,6 +144,16 @@ export class HttpFront {
     return this.#listener.port
   }
 
+  /** A new plan is live (HttpDataplane.applyPlan): tunnels whose route is gone are closed. */
+  onPlan(port: PortPlan | undefined): void {
+    let routed: Map<string, Set<string>> | undefined
+    for (const conn of this.#connections) {
+      if (!conn.isDirectTunnel) continue
+      routed ??= port ? routedEndpoints(port) : new Map()
+      conn.onPlan(routed)
+    }
+  }
+
   /** Connections open on the public port (tests, admin). */
   get connectionCount(): number {
     return this.#connections.size
@@ -164,4 +174,21 @@ export class HttpFront {
     clearInterval(this.#sweep)
     await this.#inner.stop(true)
   }
+}
+
+/** Rule id → endpoint keys it forwards to, for every rule of a port. */
+function routedEndpoints(port: PortPlan): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>()
+  for (const listener of port.router.listeners) {
+    const hosts = [...listener.exact.values(), ...listener.wildcards.values(), ...(listener.catchAll ? [listener.catchAll] : [])]
+    for (const host of hosts) {
+      for (const rule of host.rules.rules) {
+        const endpoints = out.get(rule.id) ?? new Set<string>()
+        out.set(rule.id, endpoints)
+        if (rule.action.kind !== 'forward') continue
+        for (const choice of rule.action.choices) for (const member of choice.pool?.members ?? []) endpoints.add(member.state.key)
+      }
+    }
+  }
+  return out
 }

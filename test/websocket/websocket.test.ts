@@ -215,8 +215,10 @@ describe('long-lived sessions', () => {
     try {
       const client = await TestClient.connect(wsUrl(gw.port, '/echo'))
       const session = b1.sessions[b1.sessions.length - 1]!
-      // Same route id, now pointing at another backend; plus an unrelated rule.
-      const swapped = simple(0, [{ ...r, action: { kind: 'forward', backends: [backend('p2')] } }, rule({ match: { path: { type: 'Exact', value: '/other' } } })], [pool('p1', [b1.port]), pool('p2', [b2.port])], 2)
+      // Same route id, new sessions now going to another backend (the old one kept at weight 0:
+      // removing it from the route would close its sessions, see test/front/ws-route-removal);
+      // plus an unrelated rule.
+      const swapped = simple(0, [{ ...r, action: { kind: 'forward', backends: [backend('p1', 0), backend('p2')] } }, rule({ match: { path: { type: 'Exact', value: '/other' } } })], [pool('p1', [b1.port]), pool('p2', [b2.port])], 2)
       const applied = await gw.dp.apply(swapped)
       expect(applied.problems).toEqual([])
       client.ws.send('after-swap')

@@ -39,7 +39,7 @@ export class Controller {
   #rebuilds = 0
 
   constructor(private readonly deps: ControllerDeps) {
-    this.#coalescer = coalesce(() => this.rebuild(), { waitMs: deps.waitMs ?? 5, maxWaitMs: deps.maxWaitMs ?? 250 })
+    this.#coalescer = coalesce(() => this.rebuild(), { waitMs: deps.waitMs ?? 2, maxWaitMs: deps.maxWaitMs ?? 250 })
   }
 
   get live(): Snapshot | undefined {

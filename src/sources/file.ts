@@ -63,7 +63,7 @@ export class FileSource implements Source {
   #schedule(): void {
     if (this.#stopped) return
     clearTimeout(this.#debounce)
-    this.#debounce = setTimeout(() => void this.#rescan(), this.opts.debounceMs ?? 10)
+    this.#debounce = setTimeout(() => void this.#rescan(), this.opts.debounceMs ?? 3)
   }
 
   /** Serialises scans: an event during a scan queues exactly one more. */

@@ -227,6 +227,30 @@ function positive(ms: number | undefined): number | undefined {
   return ms !== undefined && ms > 0 ? ms : undefined
 }
 
+/**
+ * Rule id → endpoints ("address:port") of its pools, for every rule of a port (a rule shared by
+ * several listeners or hostnames gets the union): what long-lived sessions are checked against
+ * when a plan goes live. Zero-weight backends count: a weight set to 0 drains, it does not cut
+ * open sessions.
+ */
+export function routedEndpoints(port: PortPlan, plan: Plan): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>()
+  for (const listener of port.ir.listeners) {
+    for (const host of listener.virtualHosts) {
+      for (const rule of host.rules) {
+        let endpoints = out.get(rule.id)
+        if (!endpoints) out.set(rule.id, (endpoints = new Set<string>()))
+        if (rule.action.kind !== 'forward') continue
+        for (const backend of rule.action.backends) {
+          const pool = backend.target ? plan.ir.pools[backend.target.pool] : undefined
+          for (const ep of pool?.endpoints ?? []) endpoints.add(endpointKey(ep.address, ep.port))
+        }
+      }
+    }
+  }
+  return out
+}
+
 /** Holds the live plan. The hot path reads `current` once per request. */
 export class ActiveSnapshot {
   #current: Plan | undefined

@@ -67,9 +67,11 @@ function pools(): BackendPool[] {
 /** Change `i`: the streams' routes stay; the rest moves. Every tenth change is broken. */
 function snapshotFor(i: number): Snapshot {
   const prefix = (value: string) => ({ path: { type: 'PathPrefix' as const, value } })
+  // The streams' rules keep their ids, as the translator's (route/rule/match) ids do: a rule id
+  // that changes is a rule removed, whose WebSocket sessions are closed with 1012.
   const rules = [
-    rule({ match: prefix('/events'), action: forwardTo('ticker'), streamIdleTimeoutMs: 0 }),
-    rule({ match: prefix('/echo'), action: forwardTo('ws') }),
+    rule({ id: 'httproute/test/events/rule/0/match/0', match: prefix('/events'), action: forwardTo('ticker'), streamIdleTimeoutMs: 0 }),
+    rule({ id: 'httproute/test/echo/rule/0/match/0', match: prefix('/echo'), action: forwardTo('ws') }),
     rule({ match: prefix('/'), action: forwardTo(i % 2 ? 'v1' : 'v2') }),
   ]
   if (i % 3 === 0) rules.unshift(rule({ match: prefix(`/extra-${i}`), action: forwardTo('v1') }))

@@ -79,7 +79,7 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
         }
         if (choice.pool.members.length === 0) return errorResponse(503, 'no healthy upstream')
         const responseFilters = [route.responseFilters, choice.responseFilters]
-        if (conn.upgradeWebSocket) return await conn.upgradeWebSocket(state, route, choice.pool, responseFilters)
+        if (conn.upgradeWebSocket) return await conn.upgradeWebSocket(state, route, choice.pool, responseFilters, port)
         if (conn.limits) return await forwardWithLimits(req, state, route, choice.pool, responseFilters, deps, conn, conn.limits, body?.guard)
         // Bodies that stream (either way) outlive Bun's idle timer: the guard replaces it.
         const streams = new StreamGuard(req, conn, route.ir.streamIdleTimeoutMs)

@@ -119,7 +119,8 @@ export class HttpDataplane {
 
   async applyPlan(plan: Plan): Promise<ApplyResult> {
     this.active.swap(plan)
-    for (const [port, running] of this.#servers) running.front.onPlan(plan.ports.get(port))
+    this.websockets.onPlan(plan)
+    for (const running of this.#servers.values()) running.front.onPlan(plan)
     const opened: number[] = []
     const closed: number[] = []
     const statuses: PortStatus[] = []

@@ -4,8 +4,10 @@
  *
  * The backend is connected first (Bun's client WebSocket) and the client gets its 101 only once
  * the backend accepted, with the subprotocol the backend chose; a refused upgrade answers the
- * backend's own 4xx/5xx, or 502. Each session keeps the route and pool objects it started with,
- * so snapshot swaps never touch it.
+ * backend's own 4xx/5xx, or 502. Each session keeps the route and pool objects it started with
+ * across snapshot swaps, unless a swap removes its rule from its listener port or its endpoint
+ * from that rule's pools: then both sides are closed with 1012 "route removed" (RFC 6455: service
+ * restart; clients should reconnect). See WebSocketProxy.onPlan.
  *
  * Backpressure (Bun 1.4.5 facts): ServerWebSocket.send returns -1 when it queued under
  * backpressure and 0 when it DROPPED the message, and the client WebSocket buffers without
@@ -15,7 +17,7 @@
  * bufferedAmount is above a high-water mark, polled until it falls.
  */
 import type { Server, ServerWebSocket, WebSocketHandler } from 'bun'
-import type { RoutePlan } from '../snapshot.ts'
+import { routedEndpoints, type Plan, type PortPlan, type RoutePlan } from '../snapshot.ts'
 import type { RuntimePool } from '../upstream/pool.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
 import type { RequestState } from './context.ts'
@@ -32,6 +34,9 @@ const BACKEND_DRAIN_POLL_MS = 5
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
 /** Pings forwarded and not yet answered that are remembered for pong de-duplication. */
 const MAX_PENDING_PINGS = 16
+/** Close code and reason for sessions whose rule or endpoint a swap removed (RFC 6455 1012: service restart). */
+export const ROUTE_REMOVED_CODE = 1012
+export const ROUTE_REMOVED_REASON = 'route removed'
 /** Bun's default; messages above it close the session with 1009 (both directions). */
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -59,12 +64,17 @@ export type WebSocketUpgrader = (
   route: RoutePlan,
   pool: RuntimePool,
   responseFilters: readonly (readonly ResponseFilter[])[],
+  /** The listener port's plan the request was matched on (its IR port keys the session). */
+  port: PortPlan,
 ) => Promise<Response | undefined>
+
 
 /** Open sessions of one data plane and the Bun.serve `websocket` handlers that drive them. */
 export class WebSocketProxy {
   readonly #sessions = new Set<WebSocketSession>()
   readonly handlers: WebSocketHandler<WebSocketSession>
+  /** The live plan, as last given to onPlan (undefined before the first). */
+  #plan: Plan | undefined
 
   constructor(private readonly deps: ProxyDeps) {
     this.handlers = {
@@ -95,10 +105,30 @@ export class WebSocketProxy {
     for (const session of [...this.#sessions]) session.abort(code, reason)
   }
 
+  /**
+   * A new plan is live (HttpDataplane.applyPlan calls this right after publishing it). Sessions
+   * whose rule id is gone from their listener port, or whose endpoint is gone from that rule's
+   * pools, are closed on both sides with 1012 "route removed"; the others are not touched.
+   * Costs one pass over the sessions and, per port that has some, one over its rules.
+   */
+  onPlan(plan: Plan): void {
+    this.#plan = plan
+    if (this.#sessions.size === 0) return
+    const routed = new Map<number, ReadonlyMap<string, ReadonlySet<string>> | undefined>()
+    let closed = 0
+    for (const session of [...this.#sessions]) {
+      if (survives(session, plan, routed)) continue
+      closed++
+      this.deps.logger.debug('websocket closed by a configuration change', { route: session.routeId, endpoint: session.endpoint })
+      session.abort(ROUTE_REMOVED_CODE, ROUTE_REMOVED_REASON)
+    }
+    if (closed > 0) this.deps.logger.info('websocket sessions closed: route or backend removed', { revision: plan.revision, closed })
+  }
+
   /** The upgrader for one request of `server` (handler.ts calls it after matching and filters). */
   upgraderFor(req: Request, server: Server<undefined>): WebSocketUpgrader {
-    return (state, route, pool, responseFilters) =>
-      this.upgrade(req, server as unknown as UpgradeServer, state, route, pool, responseFilters)
+    return (state, route, pool, responseFilters, port) =>
+      this.upgrade(req, server as unknown as UpgradeServer, state, route, pool, responseFilters, port)
   }
 
   /** Connect to the backend, then upgrade the client. undefined = upgraded (Bun's contract). */
@@ -109,6 +139,7 @@ export class WebSocketProxy {
     route: RoutePlan,
     pool: RuntimePool,
     responseFilters: readonly (readonly ResponseFilter[])[],
+    port: PortPlan,
   ): Promise<Response | undefined> {
     const member = pool.pick({ clientIp: state.clientIp, headers: state.headers, now: Date.now() })
     if (!member) return errorResponse(503, 'no healthy upstream')
@@ -121,11 +152,17 @@ export class WebSocketProxy {
     if (backend.protocol) headers.set('sec-websocket-protocol', backend.protocol)
     for (const filters of responseFilters) for (const filter of filters) filter(state, headers)
 
-    const session = new WebSocketSession(backend, route, this.#sessions, this.deps)
+    const session = new WebSocketSession(backend, route, port.port, member.state.key, this.#sessions, this.deps)
     if (!server.upgrade(req, { headers, data: session })) {
       // E.g. no Sec-WebSocket-Key: Bun cannot complete the client handshake.
       session.abort(1002, 'client handshake invalid')
       return errorResponse(400, 'invalid websocket handshake')
+    }
+    // A swap that landed during the backend handshake was checked without this session: check it
+    // now (the client hears 1012 right after its 101, as any session on a removed route).
+    const live = this.#plan
+    if (live && live.ports.get(port.port) !== port && !survives(session, live, new Map())) {
+      session.abort(ROUTE_REMOVED_CODE, ROUTE_REMOVED_REASON)
     }
     return undefined
   }
@@ -196,6 +233,8 @@ export class WebSocketProxy {
 export class WebSocketSession {
   readonly routeId: string
   #client: Client | undefined
+  /** abort() before the client's `open`: the code it closes the client with once attached. */
+  #abortedWith: { code: number; reason: string } | undefined
   /** Backend → client messages waiting for the client to drain (ordered). */
   readonly #toClient: Message[] = []
   /** Backend close to pass on once #toClient is flushed (or the client attaches). */
@@ -210,6 +249,10 @@ export class WebSocketSession {
   constructor(
     private readonly backend: WebSocket,
     route: RoutePlan,
+    /** IR port of the listener the session came in on (the key of Plan.ports). */
+    readonly port: number,
+    /** The backend endpoint, "address:port". */
+    readonly endpoint: string,
     private readonly registry: Set<WebSocketSession>,
     private readonly deps: ProxyDeps,
   ) {
@@ -225,6 +268,10 @@ export class WebSocketSession {
   }
 
   attach(ws: Client): void {
+    if (this.#abortedWith) {
+      ws.close(this.#abortedWith.code, this.#abortedWith.reason)
+      return
+    }
     this.#client = ws
     this.#flushToClient()
     if (this.#pendingClose && this.#toClient.length === 0) return this.#closeClient()
@@ -359,7 +406,8 @@ export class WebSocketSession {
     } catch {
       closeQuietly(this.backend)
     }
-    this.#client?.close(code, reason)
+    if (this.#client) this.#client.close(code, reason)
+    else this.#abortedWith = { code, reason }
     this.#finish()
   }
 
@@ -369,6 +417,17 @@ export class WebSocketSession {
     this.#drainPoll = undefined
     this.registry.delete(this)
   }
+}
+
+/** Whether `session` may keep running under `plan`; `cache` holds each port's rule index for one pass. */
+function survives(session: WebSocketSession, plan: Plan, cache: Map<number, ReadonlyMap<string, ReadonlySet<string>> | undefined>): boolean {
+  let routed = cache.get(session.port)
+  if (!cache.has(session.port)) {
+    const port = plan.ports.get(session.port)
+    routed = port ? routedEndpoints(port, plan) : undefined
+    cache.set(session.port, routed)
+  }
+  return routed?.get(session.routeId)?.has(session.endpoint) === true
 }
 
 /** "Expected 101 status code: 403" is how Bun's client reports a refused upgrade. */

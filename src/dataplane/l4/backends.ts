@@ -27,11 +27,14 @@ const NO_HEADERS = new Headers()
  * window, and no bursts towards the heavy backend. Zero-weight options are never chosen.
  */
 export class BackendChooser {
+  /** Every option, zero weights included (endpointKeys). */
+  readonly #all: readonly WeightedOption[]
   readonly #options: WeightedOption[]
   readonly #current: number[]
   readonly #totalWeight: number
 
   constructor(options: readonly WeightedOption[]) {
+    this.#all = options
     this.#options = options.filter((option) => option.weight > 0)
     this.#current = this.#options.map(() => 0)
     this.#totalWeight = this.#options.reduce((sum, option) => sum + option.weight, 0)
@@ -48,10 +51,13 @@ export class BackendChooser {
     return { kind: 'endpoint', member, pool: option.pool }
   }
 
-  /** Endpoint keys ("address:port") this route can send to; used to expire stale UDP sessions. */
+  /**
+   * Endpoint keys ("address:port") of every backendRef of the route, zero weights included: the
+   * endpoints open connections and UDP sessions may keep after a swap (plan.ts liveRoutes).
+   */
   endpointKeys(): Set<string> {
     const keys = new Set<string>()
-    for (const option of this.#options) for (const member of option.pool?.members ?? []) keys.add(member.state.key)
+    for (const option of this.#all) for (const member of option.pool?.members ?? []) keys.add(member.state.key)
     return keys
   }
 

@@ -6,7 +6,7 @@ import type { Socket, SocketHandler } from 'bun'
 import type { Logger } from '../log.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'
-import type { CompiledRoute, PortPlan } from './plan.ts'
+import { listenerKind, liveRoutes, type CompiledRoute, type PortPlan } from './plan.ts'
 import { Splice } from './splice.ts'
 
 export interface StreamDeps {
@@ -16,6 +16,9 @@ export interface StreamDeps {
   /** Open connections, so stop() can close the ones whose listener is already gone. */
   readonly live: Set<ProxyConnection>
 }
+
+/** How long a connection ended by a swap may take to write what is queued and see both FINs before it is cut. */
+export const REMOVED_ROUTE_DRAIN_MS = 5_000
 
 /** Connect attempts per connection: the first endpoint, then one other if that one refuses. */
 const MAX_CONNECT_ATTEMPTS = 2
@@ -43,7 +46,8 @@ export class ProxyConnection {
 
   constructor(
     readonly client: Socket<ProxyConnection>,
-    readonly portPlan: PortPlan,
+    /** The plan read at accept; a passthrough connection still reading its ClientHello follows swaps. */
+    public portPlan: PortPlan,
     readonly deps: StreamDeps,
   ) {
     this.splice = new Splice(() => this.#release())
@@ -96,6 +100,50 @@ export class ProxyConnection {
 
   close(): void {
     this.splice.finish()
+  }
+
+  /**
+   * A new plan is live; `port` is this listener's port in it (undefined: the port left the plan).
+   * A connection whose route left the port, or whose endpoint left the route, ends both sides
+   * cleanly and returns false; the others keep everything they started with. Called per swap,
+   * never per chunk.
+   */
+  onPlan(port: PortPlan | undefined): boolean {
+    if (this.splice.finished || this.splice.draining) return true
+    if (!port || listenerKind(port.mode) !== 'stream' || (this.route === undefined && port.mode !== this.portPlan.mode)) {
+      this.#closeForSwap('port removed')
+      return false
+    }
+    // Not routed yet (passthrough reading its ClientHello): route with the new plan once it is complete.
+    if (this.route === undefined) {
+      this.portPlan = port
+      return true
+    }
+    const live = liveRoutes(port).get(this.route.id)
+    if (!live) {
+      this.#closeForSwap('route removed')
+      return false
+    }
+    // A rejected choice has already closed the connection; a member is set from the first connect on.
+    if (this.#member && !live.endpoints.has(this.#member.state.key)) {
+      this.#closeForSwap('backend endpoint removed')
+      return false
+    }
+    // Still connecting: a retry (connect refused) picks among the route's current endpoints.
+    if (!this.splice.backend.socket) this.route = live.route
+    return true
+  }
+
+  #closeForSwap(why: string): void {
+    this.deps.logger.debug('l4: connection closed by a configuration change', {
+      port: this.portPlan.port,
+      route: this.route?.id,
+      endpoint: this.#member?.state.key,
+      why,
+    })
+    // Cuts a peer that does not take its queued bytes or answer with its own FIN in time.
+    this.armTimer(REMOVED_ROUTE_DRAIN_MS, 'drain after route removal')
+    this.splice.drainAndFinish()
   }
 
   /**

@@ -42,6 +42,36 @@ export interface L4Plan {
 
 export const EMPTY_PLAN: L4Plan = { revision: -1, ports: new Map() }
 
+/** A route of a port as open connections see it after a swap: the route and the endpoints it may send to. */
+export interface LiveRoute {
+  readonly route: CompiledRoute
+  /** "address:port" of every endpoint of every backendRef of the route, zero weights included. */
+  readonly endpoints: ReadonlySet<string>
+}
+
+const liveRoutesCache = new WeakMap<PortPlan, ReadonlyMap<string, LiveRoute>>()
+
+/**
+ * Route id → LiveRoute for a port, built once per plan and only when a swap has connections to
+ * check. A connection or UDP session survives a swap iff its route id is here and its endpoint is
+ * among that route's endpoints (a weight set to 0 drains: new connections go elsewhere, open ones stay).
+ */
+export function liveRoutes(port: PortPlan): ReadonlyMap<string, LiveRoute> {
+  let routes = liveRoutesCache.get(port)
+  if (!routes) {
+    const built = new Map<string, LiveRoute>()
+    for (const route of port.routes) if (!built.has(route.id)) built.set(route.id, { route, endpoints: route.backends.endpointKeys() })
+    routes = built
+    liveRoutesCache.set(port, routes)
+  }
+  return routes
+}
+
+/** Whether a connection on `route` to `endpoint` may keep running under `port` (undefined: the port left the plan). */
+export function survives(port: PortPlan | undefined, routeId: string, endpoint: string): boolean {
+  return port !== undefined && liveRoutes(port).get(routeId)?.endpoints.has(endpoint) === true
+}
+
 export function listenerKey(mode: PortMode, port: number): string {
   return `${mode === 'udp' ? 'udp' : 'tcp'}:${port}`
 }

@@ -3,15 +3,19 @@
  *
  * apply() compiles the snapshot into a plan and swaps it in one assignment; accept handlers read
  * it once per connection. Listener sockets are opened or closed only when the set of ports (or
- * the kind of socket a port needs) changes; route changes never touch sockets. Connections on a
- * port that goes away keep running on the route they started with.
+ * the kind of socket a port needs) changes; route changes never touch listener sockets.
+ *
+ * Open TCP/TLS connections and UDP sessions keep the route and endpoint they started with across
+ * swaps, unless the swap removes that route from their port (by route id), that endpoint from
+ * the route's backends, or the port itself: then TCP/TLS connections end both sides cleanly (what
+ * is queued is written, then FIN) and UDP sessions are dropped. Checked once per swap.
  */
 import type { TCPSocketListener } from 'bun'
 import type { Snapshot } from '../../ir/types.ts'
 import type { Logger } from '../log.ts'
 import { EndpointRegistry } from '../upstream/registry.ts'
 import type { ProxyConnection } from './connection.ts'
-import { compileL4, EMPTY_PLAN, listenerKind, type L4Plan, type ListenerKind, type PortPlan } from './plan.ts'
+import { compileL4, EMPTY_PLAN, listenerKey, listenerKind, type L4Plan, type ListenerKind, type PortPlan } from './plan.ts'
 import { listenStream } from './tcp.ts'
 import { CertificateCache } from './tls-contexts.ts'
 import { TerminateListener } from './tls-terminate.ts'
@@ -133,21 +137,30 @@ export class L4Dataplane {
     const { plan, problems } = compileL4(snapshot, this.#registry, this.#certificates)
     this.#plan = plan
     const failedPorts: number[] = []
+    /** Connections and UDP sessions this swap closes, for one log line. */
+    let closedBySwap = 0
 
     // Close first, so a port that changes kind (TCP <-> TLS terminate) can be bound again.
     for (const [key, listener] of this.#listeners) {
       const wanted = plan.ports.get(key)
       if (wanted && listenerKind(wanted.mode) === listener.kind) continue
       this.#listeners.delete(key)
+      // Its connections end too: terminate ones cleanly here, UDP sessions with the socket, stream ones in #closeRemoved.
+      if (listener.kind === 'terminate') closedBySwap += listener.socket.reconcile(undefined)
+      if (listener.kind === 'udp') closedBySwap += listener.socket.sessionCount
       void this.#close(listener, false)
       this.#logger.info('l4: listener closed', { key })
     }
+    closedBySwap += this.#closeRemoved(plan)
 
     for (const [key, portPlan] of plan.ports) {
       const existing = this.#listeners.get(key)
       if (existing) {
-        if (existing.kind === 'udp') existing.socket.reconcile()
-        if (existing.kind === 'terminate') existing.socket.refresh()
+        if (existing.kind === 'udp') closedBySwap += existing.socket.reconcile()
+        if (existing.kind === 'terminate') {
+          existing.socket.refresh()
+          closedBySwap += existing.socket.reconcile(portPlan)
+        }
         continue
       }
       try {
@@ -161,7 +174,20 @@ export class L4Dataplane {
       }
     }
     this.#certificates.sweep()
+    if (closedBySwap > 0) {
+      this.#logger.info('l4: closed connections whose route or backend left the plan', { revision: plan.revision, closed: closedBySwap })
+    }
     return { problems, failedPorts }
+  }
+
+  /** Ends TCP and TLS-passthrough connections (every stream listener's, removed ones' included) the plan no longer routes; returns how many. */
+  #closeRemoved(plan: L4Plan): number {
+    let closed = 0
+    for (const connection of this.#live) {
+      const port = plan.ports.get(listenerKey(connection.portPlan.mode, connection.portPlan.port))
+      if (!connection.onPlan(port)) closed++
+    }
+    return closed
   }
 
   async #open(key: string, portPlan: PortPlan): Promise<OpenListener> {

@@ -81,6 +81,8 @@ export class Splice {
    */
   active = false
   #finished = false
+  /** drainAndFinish() was called: nothing more is relayed; each side gets its FIN once its outbox is written. */
+  #draining = false
 
   /** Called once, when both directions are done or either side failed. */
   constructor(private readonly onFinish: () => void) {}
@@ -97,7 +99,7 @@ export class Splice {
   relay(from: Side, chunk: Uint8Array): void {
     this.active = true
     const to = this.peerOf(from)
-    if (to.closed || this.#finished) return
+    if (to.closed || this.#finished || this.#draining) return
     if (!to.socket) {
       to.outbox.push(chunk)
       if (to.outbox.bytes > PRECONNECT_BUFFER_BYTES) this.#pause(from)
@@ -117,6 +119,7 @@ export class Splice {
   writable(side: Side): void {
     if (!side.socket || side.closed || this.#finished) return
     if (!side.outbox.flushTo(side.socket)) return
+    if (this.#draining) return this.peerOf(side).closed ? this.finish() : this.#shutdownWrite(side)
     const source = this.peerOf(side)
     if (source.closed) return this.finish()
     if (source.finReceived) return this.#shutdownWrite(side)
@@ -141,6 +144,32 @@ export class Splice {
     side.outbox.clear()
     const other = this.peerOf(side)
     if (!other.socket || other.outbox.isEmpty) this.finish()
+  }
+
+  /**
+   * End both sides cleanly (their route left the plan): nothing more is relayed, what is already
+   * queued towards each side is written, then that side gets a FIN (shutdown). What still arrives
+   * is read and dropped, so no unread bytes turn the final close into a reset; the splice finishes
+   * once both peers have sent their FIN too. A peer that never drains or never answers with a FIN
+   * is the caller's to cut with finish().
+   */
+  drainAndFinish(): void {
+    if (this.#finished || this.#draining) return
+    this.#draining = true
+    // Never connected to a backend: nothing to deliver either way.
+    if (!this.backend.socket) return this.finish()
+    for (const side of [this.client, this.backend]) {
+      if (side.closed) continue
+      if (side.paused) {
+        side.paused = false
+        side.socket?.resume()
+      }
+      if (side.outbox.isEmpty) this.#shutdownWrite(side)
+    }
+  }
+
+  get draining(): boolean {
+    return this.#draining
   }
 
   /** Close both sockets now. */

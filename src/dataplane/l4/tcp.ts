@@ -3,7 +3,8 @@
  *
  * The handler reads the port's plan once, at accept, and the connection keeps that plan for its
  * whole life. So a snapshot swap changes where new connections go while open ones keep their
- * route, and switching a port between TCP and passthrough needs no new socket.
+ * route (unless the swap removes that route or its endpoint: ProxyConnection.onPlan), and
+ * switching a port between TCP and passthrough needs no new socket.
  */
 import type { Socket, SocketHandler, TCPSocketListener, TCPSocketListenOptions } from 'bun'
 import { ProxyConnection, type StreamDeps } from './connection.ts'

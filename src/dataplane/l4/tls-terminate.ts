@@ -9,7 +9,7 @@ import { connect, type Socket as NetSocket } from 'node:net'
 import { createServer, type Server, type TLSSocket } from 'node:tls'
 import type { Logger } from '../log.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'
-import type { PortPlan } from './plan.ts'
+import { survives, type PortPlan } from './plan.ts'
 
 export interface TerminateListenerOptions {
   readonly hostname: string
@@ -24,10 +24,21 @@ export interface TerminateListenerOptions {
 
 /** How long a side that got its FIN may linger waiting for the peer's before it is destroyed. */
 const HALF_CLOSED_LINGER_MS = 30_000
+/** How long a connection ended by a swap may take to flush and close before it is destroyed. */
+const REMOVED_ROUTE_DRAIN_MS = 5_000
+
+/** A spliced connection and what it was routed to, for the check on each swap. */
+interface Terminated {
+  readonly client: TLSSocket
+  readonly backend: NetSocket
+  readonly routeId: string
+  readonly endpoint: string
+}
 
 export class TerminateListener {
   readonly #server: Server
   readonly #open = new Set<NetSocket>()
+  readonly #connections = new Set<Terminated>()
   #defaultCertificate: string | undefined
 
   private constructor(private readonly options: TerminateListenerOptions) {
@@ -70,6 +81,36 @@ export class TerminateListener {
     } catch (error) {
       this.options.logger.warn('l4: cannot set default certificate', { port: this.options.port, error: (error as Error).message })
     }
+  }
+
+  /**
+   * A new plan is live (`port` undefined: this listener leaves it). Connections whose route left
+   * the port or whose endpoint left the route end cleanly: what is buffered is written, the
+   * client gets close_notify and FIN, the backend FIN; both are destroyed if they linger. The
+   * others keep running untouched. Returns how many were ended.
+   */
+  reconcile(port: PortPlan | undefined): number {
+    const plan = port?.mode === 'tls-terminate' ? port : undefined
+    let ended = 0
+    for (const connection of this.#connections) {
+      if (survives(plan, connection.routeId, connection.endpoint)) continue
+      this.#connections.delete(connection)
+      ended++
+      const { client, backend } = connection
+      this.options.logger.debug('l4: connection closed by a configuration change', { port: this.options.port, route: connection.routeId, endpoint: connection.endpoint })
+      client.unpipe(backend)
+      backend.unpipe(client)
+      // Discard what still arrives, so each side's own FIN is read and its socket closes.
+      client.resume()
+      backend.resume()
+      client.end()
+      backend.end()
+      setTimeout(() => {
+        client.destroy()
+        backend.destroy()
+      }, REMOVED_ROUTE_DRAIN_MS).unref()
+    }
+    return ended
   }
 
   /**
@@ -125,6 +166,9 @@ export class TerminateListener {
         client.destroy()
       })
     }
+    const connection: Terminated = { client, backend, routeId: route.id, endpoint: state.key }
+    this.#connections.add(connection)
+    client.once('close', () => this.#connections.delete(connection))
     client.pipe(backend)
     backend.pipe(client)
     joinClose(client, backend)

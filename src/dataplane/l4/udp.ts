@@ -8,7 +8,7 @@
 import type { udp } from 'bun'
 import type { Logger } from '../log.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
-import type { CompiledRoute, PortPlan } from './plan.ts'
+import { survives, type CompiledRoute, type PortPlan } from './plan.ts'
 
 export interface UdpOptions {
   /** A session with no datagram either way for this long is closed. */
@@ -81,16 +81,20 @@ export class UdpListener {
   }
 
   /**
-   * After a snapshot swap, keep a session only while its route still leads the port and its
-   * endpoint is still in that route; the others close so the client's next datagram follows the
-   * new plan (UDP has no end of stream that would otherwise move it).
+   * After a snapshot swap, keep a session only while its route (by id) is still on the port and
+   * its endpoint is still among that route's backends; the others are dropped, so the client's
+   * next datagram opens a session on the new plan. A route that stays but no longer leads the port
+   * keeps its sessions (new ones go to the new lead). Returns how many were dropped.
    */
-  reconcile(): void {
-    const lead = this.options.currentPlan()?.routes[0]
-    const endpoints = lead?.backends.endpointKeys()
+  reconcile(): number {
+    const port = this.options.currentPlan()
+    let dropped = 0
     for (const session of this.#sessions.values()) {
-      if (!lead || session.route.id !== lead.id || !endpoints?.has(session.member.state.key)) this.#end(session)
+      if (survives(port, session.route.id, session.member.state.key)) continue
+      this.#end(session)
+      dropped++
     }
+    return dropped
   }
 
   close(): void {

@@ -10,7 +10,7 @@
  * 501, has a fixed header-read deadline without 408. Owning the parser fixes all of these.
  */
 import type { Server, SocketHandler, TCPSocketListener, TCPSocketListenOptions } from 'bun'
-import type { ActiveSnapshot, PortPlan } from '../../snapshot.ts'
+import { routedEndpoints, type ActiveSnapshot, type Plan } from '../../snapshot.ts'
 import type { EndpointRegistry } from '../../upstream/registry.ts'
 import type { Logger } from '../../log.ts'
 import type { HttpLimits } from '../limits.ts'
@@ -145,11 +145,12 @@ export class HttpFront {
   }
 
   /** A new plan is live (HttpDataplane.applyPlan): tunnels whose route is gone are closed. */
-  onPlan(port: PortPlan | undefined): void {
+  onPlan(plan: Plan): void {
     let routed: Map<string, Set<string>> | undefined
     for (const conn of this.#connections) {
       if (!conn.isDirectTunnel) continue
-      routed ??= port ? routedEndpoints(port) : new Map()
+      const port = plan.ports.get(this.#ctx.irPort)
+      routed ??= port ? routedEndpoints(port, plan) : new Map()
       conn.onPlan(routed)
     }
   }
@@ -176,19 +177,3 @@ export class HttpFront {
   }
 }
 
-/** Rule id → endpoint keys it forwards to, for every rule of a port. */
-function routedEndpoints(port: PortPlan): Map<string, Set<string>> {
-  const out = new Map<string, Set<string>>()
-  for (const listener of port.router.listeners) {
-    const hosts = [...listener.exact.values(), ...listener.wildcards.values(), ...(listener.catchAll ? [listener.catchAll] : [])]
-    for (const host of hosts) {
-      for (const rule of host.rules.rules) {
-        const endpoints = out.get(rule.id) ?? new Set<string>()
-        out.set(rule.id, endpoints)
-        if (rule.action.kind !== 'forward') continue
-        for (const choice of rule.action.choices) for (const member of choice.pool?.members ?? []) endpoints.add(member.state.key)
-      }
-    }
-  }
-  return out
-}

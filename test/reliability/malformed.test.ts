@@ -142,9 +142,10 @@ describe('accepted oddities are routed, not crashed on', () => {
     expect(echo.requests.at(-1)?.body).toBe('hello')
   })
 
-  test('an absolute-form target is routed by the Host header Bun rewrites it to, not by the URL', async () => {
-    const res = await exchange(gw.port, 'GET http://evil.test/abs HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n')
+  test('an absolute-form target is routed by its authority, which becomes the Host sent on (RFC 9112 §3.2.2)', async () => {
+    const res = await exchange(gw.port, 'GET http://other.test/abs HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n')
     expect(res.statuses).toEqual([200])
-    expect(echo.requests.at(-1)?.headers.host).toBe('app.test')
+    expect(echo.requests.at(-1)?.headers.host).toBe('other.test')
+    expect(echo.requests.at(-1)?.path).toBe('/abs')
   })
 })

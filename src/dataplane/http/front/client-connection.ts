@@ -50,6 +50,7 @@ const H2_PREFACE = 'PRI * HTTP/2.0\r\n'
 const WS_HANDSHAKE_TIMEOUT_MS = 10_000
 const REPLAYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const NO_OP = () => {}
+const CRLF = Buffer.from('\r\n')
 /** Payload bytes of the request chunks decoded last (a module-level counter: no closure per request). */
 let decodedBytes = 0
 const COUNT_PAYLOAD = (slice: Uint8Array) => {
@@ -157,6 +158,8 @@ export class ClientConnection implements LinkOwner {
   // ---- client socket events ----
 
   onData(data: Uint8Array): void {
+    // Closing after an answer that ended the connection: what follows is never read as requests.
+    if (this.#closeAfterFlush) return
     this.#lastActivity = this.ctx.clock.now
     switch (this.#phase) {
       case Phase.Tunnel: {
@@ -174,12 +177,14 @@ export class ClientConnection implements LinkOwner {
         return
       case Phase.Idle:
         this.#stash(data)
-        this.#serveBuffered()
+        // Still waiting for the client to take the last answer: no new exchange yet.
+        if (!this.#serveOnDrain) this.#serveBuffered()
         return
     }
   }
 
   onDrain(): void {
+    this.#lastActivity = this.ctx.clock.now
     const queue = this.#clientQueue
     while (queue.length > 0) {
       const next = queue.shift()!
@@ -199,9 +204,13 @@ export class ClientConnection implements LinkOwner {
   /** The client half-closed (FIN): answer what it sent, then close. */
   onEnd(): void {
     this.#clientEnded = true
+    // Complete requests wait for the client to read: they are served as it drains, then we close.
+    if (this.#phase === Phase.Idle && this.#serveOnDrain) return
     if (this.#phase === Phase.Idle) return this.#buffered ? this.#reject(new RequestHeadError(400, 'incomplete request')) : this.#endClient()
     if (this.#phase === Phase.Tunnel) this.#link?.socket?.shutdown()
-    // In an exchange: #finish serves what was pipelined before the FIN, then closes.
+    // A body cut short can never complete: give up on the exchange now.
+    else if (this.#phase === Phase.Exchange && !this.#reqDone) this.#failExchange(400, 'incomplete request body')
+    // Otherwise #finish serves what was pipelined before the FIN, then closes.
   }
 
   onClose(): void {
@@ -218,7 +227,7 @@ export class ClientConnection implements LinkOwner {
   #stash(data: Uint8Array): void {
     const prev = this.#buffered
     this.#buffered = prev ? Buffer.concat([prev, data]) : data
-    if (this.#phase !== Phase.Idle && this.#buffered.byteLength > MAX_BUFFERED_BYTES && !this.#pausedForBuffer) {
+    if ((this.#phase !== Phase.Idle || this.#serveOnDrain) && this.#buffered.byteLength > MAX_BUFFERED_BYTES && !this.#pausedForBuffer) {
       this.#pausedForBuffer = true
       this.socket.pause()
     }
@@ -226,7 +235,7 @@ export class ClientConnection implements LinkOwner {
 
   /** Start every complete request waiting in the buffer, one at a time. */
   #serveBuffered(): void {
-    while (this.#phase === Phase.Idle && this.#buffered) {
+    while (this.#phase === Phase.Idle && this.#buffered && !this.#closeAfterFlush) {
       let buf = this.#buffered
       // RFC 9112 §2.2: ignore empty lines before a request line.
       let skip = 0
@@ -236,7 +245,8 @@ export class ClientConnection implements LinkOwner {
         this.#buffered = buf.byteLength > 0 ? buf : undefined
         if (!this.#buffered) return
       }
-      if (this.#headStarted === 0) this.#headStarted = this.ctx.clock.now
+      // Deadlines start from the exact time (the sweep's coarse clock could make them fire early).
+      if (this.#headStarted === 0) this.#headStarted = Date.now()
       const text = latin1(buf, 0, Math.min(buf.byteLength, this.ctx.limits.maxHeaderBytes + this.ctx.limits.maxRequestTargetBytes + 1024))
       // h2c with prior knowledge: the whole connection goes to the inner server (Bun speaks h2c).
       if (this.#served === 0 && text.startsWith(H2_PREFACE.slice(0, Math.min(text.length, H2_PREFACE.length)))) {
@@ -292,7 +302,7 @@ export class ClientConnection implements LinkOwner {
       this.#reqRemaining = head.contentLength
     } else this.#reqBody = Body.None
     this.#reqDone = this.#reqBody === Body.None
-    if (!this.#reqDone && ctx.limits.bodyTimeoutMs > 0) this.#bodyDeadline = ctx.clock.now + ctx.limits.bodyTimeoutMs
+    if (!this.#reqDone && ctx.limits.bodyTimeoutMs > 0) this.#bodyDeadline = Date.now() + ctx.limits.bodyTimeoutMs
 
     // Overload: a cheap answer instead of queueing without bound.
     const max = ctx.limits.maxConcurrentRequests
@@ -302,9 +312,9 @@ export class ClientConnection implements LinkOwner {
     if (!port) return this.#respondLocal(404, 'no route', true)
 
     // Upgrades other than WebSocket (h2c) and everything directRule declines take the pipeline.
-    const rule = head.target.charCodeAt(0) === 47 && !head.http10 && !head.expect ? directRule(head, port) : undefined
+    const rule = head.path !== '' && !head.http10 && !head.expect ? directRule(head, port) : undefined
     if (rule) this.#startDirect(head, rule)
-    else this.#startInner(head.headBytes === buf.byteLength ? buf : buf.subarray(0, head.headBytes))
+    else this.#startInner(innerHead(head, buf))
     if (this.#phase === Phase.Exchange && !this.#reqDone && this.#buffered) {
       // Body bytes that arrived with the head.
       const body = this.#buffered
@@ -326,7 +336,7 @@ export class ClientConnection implements LinkOwner {
     if (rule.ir.streamIdleTimeoutMs !== undefined) this.#streamIdleMs = rule.ir.streamIdleTimeoutMs
     this.#routeIdleMs = rule.ir.streamIdleTimeoutMs ?? 0
     const timeout = rule.timeoutDisabled ? 0 : (rule.requestTimeoutMs ?? rule.backendTimeoutMs ?? (webSocket ? WS_HANDSHAKE_TIMEOUT_MS : ctx.limits.upstreamTimeoutMs))
-    this.#headDeadline = timeout > 0 ? ctx.clock.now + timeout : Infinity
+    this.#headDeadline = timeout > 0 ? Date.now() + timeout : Infinity
     this.#direct = true
     this.#ruleId = rule.id
     this.#member = member.state
@@ -378,7 +388,7 @@ export class ClientConnection implements LinkOwner {
   /** The direct path's upstream head: the client's fields minus hop-by-hop, plus the forwarding ones. */
   #upstreamHeadText(head: RequestHead): string {
     const { lines, names, values } = head
-    let text = `${head.method} ${head.target} HTTP/1.1\r\nhost: ${head.host}\r\n`
+    let text = `${head.method} ${head.originForm} HTTP/1.1\r\nhost: ${head.host}\r\n`
     let xff: string | undefined
     let forwarded: string | undefined
     let hasRequestId = false
@@ -417,22 +427,36 @@ export class ClientConnection implements LinkOwner {
   #feedRequestBody(data: Uint8Array, start: number): number {
     let end: number
     let payload: number
+    /** Where the bytes to pass on stop (before `end` only when trailers are dropped). */
+    let sendEnd: number
+    let tail: Uint8Array | undefined
     if (this.#reqBody === Body.Length) {
       end = Math.min(data.byteLength, start + this.#reqRemaining)
       payload = end - start
       this.#reqRemaining -= payload
       if (this.#reqRemaining === 0) this.#reqDone = true
+      sendEnd = end
     } else {
+      const chunks = this.#reqChunks!
+      const wasInTrailer = chunks.inTrailer
       try {
         decodedBytes = 0
-        end = this.#reqChunks!.decode(data, start, COUNT_PAYLOAD)
+        end = chunks.decode(data, start, COUNT_PAYLOAD)
         payload = decodedBytes
       } catch (err) {
         if (!(err instanceof ChunkedDecodeError)) throw err
         this.#failExchange(400, 'invalid chunked body')
         return data.byteLength
       }
-      if (this.#reqChunks!.done) this.#reqDone = true
+      if (chunks.done) this.#reqDone = true
+      sendEnd = end
+      // Bun.serve refuses request trailers (400): the inner path gets the body without them,
+      // ended by the blank line. Direct backends get them as sent.
+      if (!this.#direct) {
+        if (wasInTrailer) sendEnd = start
+        else if (chunks.trailerStart >= 0) sendEnd = chunks.trailerStart
+        if (chunks.done) tail = CRLF
+      }
     }
     // The limit counts payload, not chunk framing.
     this.#reqBytes += payload
@@ -440,13 +464,14 @@ export class ClientConnection implements LinkOwner {
       this.#failExchange(413, 'request body too large')
       return data.byteLength
     }
-    const body = start === 0 && end === data.byteLength ? data : data.subarray(start, end)
+    let body = start === 0 && sendEnd === data.byteLength ? data : data.subarray(start, sendEnd)
+    if (tail) body = Buffer.concat([body, tail])
     const head = this.#pendingHead
     if (head !== undefined) {
       this.#pendingHead = undefined
-      const out = end > start ? Buffer.concat([typeof head === 'string' ? Buffer.from(head, 'latin1') : head, body]) : head
+      const out = body.byteLength > 0 ? Buffer.concat([typeof head === 'string' ? Buffer.from(head, 'latin1') : head, body]) : head
       if (!this.#link!.write(out)) this.#pauseForLink()
-    } else if (end > start && !this.#link!.write(body)) this.#pauseForLink()
+    } else if (body.byteLength > 0 && !this.#link!.write(body)) this.#pauseForLink()
     if (this.#reqDone) {
       this.#bodyDeadline = Infinity
       if (this.#respDone) this.#finish()
@@ -579,7 +604,11 @@ export class ClientConnection implements LinkOwner {
         this.#writeClient(buf)
         const pending = this.#buffered
         this.#buffered = undefined
-        if (pending && !this.#link!.write(pending)) this.#pauseForLink()
+        if (pending) {
+          // Frames the client sent right behind its handshake.
+          this.#toBackend?.feed(pending)
+          if (!this.#link!.write(pending)) this.#pauseForLink()
+        }
         return
       }
       // Interim response (100 Continue, 103 Early Hints): relay and wait for the final one.
@@ -935,6 +964,13 @@ export class ClientConnection implements LinkOwner {
     const limits = this.ctx.limits
     switch (this.#phase) {
       case Phase.Idle:
+        // Complete requests wait for a client that does not read: not a slow head, but a stream
+        // that stopped moving.
+        if (this.#serveOnDrain) {
+          const idleMs = limits.streamIdleSeconds * 1000
+          if (idleMs > 0 && now - this.#lastActivity > idleMs) this.#destroyClient()
+          return
+        }
         if (this.#buffered) {
           // Slowloris: a head that does not complete in time.
           if (limits.headerTimeoutMs > 0 && now - this.#headStarted > limits.headerTimeoutMs) this.#reject(new RequestHeadError(408, 'request header timeout'))
@@ -994,6 +1030,18 @@ function directRule(head: RequestHead, port: PortPlan): DirectMatch | undefined 
   const pool = choice?.pool
   if (!pool || pool.members.length === 0) return undefined
   return { rule: found.rule, pool, fields, webSocket }
+}
+
+/**
+ * The head for the inner server: the bytes as received, except an absolute-form target, which
+ * becomes origin-form with its authority as Host (the server must ignore Host then, RFC 9112
+ * §3.2.2, and the inner server would route by Host).
+ */
+function innerHead(head: RequestHead, buf: Uint8Array): Uint8Array {
+  if (head.target === head.originForm) return head.headBytes === buf.byteLength ? buf : buf.subarray(0, head.headBytes)
+  let text = `${head.method} ${head.originForm} HTTP/1.${head.http10 ? 0 : 1}\r\nHost: ${head.host}\r\n`
+  for (let i = 0; i < head.names.length; i++) if (head.names[i] !== 'host') text += `${head.lines[i]}\r\n`
+  return Buffer.from(`${text}\r\n`, 'latin1')
 }
 
 /** RFC 6455 §4.1: a GET whose Upgrade names websocket. */

@@ -19,6 +19,8 @@ export interface RequestHead {
   readonly path: string
   /** Query with its "?", or "". */
   readonly query: string
+  /** path + query: the target to send on (absolute-form becomes origin-form, RFC 9112 §3.2.2). */
+  readonly originForm: string
   readonly http10: boolean
   /** Header lines as received ("Name: value"), without the request line; parallel to `names`. */
   readonly lines: readonly string[]
@@ -67,8 +69,14 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
  */
 const BAD_FIELD_BYTES = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]/
 const NON_ASCII = /[\x80-\xff]/
-/** Request-target bytes: visible ASCII and obs-text; no spaces or controls (RFC 9112 §3.2). */
-const BAD_TARGET = /[\x00-\x20\x7f]/
+/** Request-target bytes: visible ASCII and obs-text; no spaces or controls, no fragment (RFC 9112 §3.2). */
+const BAD_TARGET = /[\x00-\x20\x7f#]/
+/**
+ * Paths the gateway and a backend could read differently: dot-segments (also percent-encoded)
+ * and backslashes, which URL parsers (Bun.serve's among them) resolve while a byte-for-byte
+ * matcher would not; a rule on /admin must not be bypassed with /public/../admin. Refused.
+ */
+const AMBIGUOUS_PATH = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)|\\/i
 /** RFC 3986 host [":" port]: an IP literal or reg-name characters (no comma: nginx and Envoy refuse "a, b" too). */
 const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+;=-]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?$/
 
@@ -114,6 +122,8 @@ export function parseRequestHead(text: string, blank: number, limits: HeadLimits
   const target = requestLine.slice(sp1 + 1, sp2)
   const version = requestLine.slice(sp2 + 1)
   if (!TOKEN.test(method)) return new RequestHeadError(400, 'malformed method')
+  // A reverse proxy does not open tunnels to arbitrary hosts.
+  if (method === 'CONNECT') return new RequestHeadError(501, 'CONNECT not implemented')
   if (target.length > limits.maxRequestTargetBytes) return new RequestHeadError(414, 'request-target too long')
   if (target.length === 0 || BAD_TARGET.test(target)) return new RequestHeadError(400, 'malformed request-target')
   let http10 = false
@@ -224,9 +234,8 @@ export function parseRequestHead(text: string, blank: number, limits: HeadLimits
     query = rq < 0 ? '' : rest.slice(rq)
   } else if (target === '*') {
     if (method !== 'OPTIONS') return new RequestHeadError(400, 'asterisk-form is only for OPTIONS')
-  } else if (method !== 'CONNECT') {
-    return new RequestHeadError(400, 'malformed request-target')
-  }
+  } else return new RequestHeadError(400, 'malformed request-target')
+  if (AMBIGUOUS_PATH.test(path)) return new RequestHeadError(400, 'dot-segment or backslash in path')
   if (host === undefined && !http10) return new RequestHeadError(400, 'missing Host header')
 
   let close = http10
@@ -241,6 +250,7 @@ export function parseRequestHead(text: string, blank: number, limits: HeadLimits
     target,
     path,
     query,
+    originForm: target.charCodeAt(0) === 47 || target === '*' ? target : path + query,
     http10,
     lines,
     names,

@@ -28,6 +28,10 @@ export class ChunkedDecoder {
   #state = State.Size
   /** Strict mode: the previous byte of the current line was CR. */
   #cr = false
+  /** Strict mode: a ";" started the chunk extensions of this size line. */
+  #extension = false
+  /** Strict mode: the current trailer line has had its ":". */
+  #colon = false
   #size = 0
   #sizeDigits = 0
   #remaining = 0
@@ -38,6 +42,14 @@ export class ChunkedDecoder {
     return this.#state === State.Done
   }
 
+  /** Reading the trailer section (after the last chunk's size line). */
+  get inTrailer(): boolean {
+    return this.#state === State.Trailer || this.#state === State.Done
+  }
+
+  /** Offset in the last decode() call's buffer where the trailer section began, or -1. */
+  trailerStart = -1
+
   /**
    * Decode `buf[start..]`, calling `onData` for each payload slice. Returns the offset after the
    * last byte consumed: the end of `buf`, or the end of the body when it finished earlier
@@ -46,6 +58,7 @@ export class ChunkedDecoder {
   decode(buf: Uint8Array, start: number, onData: (slice: Uint8Array) => void): number {
     let i = start
     const n = buf.length
+    this.trailerStart = -1
     while (i < n) {
       switch (this.#state) {
         case State.Size: {
@@ -57,9 +70,8 @@ export class ChunkedDecoder {
             i++
           } else if (this.#sizeDigits === 0) {
             throw new ChunkedDecodeError('missing chunk size')
-          } else if (this.strict && c !== 59 /* ; */ && c !== 13 && c !== 32 && c !== 9) {
-            throw new ChunkedDecodeError('invalid byte after chunk size')
           } else {
+            this.#extension = false
             this.#state = State.SizeLineRest
           }
           break
@@ -70,10 +82,13 @@ export class ChunkedDecoder {
             if (this.#cr) {
               if (c !== 10) throw new ChunkedDecodeError('CR without LF in chunk size line')
               this.#cr = false
-              this.#endSizeLine()
+              this.#endSizeLine(i)
             } else if (c === 13) this.#cr = true
             else if (c === 10) throw new ChunkedDecodeError('bare LF in chunk size line')
             else if ((c < 32 && c !== 9) || c === 127) throw new ChunkedDecodeError('control byte in chunk extension')
+            // chunk-size [ BWS ";" chunk-ext ]: before the ";" only whitespace may follow the size.
+            else if (c === 59) this.#extension = true
+            else if (!this.#extension && c !== 32 && c !== 9) throw new ChunkedDecodeError('invalid byte after chunk size')
             break
           }
           // Skip extensions up to LF (tolerating a bare LF like most parsers).
@@ -83,7 +98,7 @@ export class ChunkedDecoder {
             break
           }
           i = lf + 1
-          this.#endSizeLine()
+          this.#endSizeLine(i)
           break
         }
         case State.Data: {
@@ -117,6 +132,17 @@ export class ChunkedDecoder {
             if (c === 10 && !this.#cr) throw new ChunkedDecodeError('bare LF in trailer')
             this.#cr = c === 13
             if (c === 13) continue
+            // Trailer lines are field lines, "name: value" (RFC 9112 §7.1.2): anything else, such
+            // as a request line, means the two ends could disagree on where the body stops.
+            if (c === 10) {
+              if (this.#trailerLine > 0 && !this.#colon) throw new ChunkedDecodeError('trailer line is not a field')
+              this.#colon = false
+            } else if (!this.#colon) {
+              if (c === 58) {
+                if (this.#trailerLine === 0) throw new ChunkedDecodeError('trailer field without a name')
+                this.#colon = true
+              } else if (!isTokenByte(c)) throw new ChunkedDecodeError('invalid trailer field name')
+            } else if ((c < 32 && c !== 9) || c === 127) throw new ChunkedDecodeError('control byte in trailer')
           }
           if (c === 10) {
             if (this.#trailerLine === 0) {
@@ -136,9 +162,10 @@ export class ChunkedDecoder {
     return i
   }
 
-  #endSizeLine(): void {
+  #endSizeLine(at: number): void {
     if (this.#size === 0) {
       this.#state = State.Trailer
+      this.trailerStart = at
       this.#trailerLine = 0
     } else {
       this.#remaining = this.#size
@@ -147,6 +174,11 @@ export class ChunkedDecoder {
     this.#size = 0
     this.#sizeDigits = 0
   }
+}
+
+/** RFC 9110 §5.6.2 tchar. */
+function isTokenByte(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c))
 }
 
 function hexValue(c: number): number {

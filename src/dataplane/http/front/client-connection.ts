@@ -503,7 +503,8 @@ export class ClientConnection implements LinkOwner {
 
   onLinkData(link: Link, data: Uint8Array): void {
     this.#lastActivity = this.ctx.clock.now
-    if (link !== this.#link) return link.destroy()
+    // Bytes from a link that serves no exchange: out of step, never used again.
+    if (link !== this.#link) return link === this.#inner ? this.#closeInner() : link.destroy()
     if (this.#phase === Phase.Tunnel) {
       const frames = this.#toClient
       if (frames && this.#wsClose) return this.#relayUntilClose(data, frames, true)

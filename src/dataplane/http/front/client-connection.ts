@@ -48,6 +48,8 @@ const MAX_BUFFERED_BYTES = 64 * 1024
 const H2_PREFACE = 'PRI * HTTP/2.0\r\n'
 /** How long a WebSocket handshake may take when the route sets no timeout. */
 const WS_HANDSHAKE_TIMEOUT_MS = 10_000
+/** RFC 9110 and PATCH: resets on these count against a backend's passive health. */
+const STANDARD_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'PATCH'])
 const REPLAYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const NO_OP = () => {}
 const CRLF = Buffer.from('\r\n')
@@ -567,7 +569,8 @@ export class ClientConnection implements LinkOwner {
       this.#link.write(this.#upstreamHead)
       return
     }
-    this.ctx.registry.recordFailure(member)
+    // A backend may reset on a method it does not know: that must not let a client eject it.
+    if (STANDARD_METHODS.has(this.#method)) this.ctx.registry.recordFailure(member)
     this.ctx.logger.warn('upstream reset before response headers', { endpoint: member.key })
     this.#failExchange(503, 'upstream reset before response headers')
   }
@@ -612,8 +615,9 @@ export class ClientConnection implements LinkOwner {
         }
         return
       }
-      // Interim response (100 Continue, 103 Early Hints): relay and wait for the final one.
-      this.#writeClient(buf.subarray(0, head.headEnd))
+      // Interim response (100 Continue, 103 Early Hints): relay and wait for the final one
+      // (never to HTTP/1.0 clients, which do not know 1xx, RFC 9110 §15.2).
+      if (!this.#reqHttp10) this.#writeClient(buf.subarray(0, head.headEnd))
       if (head.headEnd < buf.byteLength) this.#onResponseHead(buf.subarray(head.headEnd))
       return
     }

@@ -53,6 +53,7 @@ const STANDARD_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIO
 const REPLAYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const NO_OP = () => {}
 const CRLF = Buffer.from('\r\n')
+const LAST_CHUNK = Buffer.from('0\r\n\r\n')
 /** Payload bytes of the request chunks decoded last (a module-level counter: no closure per request). */
 let decodedBytes = 0
 const COUNT_PAYLOAD = (slice: Uint8Array) => {
@@ -143,6 +144,8 @@ export class ClientConnection implements LinkOwner {
   #respBody = Body.None
   #respRemaining = 0
   #respChunks: ChunkedDecoder | undefined
+  /** The route is gone: end the chunked body at the next chunk boundary. */
+  #endAtChunk = false
   #respDone = false
   #linkReusable = false
   #headDeadline = Infinity
@@ -281,6 +284,7 @@ export class ClientConnection implements LinkOwner {
     this.#pendingHead = undefined
     this.#toBackend = this.#toClient = undefined
     this.#wsClose = undefined
+    this.#endAtChunk = false
     // Which path serves it is decided below; local answers before that are neither.
     this.#direct = false
     this.#member = undefined
@@ -314,8 +318,11 @@ export class ClientConnection implements LinkOwner {
     if (!port) return this.#respondLocal(404, 'no route', true)
 
     // Upgrades other than WebSocket (h2c) and everything directRule declines take the pipeline.
-    const rule = head.path !== '' && !head.http10 && !head.expect ? directRule(head, port) : undefined
-    if (rule) this.#startDirect(head, rule)
+    const matched = head.path !== '' ? matchRequest(head, port) : undefined
+    // Kept for both paths: a configuration that removes the rule ends this exchange's stream.
+    this.#ruleId = matched?.rule.id ?? ''
+    const direct = matched && !head.http10 && !head.expect ? directChoice(matched) : undefined
+    if (direct) this.#startDirect(head, direct)
     else this.#startInner(innerHead(head, buf))
     if (this.#phase === Phase.Exchange && !this.#reqDone && this.#buffered) {
       // Body bytes that arrived with the head.
@@ -340,7 +347,6 @@ export class ClientConnection implements LinkOwner {
     const timeout = rule.timeoutDisabled ? 0 : (rule.requestTimeoutMs ?? rule.backendTimeoutMs ?? (webSocket ? WS_HANDSHAKE_TIMEOUT_MS : ctx.limits.upstreamTimeoutMs))
     this.#headDeadline = timeout > 0 ? Date.now() + timeout : Infinity
     this.#direct = true
-    this.#ruleId = rule.id
     this.#member = member.state
     member.state.inFlight++
     const text = this.#upstreamHeadText(head)
@@ -725,7 +731,7 @@ export class ClientConnection implements LinkOwner {
         break
       case Body.Chunked:
         try {
-          end = this.#respChunks!.decode(data, start, NO_OP)
+          end = this.#respChunks!.decode(data, start, NO_OP, this.#endAtChunk)
         } catch (err) {
           if (!(err instanceof ChunkedDecodeError)) throw err
           this.ctx.logger.warn('malformed chunked upstream body', { error: err.message })
@@ -744,6 +750,7 @@ export class ClientConnection implements LinkOwner {
     }
     if (end < data.byteLength) this.#linkReusable = false
     if (this.#respDone) this.#finish()
+    else if (this.#endAtChunk && this.#respChunks?.atChunkEnd) this.#writeLastChunk()
   }
 
   // ---- endings ----
@@ -954,13 +961,45 @@ export class ClientConnection implements LinkOwner {
    * the backend they started with.
    */
   onPlan(routed: ReadonlyMap<string, ReadonlySet<string>> | undefined): void {
-    if (this.#phase !== Phase.Tunnel || !this.#toBackend) return
     const endpoints = routed?.get(this.#ruleId)
-    if (!endpoints || !endpoints.has(this.#member!.key)) this.#closeWebSocket(1012, 'route removed')
+    // The pipeline's own endpoint choice is not known here: for its streams the rule decides.
+    const gone = !endpoints || (this.#member !== undefined && !endpoints.has(this.#member.key))
+    if (!gone) return
+    if (this.#phase === Phase.Tunnel) this.#closeWebSocket(1012, 'route removed')
+    else this.#endStream()
   }
 
-  get isDirectTunnel(): boolean {
-    return this.#phase === Phase.Tunnel && this.#toBackend !== undefined
+  /** Outlives configuration changes: a WebSocket tunnel, or a response body of unknown length. */
+  get isLongLived(): boolean {
+    if (this.#phase === Phase.Tunnel) return this.#toBackend !== undefined
+    return this.#phase === Phase.Exchange && this.#respStarted && !this.#respDone && (this.#respBody === Body.Chunked || this.#respBody === Body.UntilClose)
+  }
+
+  /**
+   * End a streamed response whose route is gone as cleanly as HTTP allows: a chunked body gets
+   * its last-chunk at the next chunk boundary, a close-delimited one ends with the connection.
+   * Either way the connection and the upstream side close after it.
+   */
+  #endStream(): void {
+    if (this.#phase !== Phase.Exchange || !this.#respStarted || this.#respDone) return
+    this.ctx.logger.debug('stream ended by a configuration change', { route: this.#ruleId })
+    if (this.#respBody === Body.UntilClose) {
+      this.#respDone = true
+      this.#linkReusable = false
+      this.#closeAfter = true
+      return this.#finish()
+    }
+    if (this.#respBody !== Body.Chunked) return
+    this.#endAtChunk = true
+    if (this.#respChunks!.atChunkEnd) this.#writeLastChunk()
+  }
+
+  #writeLastChunk(): void {
+    this.#writeClient(LAST_CHUNK)
+    this.#respDone = true
+    this.#linkReusable = false
+    this.#closeAfter = true
+    this.#finish()
   }
 
   // ---- timeouts (FrontContext's sweep calls this every tick) ----
@@ -1024,17 +1063,28 @@ interface DirectMatch {
 }
 
 /** The rule for a request the front forwards itself, or undefined (the inner pipeline serves it). */
-function directRule(head: RequestHead, port: PortPlan): DirectMatch | undefined {
+interface MatchedRequest {
+  readonly rule: RoutePlan
+  readonly fields: HeadFields
+  readonly webSocket: boolean
+  /** An Upgrade other than WebSocket (h2c): only the pipeline handles those. */
+  readonly otherUpgrade: boolean
+}
+
+/** The rule a request matches on this port (the same matcher the pipeline uses), or undefined. */
+function matchRequest(head: RequestHead, port: PortPlan): MatchedRequest | undefined {
   const fields = new HeadFields(head)
   const webSocket = head.upgrade && isWebSocketUpgrade(head, fields)
-  if (head.upgrade && !webSocket) return undefined
-  const input = new HeadMatchInput(head, fields)
-  const found = port.router.route(normalizeHost(head.host), input)
-  if (!found || !(webSocket ? found.rule.directWebSocket : found.rule.direct) || found.rule.action.kind !== 'forward') return undefined
-  const choice = chooseBackend(found.rule.action)
-  const pool = choice?.pool
+  const found = port.router.route(normalizeHost(head.host), new HeadMatchInput(head, fields))
+  return found ? { rule: found.rule, fields, webSocket, otherUpgrade: head.upgrade && !webSocket } : undefined
+}
+
+/** The backend for a request the front forwards itself, or undefined (the pipeline serves it). */
+function directChoice({ rule, fields, webSocket, otherUpgrade }: MatchedRequest): DirectMatch | undefined {
+  if (otherUpgrade || !(webSocket ? rule.directWebSocket : rule.direct) || rule.action.kind !== 'forward') return undefined
+  const pool = chooseBackend(rule.action)?.pool
   if (!pool || pool.members.length === 0) return undefined
-  return { rule: found.rule, pool, fields, webSocket }
+  return { rule, pool, fields, webSocket }
 }
 
 /**

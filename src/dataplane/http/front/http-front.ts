@@ -144,11 +144,11 @@ export class HttpFront {
     return this.#listener.port
   }
 
-  /** A new plan is live (HttpDataplane.applyPlan): tunnels whose route is gone are closed. */
+  /** A new plan is live (HttpDataplane.applyPlan): tunnels and streams whose route is gone end. */
   onPlan(plan: Plan): void {
     let routed: Map<string, Set<string>> | undefined
-    for (const conn of this.#connections) {
-      if (!conn.isDirectTunnel) continue
+    for (const conn of [...this.#connections]) {
+      if (!conn.isLongLived) continue
       const port = plan.ports.get(this.#ctx.irPort)
       routed ??= port ? routedEndpoints(port, plan) : new Map()
       conn.onPlan(routed)

@@ -42,6 +42,11 @@ export class ChunkedDecoder {
     return this.#state === State.Done
   }
 
+  /** Between chunks (before a size line): a last-chunk of our own could end the body here. */
+  get atChunkEnd(): boolean {
+    return this.#state === State.Size && this.#sizeDigits === 0
+  }
+
   /** Reading the trailer section (after the last chunk's size line). */
   get inTrailer(): boolean {
     return this.#state === State.Trailer || this.#state === State.Done
@@ -55,7 +60,7 @@ export class ChunkedDecoder {
    * last byte consumed: the end of `buf`, or the end of the body when it finished earlier
    * (bytes after it belong to no response and make the connection unusable).
    */
-  decode(buf: Uint8Array, start: number, onData: (slice: Uint8Array) => void): number {
+  decode(buf: Uint8Array, start: number, onData: (slice: Uint8Array) => void, stopAtChunkEnd = false): number {
     let i = start
     const n = buf.length
     this.trailerStart = -1
@@ -116,6 +121,7 @@ export class ChunkedDecoder {
           } else if (buf[i] === 10 && !this.strict) {
             i++
             this.#state = State.Size
+            if (stopAtChunkEnd) return i
           } else {
             throw new ChunkedDecodeError('missing CRLF after chunk data')
           }
@@ -124,6 +130,8 @@ export class ChunkedDecoder {
           if (buf[i] !== 10) throw new ChunkedDecodeError('missing LF after chunk data')
           i++
           this.#state = State.Size
+          // The caller wants to end the body itself right after this chunk.
+          if (stopAtChunkEnd) return i
           break
         case State.Trailer: {
           const c = buf[i++]!

@@ -16,7 +16,14 @@ export function list(v: unknown): unknown[] {
 
 /** Items of a list that are objects; others are dropped. */
 export function objs(v: unknown): Json[] {
-  return list(v).map(obj).filter((o): o is Json => o !== undefined)
+  // One pass, one array: called several times per route on every rebuild.
+  const out: Json[] = []
+  if (!Array.isArray(v)) return out
+  for (const item of v) {
+    const o = obj(item)
+    if (o !== undefined) out.push(o)
+  }
+  return out
 }
 
 export function str(v: unknown): string | undefined {

@@ -124,6 +124,10 @@ export class Controller {
       for (const p of applied.failedPorts ?? []) failedPorts.add(p)
     }
     const t3 = performance.now()
+    // The new snapshot is live: let the data plane serve what waited during the rebuild before
+    // status work (tens of ms at thousands of routes) takes the event loop again.
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    const t3b = performance.now()
     // published after apply, so Programmed=True is only ever reported for ports that listen
     const status = markNotListening(result.status, view, failedPorts)
     for (const sink of this.deps.sinks) sink.publish(status)
@@ -141,7 +145,7 @@ export class Controller {
       translateMs: Math.round(t1 - t0),
       validateMs: Math.round(t2 - t1),
       applyMs: Math.round(t3 - t2),
-      statusMs: Math.round(t4 - t3),
+      statusMs: Math.round(t4 - t3b),
     })
     if (first) for (const fn of this.#onLive) fn()
   }

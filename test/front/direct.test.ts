@@ -36,6 +36,8 @@ function mainResponder(r: SeenRequest, c: BackendConn): void {
       return c.write('HTTP/1.1 200 OK\r\nX-Case: MiXeD\r\ncontent-length: 5\r\n\r\nplain')
     case '/hop':
       return c.write('HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: secret\r\nProxy-Connection: keep-alive\r\nX-Keep: yes\r\nContent-Length: 2\r\n\r\nhi')
+    case '/nginx-style':
+      return c.write('HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nng')
     case '/keep-alive':
       return c.write('HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5, max=100\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nka')
     case '/chunked':
@@ -307,6 +309,17 @@ describe('response head and body', () => {
     const res = await once(req('GET', '/keep-alive'))
     expect(res.head).toBe('HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n\r\n')
     expect(res.body).toBe('ka')
+  })
+
+  test('a lone Connection: keep-alive is relayed as it is (our own, true, control option); with a closing client it becomes close', async () => {
+    const res = await once(req('GET', '/nginx-style'))
+    expect(res.head).toBe('HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n')
+    expect(res.body).toBe('ng')
+    const c = await RawClient.connect(gw.port)
+    c.write(req('GET', '/nginx-style', 'Connection: close'))
+    const closing = await c.readResponse()
+    expect(closing.head).toBe('HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 2\r\nconnection: close\r\n\r\n')
+    expect(await c.waitClosed(1000)).toBe(true)
   })
 
   test('when the client asked to close: hop-by-hop lines removed and exactly one connection: close added', async () => {

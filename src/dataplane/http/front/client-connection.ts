@@ -647,7 +647,10 @@ export class ClientConnection implements LinkOwner {
     let prefix: string | Uint8Array[] | undefined
     if (this.#direct) {
       this.ctx.registry.recordSuccess(this.#member!)
-      if (head.hopByHop || this.#closeAfter || head.http10) prefix = head.nominates ? this.#responseHeadText(buf) : this.#strippedHead(head, buf)
+      // "Connection: keep-alive" alone may stay: it is then our own, true, control option for
+      // this connection (RFC 9110 §7.6.1 allows replacing the field with the proxy's own).
+      const hopByHop = head.hopByHop && !head.keepAliveOnly
+      if (hopByHop || this.#closeAfter || head.http10) prefix = head.nominates ? this.#responseHeadText(buf) : this.#strippedHead(head, buf)
     } else {
       // The inner server's head is already clean, and says close itself when it closes; an
       // HTTP/1.0 exchange ends its link (Bun.serve closes it after answering).

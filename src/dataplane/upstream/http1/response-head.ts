@@ -33,6 +33,8 @@ export interface ResponseHead {
   readonly hopByHopRanges: number[] | undefined
   /** A Connection field names other fields (hop-by-hop too, RFC 9110 §7.6.1): not in the ranges. */
   readonly nominates: boolean
+  /** The only hop-by-hop field is "Connection: keep-alive" (what most upstreams send). */
+  readonly keepAliveOnly: boolean
   /** The status line says HTTP/1.0: a proxy answers with its own version. */
   readonly http10: boolean
   /** Byte offset just past the status line's CRLF. */
@@ -89,6 +91,7 @@ export function parseResponseHead(buf: Uint8Array, start: number, collectFields 
   let hopByHop = false
   let hopByHopRanges: number[] | undefined
   let nominates = false
+  let keepAliveLine = false
   /** Where the Content-Length lines are, in case Transfer-Encoding overrides them (dropped then). */
   let lengthRanges: number[] | undefined
   let contentType = false
@@ -130,6 +133,7 @@ export function parseResponseHead(buf: Uint8Array, start: number, collectFields 
       if (!chunked) close = true
     } else if (n === 10 && name.toLowerCase() === 'connection') {
       const lower = value.toLowerCase()
+      if (lower === 'keep-alive') keepAliveLine = true
       if (lower !== 'keep-alive' && lower !== 'close') nominates = true
       // Whole tokens: "x-close-notify" is not "close".
       const tokens = nominates ? lower.split(',').map((t) => t.trim()) : [lower]
@@ -147,7 +151,8 @@ export function parseResponseHead(buf: Uint8Array, start: number, collectFields 
     sortRanges(hopByHopRanges)
     if (collectFields) for (let i = headers.length - 1; i >= 0; i--) if (headers[i]![0].toLowerCase() === 'content-length') headers.splice(i, 1)
   }
-  return { status, statusText, headers, hopByHop, hopByHopRanges, nominates, http10, statusLineEnd: start + lineEnd + 2, contentType, contentLength, chunked, close, headEnd: start + blank + 4 }
+  const keepAliveOnly = keepAliveLine && hopByHopRanges !== undefined && hopByHopRanges.length === 2
+  return { status, statusText, headers, hopByHop, hopByHopRanges, nominates, keepAliveOnly, http10, statusLineEnd: start + lineEnd + 2, contentType, contentLength, chunked, close, headEnd: start + blank + 4 }
 }
 
 /** Sort [start, end) pairs by start, in place. */

@@ -1,0 +1,48 @@
+#!/usr/bin/env bun
+/**
+ * Where a rebuild's time goes at N HTTPRoutes, in process, on demand (never in CI): parse the
+ * manifests once, then time store view → translate → validate → compile for the full set and for
+ * the set plus one new route (the "new route → first 200" path), ROUNDS times each.
+ *
+ *   npx bun bench/profile-rebuild.ts                  # ROUTES=5000 ROUNDS=10
+ *   npx bun --cpu-prof-md --cpu-prof-dir=/tmp/prof bench/profile-rebuild.ts
+ */
+import { ResourceStore } from '../src/store/store.ts'
+import { parseManifests } from '../src/sources/manifests.ts'
+import { translate } from '../src/translate/index.ts'
+import { validateSnapshot } from '../src/ir/validate.ts'
+import { compile } from '../src/dataplane/snapshot.ts'
+import { EndpointRegistry } from '../src/dataplane/upstream/registry.ts'
+import { gatewayManifests, percentile, prefixRoute } from './lib.ts'
+
+const ROUTES = Number(process.env.ROUTES ?? 5000)
+const ROUNDS = Number(process.env.ROUNDS ?? 10)
+
+const store = new ResourceStore()
+const text = [gatewayManifests(8080, 9090), ...Array.from({ length: ROUTES }, (_, i) => prefixRoute(`r${i}`, `/r${i}`))].join('---\n')
+for (const o of parseManifests(text, 'bench').objects) store.upsert(o)
+const registry = new EndpointRegistry()
+const opts = { controllerName: 'portico.dev/gateway-controller' }
+
+const phases: Record<string, number[]> = { view: [], translate: [], validate: [], compile: [], total: [] }
+for (let k = 0; k < ROUNDS; k++) {
+  for (const o of parseManifests(prefixRoute(`new-${k}`, `/new-${k}`), 'bench').objects) store.upsert(o)
+  const t0 = performance.now()
+  const view = store.view()
+  const t1 = performance.now()
+  const result = translate(view, opts)
+  const t2 = performance.now()
+  const problems = validateSnapshot(result.ir)
+  const t3 = performance.now()
+  compile(result.ir, registry)
+  const t4 = performance.now()
+  if (problems.length) throw new Error(problems.join("\n"))
+  if (result.ir.http[0]?.listeners[0] === undefined) throw new Error("nothing attached: check the GatewayClass")
+  phases.view!.push(t1 - t0)
+  phases.translate!.push(t2 - t1)
+  phases.validate!.push(t3 - t2)
+  phases.compile!.push(t4 - t3)
+  phases.total!.push(t4 - t0)
+}
+console.log(`rebuild at ${ROUTES} routes (+1 new each round), ${ROUNDS} rounds, ms p50 / max`)
+for (const [name, xs] of Object.entries(phases)) console.log(`${name.padEnd(10)} ${percentile(xs, 50).toFixed(1).padStart(7)} ${Math.max(...xs).toFixed(1).padStart(7)}`)

@@ -56,17 +56,25 @@ export async function wrk(url: string, opts: { connections: number; seconds: num
 
 /** utime+stime (clock ticks) of a process and its children (nginx's master + worker). */
 export async function cpuTicks(pid: number | undefined): Promise<number> {
-  if (pid === undefined) return NaN
-  let total = 0
+  const { user, system } = await cpuTimes(pid)
+  return user + system
+}
+
+/** utime and stime (clock ticks) apart: where a proxy's CPU goes, its own code or the kernel's. */
+export async function cpuTimes(pid: number | undefined): Promise<{ user: number; system: number }> {
+  if (pid === undefined) return { user: NaN, system: NaN }
+  let user = 0
+  let system = 0
   const pids = [pid]
   const children = await Bun.file(`/proc/${pid}/task/${pid}/children`).text().catch(() => '')
   for (const child of children.split(' ').filter(Boolean)) pids.push(Number(child))
   for (const p of pids) {
     const stat = await Bun.file(`/proc/${p}/stat`).text().catch(() => '')
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    total += Number(fields[11] ?? 0) + Number(fields[12] ?? 0)
+    user += Number(fields[11] ?? 0)
+    system += Number(fields[12] ?? 0)
   }
-  return total
+  return { user, system }
 }
 export const TICK_US = 1e6 / 100 // CLK_TCK is 100 on Linux
 

@@ -3,6 +3,9 @@
 /** RFC 9110 §7.6.1 plus the legacy Proxy-Connection and Keep-Alive: the one list every path uses. */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 
+/** Request fields a proxy rewrites with its own hop appended (setForwardingHeaders, the front). */
+export const FORWARDING_FIELDS: readonly string[] = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded']
+
 /** Remove hop-by-hop headers and every header the Connection header nominates. Neither Bun.serve nor fetch does this. */
 export function stripHopByHop(headers: Headers): void {
   const connection = headers.get('connection')

@@ -15,7 +15,7 @@
 import type { Socket } from 'bun'
 import { chooseBackend, type PortPlan, type RoutePlan } from '../../snapshot.ts'
 import { normalizeHost } from '../match.ts'
-import { forwardedElement, HOP_BY_HOP, nominatedFields } from '../headers.ts'
+import { FORWARDING_FIELDS, forwardedElement, HOP_BY_HOP, nominatedFields } from '../headers.ts'
 import { ChunkedDecodeError, ChunkedDecoder } from '../../upstream/http1/chunked.ts'
 import { hasNoBody, HeadParseError, MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from '../../upstream/http1/response-head.ts'
 import type { EndpointState } from '../../upstream/registry.ts'
@@ -61,7 +61,7 @@ const COUNT_PAYLOAD = (slice: Uint8Array) => {
 }
 
 /** Never copied from the client on the direct path: hop-by-hop, framing (re-added as received), and the fields we set. */
-const DROPPED_REQUEST_FIELDS = new Set([...HOP_BY_HOP, 'host', 'content-length', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'])
+const DROPPED_REQUEST_FIELDS = new Set([...HOP_BY_HOP, 'host', 'content-length', ...FORWARDING_FIELDS])
 
 const REASONS: Record<number, string> = {
   400: 'Bad Request',
@@ -395,11 +395,17 @@ export class ClientConnection implements LinkOwner {
 
   /** The direct path's upstream head: the client's fields minus hop-by-hop, plus the forwarding ones. */
   #upstreamHeadText(head: RequestHead): string {
+    const ip = this.clientIp
+    // The common case: nothing to strip or merge, so the client's head goes on verbatim (its
+    // request line, Host and Content-Length included) with our lines appended.
+    if (!head.proxyFields && head.target === head.originForm) {
+      const verbatim = head.text.slice(0, head.headBytes - 2)
+      return `${verbatim}${ip ? `x-forwarded-for: ${ip}\r\n` : ''}x-forwarded-proto: http\r\n${head.host ? `x-forwarded-host: ${head.host}\r\n` : ''}forwarded: ${this.#forwardedFor(head.host)}\r\n${head.requestId ? '' : `x-request-id: ${crypto.randomUUID()}\r\n`}\r\n`
+    }
     const { lines, names, values } = head
     let text = `${head.method} ${head.originForm} HTTP/1.1\r\nhost: ${head.host}\r\n`
     let xff: string | undefined
     let forwarded: string | undefined
-    let hasRequestId = false
     const nominated = head.connectionValue === undefined ? undefined : nominatedFields(head.connectionValue)
     for (let i = 0; i < names.length; i++) {
       const name = names[i]!
@@ -409,26 +415,28 @@ export class ClientConnection implements LinkOwner {
         continue
       }
       if (nominated?.has(name)) continue
-      if (name === 'x-request-id') hasRequestId = true
       text += `${lines[i]}\r\n`
     }
-    const ip = this.clientIp
     if (ip) text += `x-forwarded-for: ${xff ? `${xff}, ${ip}` : ip}\r\n`
     text += `x-forwarded-proto: http\r\n`
     if (head.host) text += `x-forwarded-host: ${head.host}\r\n`
-    // A keep-alive client repeats its Host: the element is built once per connection and host.
-    if (this.#forwardedHost !== head.host || this.#forwardedElement === '') {
-      this.#forwardedHost = head.host
-      this.#forwardedElement = forwardedElement(ip, 'http', head.host)
-    }
-    const element = this.#forwardedElement
+    const element = this.#forwardedFor(head.host)
     text += `forwarded: ${forwarded ? `${forwarded}, ${element}` : element}\r\n`
-    if (!hasRequestId) text += `x-request-id: ${crypto.randomUUID()}\r\n`
+    if (!head.requestId) text += `x-request-id: ${crypto.randomUUID()}\r\n`
     if (this.#reqBody === Body.Chunked) text += 'transfer-encoding: chunked\r\n'
     else if (head.contentLength >= 0) text += `content-length: ${head.contentLength}\r\n`
     // A WebSocket handshake keeps its Upgrade (hop-by-hop everywhere else).
     if (head.upgrade) text += `connection: upgrade\r\nupgrade: ${new HeadFields(head).get('upgrade')}\r\n`
     return `${text}\r\n`
+  }
+
+  /** Our Forwarded element; a keep-alive client repeats its Host, so it is built once per connection and host. */
+  #forwardedFor(host: string): string {
+    if (this.#forwardedHost !== host || this.#forwardedElement === '') {
+      this.#forwardedHost = host
+      this.#forwardedElement = forwardedElement(this.clientIp, 'http', host)
+    }
+    return this.#forwardedElement
   }
 
   /** Pass request body bytes to the link per the request's framing; returns how much of `data` belonged to the body. */

@@ -11,40 +11,91 @@
  * than HTTP/1.0 and HTTP/1.1.
  */
 
-export interface RequestHead {
-  readonly method: string
-  /** As received: origin-form ("/p?q"), absolute-form, authority-form or "*". */
-  readonly target: string
-  /** Path (no query) of an origin-form or absolute-form target; "" for "*" and authority-form. */
-  readonly path: string
-  /** Query with its "?", or "". */
-  readonly query: string
-  /** path + query: the target to send on (absolute-form becomes origin-form, RFC 9112 §3.2.2). */
-  readonly originForm: string
-  readonly http10: boolean
+import { FORWARDING_FIELDS, HOP_BY_HOP } from '../headers.ts'
+
+/**
+ * A parsed head. The fields every request needs are computed while parsing; the per-field
+ * strings (lines, names, values) only when something asks for them (header matching, a head
+ * that must be rebuilt): a plain GET never allocates them.
+ */
+export class RequestHead {
+  #lines: string[] | undefined
+  #names: string[] | undefined
+  #values: string[] | undefined
+
+  constructor(
+    /** The head as latin1 text (it may continue past the head: body bytes, pipelined requests). */
+    readonly text: string,
+    /** Per field: where its line starts, its colon, and its end (the CR), in `text`. */
+    readonly fieldOffsets: readonly number[],
+    readonly method: string,
+    /** As received: origin-form ("/p?q"), absolute-form, authority-form or "*". */
+    readonly target: string,
+    /** Path (no query) of an origin-form or absolute-form target; "" for "*" and authority-form. */
+    readonly path: string,
+    /** Query with its "?", or "". */
+    readonly query: string,
+    /** path + query: the target to send on (absolute-form becomes origin-form, RFC 9112 §3.2.2). */
+    readonly originForm: string,
+    readonly http10: boolean,
+    /** The Host header's value, or the authority of an absolute-form target; "" when absent (HTTP/1.0). */
+    readonly host: string,
+    /** -1 when absent. */
+    readonly contentLength: number,
+    readonly chunked: boolean,
+    /** The connection ends after this exchange (Connection: close, or HTTP/1.0 without keep-alive). */
+    readonly close: boolean,
+    /** The request asks for a protocol switch (Upgrade header present). */
+    readonly upgrade: boolean,
+    /** Expect: 100-continue (or any Expect). */
+    readonly expect: boolean,
+    /** The Connection field(s), joined; undefined when absent. */
+    readonly connectionValue: string | undefined,
+    /**
+     * Some field a proxy must not pass on as is: hop-by-hop (Connection, Keep-Alive, TE, ...) or
+     * one it rewrites (X-Forwarded-*, Forwarded). False means the head can go on verbatim.
+     */
+    readonly proxyFields: boolean,
+    /** An X-Request-Id field is present. */
+    readonly requestId: boolean,
+    /** Byte length of the head including the blank line. */
+    readonly headBytes: number,
+    /** No byte above 0x7f (obs-text) in the head: its strings can be written without re-encoding. */
+    readonly ascii: boolean,
+  ) {}
+
   /** Header lines as received ("Name: value"), without the request line; parallel to `names`. */
-  readonly lines: readonly string[]
+  get lines(): readonly string[] {
+    if (this.#lines === undefined) {
+      const { text, fieldOffsets: at } = this
+      const lines: string[] = []
+      for (let i = 0; i < at.length; i += 3) lines.push(text.slice(at[i], at[i + 2]))
+      this.#lines = lines
+    }
+    return this.#lines
+  }
+
   /** Lower-case field names, parallel to `lines`. */
-  readonly names: readonly string[]
+  get names(): readonly string[] {
+    if (this.#names === undefined) {
+      const { text, fieldOffsets: at } = this
+      const names: string[] = []
+      for (let i = 0; i < at.length; i += 3) names.push(text.slice(at[i], at[i + 1]).toLowerCase())
+      this.#names = names
+    }
+    return this.#names
+  }
+
   /** Field values (OWS trimmed), parallel to `lines`. */
-  readonly values: readonly string[]
-  /** The Host header's value, or the authority of an absolute-form target; "" when absent (HTTP/1.0). */
-  readonly host: string
-  /** -1 when absent. */
-  readonly contentLength: number
-  readonly chunked: boolean
-  /** The connection ends after this exchange (Connection: close, or HTTP/1.0 without keep-alive). */
-  readonly close: boolean
-  /** The request asks for a protocol switch (Upgrade header present). */
-  readonly upgrade: boolean
-  /** Expect: 100-continue (or any Expect). */
-  readonly expect: boolean
-  /** Some field is hop-by-hop beyond the framing ones, or nominated by Connection: the slow path strips those. */
-  readonly connectionValue: string | undefined
-  /** Byte length of the head including the blank line. */
-  readonly headBytes: number
-  /** No byte above 0x7f (obs-text) in the head: its strings can be written without re-encoding. */
-  readonly ascii: boolean
+  get values(): readonly string[] {
+    if (this.#values === undefined) {
+      const { text, fieldOffsets: at } = this
+      const values: string[] = []
+      for (let i = 0; i < at.length; i += 3) values.push(valueAt(text, at[i + 1]! + 1, at[i + 2]!))
+      this.#values = values
+    }
+    return this.#values
+  }
 }
 
 export class RequestHeadError {
@@ -63,6 +114,9 @@ const latin1Slice = Buffer.prototype.latin1Slice as (this: Uint8Array, start: nu
 
 /** RFC 9110 §5.6.2 token. */
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+/** The same as a byte table (1: tchar), for scanning field names in place. */
+const TCHAR = new Uint8Array(256)
+for (let c = 0; c < 256; c++) if (TOKEN.test(String.fromCharCode(c))) TCHAR[c] = 1
 /**
  * One pass over the whole field block: controls other than HTAB and DEL (RFC 9110 §5.5), a CR
  * not followed by LF, an LF not preceded by CR, and a line starting with whitespace (obs-fold).
@@ -120,31 +174,20 @@ export function parseRequestHead(text: string, blank: number, limits: HeadLimits
   }
   const method = requestLine.slice(0, sp1)
   const target = requestLine.slice(sp1 + 1, sp2)
-  const version = requestLine.slice(sp2 + 1)
   if (!TOKEN.test(method)) return new RequestHeadError(400, 'malformed method')
   // A reverse proxy does not open tunnels to arbitrary hosts.
   if (method === 'CONNECT') return new RequestHeadError(501, 'CONNECT not implemented')
   if (target.length > limits.maxRequestTargetBytes) return new RequestHeadError(414, 'request-target too long')
   if (target.length === 0 || BAD_TARGET.test(target)) return new RequestHeadError(400, 'malformed request-target')
   let http10 = false
-  if (version !== 'HTTP/1.1') {
+  if (lineEnd - sp2 !== 9 || !text.startsWith('HTTP/1.1', sp2 + 1)) {
+    const version = requestLine.slice(sp2 + 1)
     if (version === 'HTTP/1.0') http10 = true
     else if (/^HTTP\/\d\.\d$/.test(version)) return new RequestHeadError(505, 'HTTP version not supported')
     else return new RequestHeadError(400, 'malformed HTTP version')
   }
   if (blank - lineEnd > limits.maxHeaderBytes + 2) return new RequestHeadError(431, 'request header fields too large')
 
-  const lines: string[] = []
-  const names: string[] = []
-  const values: string[] = []
-  let host: string | undefined
-  let contentLength = -1
-  let transferEncoding: string | undefined
-  let connection: string | undefined
-  let upgrade = false
-  let expect = false
-  let pos = lineEnd + 2
-  const stop = blank + 2
   // From the request line's CRLF to the blank line: the LF before a folded line is inside it.
   const block = text.slice(lineEnd, blank + 2)
   const bad = BAD_FIELD_BYTES.exec(block)
@@ -153,47 +196,73 @@ export function parseRequestHead(text: string, blank: number, limits: HeadLimits
     return new RequestHeadError(400, bad[0].length === 2 ? 'obsolete line folding' : 'control character in header')
   }
   const ascii = !NON_ASCII.test(block) && !NON_ASCII.test(requestLine)
+
+  // One pass over the fields, by offsets: only the fields that decide framing, routing or
+  // persistence become strings here (see RequestHead for the rest).
+  const offsets: number[] = []
+  let host: string | undefined
+  let contentLength = -1
+  let transferEncoding: string | undefined
+  let connection: string | undefined
+  let upgrade = false
+  let expect = false
+  let proxyFields = false
+  let requestId = false
+  let pos = lineEnd + 2
+  const stop = blank + 2
   while (pos < stop) {
     const end = text.indexOf('\r\n', pos)
-    const line = text.slice(pos, end)
-    pos = end + 2
-    const colon = line.indexOf(':')
-    if (colon <= 0) return new RequestHeadError(400, 'malformed header line')
-    const rawName = line.slice(0, colon)
-    // No whitespace between name and colon (RFC 9112 §5.1), only token characters.
-    if (!TOKEN.test(rawName)) return new RequestHeadError(400, 'malformed header name')
-    const name = rawName.toLowerCase()
-    const value = trimOws(line, colon + 1)
-    lines.push(line)
-    names.push(name)
-    values.push(value)
-    switch (name) {
-      case 'host':
+    let colon = pos
+    while (TCHAR[text.charCodeAt(colon)] === 1) colon++
+    if (colon === pos || text.charCodeAt(colon) !== 58 /* : */) {
+      // No whitespace between name and colon (RFC 9112 §5.1), only token characters.
+      const first = text.indexOf(':', pos)
+      return new RequestHeadError(400, first <= pos || first > end ? 'malformed header line' : 'malformed header name')
+    }
+    offsets.push(pos, colon, end)
+    switch (fieldKind(text, pos, colon - pos)) {
+      case Field.Host: {
         if (host !== undefined) return new RequestHeadError(400, 'duplicate Host header')
+        const value = valueAt(text, colon + 1, end)
         if (!VALID_HOST.test(value)) return new RequestHeadError(400, 'invalid Host header')
         host = value
         break
-      case 'content-length': {
+      }
+      case Field.ContentLength: {
+        const value = valueAt(text, colon + 1, end)
         if (!/^\d{1,15}$/.test(value)) return new RequestHeadError(400, 'invalid Content-Length')
-        const length = Number(value)
         // Even identical duplicates: a backend may join them into "5, 5" and refuse (nginx refuses too).
         if (contentLength >= 0) return new RequestHeadError(400, 'duplicate Content-Length header')
-        contentLength = length
+        contentLength = Number(value)
         break
       }
-      case 'transfer-encoding':
+      case Field.TransferEncoding: {
+        const value = valueAt(text, colon + 1, end)
         transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`
+        proxyFields = true
         break
-      case 'connection':
+      }
+      case Field.Connection: {
+        const value = valueAt(text, colon + 1, end)
         connection = connection === undefined ? value : `${connection}, ${value}`
+        proxyFields = true
         break
-      case 'upgrade':
+      }
+      case Field.Upgrade:
         upgrade = true
+        proxyFields = true
         break
-      case 'expect':
+      case Field.Expect:
         expect = true
         break
+      case Field.Proxy:
+        proxyFields = true
+        break
+      case Field.RequestId:
+        requestId = true
+        break
     }
+    pos = end + 2
   }
 
   let chunked = false
@@ -245,33 +314,74 @@ export function parseRequestHead(text: string, blank: number, limits: HeadLimits
     if (tokens.includes('close')) close = true
     else if (http10 && tokens.includes('keep-alive')) close = false
   }
-  return {
+  const originForm = target.charCodeAt(0) === 47 || target === '*' ? target : path + query
+  return new RequestHead(
+    text,
+    offsets,
     method,
     target,
     path,
     query,
-    originForm: target.charCodeAt(0) === 47 || target === '*' ? target : path + query,
+    originForm,
     http10,
-    lines,
-    names,
-    values,
-    host: authority ?? '',
+    authority ?? '',
     contentLength,
     chunked,
     close,
     upgrade,
     expect,
-    connectionValue: connection,
-    headBytes: blank + 4,
+    connection,
+    proxyFields,
+    requestId,
+    blank + 4,
     ascii,
-  }
+  )
 }
 
-function trimOws(line: string, start: number): string {
-  let end = line.length
-  while (start < end && (line.charCodeAt(start) === 32 || line.charCodeAt(start) === 9)) start++
-  while (end > start && (line.charCodeAt(end - 1) === 32 || line.charCodeAt(end - 1) === 9)) end--
-  return line.slice(start, end)
+/** The field names parsing looks at; everything else is Field.Other. */
+const enum Field {
+  Other,
+  Host,
+  ContentLength,
+  TransferEncoding,
+  Connection,
+  Upgrade,
+  Expect,
+  /** Hop-by-hop or rewritten by the proxy (Keep-Alive, TE, X-Forwarded-For, ...). */
+  Proxy,
+  RequestId,
+}
+
+const FIELD_KINDS = new Map<string, Field>([
+  ['host', Field.Host],
+  ['content-length', Field.ContentLength],
+  ['transfer-encoding', Field.TransferEncoding],
+  ['connection', Field.Connection],
+  ['upgrade', Field.Upgrade],
+  ['expect', Field.Expect],
+  ['x-request-id', Field.RequestId],
+  ...[...HOP_BY_HOP, ...FORWARDING_FIELDS].filter((n) => !['connection', 'transfer-encoding', 'upgrade'].includes(n)).map((n) => [n, Field.Proxy] as [string, Field]),
+])
+/** Candidate names by length: most fields are ruled out without building a string. */
+const FIELDS_BY_LENGTH: [string, Field][][] = []
+for (const [name, kind] of FIELD_KINDS) (FIELDS_BY_LENGTH[name.length] ??= []).push([name, kind])
+
+function fieldKind(text: string, start: number, length: number): Field {
+  const candidates = FIELDS_BY_LENGTH[length]
+  if (candidates === undefined) return Field.Other
+  next: for (const [name, kind] of candidates) {
+    // ASCII case-insensitive: names hold only letters and "-", both fixed by | 0x20.
+    for (let i = 0; i < length; i++) if ((text.charCodeAt(start + i) | 0x20) !== name.charCodeAt(i)) continue next
+    return kind
+  }
+  return Field.Other
+}
+
+/** The value of the field whose colon is at `start - 1` and whose line ends at `end`, OWS trimmed. */
+function valueAt(text: string, start: number, end: number): string {
+  while (start < end && (text.charCodeAt(start) === 32 || text.charCodeAt(start) === 9)) start++
+  while (end > start && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--
+  return text.slice(start, end)
 }
 
 /** Field values by name, for matching and hashing (the shape of Headers that MatchInput uses). */

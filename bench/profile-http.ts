@@ -27,7 +27,7 @@ const upstream = Bun.spawn(pin(1, [process.execPath, '-e', `Bun.serve({ port: ${
 const dir = mkdtempSync(join(tmpdir(), 'portico-prof-cfg-'))
 writeFileSync(join(dir, 'bench.yaml'), gatewayManifests(GATEWAY_PORT, UPSTREAM_PORT) + '---\n' + prefixRoute('upstream', '/'))
 const gateway = Bun.spawn(
-  pin(0, [process.execPath, '--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${OUT}`, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn']),
+  pin(0, [process.execPath, '--cpu-prof', '--cpu-prof-md', `--cpu-prof-dir=${OUT}`, `--cpu-prof-interval=${process.env.INTERVAL ?? 1000}`, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn']),
   { stdout: 'inherit', stderr: 'inherit' },
 )
 

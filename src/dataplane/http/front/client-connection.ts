@@ -20,7 +20,8 @@ import { ChunkedDecodeError, ChunkedDecoder } from '../../upstream/http1/chunked
 import { hasNoBody, HeadParseError, MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from '../../upstream/http1/response-head.ts'
 import type { EndpointState } from '../../upstream/registry.ts'
 import type { RuntimePool } from '../../upstream/pool.ts'
-import { headEnd, HeadFields, incompleteHeadError, latin1, parseRequestHead, RequestHeadError, type RequestHead } from './request-head.ts'
+import { HeadFields, incompleteHeadError, parseRequestHead, RequestHeadError, type RequestHead } from './request-head.ts'
+import { blankLineAt, latin1 } from '../wire-text.ts'
 import { openLink, wireBytes, type Link, type LinkOwner } from './links.ts'
 import type { FrontContext } from './context.ts'
 import { closeFrame, FrameTracker } from './ws-frames.ts'
@@ -252,19 +253,23 @@ export class ClientConnection implements LinkOwner {
       }
       // Deadlines start from the exact time (the sweep's coarse clock could make them fire early).
       if (this.#headStarted === 0) this.#headStarted = Date.now()
-      const text = latin1(buf, 0, Math.min(buf.byteLength, this.ctx.limits.maxHeaderBytes + this.ctx.limits.maxRequestTargetBytes + 1024))
       // h2c with prior knowledge: the whole connection goes to the inner server (Bun speaks h2c).
-      if (this.#served === 0 && text.startsWith(H2_PREFACE.slice(0, Math.min(text.length, H2_PREFACE.length)))) {
-        if (text.length < H2_PREFACE.length) return
-        return this.#startTunnel()
+      if (this.#served === 0) {
+        const start = latin1(buf, 0, Math.min(buf.byteLength, H2_PREFACE.length))
+        if (H2_PREFACE.startsWith(start)) {
+          if (start.length < H2_PREFACE.length) return
+          return this.#startTunnel()
+        }
       }
-      const blank = headEnd(text)
+      // Only the head is decoded: body bytes that came along stay bytes.
+      const window = this.ctx.limits.maxHeaderBytes + this.ctx.limits.maxRequestTargetBytes + 1024
+      const blank = blankLineAt(buf, 0, window)
       if (blank < 0) {
-        const tooBig = incompleteHeadError(text, this.ctx.limits)
+        const tooBig = incompleteHeadError(latin1(buf, 0, Math.min(buf.byteLength, window)), this.ctx.limits)
         if (tooBig) this.#reject(tooBig)
         return
       }
-      const head = parseRequestHead(text, blank, this.ctx.limits)
+      const head = parseRequestHead(latin1(buf, 0, blank + 4), blank, this.ctx.limits)
       if (head instanceof RequestHeadError) return this.#reject(head)
       this.#buffered = head.headBytes < buf.byteLength ? buf.subarray(head.headBytes) : undefined
       this.#headStarted = 0

@@ -12,6 +12,7 @@
  */
 
 import { FORWARDING_FIELDS, HOP_BY_HOP } from '../headers.ts'
+import { isNameAt } from '../wire-text.ts'
 
 /**
  * A parsed head. The fields every request needs are computed while parsing; the per-field
@@ -24,7 +25,7 @@ export class RequestHead {
   #values: string[] | undefined
 
   constructor(
-    /** The head as latin1 text (it may continue past the head: body bytes, pipelined requests). */
+    /** The head as latin1 text, blank line included. */
     readonly text: string,
     /** Per field: where its line starts, its colon, and its end (the CR), in `text`. */
     readonly fieldOffsets: readonly number[],
@@ -110,8 +111,6 @@ export interface HeadLimits {
   readonly maxHeaderBytes: number
 }
 
-const latin1Slice = Buffer.prototype.latin1Slice as (this: Uint8Array, start: number, end: number) => string
-
 /** RFC 9110 §5.6.2 token. */
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 /** The same as a byte table (1: tchar), for scanning field names in place. */
@@ -140,11 +139,6 @@ const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+;=-]|%[0-9A-F
  */
 export function headEnd(text: string, from = 0): number {
   return text.indexOf('\r\n\r\n', from)
-}
-
-/** Decode bytes as latin1 (one char per byte). */
-export function latin1(buf: Uint8Array, start = 0, end = buf.length): string {
-  return latin1Slice.call(buf, start, end)
 }
 
 /**
@@ -369,11 +363,7 @@ for (const [name, kind] of FIELD_KINDS) (FIELDS_BY_LENGTH[name.length] ??= []).p
 function fieldKind(text: string, start: number, length: number): Field {
   const candidates = FIELDS_BY_LENGTH[length]
   if (candidates === undefined) return Field.Other
-  next: for (const [name, kind] of candidates) {
-    // ASCII case-insensitive: names hold only letters and "-", both fixed by | 0x20.
-    for (let i = 0; i < length; i++) if ((text.charCodeAt(start + i) | 0x20) !== name.charCodeAt(i)) continue next
-    return kind
-  }
+  for (const [name, kind] of candidates) if (isNameAt(text, start, name)) return kind
   return Field.Other
 }
 

@@ -7,17 +7,10 @@
  * in the buffer, and obs-text bytes survive a round trip back to the wire.
  */
 import { HOP_BY_HOP } from '../../http/headers.ts'
+import { blankLineAt, isNameAt, latin1 } from '../../http/wire-text.ts'
 
 /** Larger heads are refused (nginx's default large_client_header_buffers is 4 x 8 KiB). */
 export const MAX_HEAD_BYTES = 64 * 1024
-const FIRST_SCAN_BYTES = 4096
-
-const latin1Slice = Buffer.prototype.latin1Slice as (this: Uint8Array, start: number, end: number) => string
-
-/** One char per byte, so string offsets are buffer offsets. */
-function latin1(buf: Uint8Array, start: number, end: number): string {
-  return latin1Slice.call(buf, start, end)
-}
 
 export interface ResponseHead {
   readonly status: number
@@ -51,28 +44,20 @@ export interface ResponseHead {
 
 export class HeadParseError extends Error {}
 
-const HOP_BY_HOP_LENGTHS = new Uint8Array(32)
-for (const name of HOP_BY_HOP) HOP_BY_HOP_LENGTHS[name.length] = 1
-
 /**
  * Undefined when the head is not complete yet; throws HeadParseError when it is malformed.
  * `collectFields` false leaves `headers` empty (a caller relaying the head bytes as they are
  * needs only the framing): no string per field.
  */
 export function parseResponseHead(buf: Uint8Array, start: number, collectFields = true): ResponseHead | undefined {
-  // Most heads fit in the first few KiB: decode that much first, not a whole 64 KiB read.
-  let scanEnd = Math.min(buf.length, start + FIRST_SCAN_BYTES)
-  let text = latin1(buf, start, scanEnd)
-  let blank = text.indexOf('\r\n\r\n')
-  if (blank < 0 && scanEnd < buf.length) {
-    scanEnd = Math.min(buf.length, start + MAX_HEAD_BYTES)
-    text = latin1(buf, start, scanEnd)
-    blank = text.indexOf('\r\n\r\n')
-  }
-  if (blank < 0) {
-    if (scanEnd - start >= MAX_HEAD_BYTES) throw new HeadParseError('response head too large')
+  // Found in the bytes, so that only the head is decoded (not the body that came with it).
+  const blankAt = blankLineAt(buf, start, start + MAX_HEAD_BYTES)
+  if (blankAt < 0) {
+    if (buf.byteLength - start >= MAX_HEAD_BYTES) throw new HeadParseError('response head too large')
     return undefined
   }
+  const text = latin1(buf, start, blankAt + 4)
+  const blank = blankAt - start
 
   // "HTTP/1.1 200 OK": version, 3-digit code, optional reason.
   const lineEnd = text.indexOf('\r\n')
@@ -104,35 +89,32 @@ export function parseResponseHead(buf: Uint8Array, start: number, collectFields 
     const end = text.indexOf('\r\n', pos)
     const colon = text.indexOf(':', pos)
     if (colon < 0 || colon > end || colon === pos) throw new HeadParseError('malformed header line')
-    const n = colon - pos
-    // Few names matter for framing; their lengths are checked first so most are never sliced.
-    const framing = n === 14 || n === 17 || n === 10
-    if (!collectFields && !framing && HOP_BY_HOP_LENGTHS[n] !== 1) {
+    // Few names matter for framing: they are recognised in place, and only their values sliced.
+    const kind = fieldKind(text, pos, colon - pos)
+    if (!collectFields && kind === Field.Other) {
       pos = end + 2
       continue
     }
-    const name = text.slice(pos, colon)
-    // Fast path for the usual "name: value" with no other whitespace.
-    const value = text.charCodeAt(colon + 1) === 32 && !isOws(text.charCodeAt(colon + 2)) && !isOws(text.charCodeAt(end - 1)) ? text.slice(colon + 2, end) : trimOws(text, colon + 1, end)
-    if (collectFields) headers.push([name, value])
-    if (HOP_BY_HOP_LENGTHS[n] === 1 && HOP_BY_HOP.has(name.toLowerCase())) {
+    const name = collectFields ? text.slice(pos, colon) : ''
+    if (collectFields) headers.push([name, valueAt(text, colon + 1, end)])
+    if (kind >= Field.Connection) {
       hopByHop = true
       ;(hopByHopRanges ??= []).push(start + pos, start + end + 2)
     }
     pos = end + 2
-    if (n === 12 && name.toLowerCase() === 'content-type') {
+    if (kind === Field.ContentType) {
       contentType = true
-    } else if (n === 14 && name.toLowerCase() === 'content-length') {
+    } else if (kind === Field.ContentLength) {
       ;(lengthRanges ??= []).push(start + lineStart, start + pos)
-      const length = parseContentLength(value)
+      const length = contentLengthAt(text, colon + 1, end)
       if (contentLength >= 0 && contentLength !== length) throw new HeadParseError('conflicting content-length')
       contentLength = length
-    } else if (n === 17 && name.toLowerCase() === 'transfer-encoding') {
+    } else if (kind === Field.TransferEncoding) {
       // RFC 9112 §6.1: chunked must be the final coding; anything else is close-delimited.
-      chunked = /(?:^|,)\s*chunked\s*$/i.test(value)
+      chunked = /(?:^|,)\s*chunked\s*$/i.test(valueAt(text, colon + 1, end))
       if (!chunked) close = true
-    } else if (n === 10 && name.toLowerCase() === 'connection') {
-      const lower = value.toLowerCase()
+    } else if (kind === Field.Connection) {
+      const lower = valueAt(text, colon + 1, end).toLowerCase()
       if (lower === 'keep-alive') keepAliveLine = true
       if (lower !== 'keep-alive' && lower !== 'close') nominates = true
       // Whole tokens: "x-close-notify" is not "close".
@@ -163,6 +145,57 @@ function sortRanges(ranges: number[]): void {
   for (let i = 0; i < pairs.length; i++) [ranges[2 * i], ranges[2 * i + 1]] = pairs[i]!
 }
 
+/** The fields the parser looks at; hop-by-hop ones (Connection and after) are relayed without their lines. */
+const enum Field {
+  Other,
+  ContentType,
+  ContentLength,
+  Connection,
+  TransferEncoding,
+  OtherHopByHop,
+}
+
+const FIELDS_BY_LENGTH: [string, Field][][] = []
+for (const [name, kind] of [
+  ['content-type', Field.ContentType],
+  ['content-length', Field.ContentLength],
+  ['connection', Field.Connection],
+  ['transfer-encoding', Field.TransferEncoding],
+  ...[...HOP_BY_HOP].filter((n) => n !== 'connection' && n !== 'transfer-encoding').map((n) => [n, Field.OtherHopByHop]),
+] as [string, Field][])
+  (FIELDS_BY_LENGTH[name.length] ??= []).push([name, kind])
+
+function fieldKind(text: string, start: number, length: number): Field {
+  const candidates = FIELDS_BY_LENGTH[length]
+  if (candidates === undefined) return Field.Other
+  for (const [name, kind] of candidates) if (isNameAt(text, start, name)) return kind
+  return Field.Other
+}
+
+/** The field value between `start` (after the colon) and `end` (its CR), OWS trimmed. */
+function valueAt(text: string, start: number, end: number): string {
+  while (start < end && isOws(text.charCodeAt(start))) start++
+  while (end > start && isOws(text.charCodeAt(end - 1))) end--
+  return text.slice(start, end)
+}
+
+/** Content-Length read in place when it is plain digits (the usual case), else from its string. */
+function contentLengthAt(text: string, start: number, end: number): number {
+  while (start < end && isOws(text.charCodeAt(start))) start++
+  while (end > start && isOws(text.charCodeAt(end - 1))) end--
+  let length = 0
+  if (end - start >= 1 && end - start <= 15) {
+    let i = start
+    for (; i < end; i++) {
+      const digit = text.charCodeAt(i) - 48
+      if (digit < 0 || digit > 9) break
+      length = length * 10 + digit
+    }
+    if (i === end) return length
+  }
+  return parseContentLength(text.slice(start, end))
+}
+
 function parseContentLength(value: string): number {
   // A list of identical values ("5, 5") is tolerated by RFC 9110 §8.6; differing ones are not.
   const first = value.includes(',') ? sameValues(value) : value
@@ -174,12 +207,6 @@ function sameValues(value: string): string {
   const parts = value.split(',').map((p) => p.trim())
   if (parts.some((p) => p !== parts[0])) throw new HeadParseError('conflicting content-length')
   return parts[0]!
-}
-
-function trimOws(text: string, start: number, end: number): string {
-  while (start < end && isOws(text.charCodeAt(start))) start++
-  while (end > start && isOws(text.charCodeAt(end - 1))) end--
-  return text.slice(start, end)
 }
 
 function isOws(c: number): boolean {

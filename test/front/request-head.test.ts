@@ -1,12 +1,11 @@
 /**
  * The front's strict request-head parser (src/dataplane/http/front/request-head.ts), as a unit:
  * request-target forms, versions, Host, framing (Content-Length / Transfer-Encoding), connection
- * persistence, the 400/414/431/501/505 split, incomplete heads over a limit, and HeadFields.
+ * persistence, the 400/414/431/501/505 split, incomplete heads over a limit, and field reads.
  */
 import { describe, expect, test } from 'bun:test'
 import {
   headEnd,
-  HeadFields,
   incompleteHeadError,
   parseRequestHead,
   RequestHeadError,
@@ -250,11 +249,11 @@ describe('limits', () => {
   })
 })
 
-describe('HeadFields', () => {
+describe('field reads (the head as FieldReader and MatchInput)', () => {
   const head = ok(
     h11('/', 'Host: a', 'Accept: text/html', 'X-Tenant: t1', 'accept: application/json', 'Cookie: a=1', 'cookie: b=2', 'X-Empty:', 'ACCEPT: */*'),
   )
-  const fields = new HeadFields(head)
+  const fields = head
 
   test('repeated fields read as one comma-joined value, in order, whatever their case', () => {
     expect(fields.get('accept')).toBe('text/html, application/json, */*')
@@ -270,5 +269,11 @@ describe('HeadFields', () => {
     expect(fields.get('x-missing')).toBeNull()
     expect(fields.has('x-empty')).toBe(true)
     expect(fields.has('x-missing')).toBe(false)
+  })
+
+  test('query parameters, parsed on first use', () => {
+    const withQuery = ok(h11('/p?a=1&b=two&a=3', 'Host: a'))
+    expect([withQuery.queryParam('a'), withQuery.queryParam('b'), withQuery.queryParam('c')]).toEqual(['1', 'two', undefined])
+    expect(ok(h11('/p', 'Host: a')).queryParam('a')).toBeUndefined()
   })
 })

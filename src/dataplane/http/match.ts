@@ -211,6 +211,12 @@ export class PortRouter<R extends MatchableRule> {
     return undefined
   }
 
+  /** The rule alone, for callers that do not need its listener (no result object per request). */
+  match(host: string, input: MatchInput): R | undefined {
+    const listener = this.listenerFor(host)
+    return listener ? matchInListener(listener, host, input) : undefined
+  }
+
   /** First rule that matches, trying each matching virtual host in precedence order. */
   route(host: string, input: MatchInput): { listener: CompiledListener<R>; rule: R } | undefined {
     const listener = this.listenerFor(host)

@@ -20,7 +20,7 @@ import { ChunkedDecodeError, ChunkedDecoder } from '../../upstream/http1/chunked
 import { hasNoBody, HeadParseError, MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from '../../upstream/http1/response-head.ts'
 import type { EndpointState } from '../../upstream/registry.ts'
 import type { RuntimePool } from '../../upstream/pool.ts'
-import { HeadFields, incompleteHeadError, parseRequestHead, RequestHeadError, type RequestHead } from './request-head.ts'
+import { incompleteHeadError, parseRequestHead, RequestHeadError, type RequestHead } from './request-head.ts'
 import { blankLineAt, latin1 } from '../wire-text.ts'
 import { openLink, wireBytes, type Link, type LinkOwner } from './links.ts'
 import type { FrontContext } from './context.ts'
@@ -322,12 +322,14 @@ export class ClientConnection implements LinkOwner {
     // The port left the plan while this connection drains: nothing routes here any more.
     if (!port) return this.#respondLocal(404, 'no route', true)
 
-    // Upgrades other than WebSocket (h2c) and everything directRule declines take the pipeline.
-    const matched = head.path !== '' ? matchRequest(head, port) : undefined
+    // The same matcher the pipeline uses; the head is its own MatchInput.
+    const rule = head.path !== '' ? port.router.match(normalizeHost(head.host), head) : undefined
     // Kept for both paths: a configuration that removes the rule ends this exchange's stream.
-    this.#ruleId = matched?.rule.id ?? ''
-    const direct = matched && !head.http10 && !head.expect ? directChoice(matched) : undefined
-    if (direct) this.#startDirect(head, direct)
+    this.#ruleId = rule?.id ?? ''
+    const webSocket = head.upgrade && isWebSocketUpgrade(head)
+    // Upgrades other than WebSocket (h2c) and everything directPool declines take the pipeline.
+    const pool = rule && !head.http10 && !head.expect && webSocket === head.upgrade ? directPool(rule, webSocket) : undefined
+    if (pool) this.#startDirect(head, rule!, pool, webSocket)
     else this.#startInner(innerHead(head, buf))
     if (this.#phase === Phase.Exchange && !this.#reqDone && this.#buffered) {
       // Body bytes that arrived with the head.
@@ -338,13 +340,12 @@ export class ClientConnection implements LinkOwner {
     }
   }
 
-  #startDirect(head: RequestHead, found: DirectMatch): void {
-    const { rule, pool, fields, webSocket } = found
+  #startDirect(head: RequestHead, rule: RoutePlan, pool: RuntimePool, webSocket: boolean): void {
     const ctx = this.ctx
     const limit = rule.ir.maxBodyBytes ?? ctx.limits.maxBodyBytes
     if (limit > 0 && head.contentLength > limit) return this.#respondLocal(413, 'request body too large', true)
     this.#reqLimit = limit
-    const member = pool.pick({ clientIp: this.clientIp, headers: fields, now: ctx.clock.now })
+    const member = pool.pick({ clientIp: this.clientIp, headers: head, now: ctx.clock.now })
     // Empty or gone: the full pipeline answers (503) with its usual body.
     if (!member) return this.#respondLocal(503, 'no healthy upstream', false)
     if (rule.ir.streamIdleTimeoutMs !== undefined) this.#streamIdleMs = rule.ir.streamIdleTimeoutMs
@@ -431,7 +432,7 @@ export class ClientConnection implements LinkOwner {
     if (this.#reqBody === Body.Chunked) text += 'transfer-encoding: chunked\r\n'
     else if (head.contentLength >= 0) text += `content-length: ${head.contentLength}\r\n`
     // A WebSocket handshake keeps its Upgrade (hop-by-hop everywhere else).
-    if (head.upgrade) text += `connection: upgrade\r\nupgrade: ${new HeadFields(head).get('upgrade')}\r\n`
+    if (head.upgrade) text += `connection: upgrade\r\nupgrade: ${head.get('upgrade')}\r\n`
     return `${text}\r\n`
   }
 
@@ -787,7 +788,7 @@ export class ClientConnection implements LinkOwner {
       const member = this.#member!
       member.inFlight--
       if (link && !link.closed) {
-        if (this.#linkReusable) this.ctx.links.pool(member.key, member.address, member.port).release(link, this.ctx.links.tick)
+        if (this.#linkReusable && link.pool) link.pool.release(link, this.ctx.links.tick)
         else link.close()
       }
       this.#member = undefined
@@ -1070,37 +1071,11 @@ export class ClientConnection implements LinkOwner {
   }
 }
 
-interface DirectMatch {
-  readonly rule: RoutePlan
-  readonly pool: RuntimePool
-  readonly fields: HeadFields
-  /** A WebSocket handshake: forwarded with its Upgrade, on a link of its own that becomes a tunnel. */
-  readonly webSocket: boolean
-}
-
-/** The rule for a request the front forwards itself, or undefined (the inner pipeline serves it). */
-interface MatchedRequest {
-  readonly rule: RoutePlan
-  readonly fields: HeadFields
-  readonly webSocket: boolean
-  /** An Upgrade other than WebSocket (h2c): only the pipeline handles those. */
-  readonly otherUpgrade: boolean
-}
-
-/** The rule a request matches on this port (the same matcher the pipeline uses), or undefined. */
-function matchRequest(head: RequestHead, port: PortPlan): MatchedRequest | undefined {
-  const fields = new HeadFields(head)
-  const webSocket = head.upgrade && isWebSocketUpgrade(head, fields)
-  const found = port.router.route(normalizeHost(head.host), new HeadMatchInput(head, fields))
-  return found ? { rule: found.rule, fields, webSocket, otherUpgrade: head.upgrade && !webSocket } : undefined
-}
-
-/** The backend for a request the front forwards itself, or undefined (the pipeline serves it). */
-function directChoice({ rule, fields, webSocket, otherUpgrade }: MatchedRequest): DirectMatch | undefined {
-  if (otherUpgrade || !(webSocket ? rule.directWebSocket : rule.direct) || rule.action.kind !== 'forward') return undefined
+/** The pool a rule's request goes to when the front forwards it itself, or undefined (the pipeline serves it). */
+function directPool(rule: RoutePlan, webSocket: boolean): RuntimePool | undefined {
+  if (!(webSocket ? rule.directWebSocket : rule.direct) || rule.action.kind !== 'forward') return undefined
   const pool = chooseBackend(rule.action)?.pool
-  if (!pool || pool.members.length === 0) return undefined
-  return { rule, pool, fields, webSocket }
+  return pool && pool.members.length > 0 ? pool : undefined
 }
 
 /**
@@ -1116,30 +1091,8 @@ function innerHead(head: RequestHead, buf: Uint8Array): Uint8Array {
 }
 
 /** RFC 6455 §4.1: a GET whose Upgrade names websocket. */
-function isWebSocketUpgrade(head: RequestHead, fields: HeadFields): boolean {
+function isWebSocketUpgrade(head: RequestHead): boolean {
   if (head.method !== 'GET') return false
-  const upgrade = fields.get('upgrade')
+  const upgrade = head.get('upgrade')
   return upgrade !== null && upgrade.toLowerCase().split(',').some((t) => t.trim() === 'websocket')
 }
-
-/** MatchInput over a parsed head. */
-class HeadMatchInput {
-  #params: URLSearchParams | undefined
-  readonly method: string
-  readonly path: string
-
-  constructor(
-    readonly head: RequestHead,
-    readonly headers: HeadFields,
-  ) {
-    this.method = head.method
-    this.path = head.path
-  }
-
-  queryParam(name: string): string | undefined {
-    if (this.head.query === '') return undefined
-    this.#params ??= new URLSearchParams(this.head.query)
-    return this.#params.get(name) ?? undefined
-  }
-}
-

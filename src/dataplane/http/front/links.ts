@@ -38,6 +38,7 @@ export class Link {
   idleSince = 0
   /** Writes not taken yet: before the connection opened, or after a partial write. */
   #queue: (string | Uint8Array)[] = []
+  #paused = false
 
   constructor(
     /** The endpoint pool it returns to; undefined for a client's inner link. */
@@ -83,10 +84,15 @@ export class Link {
   }
 
   pause(): void {
-    this.socket?.pause()
+    if (this.#paused || !this.socket) return
+    this.#paused = true
+    this.socket.pause()
   }
 
+  /** Cheap when not paused (the usual case, once per exchange): no call into the socket. */
   resume(): void {
+    if (!this.#paused) return
+    this.#paused = false
     this.socket?.resume()
   }
 

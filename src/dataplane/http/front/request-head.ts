@@ -17,12 +17,14 @@ import { isNameAt } from '../wire-text.ts'
 /**
  * A parsed head. The fields every request needs are computed while parsing; the per-field
  * strings (lines, names, values) only when something asks for them (header matching, a head
- * that must be rebuilt): a plain GET never allocates them.
+ * that must be rebuilt): a plain GET never allocates them. It is also the request as routing
+ * and backend selection read it (MatchInput, FieldReader), so matching allocates nothing.
  */
 export class RequestHead {
   #lines: string[] | undefined
   #names: string[] | undefined
   #values: string[] | undefined
+  #params: URLSearchParams | undefined
 
   constructor(
     /** The head as latin1 text, blank line included. */
@@ -85,6 +87,36 @@ export class RequestHead {
       this.#names = names
     }
     return this.#names
+  }
+
+  /** As a MatchInput (http/match.ts) and PickInput reads them: the head is its own field reader. */
+  get headers(): this {
+    return this
+  }
+
+  /**
+   * A field's value by lower-case name, or null. Repeated fields read as one comma-joined value
+   * (RFC 9110 §5.3), as Headers.get does; cookies with "; ".
+   */
+  get(name: string): string | null {
+    const { names, values } = this
+    let found: string | null = null
+    for (let i = 0; i < names.length; i++) {
+      if (names[i] !== name) continue
+      found = found === null ? values[i]! : `${found}${name === 'cookie' ? '; ' : ', '}${values[i]}`
+    }
+    return found
+  }
+
+  has(name: string): boolean {
+    return this.names.includes(name)
+  }
+
+  /** First value of a query parameter; the query is parsed on first use. */
+  queryParam(name: string): string | undefined {
+    if (this.query === '') return undefined
+    this.#params ??= new URLSearchParams(this.query)
+    return this.#params.get(name) ?? undefined
   }
 
   /** Field values (OWS trimmed), parallel to `lines`. */
@@ -372,24 +404,4 @@ function valueAt(text: string, start: number, end: number): string {
   while (start < end && (text.charCodeAt(start) === 32 || text.charCodeAt(start) === 9)) start++
   while (end > start && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--
   return text.slice(start, end)
-}
-
-/** Field values by name, for matching and hashing (the shape of Headers that MatchInput uses). */
-export class HeadFields {
-  constructor(readonly head: RequestHead) {}
-
-  get(name: string): string | null {
-    const { names, values } = this.head
-    let found: string | null = null
-    for (let i = 0; i < names.length; i++) {
-      if (names[i] !== name) continue
-      // Repeated fields read as one comma-joined value (RFC 9110 §5.3), as Headers.get does; cookies with "; ".
-      found = found === null ? values[i]! : `${found}${name === 'cookie' ? '; ' : ', '}${values[i]}`
-    }
-    return found
-  }
-
-  has(name: string): boolean {
-    return this.head.names.includes(name)
-  }
 }

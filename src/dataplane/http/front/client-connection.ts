@@ -111,6 +111,7 @@ export class ClientConnection implements LinkOwner {
 
   #forwardedHost = ''
   #forwardedElement = ''
+  #forwardingLinesCache = ''
 
   /** This connection's link to the inner Bun.serve, opened on first need and kept. */
   #inner: Link | undefined
@@ -406,7 +407,8 @@ export class ClientConnection implements LinkOwner {
     // request line, Host and Content-Length included) with our lines appended.
     if (!head.proxyFields && head.target === head.originForm) {
       const verbatim = head.text.slice(0, head.headBytes - 2)
-      return `${verbatim}${ip ? `x-forwarded-for: ${ip}\r\n` : ''}x-forwarded-proto: http\r\n${head.host ? `x-forwarded-host: ${head.host}\r\n` : ''}forwarded: ${this.#forwardedFor(head.host)}\r\n${head.requestId ? '' : `x-request-id: ${crypto.randomUUID()}\r\n`}\r\n`
+      const lines = this.#forwardingLines(head.host)
+      return head.requestId ? `${verbatim}${lines}\r\n` : `${verbatim}${lines}x-request-id: ${crypto.randomUUID()}\r\n\r\n`
     }
     const { lines, names, values } = head
     let text = `${head.method} ${head.originForm} HTTP/1.1\r\nhost: ${head.host}\r\n`
@@ -441,8 +443,19 @@ export class ClientConnection implements LinkOwner {
     if (this.#forwardedHost !== host || this.#forwardedElement === '') {
       this.#forwardedHost = host
       this.#forwardedElement = forwardedElement(this.clientIp, 'http', host)
+      this.#forwardingLinesCache = ''
     }
     return this.#forwardedElement
+  }
+
+  /** Our forwarding fields when the client sent none of its own: the same for every request with this Host. */
+  #forwardingLines(host: string): string {
+    const element = this.#forwardedFor(host)
+    if (this.#forwardingLinesCache === '') {
+      const ip = this.clientIp
+      this.#forwardingLinesCache = `${ip ? `x-forwarded-for: ${ip}\r\n` : ''}x-forwarded-proto: http\r\n${host ? `x-forwarded-host: ${host}\r\n` : ''}forwarded: ${element}\r\n`
+    }
+    return this.#forwardingLinesCache
   }
 
   /** Pass request body bytes to the link per the request's framing; returns how much of `data` belonged to the body. */

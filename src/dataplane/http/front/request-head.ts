@@ -164,6 +164,8 @@ const BAD_TARGET = /[\x00-\x20\x7f#]/
 const AMBIGUOUS_PATH = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)|\\/i
 /** RFC 3986 host [":" port]: an IP literal or reg-name characters (no comma: nginx and Envoy refuse "a, b" too). */
 const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+;=-]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?$/
+/** The last Host value found valid (keep-alive clients repeat theirs). */
+let lastValidHost = ''
 
 /**
  * Where the head ends in `text` (offset of the blank line's CRLFCRLF), or -1. A lone LF line end
@@ -250,7 +252,11 @@ export function parseRequestHead(text: string, blank: number, limits: HeadLimits
       case Field.Host: {
         if (host !== undefined) return new RequestHeadError(400, 'duplicate Host header')
         const value = valueAt(text, colon + 1, end)
-        if (!VALID_HOST.test(value)) return new RequestHeadError(400, 'invalid Host header')
+        // Keep-alive clients repeat their Host: one valid value is remembered.
+        if (value !== lastValidHost) {
+          if (!VALID_HOST.test(value)) return new RequestHeadError(400, 'invalid Host header')
+          lastValidHost = value
+        }
         host = value
         break
       }

@@ -16,7 +16,7 @@ import { StoreIngest } from './store/ingest.ts'
 import { ResourceStore } from './store/store.ts'
 import type { Logger } from './telemetry/logger.ts'
 import { MetricsRegistry } from './telemetry/metrics.ts'
-import { translate } from './translate/index.ts'
+import { Translator } from './translate/index.ts'
 import { KubeClient, KubernetesSource } from './sources/kubernetes/index.ts'
 import { addressesFromService, KubernetesStatusSink } from './status/kubernetes.ts'
 import { LeaseElector } from './status/leader.ts'
@@ -71,9 +71,11 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   const hostname = opts.bindAddress ?? '0.0.0.0'
   const dataplane = (opts.workers ?? 1) > 1 ? workerDataplane(opts, hostname) : inThreadDataplane(logger, hostname, opts.limits)
   const kube = opts.kubernetes ? await kubernetesMode(opts, opts.kubernetes, store) : undefined
+  // One Translator for the life of the process: it remembers unchanged routes between rebuilds.
+  const translator = new Translator({ controllerName: opts.controllerName })
   const controller = new Controller({
     store,
-    translate: (view) => translate(view, { controllerName: opts.controllerName }),
+    translate: (view) => translator.translate(view),
     consumers: [dataplane],
     sinks: kube ? [status, kube.sink] : [status],
     logger,

@@ -6,7 +6,7 @@
  * publishing it is one reference assignment, and each request reads `active.current` once and
  * uses only that plan, so an in-flight request finishes on the plan it started with.
  */
-import type { HttpListener, HttpPort, HttpRule, RedirectAction, Snapshot, WeightedBackend } from '../ir/types.ts'
+import type { BackendPool, HttpFilter, HttpListener, HttpPort, HttpRule, RedirectAction, Snapshot, WeightedBackend } from '../ir/types.ts'
 import { PortRouter, RuleMatcher, type MatchableRule } from './http/match.ts'
 import { compileFilters, type RequestFilter, type ResponseFilter } from './http/filters/index.ts'
 import { compileRedirect } from './http/filters/redirect.ts'
@@ -99,30 +99,90 @@ export interface BackendChoice {
 }
 
 export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
+  const memo = memoFor(registry)
   const pools = new Map<string, RuntimePool>()
   const liveEndpoints = new Set<string>()
   for (const [key, pool] of Object.entries(ir.pools)) {
-    pools.set(key, buildPool(pool, registry))
+    pools.set(key, runtimePool(pool, registry, memo))
     for (const ep of pool.endpoints) liveEndpoints.add(endpointKey(ep.address, ep.port))
   }
   const ports = new Map<number, PortPlan>()
-  for (const port of ir.http) ports.set(port.port, compilePort(port, pools))
+  for (const port of ir.http) ports.set(port.port, compilePort(port, pools, memo))
   // Only once the plan compiled (a throw above keeps the old plan and its endpoints). Endpoints
   // still used by an in-flight request on the old plan keep their object; the index forgets them.
   registry.retain(liveEndpoints)
   return { revision: ir.revision, ir, ports, pools }
 }
 
-function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>): PortPlan {
+/**
+ * What compile() can reuse from earlier compiles for one registry. The translator hands every
+ * rebuild the same IR objects (pools, rules) for what did not change, so at thousands of routes a
+ * new route recompiles one rule, not all of them.
+ *
+ * - A RuntimePool is reused for the identical IR pool while the registry still maps each of its
+ *   endpoints to the EndpointState it holds (an endpoint that left the plan was forgotten by
+ *   retain() and comes back as a new state object, so such a pool is rebuilt).
+ * - A RoutePlan is reused for the identical IR rule while every pool it looked up at compile time
+ *   is still the plan's pool for that key (compileChoice and RequestMirror capture RuntimePools;
+ *   nothing else in a RoutePlan depends on the snapshot). It is then shared by every listener
+ *   and virtual host holding that rule, which is fine: RoutePlans are immutable.
+ * Keyed by registry because RuntimePools bind its endpoint states; weak so entries go with
+ * their IR objects.
+ */
+interface CompileMemo {
+  readonly pools: WeakMap<BackendPool, RuntimePool>
+  readonly rules: WeakMap<HttpRule, { readonly plan: RoutePlan; readonly uses: readonly (readonly [string, RuntimePool | undefined])[] }>
+}
+
+const memos = new WeakMap<EndpointRegistry, CompileMemo>()
+
+function memoFor(registry: EndpointRegistry): CompileMemo {
+  let memo = memos.get(registry)
+  if (!memo) memos.set(registry, (memo = { pools: new WeakMap(), rules: new WeakMap() }))
+  return memo
+}
+
+function runtimePool(ir: BackendPool, registry: EndpointRegistry, memo: CompileMemo): RuntimePool {
+  const cached = memo.pools.get(ir)
+  if (cached && ir.endpoints.every((ep, i) => cached.members[i]?.state === registry.endpoint(ep.address, ep.port))) return cached
+  const pool = buildPool(ir, registry)
+  memo.pools.set(ir, pool)
+  return pool
+}
+
+function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo): PortPlan {
   const tls = port.protocol === 'HTTPS' ? tlsEntries(port.listeners) : undefined
   return {
     ir: port,
     port: port.port,
     scheme: port.protocol === 'HTTPS' ? 'https' : 'http',
-    router: new PortRouter(port.listeners, (rule) => compileRule(rule, pools)),
+    router: new PortRouter(port.listeners, (rule) => memoizedRule(rule, pools, memo)),
     tls,
     tlsFingerprint: tls ? Bun.hash(JSON.stringify(tls)).toString(36) : '',
   }
+}
+
+function memoizedRule(rule: HttpRule, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo): RoutePlan {
+  const cached = memo.rules.get(rule)
+  if (cached && cached.uses.every(([key, pool]) => pools.get(key) === pool)) return cached.plan
+  const plan = compileRule(rule, pools)
+  memo.rules.set(rule, { plan, uses: poolKeysOf(rule).map((key) => [key, pools.get(key)] as const) })
+  return plan
+}
+
+/** Every pool key compileRule looks up for this rule: backend targets and RequestMirror filters (rule and backend level). */
+function poolKeysOf(rule: HttpRule): string[] {
+  const keys: string[] = []
+  const mirrors = (filters: readonly HttpFilter[]) => {
+    for (const f of filters) if (f.type === 'RequestMirror') keys.push(f.backend.pool)
+  }
+  mirrors(rule.filters)
+  if (rule.action.kind === 'forward')
+    for (const b of rule.action.backends) {
+      if (b.target) keys.push(b.target.pool)
+      mirrors(b.filters)
+    }
+  return keys
 }
 
 function tlsEntries(listeners: readonly HttpListener[]): TlsEntry[] {

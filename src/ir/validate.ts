@@ -3,7 +3,18 @@
  * a snapshot that fails these; if it does (a translator bug, or input we did not foresee), the
  * previous snapshot keeps serving and the problems are reported. Cheap: runs once per rebuild.
  */
-import type { HttpFilter, Snapshot, WeightedBackend } from './types.ts'
+import type { HttpFilter, HttpRule, Snapshot, WeightedBackend } from './types.ts'
+
+/** One check of a rule: a problem found on the rule alone, or a pool the snapshot must define. */
+type RuleCheck = string | { readonly pool: string; readonly problem: string }
+
+/**
+ * A rule's checks depend on the rule alone except for "is this pool defined", so they are worked
+ * out once per rule object and only the pool lookups are redone per snapshot: the translator
+ * hands the same rule objects to every rebuild while their route is unchanged (IR is immutable
+ * data). The list keeps the order in which the checks report problems.
+ */
+const ruleChecks = new WeakMap<HttpRule, readonly RuleCheck[]>()
 
 export function validateSnapshot(ir: Snapshot): string[] {
   const problems: string[] = []
@@ -15,23 +26,10 @@ export function validateSnapshot(ir: Snapshot): string[] {
     if (owner) problems.push(`${what}: port ${port} already used by ${owner}`)
     else streamPorts.set(port, what)
   }
-  const checkTarget = (b: WeightedBackend, where: string) => {
-    if (!Number.isInteger(b.weight) || b.weight < 0) problems.push(`${where}: weight ${b.weight} must be a non-negative integer`)
-    if (b.target && !ir.pools[b.target.pool]) problems.push(`${where}: pool ${b.target.pool} is not defined`)
-    if (!b.target && !b.invalid) problems.push(`${where}: backend has neither a target nor an invalid reason`)
-    b.filters.forEach((f) => checkFilter(f, where))
-  }
-  const checkFilter = (f: HttpFilter, where: string) => {
-    if (f.type === 'RequestMirror') {
-      if (!ir.pools[f.backend.pool]) problems.push(`${where}: mirror pool ${f.backend.pool} is not defined`)
-      if (!(f.percent >= 0 && f.percent <= 100)) problems.push(`${where}: mirror percent ${f.percent} out of range`)
-    }
-  }
-  const checkRegex = (source: string, where: string) => {
-    try {
-      new RegExp(source)
-    } catch (err) {
-      problems.push(`${where}: invalid regular expression ${JSON.stringify(source)}: ${(err as Error).message}`)
+  const report = (checks: readonly RuleCheck[]) => {
+    for (const c of checks) {
+      if (typeof c === 'string') problems.push(c)
+      else if (!ir.pools[c.pool]) problems.push(c.problem)
     }
   }
 
@@ -41,13 +39,9 @@ export function validateSnapshot(ir: Snapshot): string[] {
       if (port.protocol === 'HTTPS' && !listener.tls?.certificates.length) problems.push(`${listener.id}: HTTPS listener without certificates`)
       for (const vh of listener.virtualHosts) {
         for (const rule of vh.rules) {
-          if (rule.match.path.type === 'RegularExpression') checkRegex(rule.match.path.value, rule.id)
-          for (const m of [...rule.match.headers, ...rule.match.query]) if (m.type === 'RegularExpression') checkRegex(m.value, rule.id)
-          rule.filters.forEach((f) => checkFilter(f, rule.id))
-          if (rule.action.kind === 'forward') rule.action.backends.forEach((b) => checkTarget(b, rule.id))
-          if (rule.action.kind === 'redirect' && ![301, 302, 303, 307, 308].includes(rule.action.statusCode))
-            problems.push(`${rule.id}: redirect status ${rule.action.statusCode} is not a redirect`)
-          if (rule.retry && (rule.retry.attempts < 0 || rule.retry.backoffMs < 0)) problems.push(`${rule.id}: negative retry settings`)
+          let checks = ruleChecks.get(rule)
+          if (!checks) ruleChecks.set(rule, (checks = checksOf(rule)))
+          report(checks)
         }
       }
     }
@@ -57,11 +51,49 @@ export function validateSnapshot(ir: Snapshot): string[] {
       if (udpPorts.has(port.port)) problems.push(`UDP port ${port.port} defined twice`)
       udpPorts.add(port.port)
     } else claim(port.port, `${port.protocol} port ${port.port}`)
-    for (const route of port.routes) route.backends.forEach((b) => checkTarget(b, route.id))
+    for (const route of port.routes) {
+      const checks: RuleCheck[] = []
+      route.backends.forEach((b) => checkTarget(b, route.id, checks))
+      report(checks)
+    }
   }
   for (const [key, pool] of Object.entries(ir.pools)) {
     if (pool.key !== key) problems.push(`pool ${key}: key mismatch (${pool.key})`)
     for (const ep of pool.endpoints) if (!(ep.port > 0 && ep.port <= 65535)) problems.push(`pool ${key}: endpoint port ${ep.port} out of range`)
   }
   return problems
+}
+
+function checksOf(rule: HttpRule): RuleCheck[] {
+  const out: RuleCheck[] = []
+  if (rule.match.path.type === 'RegularExpression') checkRegex(rule.match.path.value, rule.id, out)
+  for (const m of [...rule.match.headers, ...rule.match.query]) if (m.type === 'RegularExpression') checkRegex(m.value, rule.id, out)
+  rule.filters.forEach((f) => checkFilter(f, rule.id, out))
+  if (rule.action.kind === 'forward') rule.action.backends.forEach((b) => checkTarget(b, rule.id, out))
+  if (rule.action.kind === 'redirect' && ![301, 302, 303, 307, 308].includes(rule.action.statusCode))
+    out.push(`${rule.id}: redirect status ${rule.action.statusCode} is not a redirect`)
+  if (rule.retry && (rule.retry.attempts < 0 || rule.retry.backoffMs < 0)) out.push(`${rule.id}: negative retry settings`)
+  return out
+}
+
+function checkTarget(b: WeightedBackend, where: string, out: RuleCheck[]): void {
+  if (!Number.isInteger(b.weight) || b.weight < 0) out.push(`${where}: weight ${b.weight} must be a non-negative integer`)
+  if (b.target) out.push({ pool: b.target.pool, problem: `${where}: pool ${b.target.pool} is not defined` })
+  if (!b.target && !b.invalid) out.push(`${where}: backend has neither a target nor an invalid reason`)
+  b.filters.forEach((f) => checkFilter(f, where, out))
+}
+
+function checkFilter(f: HttpFilter, where: string, out: RuleCheck[]): void {
+  if (f.type === 'RequestMirror') {
+    out.push({ pool: f.backend.pool, problem: `${where}: mirror pool ${f.backend.pool} is not defined` })
+    if (!(f.percent >= 0 && f.percent <= 100)) out.push(`${where}: mirror percent ${f.percent} out of range`)
+  }
+}
+
+function checkRegex(source: string, where: string, out: RuleCheck[]): void {
+  try {
+    new RegExp(source)
+  } catch (err) {
+    out.push(`${where}: invalid regular expression ${JSON.stringify(source)}: ${(err as Error).message}`)
+  }
 }

@@ -119,17 +119,14 @@ export function resolveParents(ctx: Context, route: K8sObject, gateways: Readonl
   return results
 }
 
-/** Counts each route once per listener it attached to. */
-export function countAttachments(parents: readonly ParentResult[]): void {
+/** The listeners a route counts in their attachedRoutes: each once, however many parentRefs reach it. */
+export function attachedListeners(parents: readonly ParentResult[]): ListenerState[] {
   const counted = new Set<ListenerState>()
   for (const p of parents) {
     if (p.accepted.status !== 'True') continue
-    for (const a of p.attachments) {
-      if (counted.has(a.listener)) continue
-      counted.add(a.listener)
-      a.listener.attachedRoutes++
-    }
+    for (const a of p.attachments) counted.add(a.listener)
   }
+  return [...counted]
 }
 
 /** status.parents for a route; `override` replaces Accepted=True (e.g. unsupported filters). */

@@ -40,10 +40,9 @@ export function applyBackendTlsPolicies(ctx: Context, backends: Backends, status
     }
   }
   return () => {
-    const users = backends.gatewaysByService()
     for (const r of results) {
       const ancestors = new Set<string>()
-      for (const s of r.services) for (const g of users.get(s) ?? []) ancestors.add(g)
+      for (const s of r.services) for (const g of backends.gatewaysUsing(s)) ancestors.add(g)
       if (ancestors.size === 0) continue
       status[`BackendTLSPolicy/${nsOf(r.policy)}/${r.policy.metadata.name}`] = {
         ancestors: [...ancestors].sort().map((g) => {

@@ -8,6 +8,8 @@ import type { K8sObject } from '../store/kinds.ts'
 import { Context, nsOf } from './context.ts'
 import { GATEWAY_GROUP, REASON } from './reasons.ts'
 import { isReferenceAllowed } from './reference-grant.ts'
+import { SortedSet } from './sorted-set.ts'
+import { sameObject, sameObjects } from './unchanged.ts'
 import { cmp, int, list, obj, objs, str } from './util.ts'
 
 /** How a pool is used: decides its protocol when the Service port does not. */
@@ -22,23 +24,144 @@ export interface RefProblem {
 
 export type BackendResolution = { readonly pool: string } | { readonly problem: RefProblem }
 
-interface PoolEntry {
+/**
+ * What resolving a route's references does to the translation as a whole: the Gateways now
+ * routing to a Service (BackendTLSPolicy ancestors) and a pool in use. Recorded per route rather
+ * than applied on the spot, so an unchanged route's effects can be kept, and a removed route's
+ * taken back, without translating it again.
+ */
+export type BackendEffect =
+  | { readonly users: string; readonly gateways: readonly string[] }
+  | { readonly pool: string; readonly service: K8sObject; readonly port: Record<string, unknown>; readonly use: PoolUse }
+
+interface PoolUsage {
+  /** Registrations of one pool key all resolve the same (or an unchanged, sameObject) Service and port: they share a world. */
   readonly service: K8sObject
   readonly port: Record<string, unknown>
-  readonly uses: Set<PoolUse>
+  /** Registrations per use; a pool exists while any is positive. */
+  readonly counts: Record<PoolUse, number>
+}
+
+/**
+ * The sum of recorded effects: pools in use and the Gateways routing to each Service, counted so
+ * that effects can be added and taken back in any order (a route changed or removed). A fresh
+ * translation adds every route's effects once; the Translator keeps one per world.
+ */
+export class BackendUsage {
+  readonly #pools = new Map<string, PoolUsage>()
+  readonly #keys = new SortedSet<string>(cmp)
+  readonly #users = new Map<string, Map<string, number>>()
+
+  apply(effects: readonly BackendEffect[], sign: 1 | -1): void {
+    for (const e of effects) {
+      if ('users' in e) {
+        let users = this.#users.get(e.users)
+        if (!users) this.#users.set(e.users, (users = new Map()))
+        for (const g of e.gateways) {
+          const n = (users.get(g) ?? 0) + sign
+          if (n === 0) users.delete(g)
+          else users.set(g, n)
+        }
+        if (users.size === 0) this.#users.delete(e.users)
+      } else {
+        let usage = this.#pools.get(e.pool)
+        if (!usage) this.#pools.set(e.pool, (usage = { service: e.service, port: e.port, counts: { http: 0, tcp: 0, udp: 0 } }))
+        usage.counts[e.use] += sign
+        if (usage.counts.http === 0 && usage.counts.tcp === 0 && usage.counts.udp === 0) this.#pools.delete(e.pool)
+        this.#keys.touch(e.pool)
+      }
+    }
+  }
+
+  /** Keys of the pools in use, sorted. */
+  poolKeys(): readonly string[] {
+    return this.#keys.items(
+      (k) => this.#pools.has(k),
+      () => this.#pools.keys(),
+    )
+  }
+
+  pool(key: string): PoolUsage | undefined {
+    return this.#pools.get(key)
+  }
+
+  /** Gateways (keys "<ns>/<name>") with a route to this Service ("<ns>/<name>"). */
+  gatewaysUsing(service: string): Iterable<string> {
+    return this.#users.get(service)?.keys() ?? []
+  }
+}
+
+/**
+ * Built pools of the previous translation, reused while their inputs are unchanged (sameObject):
+ * the Service, how the pool is used, and the Service's EndpointSlices. Only valid while
+ * the BackendTLSPolicies (and everything else a pool reads) are unchanged: the translator drops
+ * it whenever anything but routes and EndpointSlices changed. Identical pool objects let compile()
+ * keep the runtime pool too.
+ */
+export class PoolMemo {
+  #prev = new Map<string, PoolMemoEntry>()
+  #next = new Map<string, PoolMemoEntry>()
+
+  get(key: string): PoolMemoEntry | undefined {
+    return this.#prev.get(key)
+  }
+
+  set(key: string, entry: PoolMemoEntry): void {
+    this.#next.set(key, entry)
+  }
+
+  /** Keeps only the pools the finished translation used. */
+  rotate(): void {
+    this.#prev = this.#next
+    this.#next = new Map()
+  }
+}
+
+interface PoolMemoEntry {
+  readonly service: K8sObject
+  readonly uses: string
+  readonly slices: readonly K8sObject[]
+  readonly pool: BackendPool
 }
 
 const KNOWN_APP_PROTOCOLS = new Set(['kubernetes.io/h2c', 'kubernetes.io/ws'])
 
 export class Backends {
   readonly #ctx: Context
-  readonly #pools = new Map<string, PoolEntry>()
-  readonly #serviceUsers = new Map<string, Set<string>>()
+  readonly #usage: BackendUsage
   /** BackendTLSPolicy per "<ns>/<service>" (and "<ns>/<service>#<portName>"), filled by backend-tls.ts. */
   readonly tlsBySection = new Map<string, BackendTls | { invalid: string }>()
+  readonly #memo: PoolMemo | undefined
+  /** Where resolve() records its effects (see BackendEffect); absent: applied at once. */
+  #log: BackendEffect[] | undefined
 
-  constructor(ctx: Context) {
+  constructor(ctx: Context, usage = new BackendUsage(), memo?: PoolMemo) {
     this.#ctx = ctx
+    this.#usage = usage
+    this.#memo = memo
+  }
+
+  /** Runs `fn` with resolve()'s effects recorded instead of applied; returns them. */
+  recording(fn: () => void): BackendEffect[] {
+    const log: BackendEffect[] = []
+    const outer = this.#log
+    this.#log = log
+    try {
+      fn()
+    } finally {
+      this.#log = outer
+    }
+    return log
+  }
+
+  /** Adds recorded effects to the usage. */
+  apply(effects: readonly BackendEffect[]): void {
+    this.#usage.apply(effects, 1)
+  }
+
+  #emit(effect: BackendEffect): void {
+    if (this.#log) this.#log.push(effect)
+    else this.#usage.apply([effect], 1)
   }
 
   /**
@@ -56,12 +179,8 @@ export class Backends {
       return { problem: { reason: REASON.RefNotPermitted, message: `backendRef to Service ${ns}/${name} is not permitted by any ReferenceGrant` } }
     const service = this.#ctx.service(ns, name)
     if (!service) return { problem: { reason: REASON.BackendNotFound, message: `Service ${ns}/${name} not found` } }
-    if (register) {
-      // recorded before the port checks: a BackendTLSPolicy reports to every Gateway routing here
-      const users = this.#serviceUsers.get(`${ns}/${name}`) ?? new Set<string>()
-      for (const g of gateways) users.add(g)
-      this.#serviceUsers.set(`${ns}/${name}`, users)
-    }
+    // recorded before the port checks: a BackendTLSPolicy reports to every Gateway routing here
+    if (register) this.#emit({ users: `${ns}/${name}`, gateways })
     const portNum = int(ref.port)
     if (portNum === undefined) return { problem: { reason: REASON.BackendNotFound, message: `backendRef to Service ${ns}/${name} needs a port` } }
     const port = objs(service.spec?.ports).find((p) => int(p.port) === portNum)
@@ -79,11 +198,7 @@ export class Backends {
       // rather than falling back to plaintext.
       if (tls && 'invalid' in tls) return { problem: { reason: '', message: `BackendTLSPolicy for Service ${ns}/${name}: ${tls.invalid}`, silent: true } }
     }
-    if (register) {
-      const entry = this.#pools.get(key) ?? { service, port, uses: new Set<PoolUse>() }
-      entry.uses.add(use)
-      this.#pools.set(key, entry)
-    }
+    if (register) this.#emit({ pool: key, service, port, use })
     return { pool: key }
   }
 
@@ -91,34 +206,46 @@ export class Backends {
     return (portName ? this.tlsBySection.get(`${ns}/${service}#${portName}`) : undefined) ?? this.tlsBySection.get(`${ns}/${service}`)
   }
 
-  /** Gateways routing to each Service ("<ns>/<svc>" → gateway keys). */
-  gatewaysByService(): ReadonlyMap<string, ReadonlySet<string>> {
-    return this.#serviceUsers
+  /** Gateways routing to a Service ("<ns>/<svc>" → gateway keys). */
+  gatewaysUsing(service: string): Iterable<string> {
+    return this.#usage.gatewaysUsing(service)
   }
 
   pools(): Record<string, BackendPool> {
     const out: Record<string, BackendPool> = {}
-    for (const key of [...this.#pools.keys()].sort(cmp)) {
-      const e = this.#pools.get(key)!
-      out[key] = this.#pool(key, e)
+    for (const key of this.#usage.poolKeys()) {
+      const e = this.#usage.pool(key)!
+      const uses = new Set((['http', 'tcp', 'udp'] as const).filter((u) => e.counts[u] > 0))
+      if (!this.#memo) {
+        out[key] = this.#pool(key, e.service, e.port, uses)
+        continue
+      }
+      const usesKey = [...uses].join()
+      const slices = this.#ctx.slices(nsOf(e.service), e.service.metadata.name)
+      const hit = this.#memo.get(key)
+      // the key names the port, so the same Service means the same port
+      const reuse = hit && sameObject(hit.service, e.service) && hit.uses === usesKey && sameObjects(hit.slices, slices)
+      const pool = reuse ? hit.pool : this.#pool(key, e.service, e.port, uses)
+      this.#memo.set(key, { service: e.service, uses: usesKey, slices, pool })
+      out[key] = pool
     }
     return out
   }
 
-  #pool(key: string, e: PoolEntry): BackendPool {
-    const ns = nsOf(e.service)
-    const app = str(e.port.appProtocol)
-    const tls = e.uses.has('http') ? this.tlsFor(ns, e.service.metadata.name, str(e.port.name)) : undefined
+  #pool(key: string, service: K8sObject, port: Record<string, unknown>, uses: ReadonlySet<PoolUse>): BackendPool {
+    const ns = nsOf(service)
+    const app = str(port.appProtocol)
+    const tls = uses.has('http') ? this.tlsFor(ns, service.metadata.name, str(port.name)) : undefined
     let protocol: BackendPool['protocol']
-    if (e.uses.has('udp')) protocol = 'udp'
-    else if (!e.uses.has('http')) protocol = 'tcp'
+    if (uses.has('udp')) protocol = 'udp'
+    else if (!uses.has('http')) protocol = 'tcp'
     else if (tls && !('invalid' in tls)) protocol = 'https'
     else if (app === 'kubernetes.io/h2c') protocol = 'h2c'
     else if (app === 'kubernetes.io/ws') protocol = 'ws'
     else protocol = 'http'
     const pool: { -readonly [K in keyof BackendPool]: BackendPool[K] } = {
       key,
-      endpoints: this.#endpoints(e),
+      endpoints: this.#endpoints(service, port),
       protocol,
       policy: { type: 'RoundRobin' },
     }
@@ -127,13 +254,12 @@ export class Backends {
   }
 
   /** Ready endpoints of the Service port, with the EndpointSlice port matched by port name. */
-  #endpoints(e: PoolEntry): Endpoint[] {
-    const svc = e.service
-    const portName = str(e.port.name) ?? ''
-    const proto = str(e.port.protocol) ?? 'TCP'
+  #endpoints(svc: K8sObject, servicePort: Record<string, unknown>): Endpoint[] {
+    const portName = str(servicePort.name) ?? ''
+    const proto = str(servicePort.protocol) ?? 'TCP'
     const out = new Map<string, Endpoint>()
     if (str(svc.spec?.type) === 'ExternalName' && str(svc.spec?.externalName)) {
-      const port = int(e.port.port)!
+      const port = int(servicePort.port)!
       const address = str(svc.spec.externalName)!
       return [{ address, port }]
     }

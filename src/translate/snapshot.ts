@@ -34,18 +34,10 @@ export function programmedListeners(gateways: readonly GatewayState[]): Listener
   return out
 }
 
-export function buildHttpPorts(listeners: readonly ListenerState[], contributions: readonly HttpContribution[]): HttpPort[] {
-  const byListener = new Map<ListenerState, Map<string, RankedRule[]>>()
-  for (const c of contributions) {
-    const hosts = byListener.get(c.attachment.listener) ?? new Map<string, RankedRule[]>()
-    for (const h of c.attachment.hostnames) {
-      // append in place: copying the list per contribution made this quadratic in routes
-      const rules = hosts.get(h)
-      if (rules) rules.push(...c.rules)
-      else hosts.set(h, [...c.rules])
-    }
-    byListener.set(c.attachment.listener, hosts)
-  }
+/** A listener's virtual hosts, most specific hostname first, each with its rules in precedence order. */
+export type VirtualHostsOf = (listener: ListenerState) => readonly VirtualHost[]
+
+export function buildHttpPorts(listeners: readonly ListenerState[], virtualHostsOf: VirtualHostsOf): HttpPort[] {
   const ports = new Map<number, { protocol: 'HTTP' | 'HTTPS'; listeners: ListenerState[] }>()
   for (const l of listeners) {
     if (l.protocol !== 'HTTP' && l.protocol !== 'HTTPS') continue
@@ -58,14 +50,29 @@ export function buildHttpPorts(listeners: readonly ListenerState[], contribution
     .map(([port, p]) => ({
       port,
       protocol: p.protocol,
-      listeners: p.listeners.sort(listenerOrder).map((l): HttpListener => {
-        const hosts = byListener.get(l) ?? new Map<string, RankedRule[]>()
-        const virtualHosts: VirtualHost[] = [...hosts.keys()]
-          .sort(compareHostSpecificity)
-          .map((hostname) => ({ hostname, rules: dedupe(sortRules(hosts.get(hostname)!)).map((r) => r.rule) }))
-        return { id: l.id, ...(l.hostname !== undefined ? { hostname: l.hostname } : {}), ...(l.tls ? { tls: l.tls } : {}), virtualHosts }
-      }),
+      listeners: p.listeners.sort(listenerOrder).map(
+        (l): HttpListener => ({ id: l.id, ...(l.hostname !== undefined ? { hostname: l.hostname } : {}), ...(l.tls ? { tls: l.tls } : {}), virtualHosts: virtualHostsOf(l) }),
+      ),
     }))
+}
+
+/** Virtual hosts from the contributions of one translation: a full sort per hostname. */
+export function virtualHostsFrom(contributions: readonly HttpContribution[]): VirtualHostsOf {
+  const byListener = new Map<ListenerState, Map<string, RankedRule[]>>()
+  for (const c of contributions) {
+    const hosts = byListener.get(c.attachment.listener) ?? new Map<string, RankedRule[]>()
+    for (const h of c.attachment.hostnames) {
+      // append in place: copying the list per contribution made this quadratic in routes
+      const rules = hosts.get(h)
+      if (rules) rules.push(...c.rules)
+      else hosts.set(h, [...c.rules])
+    }
+    byListener.set(c.attachment.listener, hosts)
+  }
+  return (l) => {
+    const hosts = byListener.get(l) ?? new Map<string, RankedRule[]>()
+    return [...hosts.keys()].sort(compareHostSpecificity).map((hostname) => ({ hostname, rules: dedupe(sortRules(hosts.get(hostname)!)).map((r) => r.rule) }))
+  }
 }
 
 /** A route attached twice to one listener (two parentRefs) contributes its rules once. */

@@ -1,0 +1,198 @@
+/**
+ * translate() with memory, for the control loop: the same result as translate(view, opts) for
+ * every view, at a cost that follows what changed since the previous call rather than how many
+ * routes there are (a new route among 5,000 must not hold the event loop for tens of ms).
+ *
+ * - A route's outcome (route-outcome.ts) depends only on the route and the "world" (WORLD
+ *   below). While the world is unchanged, an unchanged route keeps its outcome. Unchanged means
+ *   the same object (the store replaces an object only when it changed, and inputs are never
+ *   mutated) or one that differs only in status and resourceVersion (unchanged.ts).
+ * - The outcomes are summed in RouteTotals by difference: the previous and the new route lists
+ *   are walked side by side (both sorted by key), and only outcomes of routes that appeared,
+ *   changed or went away are added or removed.
+ * - Gateways are built once per world; pools are reused per Service while its EndpointSlices are
+ *   the same (PoolMemo). Unchanged routes keep their IR rule objects, which lets validate and
+ *   compile skip them too.
+ * When anything in the world changes, all of it is dropped and rebuilt (simple and safe; route
+ * edits are the frequent case, and EndpointSlices, the other one, are not part of the world).
+ * test/translate/incremental.test.ts holds this to translate() over random change sequences.
+ */
+import type { K8sObject } from '../store/kinds.ts'
+import { keyOf } from '../store/kinds.ts'
+import type { ResourceView } from '../store/store.ts'
+import { applyBackendTlsPolicies } from './backend-tls.ts'
+import { Backends, PoolMemo } from './backends.ts'
+import { Context } from './context.ts'
+import { buildGateways, gatewayClasses, gatewayStatus, type GatewayState } from './gateway.ts'
+import { httpRouteOutcome, l4RouteOutcome, type RouteOutcome } from './route-outcome.ts'
+import { buildHttpPorts, buildL4Ports, programmedListeners } from './snapshot.ts'
+import { RouteTotals } from './totals.ts'
+import { translate } from './translate.ts'
+import type { StatusMap, TranslateOptions, TranslateResult } from './types.ts'
+import { sameObject, sameObjects } from './unchanged.ts'
+import { cmp } from './util.ts'
+
+/**
+ * What a route's translation may read besides the route itself. EndpointSlices are not in it:
+ * they only fill pools' endpoints, which PoolMemo checks per Service. GRPCRoutes are not read.
+ */
+const WORLD = ['gatewayClasses', 'gateways', 'referenceGrants', 'backendTLSPolicies', 'services', 'secrets', 'configMaps', 'namespaces'] as const
+
+/** The route lists of the view, with their outcomes at the same indexes. */
+const ROUTE_LISTS = ['httpRoutes', 'tlsRoutes', 'tcpRoutes', 'udpRoutes'] as const
+type RouteList = (typeof ROUTE_LISTS)[number]
+
+interface Routes {
+  readonly objects: readonly K8sObject[]
+  readonly outcomes: readonly RouteOutcome[]
+}
+
+/** State kept from one translation to the next while the world stays the same. */
+interface World {
+  readonly inputs: { [F in (typeof WORLD)[number]]: readonly K8sObject[] }
+  /** Built once per world; RouteTotals keeps their attachedRoutes counts. */
+  readonly gateways: readonly GatewayState[]
+  readonly byKey: ReadonlyMap<string, GatewayState>
+  readonly routes: Record<RouteList, Routes>
+  readonly totals: RouteTotals
+  readonly pools: PoolMemo
+}
+
+const NO_ROUTES: Routes = { objects: [], outcomes: [] }
+
+export class Translator {
+  readonly #opts: TranslateOptions
+  #world: World | undefined
+
+  constructor(opts: TranslateOptions) {
+    this.#opts = opts
+  }
+
+  translate(view: ResourceView): TranslateResult {
+    try {
+      return this.#translate(view)
+    } catch (e) {
+      // translate is total, but if it ever throws, half-updated memory must not outlive it
+      this.#world = undefined
+      throw e
+    }
+  }
+
+  #translate(view: ResourceView): TranslateResult {
+    const ctx = new Context(view, this.#opts)
+    const status: StatusMap = {}
+    const ours = gatewayClasses(ctx, status)
+    const world = this.#worldFor(view, ctx, ours)
+    const backends = new Backends(ctx, world.totals.usage, world.pools)
+    // policies first: whether a Service speaks TLS changes how its backendRefs resolve
+    const finishPolicies = applyBackendTlsPolicies(ctx, backends, status)
+
+    const removed: RouteOutcome[] = []
+    const added: RouteOutcome[] = []
+    for (const list of ROUTE_LISTS) {
+      const outcomeOf = list === 'httpRoutes' ? httpRouteOutcome : l4RouteOutcome
+      world.routes[list] = diff(world.routes[list], view[list], (route) => outcomeOf(ctx, route, world.byKey, backends), removed, added)
+    }
+    for (const o of removed) world.totals.remove(o)
+    for (const o of added) world.totals.add(o)
+    if (world.totals.duplicateKeys > 0) {
+      // two objects with one key (a hand-made view; the store has one per key): which one wins
+      // depends on view order, which the totals do not keep
+      this.#world = undefined
+      return translate(view, this.#opts)
+    }
+
+    for (const g of world.gateways) status[keyOf(g.gateway)] = gatewayStatus(g)
+    finishPolicies()
+
+    const listeners = programmedListeners(world.gateways)
+    const l4 = ROUTE_LISTS.filter((list) => list !== 'httpRoutes').flatMap((list) => world.routes[list].outcomes.flatMap((o) => o.l4))
+    const ir = {
+      revision: view.revision,
+      http: buildHttpPorts(listeners, (l) => world.totals.virtualHosts(l)),
+      l4: buildL4Ports(listeners, l4),
+      pools: backends.pools(),
+    }
+    world.pools.rotate()
+    return { ir, status: mergeStatus(status, world.totals) }
+  }
+
+  /** The previous world if nothing a route reads changed, else a fresh, empty one. */
+  #worldFor(view: ResourceView, ctx: Context, ours: ReadonlySet<string>): World {
+    const prev = this.#world
+    if (prev && WORLD.every((f) => sameObjects(prev.inputs[f], view[f]))) {
+      // equal but not identical (status written back): compare with the new ones from now on
+      for (const f of WORLD) prev.inputs[f] = view[f]
+      return prev
+    }
+    const gateways = buildGateways(ctx, ours)
+    const world: World = {
+      inputs: Object.fromEntries(WORLD.map((f) => [f, view[f]])) as World['inputs'],
+      gateways,
+      byKey: new Map(gateways.map((g) => [g.key, g])),
+      routes: { httpRoutes: NO_ROUTES, tlsRoutes: NO_ROUTES, tcpRoutes: NO_ROUTES, udpRoutes: NO_ROUTES },
+      totals: new RouteTotals(),
+      pools: new PoolMemo(),
+    }
+    this.#world = world
+    return world
+  }
+}
+
+/**
+ * The outcomes for `next`, reusing those of `prev` for unchanged objects. Both lists are sorted
+ * by key (the view's order), so one walk pairs them up; whatever is not paired is removed or
+ * added. An unsorted list only pairs up less (more recomputing), never wrongly: every object is
+ * consumed once, so prev − removed + added = next, as multisets.
+ */
+function diff(prev: Routes, next: readonly K8sObject[], compute: (route: K8sObject) => RouteOutcome, removed: RouteOutcome[], added: RouteOutcome[]): Routes {
+  if (prev.objects === next) return prev
+  const outcomes = new Array<RouteOutcome>(next.length)
+  const take = (j: number) => {
+    const o = compute(next[j]!)
+    outcomes[j] = o
+    added.push(o)
+  }
+  let i = 0
+  let j = 0
+  while (i < prev.objects.length && j < next.length) {
+    if (prev.objects[i] === next[j]) {
+      outcomes[j] = prev.outcomes[i]!
+      i++
+      j++
+      continue
+    }
+    const before = prev.outcomes[i]!.key
+    const after = keyOf(next[j]!)
+    if (before === after && sameObject(prev.objects[i]!, next[j]!)) {
+      outcomes[j] = prev.outcomes[i]!
+      i++
+      j++
+      continue
+    }
+    if (before <= after) removed.push(prev.outcomes[i++]!)
+    if (before >= after) take(j++)
+  }
+  while (i < prev.objects.length) removed.push(prev.outcomes[i++]!)
+  while (j < next.length) take(j++)
+  return { objects: next, outcomes }
+}
+
+/** Route statuses (kept sorted by RouteTotals) merged with the few others, in key order. */
+function mergeStatus(others: StatusMap, totals: RouteTotals): StatusMap {
+  const routeKeys = totals.statusKeys()
+  const otherKeys = Object.keys(others).sort(cmp)
+  const out: StatusMap = {}
+  let i = 0
+  let j = 0
+  while (i < otherKeys.length || j < routeKeys.length) {
+    if (j >= routeKeys.length || (i < otherKeys.length && otherKeys[i]! < routeKeys[j]!)) {
+      const k = otherKeys[i++]!
+      out[k] = others[k]!
+    } else {
+      const k = routeKeys[j++]!
+      out[k] = totals.routeStatus(k)!
+    }
+  }
+  return out
+}

@@ -12,14 +12,21 @@ export interface StatusSink {
 /** Keeps the latest status per object and preserves lastTransitionTime of unchanged conditions. */
 export class MemoryStatusSink implements StatusSink {
   #status: StatusMap = {}
+  /** What the last publish() received: an entry handed over again as the same object is unchanged. */
+  #published: StatusMap = {}
 
   constructor(private readonly now: () => Date = () => new Date()) {}
 
   publish(next: StatusMap): void {
     const stamp = this.now().toISOString().replace(/\.\d+Z$/, 'Z')
     const merged: StatusMap = {}
-    for (const [key, status] of Object.entries(next)) merged[key] = stampTransitions(this.#status[key], status, stamp)
+    for (const [key, status] of Object.entries(next)) {
+      // The translator hands over the same objects for routes that did not change (thousands on
+      // a one-route edit): their stamped form is still right, so it is kept, not rebuilt.
+      merged[key] = status === this.#published[key] ? this.#status[key]! : stampTransitions(this.#status[key], status, stamp)
+    }
     this.#status = merged
+    this.#published = next
   }
 
   get(key: string): Record<string, unknown> | undefined {

@@ -1,19 +1,20 @@
 /**
  * Entry point of a data-plane worker thread. The main thread watches, translates and validates;
  * each worker runs its own HTTP and L4 data planes on the same ports (SO_REUSEPORT, so the
- * kernel spreads connections) and applies the snapshots it is sent, packed with msgpackr.
+ * kernel spreads connections) and applies the snapshots it is sent (snapshot-wire.ts).
  */
-import { unpack } from 'msgpackr'
 import type { Snapshot } from './ir/types.ts'
 import { createLogger, withFields, type LogLevel } from './telemetry/logger.ts'
 import { HttpDataplane } from './dataplane/http/server.ts'
 import { L4Dataplane } from './dataplane/l4/server.ts'
 import type { FromWorker, ToWorker } from './dataplane/worker-protocol.ts'
+import { SnapshotDecoder, WireResyncError } from './dataplane/snapshot-wire.ts'
 
 declare const self: Worker
 
 let http: HttpDataplane | undefined
 let l4: L4Dataplane | undefined
+const decoder = new SnapshotDecoder()
 
 const reply = (msg: FromWorker) => self.postMessage(msg)
 
@@ -28,7 +29,14 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       break
     }
     case 'apply': {
-      const snapshot = unpack(msg.snapshot) as Snapshot
+      let snapshot: Snapshot
+      try {
+        snapshot = decoder.decode(msg.snapshot)
+      } catch (err) {
+        const resync = err instanceof WireResyncError
+        reply({ type: 'applied', id: msg.id, problems: resync ? [] : [`worker could not decode the snapshot: ${(err as Error).message}`], failedPorts: [], resync })
+        break
+      }
       const problems: string[] = []
       const failedPorts: number[] = []
       try {

@@ -1,17 +1,18 @@
 /**
  * Runs the data planes in N worker threads. The pool is a SnapshotConsumer like a data plane:
- * apply() packs the snapshot once (msgpackr), sends it to every worker, and resolves when all
- * have applied it. A worker that dies is restarted and given the live snapshot again.
+ * apply() sends the snapshot to every worker (msgpackr, as changes: snapshot-wire.ts) and
+ * resolves when all have applied it. A worker that dies is restarted and given the live
+ * snapshot again, whole.
  *
  * What is shared, deliberately: nothing mutable. Each worker keeps its own endpoint registry
  * (passive health and in-flight counts are per worker, like nginx workers without a shared
  * zone) and its own upstream connection pools.
  */
 import type { HttpLimits } from './http/limits.ts'
-import { pack } from 'msgpackr'
 import type { Snapshot } from '../ir/types.ts'
 import type { Logger } from '../telemetry/logger.ts'
 import type { FromWorker, ToWorker } from './worker-protocol.ts'
+import { SnapshotEncoder } from './snapshot-wire.ts'
 
 export interface WorkerPoolOptions {
   readonly count: number
@@ -29,6 +30,7 @@ export interface WorkerPoolOptions {
 
 interface Slot {
   worker: Worker
+  encoder: SnapshotEncoder
   ready: Promise<void>
   pending: Map<number, (msg: FromWorker) => void>
 }
@@ -69,8 +71,13 @@ export class WorkerPool {
   async #applyTo(index: number, snapshot: Snapshot): Promise<{ problems: string[]; failedPorts: number[] }> {
     const slot = this.#slots[index]!
     await slot.ready
-    const packed = pack(forWorker(snapshot, index))
-    const msg = await this.#request(slot, (id) => ({ type: 'apply', id, snapshot: packed }))
+    const encoded = slot.encoder.encode(forWorker(snapshot, index))
+    const msg = await this.#request(slot, (id) => ({ type: 'apply', id, snapshot: encoded }))
+    if (msg.type === 'applied' && msg.resync && slot === this.#slots[index]) {
+      this.opts.logger.warn('data-plane worker lost track of the snapshot; sending it whole', { worker: index })
+      slot.encoder.reset()
+      return this.#applyTo(index, this.#live ?? snapshot)
+    }
     return msg.type === 'applied' ? msg : { problems: [], failedPorts: [] }
   }
 
@@ -115,7 +122,7 @@ export class WorkerPool {
     worker.addEventListener('close', () => onExit('exited'))
     const init: ToWorker = { type: 'init', index, hostname: this.opts.hostname, logLevel: this.opts.logLevel, limits: this.opts.limits }
     worker.postMessage(init)
-    return { worker, ready, pending }
+    return { worker, encoder: new SnapshotEncoder(), ready, pending }
   }
 }
 

@@ -2,7 +2,12 @@
 import type { HttpLimits } from './http/limits.ts'
 export type ToWorker =
   | { type: 'init'; index: number; hostname: string; logLevel: string; limits?: Partial<HttpLimits> }
+  /** A snapshot encoded by snapshot-wire.ts (msgpackr, with what the worker holds sent as ids). */
   | { type: 'apply'; id: number; snapshot: Uint8Array }
   | { type: 'stop'; id: number; drainMs: number }
 
-export type FromWorker = { type: 'ready' } | { type: 'applied'; id: number; problems: string[]; failedPorts: number[] } | { type: 'stopped'; id: number }
+export type FromWorker =
+  | { type: 'ready' }
+  /** `resync`: the worker could not decode the snapshot against what it holds (snapshot-wire.ts); send it whole. */
+  | { type: 'applied'; id: number; problems: string[]; failedPorts: number[]; resync?: boolean }
+  | { type: 'stopped'; id: number }

@@ -16,11 +16,11 @@ afterAll(async () => {
 })
 
 /** Many requests, each on a fresh connection, so the kernel spreads them across workers. */
-async function backendsOfFreshConnections(port: number, n: number): Promise<Set<string>> {
+async function backendsOfFreshConnections(port: number, n: number, path = '/w'): Promise<Set<string>> {
   const seen = new Set<string>()
   await Promise.all(
     Array.from({ length: n }, async () => {
-      const r = await fetch(`http://127.0.0.1:${port}/w`, { headers: { connection: 'close' }, keepalive: false })
+      const r = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { connection: 'close' }, keepalive: false })
       seen.add(r.status === 200 ? ((await r.json()) as { name: string }).name : `status ${r.status}`)
     }),
   )
@@ -43,4 +43,13 @@ test('--workers 2 serves on shared ports and every worker applies config changes
   expect([...(await backendsOfFreshConnections(port, 60))]).toEqual(['v2'])
   const distinctClientPorts = new Set(v2.requests.map((r) => r.remotePort))
   expect(distinctClientPorts.size).toBeGreaterThan(1)
+
+  // A route added next to an unchanged one: workers get the new rule and keep the one they hold
+  // (snapshots travel as changes, snapshot-wire.ts).
+  cfg.write('m.yaml', baseManifests(port, { v1: v1.port, v2: v2.port }) + '---\n' + route('r', '/', 'v2', 2) + '---\n' + route('extra', '/extra', 'v1', 3))
+  await eventually(async () => {
+    const seen = await backendsOfFreshConnections(port, 60, '/extra')
+    return seen.size === 1 && seen.has('v1')
+  }, 5000, 'all workers route /extra to v1')
+  expect([...(await backendsOfFreshConnections(port, 60))]).toEqual(['v2'])
 })

@@ -33,3 +33,37 @@ export function isNameAt(text: string, start: number, lower: string): boolean {
   }
   return true
 }
+
+/**
+ * Field names a parser looks at, by kind, recognised in place: candidates are kept by length so
+ * most names are ruled out without a comparison, and none needs a string of its own.
+ */
+export class FieldNames<K extends number> {
+  readonly #byLength: (readonly [string, K])[][] = []
+
+  constructor(
+    entries: Iterable<readonly [string, K]>,
+    /** The kind of every other name. */
+    readonly other: K,
+  ) {
+    for (const entry of entries) (this.#byLength[entry[0].length] ??= []).push(entry)
+  }
+
+  /** The kind of the name text[start, start + length). */
+  kindAt(text: string, start: number, length: number): K {
+    const candidates = this.#byLength[length]
+    if (candidates !== undefined) for (const [name, kind] of candidates) if (isNameAt(text, start, name)) return kind
+    return this.other
+  }
+}
+
+/** text[start, end) without leading and trailing OWS (SP, HTAB): a field value. */
+export function valueAt(text: string, start: number, end: number): string {
+  while (start < end && isOws(text.charCodeAt(start))) start++
+  while (end > start && isOws(text.charCodeAt(end - 1))) end--
+  return text.slice(start, end)
+}
+
+export function isOws(c: number): boolean {
+  return c === 32 || c === 9
+}

@@ -12,7 +12,7 @@
  */
 
 import { FORWARDING_FIELDS, HOP_BY_HOP } from '../headers.ts'
-import { isNameAt } from '../wire-text.ts'
+import { FieldNames, valueAt } from '../wire-text.ts'
 
 /**
  * A parsed head. The fields every request needs are computed while parsing; the per-field
@@ -248,7 +248,7 @@ export function parseRequestHead(text: string, blank: number, limits: HeadLimits
       return new RequestHeadError(400, first <= pos || first > end ? 'malformed header line' : 'malformed header name')
     }
     offsets.push(pos, colon, end)
-    switch (fieldKind(text, pos, colon - pos)) {
+    switch (FIELD_NAMES.kindAt(text, pos, colon - pos)) {
       case Field.Host: {
         if (host !== undefined) return new RequestHeadError(400, 'duplicate Host header')
         const value = valueAt(text, colon + 1, end)
@@ -384,30 +384,16 @@ const enum Field {
   RequestId,
 }
 
-const FIELD_KINDS = new Map<string, Field>([
-  ['host', Field.Host],
-  ['content-length', Field.ContentLength],
-  ['transfer-encoding', Field.TransferEncoding],
-  ['connection', Field.Connection],
-  ['upgrade', Field.Upgrade],
-  ['expect', Field.Expect],
-  ['x-request-id', Field.RequestId],
-  ...[...HOP_BY_HOP, ...FORWARDING_FIELDS].filter((n) => !['connection', 'transfer-encoding', 'upgrade'].includes(n)).map((n) => [n, Field.Proxy] as [string, Field]),
-])
-/** Candidate names by length: most fields are ruled out without building a string. */
-const FIELDS_BY_LENGTH: [string, Field][][] = []
-for (const [name, kind] of FIELD_KINDS) (FIELDS_BY_LENGTH[name.length] ??= []).push([name, kind])
-
-function fieldKind(text: string, start: number, length: number): Field {
-  const candidates = FIELDS_BY_LENGTH[length]
-  if (candidates === undefined) return Field.Other
-  for (const [name, kind] of candidates) if (isNameAt(text, start, name)) return kind
-  return Field.Other
-}
-
-/** The value of the field whose colon is at `start - 1` and whose line ends at `end`, OWS trimmed. */
-function valueAt(text: string, start: number, end: number): string {
-  while (start < end && (text.charCodeAt(start) === 32 || text.charCodeAt(start) === 9)) start++
-  while (end > start && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--
-  return text.slice(start, end)
-}
+const FIELD_NAMES = new FieldNames<Field>(
+  [
+    ['host', Field.Host],
+    ['content-length', Field.ContentLength],
+    ['transfer-encoding', Field.TransferEncoding],
+    ['connection', Field.Connection],
+    ['upgrade', Field.Upgrade],
+    ['expect', Field.Expect],
+    ['x-request-id', Field.RequestId],
+    ...[...HOP_BY_HOP, ...FORWARDING_FIELDS].filter((n) => !['connection', 'transfer-encoding', 'upgrade'].includes(n)).map((n) => [n, Field.Proxy] as const),
+  ],
+  Field.Other,
+)

@@ -7,7 +7,7 @@
  * in the buffer, and obs-text bytes survive a round trip back to the wire.
  */
 import { HOP_BY_HOP } from '../../http/headers.ts'
-import { blankLineAt, isNameAt, latin1 } from '../../http/wire-text.ts'
+import { blankLineAt, FieldNames, isOws, latin1, valueAt } from '../../http/wire-text.ts'
 
 /** Larger heads are refused (nginx's default large_client_header_buffers is 4 x 8 KiB). */
 export const MAX_HEAD_BYTES = 64 * 1024
@@ -90,7 +90,7 @@ export function parseResponseHead(buf: Uint8Array, start: number, collectFields 
     const colon = text.indexOf(':', pos)
     if (colon < 0 || colon > end || colon === pos) throw new HeadParseError('malformed header line')
     // Few names matter for framing: they are recognised in place, and only their values sliced.
-    const kind = fieldKind(text, pos, colon - pos)
+    const kind = FIELD_NAMES.kindAt(text, pos, colon - pos)
     if (!collectFields && kind === Field.Other) {
       pos = end + 2
       continue
@@ -155,29 +155,16 @@ const enum Field {
   OtherHopByHop,
 }
 
-const FIELDS_BY_LENGTH: [string, Field][][] = []
-for (const [name, kind] of [
-  ['content-type', Field.ContentType],
-  ['content-length', Field.ContentLength],
-  ['connection', Field.Connection],
-  ['transfer-encoding', Field.TransferEncoding],
-  ...[...HOP_BY_HOP].filter((n) => n !== 'connection' && n !== 'transfer-encoding').map((n) => [n, Field.OtherHopByHop]),
-] as [string, Field][])
-  (FIELDS_BY_LENGTH[name.length] ??= []).push([name, kind])
-
-function fieldKind(text: string, start: number, length: number): Field {
-  const candidates = FIELDS_BY_LENGTH[length]
-  if (candidates === undefined) return Field.Other
-  for (const [name, kind] of candidates) if (isNameAt(text, start, name)) return kind
-  return Field.Other
-}
-
-/** The field value between `start` (after the colon) and `end` (its CR), OWS trimmed. */
-function valueAt(text: string, start: number, end: number): string {
-  while (start < end && isOws(text.charCodeAt(start))) start++
-  while (end > start && isOws(text.charCodeAt(end - 1))) end--
-  return text.slice(start, end)
-}
+const FIELD_NAMES = new FieldNames<Field>(
+  [
+    ['content-type', Field.ContentType],
+    ['content-length', Field.ContentLength],
+    ['connection', Field.Connection],
+    ['transfer-encoding', Field.TransferEncoding],
+    ...[...HOP_BY_HOP].filter((n) => n !== 'connection' && n !== 'transfer-encoding').map((n) => [n, Field.OtherHopByHop] as const),
+  ],
+  Field.Other,
+)
 
 /** Content-Length read in place when it is plain digits (the usual case), else from its string. */
 function contentLengthAt(text: string, start: number, end: number): number {
@@ -209,9 +196,6 @@ function sameValues(value: string): string {
   return parts[0]!
 }
 
-function isOws(c: number): boolean {
-  return c === 32 || c === 9
-}
 
 /** RFC 9110 §6.4.1: responses that never carry a body, whatever their headers say. */
 export function hasNoBody(method: string, status: number): boolean {

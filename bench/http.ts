@@ -9,6 +9,10 @@
  *   NGINX=0 npx bun bench/http.ts         # without the nginx target
  *   FETCH=1 npx bun bench/http.ts         # also Portico with fetch() upstream (PORTICO_UPSTREAM_CLIENT=fetch), the old path
  *
+ * Also a Bun byte relay (bench/relay-floor.ts: no parsing, one upstream connection per client):
+ * the runtime's floor, so that Portico's CPU per request splits into what Bun costs any proxy
+ * and what Portico's HTTP work costs (RELAY=0 to leave it out).
+ *
  * Needs wrk (apt-get install wrk), and nginx for that target. The upstream is a Bun.serve
  * "hello" in its own process; Portico runs as a separate process from src/main.ts with one
  * worker (--workers 1), nginx with `worker_processes 1` and a keep-alive upstream pool. Layout
@@ -29,6 +33,7 @@ const ADMIN_PORT = 21502
 const NGINX_PORT = 21503
 const FETCH_GATEWAY_PORT = 21504
 const FETCH_ADMIN_PORT = 21505
+const RELAY_PORT = 21506
 const PROXY_CPU = 0
 const LOAD_CPU = 1
 const root = join(import.meta.dir, '..')
@@ -55,6 +60,7 @@ const fetchGateway = fetchDir
       env: { ...process.env, PORTICO_UPSTREAM_CLIENT: 'fetch' },
     })
   : undefined
+const relay = process.env.RELAY === '0' ? undefined : Bun.spawn(pin(PROXY_CPU, [process.execPath, join(import.meta.dir, 'relay-floor.ts'), String(RELAY_PORT), String(UPSTREAM_PORT)]), { stdout: 'inherit', stderr: 'inherit' })
 const nginx = nginxBin ? Bun.spawn(pin(PROXY_CPU, [nginxBin, '-p', dir, '-c', writeNginxConf(dir)]), { stdout: 'inherit', stderr: 'inherit' }) : undefined
 
 /** nginx as a plain reverse proxy, as in ../shared/bench/run.sh: 1 worker, upstream keepalive pool, no logs. */
@@ -109,8 +115,8 @@ async function wrk(port: number, proxyPid?: number): Promise<Result> {
 }
 
 
-type Target = 'direct' | 'portico' | 'nginx' | 'fetch'
-const PORTS: Record<Target, number> = { direct: UPSTREAM_PORT, portico: GATEWAY_PORT, nginx: NGINX_PORT, fetch: FETCH_GATEWAY_PORT }
+type Target = 'direct' | 'portico' | 'nginx' | 'fetch' | 'relay'
+const PORTS: Record<Target, number> = { direct: UPSTREAM_PORT, portico: GATEWAY_PORT, nginx: NGINX_PORT, fetch: FETCH_GATEWAY_PORT, relay: RELAY_PORT }
 
 try {
   await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/`)
@@ -118,10 +124,11 @@ try {
   await waitFor(`http://127.0.0.1:${GATEWAY_PORT}/`)
   if (nginx) await waitFor(`http://127.0.0.1:${NGINX_PORT}/`)
   if (fetchGateway) await waitFor(`http://127.0.0.1:${FETCH_GATEWAY_PORT}/`)
-  const targets: Target[] = ['direct', 'portico', ...(nginx ? (['nginx'] as const) : []), ...(fetchGateway ? (['fetch'] as const) : [])]
-  const PIDS: Record<Target, number | undefined> = { direct: undefined, portico: gateway.pid, nginx: nginx?.pid, fetch: fetchGateway?.pid }
+  if (relay) await waitFor(`http://127.0.0.1:${RELAY_PORT}/`)
+  const targets: Target[] = ['direct', 'portico', ...(nginx ? (['nginx'] as const) : []), ...(fetchGateway ? (['fetch'] as const) : []), ...(relay ? (['relay'] as const) : [])]
+  const PIDS: Record<Target, number | undefined> = { direct: undefined, portico: gateway.pid, nginx: nginx?.pid, fetch: fetchGateway?.pid, relay: relay?.pid }
   for (const t of targets) if (t !== 'direct') await wrk(PORTS[t]) // warm-up (JIT, pools)
-  const runs: Record<Target, Result[]> = { direct: [], portico: [], nginx: [], fetch: [] }
+  const runs: Record<Target, Result[]> = { direct: [], portico: [], nginx: [], fetch: [], relay: [] }
   for (let r = 0; r < REPS; r++) {
     // Rotate the order every repetition so drift does not favour one target.
     const order = targets.map((_, i) => targets[(i + r) % targets.length]!)
@@ -152,6 +159,10 @@ try {
     const n = summary('nginx')
     console.log(`ratio portico/nginx:  req/s ${(g.rps / n.rps).toFixed(2)}x, p99 ${(g.p99 / n.p99).toFixed(2)}x, CPU per request ${(g.cpu / n.cpu).toFixed(2)}x`)
   }
+  if (relay) {
+    const r = summary('relay')
+    console.log(`Bun relay floor (no HTTP work): ${r.cpu.toFixed(1)} µs CPU/request (${r.user.toFixed(1)} user); Portico's HTTP work on top: ${(g.cpu - r.cpu).toFixed(1)} µs (${(g.user - r.user).toFixed(1)} user)`)
+  }
   if (fetchGateway) {
     const f = summary('fetch')
     console.log(`ratio portico/fetch:  req/s ${(g.rps / f.rps).toFixed(2)}x, p99 ${(g.p99 / f.p99).toFixed(2)}x, CPU per request ${(g.cpu / f.cpu).toFixed(2)}x`)
@@ -161,5 +172,6 @@ try {
   upstream.kill('SIGTERM')
   nginx?.kill('SIGTERM')
   fetchGateway?.kill('SIGTERM')
-  await Promise.all([gateway.exited, upstream.exited, nginx?.exited, fetchGateway?.exited])
+  relay?.kill('SIGTERM')
+  await Promise.all([gateway.exited, upstream.exited, nginx?.exited, fetchGateway?.exited, relay?.exited])
 }

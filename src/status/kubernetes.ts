@@ -86,7 +86,13 @@ export class KubernetesStatusSink implements StatusSink {
     for (const [key, value] of Object.entries(status)) if (kindOf(key) in STATUS_KINDS) next.set(key, value)
     // entries we wrote into objects that translation no longer gives a status: take ours back out
     for (const key of this.#wroteEntries) if (!next.has(key)) next.set(key, { [STATUS_KINDS[kindOf(key)]!]: [] })
-    for (const [key, value] of next) if (this.#synced.get(key) !== JSON.stringify(value)) this.#queue.add(key)
+    const previous = this.#desired
+    for (const [key, value] of next) {
+      // Handed over again as the same object (every unchanged route on a one-route edit): the
+      // last publish already compared it, and it is synced, queued or being retried since.
+      if (previous.get(key) === value) continue
+      if (this.#synced.get(key) !== JSON.stringify(value)) this.#queue.add(key)
+    }
     for (const key of this.#synced.keys()) if (!next.has(key)) this.#synced.delete(key)
     this.#desired = next
     this.#kick()

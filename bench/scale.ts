@@ -7,7 +7,8 @@
  *   - RSS of the gateway when idle after start-up (configuration memory) and after a load run
  *   - req/s and p99 of small GETs to a route in the middle of the table
  * and, at the largest size, under load on an existing route: time from writing a manifest with
- * a new route to its first 200 (p50/p99 over ROUNDS additions), with the errors the load saw.
+ * a new route to its first 200 (p50/p99 over ROUNDS additions), and from editing one route in the
+ * file that holds all of them to its first 200, with the errors the load saw.
  *
  *   npx bun bench/scale.ts              # SIZES=10,1000,5000 DURATION=5 ROUNDS=20 WORKERS=1
  */
@@ -45,7 +46,7 @@ async function rebuildSeconds(): Promise<number> {
 
 interface Row { routes: number; startupMs: number; rebuildMs: number; rssIdle: number; rss: number; rps: number; p99: number; errors: number }
 const rows: Row[] = []
-let churn: { p50: number; p99: number; max: number; loadErrors: number; loadRps: number } | undefined
+let churn: { p50: number; p99: number; max: number; editP50: number; editP99: number; loadErrors: number; loadRps: number } | undefined
 
 try {
   await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/`)
@@ -70,22 +71,41 @@ try {
 
       if (n === Math.max(...SIZES)) {
         // new routes while load runs on an existing one
-        const load = wrk(target, { connections: 32, seconds: Math.max(5, ROUNDS) })
+        const load = wrk(target, { connections: 32, seconds: Math.max(10, 2 * ROUNDS) })
         await Bun.sleep(500)
-        const latencies: number[] = []
-        for (let k = 0; k < ROUNDS; k++) {
+        /** Time from `change()` to the first 200 on `path`. */
+        const firstOk = async (change: () => void, path: string): Promise<number> => {
           const started = performance.now()
-          writeAtomically(dir, `new-${k}.yaml`, prefixRoute(`new-${k}`, `/new-${k}`))
+          change()
           for (;;) {
-            const ok = await fetch(`http://127.0.0.1:${GATEWAY_PORT}/new-${k}/x`).then((r) => r.status === 200, () => false)
+            const ok = await fetch(`http://127.0.0.1:${GATEWAY_PORT}${path}`).then((r) => r.status === 200, () => false)
             if (ok) break
             await Bun.sleep(1)
           }
-          latencies.push(performance.now() - started)
+          return performance.now() - started
+        }
+        const latencies: number[] = []
+        for (let k = 0; k < ROUNDS; k++) {
+          latencies.push(await firstOk(() => writeAtomically(dir, `new-${k}.yaml`, prefixRoute(`new-${k}`, `/new-${k}`)), `/new-${k}/x`))
+          await Bun.sleep(200)
+        }
+        // one route edited inside the file that holds all n: only its document is parsed again
+        const edits: number[] = []
+        for (let k = 0; k < ROUNDS; k++) {
+          const routes = Array.from({ length: n }, (_, i) => prefixRoute(`r${i}`, i === k ? `/edited-${k}` : `/r${i}`))
+          edits.push(await firstOk(() => writeAtomically(dir, 'routes.yaml', routes.join('---\n')), `/edited-${k}/x`))
           await Bun.sleep(200)
         }
         const loadResult = await load
-        churn = { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies), loadErrors: loadResult.errors, loadRps: loadResult.rps }
+        churn = {
+          p50: percentile(latencies, 50),
+          p99: percentile(latencies, 99),
+          max: Math.max(...latencies),
+          editP50: percentile(edits, 50),
+          editP99: percentile(edits, 99),
+          loadErrors: loadResult.errors,
+          loadRps: loadResult.rps,
+        }
       }
     } finally {
       gw.kill('SIGTERM')
@@ -100,7 +120,10 @@ try {
   const large = rows.find((r) => r.routes === Math.max(...SIZES))
   if (small && large) console.log(`req/s at ${large.routes} routes vs ${small.routes}: ${(large.rps / small.rps).toFixed(2)}x`)
   if (churn)
-    console.log(`new route → first 200 under load (${ROUNDS} additions at ${Math.max(...SIZES)} routes): p50 ${churn.p50.toFixed(0)} ms, p99 ${churn.p99.toFixed(0)} ms, max ${churn.max.toFixed(0)} ms; errors on the loaded route: ${churn.loadErrors} (${churn.loadRps.toFixed(0)} req/s)`)
+    console.log(
+      `new route → first 200 under load (${ROUNDS} additions at ${Math.max(...SIZES)} routes): p50 ${churn.p50.toFixed(0)} ms, p99 ${churn.p99.toFixed(0)} ms, max ${churn.max.toFixed(0)} ms; ` +
+        `one route edited in the ${Math.max(...SIZES)}-route file: p50 ${churn.editP50.toFixed(0)} ms, p99 ${churn.editP99.toFixed(0)} ms; errors on the loaded route: ${churn.loadErrors} (${churn.loadRps.toFixed(0)} req/s)`,
+    )
 } finally {
   upstream.kill('SIGTERM')
   await upstream.exited

@@ -11,7 +11,7 @@ import { watch, type FSWatcher } from 'node:fs'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { join, relative } from 'node:path'
 import type { Logger } from '../telemetry/logger.ts'
-import { parseManifests } from './manifests.ts'
+import { ManifestMemo, parseManifests } from './manifests.ts'
 import type { Source, SourceSink } from './source.ts'
 
 const MANIFEST = /\.(ya?ml|json)$/i
@@ -28,6 +28,8 @@ export interface FileSourceOptions {
 export class FileSource implements Source {
   readonly name = 'file'
   #contents = new Map<string, string>()
+  /** Per file: its pieces' parse results, so an edit re-parses only the documents that changed. */
+  #memos = new Map<string, ManifestMemo>()
   #watcher: FSWatcher | undefined
   #poll: ReturnType<typeof setInterval> | undefined
   #debounce: ReturnType<typeof setTimeout> | undefined
@@ -88,6 +90,7 @@ export class FileSource implements Source {
     for (const file of [...this.#contents.keys()]) {
       if (present.has(file)) continue
       this.#contents.delete(file)
+      this.#memos.delete(file)
       sink.dropOrigin(file)
       this.opts.logger.info('manifest file removed', { file: this.#rel(file) })
     }
@@ -100,7 +103,9 @@ export class FileSource implements Source {
       }
       if (this.#contents.get(file) === text) continue
       this.#contents.set(file, text)
-      const { objects, problems } = parseManifests(text, file)
+      let memo = this.#memos.get(file)
+      if (!memo) this.#memos.set(file, (memo = new ManifestMemo()))
+      const { objects, problems } = parseManifests(text, file, memo)
       for (const p of problems)
         this.opts.logger.error('invalid manifest; keeping the last good version', { file: this.#rel(file), line: p.line, object: p.objectKey, error: p.message })
       sink.replaceOrigin(file, objects, problems)

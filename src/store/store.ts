@@ -161,7 +161,8 @@ export class ResourceStore {
     for (const o of next) {
       const key = keyOf(o)
       const prev = this.#objects.get(key)
-      if (prev && JSON.stringify(prev) === JSON.stringify(o)) continue
+      // The same object (a file's unchanged documents come back as such) needs no comparing.
+      if (prev === o || (prev && JSON.stringify(prev) === JSON.stringify(o))) continue
       this.#set(key, o)
       changed = true
     }

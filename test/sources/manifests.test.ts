@@ -1,5 +1,5 @@
 import { expect, test } from 'bun:test'
-import { parseManifests } from '../../src/sources/manifests.ts'
+import { ManifestMemo, parseManifests } from '../../src/sources/manifests.ts'
 
 test('multi-document YAML: objects normalised, unknown kinds ignored, empty docs skipped', () => {
   const { objects, problems } = parseManifests(
@@ -61,4 +61,24 @@ test('line numbers hold with CRLF line endings and many documents', () => {
   expect(objects.map((o) => o.metadata.name)).toEqual(['a', 'b', 'c'])
   expect(problems).toHaveLength(1)
   expect(problems[0]!.line).toBe(9)
+})
+
+test('with a memo, an edit re-parses only the documents that changed; problem lines follow the document', () => {
+  const ns = (name: string) => `apiVersion: v1\nkind: Namespace\nmetadata: { name: ${name} }\n`
+  const broken = 'apiVersion: v1\nkind: Service\nmetadata: { name: [oops\n'
+  const memo = new ManifestMemo()
+  const first = parseManifests([ns('a'), ns('b'), broken, ns('c')].join('---\n'), 'f.yaml', memo)
+  expect(first.problems.map((p) => p.line)).toEqual([9])
+  // "a" grows by two lines and "c" changes; "b" and the broken document are unchanged
+  const second = parseManifests([`# one\n# two\n${ns('a')}`, ns('b'), broken, ns('c2')].join('---\n'), 'f.yaml', memo)
+  const byName = (r: typeof first, name: string) => r.objects.find((o) => o.metadata.name === name)
+  expect(byName(second, 'b')).toBe(byName(first, 'b')!)
+  expect(byName(second, 'a')).toEqual(byName(first, 'a')!)
+  expect(byName(second, 'a')).not.toBe(byName(first, 'a')!)
+  expect(byName(second, 'c2')).toBeDefined()
+  expect(byName(second, 'c')).toBeUndefined()
+  // the reused broken document is reported at its new place
+  expect(second.problems.map((p) => p.line)).toEqual([11])
+  // and the result is what a parse without memo gives
+  expect(second).toEqual(parseManifests([`# one\n# two\n${ns('a')}`, ns('b'), broken, ns('c2')].join('---\n'), 'f.yaml'))
 })

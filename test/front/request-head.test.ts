@@ -5,18 +5,18 @@
  */
 import { describe, expect, test } from 'bun:test'
 import {
-  headEnd,
   incompleteHeadError,
   parseRequestHead,
   RequestHeadError,
   type HeadLimits,
   type RequestHead,
 } from '../../src/dataplane/http/front/request-head.ts'
+import { blankLineAt } from '../../src/dataplane/http/wire-text.ts'
 
 const LIMITS: HeadLimits = { maxRequestTargetBytes: 64, maxHeaderBytes: 256 }
 
 function parse(text: string, limits: HeadLimits = LIMITS): RequestHead | RequestHeadError {
-  const blank = headEnd(text)
+  const blank = blankLineAt(Buffer.from(text, 'latin1'), 0, Infinity)
   if (blank < 0) throw new Error('test head has no blank line')
   return parseRequestHead(text, blank, limits)
 }
@@ -36,11 +36,21 @@ function refused(text: string, limits: HeadLimits = LIMITS): [number, string] {
 
 const h11 = (target: string, ...fields: string[]) => `GET ${target} HTTP/1.1\r\n${fields.map((f) => `${f}\r\n`).join('')}\r\n`
 
-describe('headEnd', () => {
-  test('finds the CRLFCRLF offset, or -1', () => {
-    expect(headEnd('GET / HTTP/1.1\r\nHost: a\r\n\r\nbody')).toBe(23)
-    expect(headEnd('GET / HTTP/1.1\r\nHost: a\r\n')).toBe(-1)
-    expect(headEnd('GET / HTTP/1.1\nHost: a\n\n')).toBe(-1)
+describe('blankLineAt', () => {
+  const bytes = (s: string) => Buffer.from(s, 'latin1')
+  test('finds the CRLFCRLF offset in the bytes, or -1', () => {
+    expect(blankLineAt(bytes('GET / HTTP/1.1\r\nHost: a\r\n\r\nbody'), 0, 1000)).toBe(23)
+    expect(blankLineAt(bytes('GET / HTTP/1.1\r\nHost: a\r\n'), 0, 1000)).toBe(-1)
+    expect(blankLineAt(bytes('GET / HTTP/1.1\nHost: a\n\n'), 0, 1000)).toBe(-1)
+  })
+
+  test('only within the limit, and from the start offset', () => {
+    const head = bytes('GET / HTTP/1.1\r\nHost: a\r\n\r\n')
+    expect(blankLineAt(head, 0, 27)).toBe(23)
+    // the blank line straddles the limit: not found yet
+    expect(blankLineAt(head, 0, 26)).toBe(-1)
+    const two = bytes('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n')
+    expect(blankLineAt(two, 25, 1000)).toBe(40)
   })
 })
 

@@ -168,14 +168,6 @@ const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+;=-]|%[0-9A-F
 let lastValidHost = ''
 
 /**
- * Where the head ends in `text` (offset of the blank line's CRLFCRLF), or -1. A lone LF line end
- * is refused later (bare LF), so only CRLFCRLF is searched.
- */
-export function headEnd(text: string, from = 0): number {
-  return text.indexOf('\r\n\r\n', from)
-}
-
-/**
  * Checks for an incomplete head: whether what arrived so far is already over a limit, so a
  * client cannot make us buffer an endless head. Returns the error, or undefined to keep reading.
  */
@@ -190,7 +182,7 @@ export function incompleteHeadError(text: string, limits: HeadLimits): RequestHe
   return undefined
 }
 
-/** Parse the complete head `text[0..blank]` (blank = headEnd(text)). */
+/** Parse the complete head `text[0..blank]`: `blank` is the offset of its CRLFCRLF (wire-text.ts blankLineAt). */
 export function parseRequestHead(text: string, blank: number, limits: HeadLimits): RequestHead | RequestHeadError {
   const lineEnd = text.indexOf('\r\n')
   const requestLine = text.slice(0, lineEnd)

@@ -7,6 +7,8 @@
  */
 
 /** Where an IR element came from, so logs and metrics point back at a manifest. */
+import type { ConnectionSettings, PolicyIr } from '../policy/kind.ts'
+
 export interface OwnerRef {
   readonly kind: string
   readonly namespace: string
@@ -31,6 +33,8 @@ export interface HttpPort {
   readonly protocol: 'HTTP' | 'HTTPS'
   /** Listeners sharing the port, most specific hostname first (exact, longer wildcard, none). */
   readonly listeners: readonly HttpListener[]
+  /** ClientTrafficPolicy connection settings (PROXY protocol, limits, timeouts); absent = defaults. */
+  readonly connection?: ConnectionSettings
 }
 
 export interface HttpListener {
@@ -46,6 +50,11 @@ export interface HttpListener {
    * A request tries each host that matches, in this order, and takes the first matching rule.
    */
   readonly virtualHosts: readonly VirtualHost[]
+  /**
+   * Policy features attached to the Gateway or this listener, already merged (listener beats
+   * Gateway per feature; at most one entry per name). A rule's own entry of the same name wins.
+   */
+  readonly policies?: readonly PolicyIr[]
 }
 
 export interface ListenerTls {
@@ -79,6 +88,11 @@ export interface HttpRule {
   /** Portico extension: largest request body in bytes (annotation portico.dev/max-body-size); 0 = unlimited. */
   readonly maxBodyBytes?: number
   readonly sessionPersistence?: SessionPersistence
+  /**
+   * Policy features attached to the route or this rule, already merged (rule beats route per
+   * feature; at most one entry per name). They override the listener's entries of the same name.
+   */
+  readonly policies?: readonly PolicyIr[]
 }
 
 export interface HttpMatch {
@@ -186,6 +200,8 @@ export interface L4Port {
   /** TLS = SNI routing; passthrough unless `terminate` is set. */
   readonly protocol: 'TCP' | 'UDP' | 'TLS'
   readonly routes: readonly L4Route[]
+  /** ClientTrafficPolicy connection settings (PROXY protocol, limits, idle timeout); absent = defaults. */
+  readonly connection?: ConnectionSettings
 }
 
 export interface L4Route {
@@ -197,6 +213,8 @@ export interface L4Route {
   /** TLS termination (TLSRoute on a Terminate listener). */
   readonly terminate?: ListenerTls
   readonly backends: readonly WeightedBackend[]
+  /** Send a PROXY protocol header of this version to the backend first (BackendTrafficPolicy proxyProtocol). */
+  readonly proxyProtocol?: 'V1' | 'V2'
 }
 
 // ---------------------------------------------------------------- backends

@@ -143,3 +143,18 @@ function parseLimitValue(spec: LimitFlag, text: string): number {
   // bodyTimeoutMs and upstreamTimeoutMs are kept in milliseconds; the flags say seconds.
   return spec.key.endsWith('Ms') ? Math.round(n * 1000) : n
 }
+
+/**
+ * A port's limits: the global ones with its ClientTrafficPolicy connection settings laid over
+ * (idleTimeoutMs replaces the keep-alive idle timeout, requestReceivedTimeoutMs the header
+ * timeout). The same object back when the port sets neither, so the hot path sees no change.
+ */
+export function portLimits(base: HttpLimits, settings: { readonly idleTimeoutMs?: number; readonly requestReceivedTimeoutMs?: number } | undefined): HttpLimits {
+  if (settings?.idleTimeoutMs === undefined && settings?.requestReceivedTimeoutMs === undefined) return base
+  return {
+    ...base,
+    // The front's own timer: not bound by Bun's 1-255 s idleTimeout range.
+    keepAliveIdleSeconds: settings.idleTimeoutMs === undefined ? base.keepAliveIdleSeconds : settings.idleTimeoutMs / 1000,
+    headerTimeoutMs: settings.requestReceivedTimeoutMs ?? base.headerTimeoutMs,
+  }
+}

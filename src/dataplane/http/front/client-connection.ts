@@ -157,8 +157,10 @@ export class ClientConnection implements LinkOwner {
   constructor(
     readonly socket: Socket<ClientConnection>,
     readonly ctx: FrontContext,
+    /** The client's address when it is not the socket's peer (a PROXY protocol header said so). */
+    clientIp?: string,
   ) {
-    this.clientIp = socket.remoteAddress
+    this.clientIp = clientIp ?? socket.remoteAddress
     this.#lastActivity = ctx.clock.now
   }
 

@@ -9,11 +9,13 @@
  * Bun.serve drops pipelined requests when its handler is async, answers 400 where HTTP says
  * 501, has a fixed header-read deadline without 408. Owning the parser fixes all of these.
  */
-import type { Server, SocketHandler, TCPSocketListener, TCPSocketListenOptions } from 'bun'
+import type { Server, Socket, SocketHandler, TCPSocketListener, TCPSocketListenOptions } from 'bun'
 import { routedEndpoints, type ActiveSnapshot, type Plan } from '../../snapshot.ts'
 import type { EndpointRegistry } from '../../upstream/registry.ts'
 import type { Logger } from '../../log.ts'
-import type { HttpLimits } from '../limits.ts'
+import { portLimits, type HttpLimits } from '../limits.ts'
+import type { ConnectionSettings } from '../../../policy/kind.ts'
+import { ProxyHeaderReader } from '../../proxy-protocol.ts'
 import type { TlsPeer } from '../tls/generation.ts'
 import { ClientConnection } from './client-connection.ts'
 import type { FrontContext } from './context.ts'
@@ -36,7 +38,7 @@ export interface HttpFrontOptions {
 const SWEEP_MS = 100
 
 // Each handler catches for itself: a wrapper taking a closure would allocate one per event.
-const HANDLERS: SocketHandler<ClientConnection> = {
+const HANDLERS: SocketHandler<FrontSocketData> = {
   data(socket, data) {
     try {
       socket.data.onData(data)
@@ -67,27 +69,113 @@ const HANDLERS: SocketHandler<ClientConnection> = {
 }
 
 /** A bug in request handling costs one connection, never the process. */
-function failed(conn: ClientConnection | undefined, err: unknown): void {
+function failed(conn: FrontSocketData | undefined, err: unknown): void {
   conn?.onFailure(err)
+}
+
+/** What a front socket carries: its HTTP connection, or the PROXY header reader before it. */
+type FrontSocketData = ClientConnection | ProxyPreamble
+
+/** How long a PROXY protocol header may take when the port sets no header timeout. */
+const PROXY_HEADER_TIMEOUT_MS = 10_000
+
+/**
+ * A connection on a PROXY protocol port until its header is read (ClientTrafficPolicy
+ * proxyProtocol). Only such ports create one, so other ports never look at their first bytes.
+ * Then the socket's data becomes a ClientConnection whose client address is the header's
+ * source: it reaches X-Forwarded-For and Forwarded on the direct path and the inner pipeline
+ * through ctx.peers. A missing or malformed header closes the connection without an answer.
+ */
+class ProxyPreamble {
+  readonly isLongLived = false
+  readonly #reader: ProxyHeaderReader
+  readonly #deadline: number
+  #done = false
+
+  constructor(
+    readonly socket: Socket<FrontSocketData>,
+    readonly ctx: FrontContext,
+    optional: boolean,
+    readonly connections: Set<FrontSocketData>,
+  ) {
+    this.#reader = new ProxyHeaderReader(optional)
+    this.#deadline = Date.now() + (ctx.limits.headerTimeoutMs > 0 ? ctx.limits.headerTimeoutMs : PROXY_HEADER_TIMEOUT_MS)
+  }
+
+  onData(data: Uint8Array): void {
+    if (this.#done) return
+    const result = this.#reader.feed(data)
+    if (result.kind === 'incomplete') return
+    if (result.kind === 'invalid') return this.#refuse(result.reason)
+    this.#done = true
+    const ctx = this.ctx
+    const conn = new ClientConnection(this.socket as Socket<ClientConnection>, ctx, result.header?.addresses?.sourceAddress)
+    this.socket.data = conn
+    this.connections.delete(this)
+    this.connections.add(conn)
+    if (ctx.draining) conn.drain()
+    if (result.rest.byteLength > 0) conn.onData(result.rest)
+  }
+
+  onDrain(): void {}
+
+  onEnd(): void {
+    this.#refuse('connection ended before the PROXY protocol header')
+  }
+
+  onClose(): void {
+    this.#done = true
+    this.connections.delete(this)
+  }
+
+  onFailure(err: unknown): void {
+    this.ctx.logger.error('http front: connection failed', { port: this.ctx.irPort, error: err instanceof Error ? err.message : String(err) })
+    this.forceClose()
+  }
+
+  onPlan(): void {}
+
+  sweep(now: number): void {
+    if (now > this.#deadline) this.#refuse('PROXY protocol header timeout')
+  }
+
+  drain(): void {
+    this.forceClose()
+  }
+
+  forceClose(): void {
+    this.onClose()
+    this.socket.end()
+  }
+
+  #refuse(reason: string): void {
+    this.ctx.logger.debug('http front: connection refused', { port: this.ctx.irPort, reason, client: this.socket.remoteAddress })
+    this.forceClose()
+  }
 }
 
 export class HttpFront {
   readonly #ctx: FrontContext
-  readonly #listener: TCPSocketListener<ClientConnection>
+  readonly #listener: TCPSocketListener<FrontSocketData>
   readonly #inner: Server<undefined>
   readonly #sweep: Timer
-  readonly #connections = new Set<ClientConnection>()
+  readonly #connections = new Set<FrontSocketData>()
+  readonly #baseLimits: HttpLimits
+  /** The port's ClientTrafficPolicy settings as of the last plan (read at each accept). */
+  #settings: ConnectionSettings | undefined
 
   private constructor(options: HttpFrontOptions) {
     const peers = new Map<number, TlsPeer>()
     const connections = this.#connections
     let inner: Server<undefined> | undefined
+    this.#baseLimits = options.limits
+    this.#settings = options.active.current?.ports.get(options.irPort)?.ir.connection
     const ctx: FrontContext = {
       irPort: options.irPort,
       active: options.active,
       registry: options.registry,
       links: options.links,
-      limits: options.limits,
+      limits: portLimits(options.limits, this.#settings),
       logger: options.logger,
       clock: { now: Date.now() },
       connections: connections as Set<{ sweep(now: number): void }>,
@@ -102,23 +190,38 @@ export class HttpFront {
     try {
       // Bun.listen honours reusePort at runtime (verified in 1.4.5) but its types omit it. Half-open:
       // a client may send its request and shut its side; the answer still has to reach it.
-      const listenOptions: TCPSocketListenOptions<ClientConnection> & { reusePort?: boolean; allowHalfOpen?: boolean } = {
+      const listenOptions: TCPSocketListenOptions<FrontSocketData> & { reusePort?: boolean; allowHalfOpen?: boolean } = {
         hostname: options.hostname,
         port: options.irPort,
         reusePort: options.reusePort,
         allowHalfOpen: true,
         socket: {
           ...HANDLERS,
-          open(socket) {
+          open: (socket) => {
             socket.setNoDelay(true)
-            const conn = new ClientConnection(socket, ctx)
+            const settings = this.#settings
+            if (settings !== undefined) {
+              // Per worker, like nginx's limit_conn without a shared zone: over it, closed at once.
+              if (settings.maxConnections !== undefined && connections.size >= settings.maxConnections) {
+                socket.end()
+                return
+              }
+              if (settings.proxyProtocol) {
+                const preamble = new ProxyPreamble(socket, ctx, settings.proxyProtocol.optional, connections)
+                socket.data = preamble
+                connections.add(preamble)
+                if (ctx.draining) preamble.drain()
+                return
+              }
+            }
+            const conn = new ClientConnection(socket as Socket<ClientConnection>, ctx)
             socket.data = conn
             connections.add(conn)
             if (ctx.draining) conn.drain()
           },
         },
       }
-      this.#listener = Bun.listen<ClientConnection>(listenOptions)
+      this.#listener = Bun.listen<FrontSocketData>(listenOptions)
     } catch (err) {
       void inner.stop(true)
       throw err
@@ -146,6 +249,12 @@ export class HttpFront {
 
   /** A new plan is live (HttpDataplane.applyPlan): tunnels and streams whose route is gone end. */
   onPlan(plan: Plan): void {
+    const settings = plan.ports.get(this.#ctx.irPort)?.ir.connection
+    if (settings !== this.#settings) {
+      // PROXY protocol and the connection limit apply from the next accept; open connections follow the new timeouts from their next sweep.
+      this.#settings = settings
+      ;(this.#ctx as { limits: HttpLimits }).limits = portLimits(this.#baseLimits, settings)
+    }
     let routed: Map<string, Set<string>> | undefined
     for (const conn of [...this.#connections]) {
       if (!conn.isLongLived) continue

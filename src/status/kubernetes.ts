@@ -4,7 +4,7 @@
  * - only objects the translator gave a status (ours); anything else is never touched;
  * - only on change: the server's current status is read and compared, ignoring
  *   lastTransitionTime and fields the CRD schema defaults; unchanged conditions keep their time;
- * - routes (and BackendTLSPolicy) carry entries of several controllers: only the entries with our
+ * - routes (and policies: BackendTLSPolicy, our own CRDs) carry entries of several controllers: only the entries with our
  *   controllerName are written, the others are merged back unchanged, and the patch carries the
  *   resourceVersion it was computed from so a concurrent writer causes a 409 and a retry, not a loss;
  * - requests are paced (qps) and failures retried per object with capped exponential backoff.
@@ -12,23 +12,16 @@
 import { Backoff, sleep, type BackoffOptions } from '../sources/kubernetes/backoff.ts'
 import { isConflict, isNotFound, KubeApiError, type KubeClient } from '../sources/kubernetes/client.ts'
 import { discoverResources, objectPath, type ServedResource } from '../sources/kubernetes/discovery.ts'
-import { GATEWAY_GROUP } from '../store/kinds.ts'
+import { GATEWAY_GROUP, RESOURCE_KINDS } from '../store/kinds.ts'
 import type { Logger } from '../telemetry/logger.ts'
 import type { StatusMap } from '../translate/types.ts'
 import { alwaysLeader, type LeadershipSignal } from './leader.ts'
 import { stampTransitions, type StatusSink } from './sink.ts'
 
-/** Kinds whose status we write, and the list in it that several controllers share. */
-const STATUS_KINDS: Readonly<Record<string, 'parents' | 'ancestors' | null>> = {
-  GatewayClass: null,
-  Gateway: null,
-  HTTPRoute: 'parents',
-  GRPCRoute: 'parents',
-  TLSRoute: 'parents',
-  TCPRoute: 'parents',
-  UDPRoute: 'parents',
-  BackendTLSPolicy: 'ancestors',
-}
+/** Kinds whose status we write, and the list in it that several controllers share (null: all ours). */
+const STATUS_KINDS: Readonly<Record<string, 'parents' | 'ancestors' | null>> = Object.fromEntries(
+  RESOURCE_KINDS.flatMap((k): [string, 'parents' | 'ancestors' | null][] => ('status' in k && k.status ? [[k.kind, k.status === 'own' ? null : k.status]] : [])),
+)
 
 export interface GatewayAddress {
   type?: string

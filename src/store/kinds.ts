@@ -4,6 +4,8 @@
  * input), but a clear "spec.listeners must be a list" at load time is a better error message.
  */
 
+import { POLICY_CRDS, POLICY_GROUP } from '../policy/crds.ts'
+
 export interface ObjectMeta {
   name: string
   namespace?: string
@@ -33,25 +35,54 @@ export interface K8sObject {
 
 export const GATEWAY_GROUP = 'gateway.networking.k8s.io'
 
-/** Kind → the API groups we accept it from (several versions of each are fine). */
-export const KINDS: Readonly<Record<string, { group: string; namespaced: boolean }>> = {
-  GatewayClass: { group: GATEWAY_GROUP, namespaced: false },
-  Gateway: { group: GATEWAY_GROUP, namespaced: true },
-  HTTPRoute: { group: GATEWAY_GROUP, namespaced: true },
-  GRPCRoute: { group: GATEWAY_GROUP, namespaced: true },
-  TLSRoute: { group: GATEWAY_GROUP, namespaced: true },
-  TCPRoute: { group: GATEWAY_GROUP, namespaced: true },
-  UDPRoute: { group: GATEWAY_GROUP, namespaced: true },
-  ReferenceGrant: { group: GATEWAY_GROUP, namespaced: true },
-  BackendTLSPolicy: { group: GATEWAY_GROUP, namespaced: true },
-  Service: { group: '', namespaced: true },
-  EndpointSlice: { group: 'discovery.k8s.io', namespaced: true },
-  Secret: { group: '', namespaced: true },
-  ConfigMap: { group: '', namespaced: true },
-  Namespace: { group: '', namespaced: false },
+/**
+ * Every kind Portico reads, registered once: the store's lists and views, the file source,
+ * the Kubernetes watcher (discovery), the status writer and RBAC all derive from this table.
+ *  - view:   the ResourceView field holding its objects
+ *  - role:   what translation does with it. 'world' kinds are read by every route (a change is a
+ *            full rebuild), 'route' kinds are translated one by one, 'endpoints' only fill pools,
+ *            'unread' are watched but not translated yet
+ *  - status: whether we write its status, and the list in it several controllers share
+ *            ('own': the whole status is ours)
+ */
+export interface ResourceKind {
+  readonly kind: string
+  readonly group: string
+  readonly namespaced: boolean
+  readonly view: string
+  readonly plural: string
+  readonly role: 'world' | 'route' | 'endpoints' | 'unread'
+  readonly status?: 'own' | 'parents' | 'ancestors'
 }
 
-export type KindName = keyof typeof KINDS
+const gw = <K extends string, V extends string, R extends ResourceKind['role']>(kind: K, view: V, plural: string, role: R, status?: ResourceKind['status']) =>
+  ({ kind, group: GATEWAY_GROUP, namespaced: true, view, plural, role, ...(status ? { status } : {}) }) as const
+
+export const RESOURCE_KINDS = [
+  { ...gw('GatewayClass', 'gatewayClasses', 'gatewayclasses', 'world', 'own'), namespaced: false },
+  gw('Gateway', 'gateways', 'gateways', 'world', 'own'),
+  gw('HTTPRoute', 'httpRoutes', 'httproutes', 'route', 'parents'),
+  gw('GRPCRoute', 'grpcRoutes', 'grpcroutes', 'unread', 'parents'),
+  gw('TLSRoute', 'tlsRoutes', 'tlsroutes', 'route', 'parents'),
+  gw('TCPRoute', 'tcpRoutes', 'tcproutes', 'route', 'parents'),
+  gw('UDPRoute', 'udpRoutes', 'udproutes', 'route', 'parents'),
+  gw('ReferenceGrant', 'referenceGrants', 'referencegrants', 'world'),
+  gw('BackendTLSPolicy', 'backendTLSPolicies', 'backendtlspolicies', 'world', 'ancestors'),
+  ...POLICY_CRDS.map((c) => ({ kind: c.kind, group: POLICY_GROUP, namespaced: true, view: c.view, plural: c.plural, role: 'world', status: 'ancestors' }) as const),
+  { kind: 'Service', group: '', namespaced: true, view: 'services', plural: 'services', role: 'world' },
+  { kind: 'EndpointSlice', group: 'discovery.k8s.io', namespaced: true, view: 'endpointSlices', plural: 'endpointslices', role: 'endpoints' },
+  { kind: 'Secret', group: '', namespaced: true, view: 'secrets', plural: 'secrets', role: 'world' },
+  { kind: 'ConfigMap', group: '', namespaced: true, view: 'configMaps', plural: 'configmaps', role: 'world' },
+  { kind: 'Namespace', group: '', namespaced: false, view: 'namespaces', plural: 'namespaces', role: 'world' },
+] as const satisfies readonly ResourceKind[]
+
+/** A ResourceView field name. */
+export type ViewField = (typeof RESOURCE_KINDS)[number]['view']
+
+/** Kind → the API group we accept it from (several versions of each are fine). */
+export const KINDS: Readonly<Record<string, ResourceKind>> = Object.fromEntries(RESOURCE_KINDS.map((k) => [k.kind, k]))
+
+export type KindName = (typeof RESOURCE_KINDS)[number]['kind']
 
 /** Key of an object in the store: "Kind/namespace/name" (namespace empty for cluster-scoped). */
 export function objectKey(kind: string, namespace: string | undefined, name: string): string {
@@ -155,6 +186,8 @@ function shapeProblems(o: Record<string, any>): string[] {
     case 'ConfigMap':
       if (!isMap(o.data) || !isMap(o.stringData)) p.push(`${who}: data must be a map`)
       break
+    // Policy CRDs are not checked here: their translators (src/policy/translators.ts) validate
+    // them, so that a bad policy reaches the store and its own status says what is wrong.
   }
   return p
 }

@@ -3,45 +3,14 @@
  * the pipeline reads a frozen `view()` and never the live maps, so translation sees one
  * consistent revision even while a source keeps writing.
  */
-import { keyOf, type K8sObject } from './kinds.ts'
+import { keyOf, RESOURCE_KINDS, type K8sObject, type ViewField } from './kinds.ts'
 
 /** A consistent, read-only bag of every resource at one revision: the input to translation. */
-export interface ResourceView {
-  readonly revision: number
-  readonly gatewayClasses: readonly K8sObject[]
-  readonly gateways: readonly K8sObject[]
-  readonly httpRoutes: readonly K8sObject[]
-  readonly grpcRoutes: readonly K8sObject[]
-  readonly tlsRoutes: readonly K8sObject[]
-  readonly tcpRoutes: readonly K8sObject[]
-  readonly udpRoutes: readonly K8sObject[]
-  readonly referenceGrants: readonly K8sObject[]
-  readonly backendTLSPolicies: readonly K8sObject[]
-  readonly services: readonly K8sObject[]
-  readonly endpointSlices: readonly K8sObject[]
-  readonly secrets: readonly K8sObject[]
-  readonly configMaps: readonly K8sObject[]
-  readonly namespaces: readonly K8sObject[]
-}
+export type ResourceView = { readonly revision: number } & { readonly [F in ViewField]: readonly K8sObject[] }
 
-const FIELD_BY_KIND: Record<string, keyof Omit<ResourceView, 'revision'>> = {
-  GatewayClass: 'gatewayClasses',
-  Gateway: 'gateways',
-  HTTPRoute: 'httpRoutes',
-  GRPCRoute: 'grpcRoutes',
-  TLSRoute: 'tlsRoutes',
-  TCPRoute: 'tcpRoutes',
-  UDPRoute: 'udpRoutes',
-  ReferenceGrant: 'referenceGrants',
-  BackendTLSPolicy: 'backendTLSPolicies',
-  Service: 'services',
-  EndpointSlice: 'endpointSlices',
-  Secret: 'secrets',
-  ConfigMap: 'configMaps',
-  Namespace: 'namespaces',
-}
+const FIELD_BY_KIND: Record<string, ViewField> = Object.fromEntries(RESOURCE_KINDS.map((k) => [k.kind, k.view]))
 
-const FIELDS = Object.values(FIELD_BY_KIND)
+const FIELDS: readonly ViewField[] = RESOURCE_KINDS.map((k) => k.view)
 
 /** Builds a view from a plain list (tests and golden files use this). */
 export function viewOf(objects: readonly K8sObject[], revision = 1): ResourceView {

@@ -18,7 +18,7 @@
  * test/translate/incremental.test.ts holds this to translate() over random change sequences.
  */
 import type { K8sObject } from '../store/kinds.ts'
-import { keyOf } from '../store/kinds.ts'
+import { keyOf, RESOURCE_KINDS } from '../store/kinds.ts'
 import type { ResourceView } from '../store/store.ts'
 import { applyBackendTlsPolicies } from './backend-tls.ts'
 import { Backends, PoolMemo } from './backends.ts'
@@ -33,10 +33,12 @@ import { sameObject, sameObjects } from './unchanged.ts'
 import { cmp } from './util.ts'
 
 /**
- * What a route's translation may read besides the route itself. EndpointSlices are not in it:
- * they only fill pools' endpoints, which PoolMemo checks per Service. GRPCRoutes are not read.
+ * What a route's translation may read besides the route itself: the kinds of role 'world' in
+ * RESOURCE_KINDS (policies included). EndpointSlices are not in it: they only fill pools'
+ * endpoints, which PoolMemo checks per Service. GRPCRoutes are not read.
  */
-const WORLD = ['gatewayClasses', 'gateways', 'referenceGrants', 'backendTLSPolicies', 'services', 'secrets', 'configMaps', 'namespaces'] as const
+type WorldField = Extract<(typeof RESOURCE_KINDS)[number], { role: 'world' }>['view']
+const WORLD = RESOURCE_KINDS.flatMap((k) => (k.role === 'world' ? [k.view] : [])) as readonly WorldField[]
 
 /** The route lists of the view, with their outcomes at the same indexes. */
 const ROUTE_LISTS = ['httpRoutes', 'tlsRoutes', 'tcpRoutes', 'udpRoutes'] as const
@@ -49,7 +51,7 @@ interface Routes {
 
 /** State kept from one translation to the next while the world stays the same. */
 interface World {
-  readonly inputs: { [F in (typeof WORLD)[number]]: readonly K8sObject[] }
+  readonly inputs: { [F in WorldField]: readonly K8sObject[] }
   /** Built once per world; RouteTotals keeps their attachedRoutes counts. */
   readonly gateways: readonly GatewayState[]
   readonly byKey: ReadonlyMap<string, GatewayState>

@@ -3,7 +3,7 @@ import { describe, expect, test } from 'bun:test'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseAllDocuments } from 'yaml'
-import { KINDS } from '../../src/store/kinds.ts'
+import { KINDS, RESOURCE_KINDS } from '../../src/store/kinds.ts'
 
 const root = join(import.meta.dir, '../..')
 const deployDir = join(root, 'docker/deploy')
@@ -18,12 +18,8 @@ const docs: any[] = readdirSync(deployDir)
   )
 const find = (kind: string, name?: string) => docs.find((d) => d.kind === kind && (!name || d.metadata.name === name))
 
-const PLURALS: Record<string, string> = {
-  GatewayClass: 'gatewayclasses', Gateway: 'gateways', HTTPRoute: 'httproutes', GRPCRoute: 'grpcroutes', TLSRoute: 'tlsroutes', TCPRoute: 'tcproutes',
-  UDPRoute: 'udproutes', ReferenceGrant: 'referencegrants', BackendTLSPolicy: 'backendtlspolicies', Service: 'services', EndpointSlice: 'endpointslices',
-  Secret: 'secrets', ConfigMap: 'configmaps', Namespace: 'namespaces',
-}
-const STATUS_KINDS = ['GatewayClass', 'Gateway', 'HTTPRoute', 'GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute', 'BackendTLSPolicy']
+const PLURALS: Record<string, string> = Object.fromEntries(RESOURCE_KINDS.map((k) => [k.kind, k.plural]))
+const STATUS_KINDS = RESOURCE_KINDS.filter((k) => 'status' in k && k.status)
 
 describe('docker/deploy manifests', () => {
   test('every document is a well-formed object, in an order kubectl apply -f can create', () => {
@@ -39,7 +35,7 @@ describe('docker/deploy manifests', () => {
     const rules: any[] = find('ClusterRole').rules
     const allowed = (group: string, resource: string, verb: string) => rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb))
     for (const [kind, info] of Object.entries(KINDS)) for (const verb of ['get', 'list', 'watch']) expect(allowed(info.group, PLURALS[kind]!, verb)).toBe(true)
-    for (const kind of STATUS_KINDS) expect(allowed('gateway.networking.k8s.io', `${PLURALS[kind]}/status`, 'patch')).toBe(true)
+    for (const k of STATUS_KINDS) expect(allowed(k.group, `${k.plural}/status`, 'patch')).toBe(true)
     for (const r of rules) {
       expect(r.verbs).not.toContain('*')
       expect(r.resources).not.toContain('*')

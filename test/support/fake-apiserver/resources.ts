@@ -21,6 +21,8 @@ export interface ResourceType {
   readonly categories?: readonly string[]
 }
 
+import { POLICY_CRDS, POLICY_GROUP, POLICY_VERSION } from '../../../src/policy/crds.ts'
+
 const GW = 'gateway.networking.k8s.io'
 
 const gateway = (kind: string, plural: string, versions: string[], extra: Partial<ResourceType> = {}): ResourceType => ({
@@ -50,7 +52,7 @@ const core = (kind: string, plural: string, extra: Partial<ResourceType> = {}): 
   ...extra,
 })
 
-/** What a cluster with the Gateway API v1.2 experimental channel installed serves. */
+/** What a cluster with the Gateway API v1.2 experimental channel (and Portico's CRDs) installed serves. */
 export const DEFAULT_RESOURCES: readonly ResourceType[] = [
   core('Namespace', 'namespaces', { namespaced: false, status: true, shortNames: ['ns'] }),
   core('Service', 'services', { status: true, shortNames: ['svc'] }),
@@ -68,6 +70,8 @@ export const DEFAULT_RESOURCES: readonly ResourceType[] = [
   gateway('TCPRoute', 'tcproutes', ['v1alpha2']),
   gateway('UDPRoute', 'udproutes', ['v1alpha2']),
   gateway('BackendTLSPolicy', 'backendtlspolicies', ['v1alpha3'], { shortNames: ['btlspolicy'] }),
+  // Portico's own CRDs, as docker/deploy/10-crd-*.yaml installs them
+  ...POLICY_CRDS.map((c) => gateway(c.kind, c.plural, [POLICY_VERSION], { group: POLICY_GROUP, singular: c.singular, shortNames: c.shortNames, categories: ['portico'] })),
 ]
 
 export const storageKey = (t: ResourceType) => `${t.group}/${t.plural}`

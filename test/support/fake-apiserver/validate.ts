@@ -13,6 +13,7 @@ const CONTROLLER_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-
 // metav1.Time: RFC 3339 with seconds, as Go's time.Parse(RFC3339) accepts it
 const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/
 const GW = 'gateway.networking.k8s.io'
+const PORTICO = 'gateway.portico.dev'
 
 export function metadataProblems(o: any, namespaced: boolean, kind: string): string[] {
   const p: string[] = []
@@ -31,7 +32,7 @@ export function metadataProblems(o: any, namespaced: boolean, kind: string): str
 
 /** Validates (and defaults, in place) `status` for the Gateway API kinds. */
 export function statusProblems(kind: string, group: string, status: any): string[] {
-  if (group !== GW || status === undefined || status === null) return []
+  if ((group !== GW && group !== PORTICO) || status === undefined || status === null) return []
   const p: string[] = []
   if (typeof status !== 'object' || Array.isArray(status)) return ['status: Invalid value: must be an object']
   const conds = (path: string, list: unknown, { required = false, min = 0 } = {}) => {
@@ -110,7 +111,12 @@ export function statusProblems(kind: string, group: string, status: any): string
       }
       break
     case 'BackendTLSPolicy':
+    case 'ClientTrafficPolicy':
+    case 'BackendTrafficPolicy':
+    case 'SecurityPolicy':
+      // gateway.networking.k8s.io/v1 PolicyStatus (Envoy Gateway's policies and ours use it)
       if (!Array.isArray(status.ancestors)) p.push('status.ancestors: Required value')
+      else if (status.ancestors.length > 16) p.push(`status.ancestors: Too many: ${status.ancestors.length}: must have at most 16 items`)
       else status.ancestors.forEach((e: any, i: number) => {
         parentRef(`status.ancestors[${i}].ancestorRef`, e?.ancestorRef)
         controller(`status.ancestors[${i}].controllerName`, e?.controllerName)

@@ -9,20 +9,30 @@
  *
  * Because this socket never closes during a certificate rotation, a rotation cannot reset a
  * connection waiting in an accept queue (what a reusePort swap of Bun.serve does under load).
+ *
+ * The port's ClientTrafficPolicy settings (`settings`, read at each accept) add two things here:
+ * PROXY protocol, whose header comes before the ClientHello and is removed before anything is
+ * relayed (its source becomes the peer's client address), and maxConnections.
  */
 import type { Socket, SocketHandler, TCPSocketListener, TCPSocketListenOptions } from 'bun'
 import type { Logger } from '../../log.ts'
+import type { ConnectionSettings } from '../../../policy/kind.ts'
+import { ProxyHeaderReader } from '../../proxy-protocol.ts'
 import { MAX_CLIENT_HELLO_BYTES, parseClientHello } from '../../l4/client-hello.ts'
 import { Splice } from '../../l4/splice.ts'
 import type { TlsGeneration, TlsPeer } from './generation.ts'
 
 const LOOPBACK = '127.0.0.1'
+/** A PROXY protocol header must be complete within this long after accept. */
+export const PROXY_HEADER_TIMEOUT_MS = 10_000
 
 export interface TlsFrontOptions {
   readonly hostname: string
   readonly port: number
   readonly reusePort: boolean
   readonly logger: Logger
+  /** The port's connection settings at start; HttpsPort.update keeps `TlsFront.settings` current. */
+  readonly settings?: ConnectionSettings
 }
 
 class FrontConnection {
@@ -31,6 +41,9 @@ class FrontConnection {
   /** ClientHello bytes seen so far; undefined once the SNI is known (or will never be). */
   hello: Uint8Array | undefined = new Uint8Array(0)
   localPort: number | undefined
+  /** Set while a PROXY protocol header is expected (ports that ask for one only). */
+  proxy: ProxyHeaderReader | undefined
+  #proxyTimer: Timer | undefined
 
   constructor(
     readonly client: Socket<FrontConnection>,
@@ -41,10 +54,36 @@ class FrontConnection {
     this.splice = new Splice(() => {
       live.delete(this)
       generation.closed(this.localPort)
+      if (this.#proxyTimer) clearTimeout(this.#proxyTimer)
     })
     this.splice.client.socket = client
     live.add(this)
     generation.opened()
+  }
+
+  expectProxyHeader(optional: boolean, logger: Logger): void {
+    this.proxy = new ProxyHeaderReader(optional)
+    this.#proxyTimer = setTimeout(() => {
+      logger.debug('https front: PROXY protocol header timeout', { client: this.client.remoteAddress })
+      this.splice.finish()
+    }, PROXY_HEADER_TIMEOUT_MS)
+  }
+
+  /** Bytes while the PROXY header is read: what follows it (undefined: nothing yet, or the connection was closed). */
+  readProxyHeader(chunk: Uint8Array, logger: Logger): Uint8Array | undefined {
+    const result = this.proxy!.feed(chunk)
+    if (result.kind === 'incomplete') return undefined
+    this.proxy = undefined
+    clearTimeout(this.#proxyTimer)
+    this.#proxyTimer = undefined
+    if (result.kind === 'invalid') {
+      logger.debug('https front: connection refused', { reason: result.reason, client: this.client.remoteAddress })
+      this.splice.finish()
+      return undefined
+    }
+    const source = result.header?.addresses?.sourceAddress
+    if (source !== undefined) this.peer.clientIp = source
+    return result.rest.byteLength > 0 ? result.rest : undefined
   }
 
   /** Read the SNI from the first bytes. Runs before they are relayed, so the inner server cannot finish a handshake (and see a request) first. */
@@ -67,10 +106,13 @@ export class TlsFront {
   readonly #logger: Logger
   /** Where new connections go; swapped by a certificate rotation. */
   current: TlsGeneration
+  /** The port's ClientTrafficPolicy connection settings, read at each accept. */
+  settings: ConnectionSettings | undefined
 
   /** Throws when the port cannot be bound (the caller reports it). */
   constructor(options: TlsFrontOptions, initial: TlsGeneration) {
     this.current = initial
+    this.settings = options.settings
     this.#logger = options.logger
     // Bun.listen honours reusePort at runtime (verified in 1.4.5) but its types omit it.
     const listenOptions: TCPSocketListenOptions<FrontConnection> & { reusePort?: boolean; allowHalfOpen?: boolean } = {
@@ -117,21 +159,38 @@ export class TlsFront {
     const logger = this.#logger
     return {
       open: (socket) => {
+        const settings = this.settings
+        // Per worker; over it the connection is closed before any byte is read.
+        if (settings?.maxConnections !== undefined && this.#live.size >= settings.maxConnections) {
+          socket.end()
+          return
+        }
         socket.setNoDelay(true)
         const connection = new FrontConnection(socket, this.current, this.#live)
         socket.data = connection
+        if (settings?.proxyProtocol) connection.expectProxyHeader(settings.proxyProtocol.optional, logger)
         this.#connectInner(connection)
       },
       data(socket, chunk) {
         const connection = socket.data
-        if (connection.hello) connection.sniff(chunk)
-        connection.splice.relay(connection.splice.client, chunk)
+        let bytes: Uint8Array = chunk
+        // Only until the SNI is known: later chunks take the relay straight away.
+        if (connection.hello) {
+          if (connection.proxy) {
+            const rest = connection.readProxyHeader(chunk, logger)
+            if (rest === undefined) return
+            bytes = rest
+          }
+          connection.sniff(bytes)
+        }
+        connection.splice.relay(connection.splice.client, bytes)
       },
       drain(socket) {
         socket.data.splice.writable(socket.data.splice.client)
       },
       end(socket) {
-        socket.data.splice.ended(socket.data.splice.client)
+        // Refused at accept (connection limit): no data.
+        socket.data?.splice.ended(socket.data.splice.client)
       },
       close(socket) {
         socket.data?.splice.closed(socket.data.splice.client)

@@ -11,7 +11,8 @@ import type { Server } from 'bun'
 
 /** What the TLS front knows about a client connection and the inner server cannot see. */
 export interface TlsPeer {
-  readonly clientIp: string
+  /** The socket's peer, or the source of its PROXY protocol header (set before any byte is relayed). */
+  clientIp: string
   /** SNI from the ClientHello (lower-case); undefined when the client sent none. */
   serverName: string | undefined
 }

@@ -50,7 +50,7 @@ export class HttpsPort {
     const started = startGeneration(portPlan, deps)
     if (typeof started === 'string') return started
     try {
-      const front = new TlsFront({ hostname: deps.hostname, port: portPlan.port, reusePort: deps.reusePort, logger: deps.logger }, started.generation)
+      const front = new TlsFront({ hostname: deps.hostname, port: portPlan.port, reusePort: deps.reusePort, logger: deps.logger, settings: portPlan.ir.connection }, started.generation)
       deps.logger.info('https port listening', { port: portPlan.port, boundPort: front.port })
       return { port: new HttpsPort(portPlan.port, front, started.generation, deps), problems: started.problems }
     } catch (err) {
@@ -77,6 +77,8 @@ export class HttpsPort {
 
   /** Follow the plan's certificates: a new generation when they changed. */
   update(portPlan: PortPlan): HttpsPortUpdate {
+    // PROXY protocol and the connection limit apply from the next accept.
+    this.#front.settings = portPlan.ir.connection
     if (portPlan.tlsFingerprint === this.#front.current.fingerprint) return { rotated: false, problems: [] }
     const started = startGeneration(portPlan, this.#deps)
     if (typeof started === 'string') {

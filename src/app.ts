@@ -3,7 +3,8 @@
  * admin alongside. No logic of its own; each stage lives in its folder.
  */
 import { resolve } from 'node:path'
-import { createAdmin } from './admin/index.ts'
+import { createAdmin, createProbeAdmin, type AdminAuth } from './admin/index.ts'
+import { isLoopbackAddress, tokenFromSecret } from './admin/auth.ts'
 import { HttpDataplane } from './dataplane/http/server.ts'
 import { L4Dataplane } from './dataplane/l4/server.ts'
 import { WorkerPool } from './dataplane/worker-pool.ts'
@@ -25,8 +26,18 @@ import type { HttpLimits } from './dataplane/http/limits.ts'
 
 export interface PorticoOptions {
   readonly configDir: string
+  /** The full admin API (probes, metrics and the config views). */
   readonly adminPort: number
+  /** Default 127.0.0.1. Any non-loopback address needs adminToken or adminTokenSecret. */
   readonly adminAddress?: string
+  /** Bearer token the config views require (read from --admin-token-file). */
+  readonly adminToken?: string
+  /** "ns/name" of a Secret whose `token` key is the bearer token; config views answer 503 until it is loaded. */
+  readonly adminTokenSecret?: string
+  /** The probe/metrics socket (/healthz, /readyz, /metrics only); undefined = none. */
+  readonly probePort?: number
+  /** Default 0.0.0.0: the kubelet and Prometheus must reach it. */
+  readonly probeAddress?: string
   readonly controllerName: string
   readonly bindAddress?: string
   readonly logger: Logger
@@ -57,6 +68,8 @@ export interface KubernetesModeOptions {
 export interface Portico {
   /** The port the admin API listens on (useful when started with port 0). */
   readonly adminPort: number
+  /** The port of the probe/metrics socket, when there is one. */
+  readonly probePort?: number
   readonly controller: Controller
   readonly store: ResourceStore
   stop(): Promise<void>
@@ -64,6 +77,10 @@ export interface Portico {
 
 export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   const { logger } = opts
+  const adminAddress = opts.adminAddress ?? '127.0.0.1'
+  if (!isLoopbackAddress(adminAddress) && opts.adminToken === undefined && opts.adminTokenSecret === undefined)
+    throw new Error(`admin address ${adminAddress} is not loopback: an admin token (file or Secret) is required`)
+  if (opts.adminToken !== undefined && opts.adminToken.trim() === '') throw new Error('the admin token is empty')
   const store = new ResourceStore()
   const ingest = new StoreIngest(store)
   const status = new MemoryStatusSink()
@@ -88,17 +105,31 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   controller.onLive(() => logger.info('first snapshot live: ready'))
 
   let draining = false
+  const auth = adminAuth(opts, store)
+  const ready = () => controller.live !== undefined && !draining
   const admin = createAdmin({
-    ready: () => controller.live !== undefined && !draining,
+    ready,
     objects: () => store.all(),
     statusOf: (key) => status.get(key),
     problems: () => ingest.problems(),
     snapshot: () => controller.live,
     rejected: () => controller.rejected,
     metrics: () => metrics.render(),
+    auth,
   })
-  const adminServer = Bun.serve({ port: opts.adminPort, hostname: opts.adminAddress ?? '0.0.0.0', fetch: (req) => admin.handle(req) })
-  logger.info('admin API listening', { port: adminServer.port })
+  const adminServer = Bun.serve({ port: opts.adminPort, hostname: adminAddress, fetch: (req) => admin.handle(req) })
+  logger.info('admin API listening', { address: adminAddress, port: adminServer.port, token: auth?.source ?? 'none' })
+  let probeServer: ReturnType<typeof Bun.serve> | undefined
+  if (opts.probePort !== undefined) {
+    const probe = createProbeAdmin({ ready, metrics: () => metrics.render() })
+    try {
+      probeServer = Bun.serve({ port: opts.probePort, hostname: opts.probeAddress ?? '0.0.0.0', fetch: (req) => probe.handle(req) })
+    } catch (err) {
+      await adminServer.stop(true)
+      throw err
+    }
+    logger.info('probe/metrics listening', { address: opts.probeAddress ?? '0.0.0.0', port: probeServer.port })
+  }
 
   const configDir = resolve(opts.configDir)
   const source: Source = kube?.source ?? new FileSource({ dir: configDir, logger })
@@ -110,6 +141,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
 
   return {
     adminPort: adminServer.port ?? opts.adminPort,
+    probePort: probeServer?.port,
     controller,
     store,
     async stop() {
@@ -123,9 +155,22 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
       await source.stop()
       if (opts.shutdownDelayMs) await Bun.sleep(opts.shutdownDelayMs)
       await dataplane.stop(opts.drainTimeoutMs ?? 15_000)
-      await adminServer.stop(true)
+      await Promise.all([adminServer.stop(true), probeServer?.stop(true)])
     },
   }
+}
+
+/** The admin token: a fixed one (from a file), or the `token` key of a Secret as the store holds it. */
+function adminAuth(opts: PorticoOptions, store: ResourceStore): AdminAuth | undefined {
+  if (opts.adminToken !== undefined) {
+    const token = opts.adminToken
+    return { token: () => token, source: 'file' }
+  }
+  if (opts.adminTokenSecret !== undefined) {
+    const [ns, name] = opts.adminTokenSecret.split('/')
+    return { token: () => tokenFromSecret(store.get(`Secret/${ns}/${name}`)), source: `Secret ${ns}/${name}` }
+  }
+  return undefined
 }
 
 interface Dataplane {

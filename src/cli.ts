@@ -2,13 +2,23 @@
  * Command-line and environment parsing. Flags win over environment variables, which win
  * over defaults. Any unknown flag or bad value is a usage error: one line, exit code 2.
  */
+import { readFileSync } from 'node:fs'
 import { LOG_LEVELS, type LogLevel } from './telemetry/logger.ts'
 import { LIMIT_FLAGS, parseLimitFlags, type HttpLimits } from './dataplane/http/limits.ts'
+import { isBindAddress, isLoopbackAddress } from './admin/auth.ts'
 
 export interface CliOptions {
   configDir: string
+  /** The full admin API: probes, /metrics and the config views. */
   adminPort: number
   adminAddress: string
+  /** File holding the admin bearer token (read by readAdminTokenFile before start). */
+  adminTokenFile?: string
+  /** "ns/name" of a Secret whose `token` key is the admin bearer token. */
+  adminTokenSecret?: string
+  /** The probe/metrics socket (/healthz /readyz /metrics); undefined = off. */
+  probePort: number | undefined
+  probeAddress: string
   controllerName: string
   logLevel: LogLevel
   /** Address the listeners bind to. */
@@ -35,8 +45,12 @@ export class UsageError extends Error {}
 
 export const USAGE = `usage: portico [options]
   --config-dir DIR          folder of Gateway API manifests to serve and watch (env CONFIG_DIR; default routes/)
-  --admin-port N            admin API port: /healthz /readyz /resources /config /metrics (env ADMIN_PORT; default 9901)
-  --admin-address ADDR      admin API bind address (env ADMIN_ADDRESS; default 0.0.0.0)
+  --admin-port N            admin API port: /resources /config /problems, plus /healthz /readyz /metrics (env ADMIN_PORT; default 9901)
+  --admin-address ADDR      admin API bind address (env ADMIN_ADDRESS; default 127.0.0.1); any non-loopback address needs a token
+  --admin-token-file PATH   bearer token the config views require (env ADMIN_TOKEN_FILE)
+  --admin-token-secret NS/NAME  same, from the Secret's "token" key (env ADMIN_TOKEN_SECRET)
+  --probe-port N|off        probe/metrics port: /healthz /readyz /metrics only (env PROBE_PORT; default admin port + 1)
+  --probe-address ADDR      probe/metrics bind address (env PROBE_ADDRESS; default 0.0.0.0)
   --controller-name NAME    GatewayClass controllerName to serve (env GATEWAY_CONTROLLER_NAME; default portico.dev/gateway-controller)
   --bind-address ADDR       address listeners bind to (env BIND_ADDRESS; default 0.0.0.0)
   --log-level LEVEL         debug|info|warn|error (env LOG_LEVEL; default info)
@@ -56,6 +70,10 @@ const FLAGS: Record<string, keyof CliOptions> = {
   '--config-dir': 'configDir',
   '--admin-port': 'adminPort',
   '--admin-address': 'adminAddress',
+  '--admin-token-file': 'adminTokenFile',
+  '--admin-token-secret': 'adminTokenSecret',
+  '--probe-port': 'probePort',
+  '--probe-address': 'probeAddress',
   '--controller-name': 'controllerName',
   '--bind-address': 'bindAddress',
   '--log-level': 'logLevel',
@@ -74,6 +92,10 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     configDir: env.CONFIG_DIR,
     adminPort: env.ADMIN_PORT,
     adminAddress: env.ADMIN_ADDRESS,
+    adminTokenFile: env.ADMIN_TOKEN_FILE,
+    adminTokenSecret: env.ADMIN_TOKEN_SECRET,
+    probePort: env.PROBE_PORT,
+    probeAddress: env.PROBE_ADDRESS,
     controllerName: env.GATEWAY_CONTROLLER_NAME,
     bindAddress: env.BIND_ADDRESS,
     logLevel: env.LOG_LEVEL,
@@ -107,10 +129,15 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     if (field) raw[field] = value
     else rawLimits.set(name, value)
   }
+  const adminPort = port(raw.adminPort, 9901, '--admin-port')
   const opts: CliOptions = {
     configDir: nonEmpty(raw.configDir) ?? 'routes/',
-    adminPort: port(raw.adminPort, 9901, '--admin-port'),
-    adminAddress: nonEmpty(raw.adminAddress) ?? '0.0.0.0',
+    adminPort,
+    adminAddress: nonEmpty(raw.adminAddress) ?? '127.0.0.1',
+    adminTokenFile: nonEmpty(raw.adminTokenFile),
+    adminTokenSecret: nonEmpty(raw.adminTokenSecret),
+    probePort: raw.probePort === 'off' ? undefined : port(raw.probePort, adminPort === 0 ? 0 : adminPort + 1, '--probe-port'),
+    probeAddress: nonEmpty(raw.probeAddress) ?? '0.0.0.0',
     controllerName: nonEmpty(raw.controllerName) ?? 'portico.dev/gateway-controller',
     bindAddress: nonEmpty(raw.bindAddress) ?? '0.0.0.0',
     logLevel: 'info',
@@ -139,7 +166,37 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
   if (opts.gatewayAddressService !== undefined && !/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(opts.gatewayAddressService))
     throw new UsageError(`--gateway-address-service must be namespace/name, got ${JSON.stringify(opts.gatewayAddressService)}`)
   if (!/^[a-z0-9.-]+\/[A-Za-z0-9/._-]+$/.test(opts.controllerName)) throw new UsageError(`--controller-name must look like domain/path, got ${JSON.stringify(opts.controllerName)}`)
+  checkAdminFlags(opts)
   return opts
+}
+
+/** The admin/probe split (README "Admin API"): valid addresses, distinct ports, a token for any wider bind. */
+function checkAdminFlags(opts: CliOptions): void {
+  for (const [flag, address] of [['--admin-address', opts.adminAddress], ['--probe-address', opts.probeAddress]] as const)
+    if (!isBindAddress(address)) throw new UsageError(`${flag} must be an IPv4 or IPv6 address or localhost, got ${JSON.stringify(address)}`)
+  if (opts.probePort !== undefined && opts.probePort > 65535) throw new UsageError(`--probe-port defaults to the admin port + 1, which is out of range for --admin-port ${opts.adminPort}: set --probe-port`)
+  if (opts.probePort !== undefined && opts.probePort !== 0 && opts.probePort === opts.adminPort) throw new UsageError(`--probe-port must differ from --admin-port (${opts.adminPort}), or be off`)
+  if (opts.adminTokenFile !== undefined && opts.adminTokenSecret !== undefined) throw new UsageError('set one of --admin-token-file and --admin-token-secret, not both')
+  if (opts.adminTokenSecret !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(opts.adminTokenSecret))
+    throw new UsageError(`--admin-token-secret must be namespace/name, got ${JSON.stringify(opts.adminTokenSecret)}`)
+  if (!isLoopbackAddress(opts.adminAddress) && opts.adminTokenFile === undefined && opts.adminTokenSecret === undefined)
+    throw new UsageError(
+      `--admin-address ${opts.adminAddress} is not loopback: the config views would be open to the network; set --admin-token-file or --admin-token-secret (or keep the default 127.0.0.1 and use kubectl port-forward)`,
+    )
+}
+
+/** The admin token from --admin-token-file: trimmed, non-empty; otherwise a usage error. */
+export function readAdminTokenFile(path: string): string {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new UsageError(`--admin-token-file ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+  }
+  const token = text.trim()
+  if (token === '') throw new UsageError(`--admin-token-file ${path} is empty`)
+  if (/\s/.test(token)) throw new UsageError(`--admin-token-file ${path}: the token must be one word (no spaces or line breaks)`)
+  return token
 }
 
 function nonEmpty(v: string | undefined): string | undefined {

@@ -1,11 +1,21 @@
 /**
- * The admin API (Elysia), on its own port. Composed from small plugins that take their
- * dependencies as arguments, so tests can drive them with `app.handle(new Request(...))`.
+ * The admin API (Elysia). Composed from small plugins that take their dependencies as
+ * arguments, so tests can drive them with `app.handle(new Request(...))`. Two apps:
+ *
+ * - createAdmin: everything (probes, /metrics, and the config views /resources, /config,
+ *   /problems), served on the admin socket (loopback by default). With `auth` set, every
+ *   config view needs the bearer token.
+ * - createProbeAdmin: /healthz, /readyz and /metrics only, for the socket the kubelet and
+ *   Prometheus reach; it has no config routes at all.
+ *
+ * Views never carry Secret data: they are built by redact.ts (see there).
  */
 import { Elysia } from 'elysia'
 import type { K8sObject } from '../store/kinds.ts'
 import type { LoadProblem } from '../sources/source.ts'
 import type { Snapshot } from '../ir/types.ts'
+import { checkAdminToken, type AdminAuth } from './auth.ts'
+import { configView } from './redact.ts'
 import { resourcesView } from './resources.ts'
 
 export interface AdminDeps {
@@ -20,6 +30,8 @@ export interface AdminDeps {
   rejected(): readonly string[]
   /** Prometheus text exposition. */
   metrics(): string
+  /** When set, the config views need `Authorization: Bearer <token>`. */
+  readonly auth?: AdminAuth
 }
 
 export function healthPlugin(deps: Pick<AdminDeps, 'ready'>) {
@@ -32,13 +44,19 @@ export function healthPlugin(deps: Pick<AdminDeps, 'ready'>) {
     })
 }
 
-export function configPlugin(deps: Pick<AdminDeps, 'objects' | 'statusOf' | 'problems' | 'snapshot' | 'rejected'>) {
+/**
+ * The views that show configuration. Every route added here is behind the token check (the
+ * hook is local to this plugin, so probes and /metrics stay open).
+ */
+export function configPlugin(deps: Pick<AdminDeps, 'objects' | 'statusOf' | 'problems' | 'snapshot' | 'rejected' | 'auth'>) {
+  const { auth } = deps
   return new Elysia({ name: 'admin.config' })
+    .onBeforeHandle(({ request }) => (auth ? checkAdminToken(auth, request) : undefined))
     .get('/resources', () => resourcesView(deps.objects(), deps.statusOf, deps.problems()))
     .get('/config', ({ set }) => {
       const snap = deps.snapshot()
       if (!snap) set.status = 503
-      return snap ?? { error: 'no configuration is live yet' }
+      return snap ? configView(snap) : { error: 'no configuration is live yet' }
     })
     .get('/problems', () => ({ load: deps.problems(), rejected: deps.rejected() }))
 }
@@ -51,5 +69,12 @@ export function metricsPlugin(deps: Pick<AdminDeps, 'metrics'>) {
 }
 
 export function createAdmin(deps: AdminDeps) {
-  return new Elysia({ name: 'admin' }).use(healthPlugin(deps)).use(configPlugin(deps)).use(metricsPlugin(deps))
+  return new Elysia({ name: 'admin' }).use(healthPlugin(deps)).use(metricsPlugin(deps)).use(configPlugin(deps))
 }
+
+/** Probes and metrics only: what may be reachable from outside the pod. */
+export function createProbeAdmin(deps: Pick<AdminDeps, 'ready' | 'metrics'>) {
+  return new Elysia({ name: 'admin.probe' }).use(healthPlugin(deps)).use(metricsPlugin(deps))
+}
+
+export { type AdminAuth } from './auth.ts'

@@ -56,7 +56,7 @@ function parseChunk(text: string, origin: string): ChunkResult {
   try {
     docs = YAML.parseAllDocuments(text, { lineCounter: lines, uniqueKeys: false }) as YAML.Document.Parsed[]
   } catch (err) {
-    return { objects, problems: [{ origin, line: 1, message: `cannot parse: ${(err as Error).message}` }] }
+    return { objects, problems: [{ origin, line: 1, message: `cannot parse: ${yamlErrorText(err)}` }] }
   }
   if (!Array.isArray(docs)) docs = [docs as unknown as YAML.Document.Parsed]
   for (const doc of docs) parseDocument(doc, lines.linePos(doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0).line, origin, objects, problems)
@@ -94,16 +94,15 @@ function countLines(s: string): number {
 
 function parseDocument(doc: YAML.Document.Parsed, line: number, origin: string, objects: K8sObject[], problems: LoadProblem[]): void {
   if (doc.errors.length) {
-    const e = doc.errors[0]!
     // `line` is where the document starts; the parser's own position goes in the message
-    problems.push({ origin, line, message: `YAML error: ${e.message.split('\n')[0]}` })
+    problems.push({ origin, line, message: `YAML error: ${yamlErrorText(doc.errors[0])}` })
     return
   }
   let value: unknown
   try {
     value = doc.toJS({ maxAliasCount: 100 })
   } catch (err) {
-    problems.push({ origin, line, message: `YAML error: ${(err as Error).message}` })
+    problems.push({ origin, line, message: `YAML error: ${yamlErrorText(err)}` })
     return
   }
   if (value === null || value === undefined) return // empty document, e.g. a trailing "---"
@@ -117,6 +116,27 @@ function parseDocument(doc: YAML.Document.Parsed, line: number, origin: string, 
     }
     objects.push(result.object)
   }
+}
+
+/**
+ * A parser error as a problem message, without any of the source text: the document may be a
+ * Secret, and problems reach /problems, the resource view and the logs. The yaml library
+ * appends a code frame (the offending line) after the first line and quotes source text
+ * after a colon in a few messages ("Unresolved alias (...): <name>", "Block scalar header
+ * includes extra characters: <text>", "Invalid escape sequence <text>", "Unresolved tag: <tag>"),
+ * so only the wording before any quote and the position are kept.
+ */
+export function yamlErrorText(err: unknown): string {
+  const e = err as { message?: unknown; code?: unknown; linePos?: readonly { line: number; col: number }[] }
+  const first = String(e?.message ?? err).split('\n')[0]!
+  const at = first.match(/ at line \d+, column \d+:?$/)
+  let text = (at ? first.slice(0, at.index) : first).split(': ')[0]!
+  if (e?.code === 'BAD_DQ_ESCAPE') text = 'Invalid escape sequence in a double-quoted string'
+  else if (e?.code === 'TAG_RESOLVE_FAILED') text = 'Unresolved tag'
+  else if (e?.code === 'BAD_SCALAR_START') text = 'Plain value cannot start with this character'
+  else if (e?.code === 'BAD_PROP_ORDER') text = 'Anchors and tags must be after the indicator'
+  const pos = e?.linePos?.[0]
+  return pos ? `${text} at line ${pos.line}, column ${pos.col}` : text
 }
 
 function isList(v: unknown): boolean {

@@ -46,18 +46,33 @@ export function certificateFromSecret(secret: K8sObject): CertKey | string {
   return result
 }
 
+/**
+ * Messages name the key and the parser's reason code only: they become status conditions,
+ * /problems entries and log lines, so they never quote the PEM text.
+ */
 function parsePair(certPem: string, keyPem: string): CertKey | string {
+  const blocks = certPem.match(PEM_BLOCK)
+  if (!blocks) return 'tls.crt holds no PEM certificate'
+  let leaf: X509Certificate
   try {
-    const blocks = certPem.match(PEM_BLOCK)
-    if (!blocks) return 'tls.crt holds no PEM certificate'
-    const leaf = new X509Certificate(blocks[0]!)
+    leaf = new X509Certificate(blocks[0]!)
     for (const b of blocks.slice(1)) new X509Certificate(b)
-    const key = createPrivateKey(keyPem)
-    if (!leaf.checkPrivateKey(key)) return 'tls.key does not match the certificate in tls.crt'
-    return { certPem, keyPem, names: certificateNames(leaf) }
   } catch (e) {
-    return `invalid certificate or key: ${e instanceof Error ? e.message : String(e)}`
+    return `invalid certificate in tls.crt${reasonCode(e)}`
   }
+  try {
+    if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) return 'tls.key does not match the certificate in tls.crt'
+  } catch (e) {
+    return `invalid private key in tls.key${reasonCode(e)}`
+  }
+  return { certPem, keyPem, names: certificateNames(leaf) }
+}
+
+/** " (NO_START_LINE)" from an OpenSSL error ("error:0900006e:PEM routines:...:NO_START_LINE"), else "". */
+function reasonCode(e: unknown): string {
+  const message = e instanceof Error ? e.message : ''
+  const code = message.match(/^error:[0-9a-fA-F]+:[^\n]*:([A-Z0-9_]+)$/)?.[1] ?? (e as { code?: unknown })?.code
+  return typeof code === 'string' && /^[A-Z0-9_]{1,64}$/.test(code) ? ` (${code})` : ''
 }
 
 function certificateNames(cert: X509Certificate): string[] {
@@ -89,7 +104,7 @@ export function caBundleFromConfigMap(cm: K8sObject): string | { error: string }
       for (const b of blocks) new X509Certificate(b)
       result = blocks.join('\n') + '\n'
     } catch (e) {
-      result = { error: `invalid CA certificate: ${e instanceof Error ? e.message : String(e)}` }
+      result = { error: `invalid CA certificate${reasonCode(e)}` }
     }
   }
   if (caCache.size > 1000) caCache.clear()

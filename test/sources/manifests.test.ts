@@ -82,3 +82,24 @@ test('with a memo, an edit re-parses only the documents that changed; problem li
   // and the result is what a parse without memo gives
   expect(second).toEqual(parseManifests([`# one\n# two\n${ns('a')}`, ns('b'), broken, ns('c2')].join('---\n'), 'f.yaml'))
 })
+
+test('YAML errors never quote the source: a broken Secret keeps its values out of the problem', () => {
+  const SECRET = 'c2VjcmV0LXZhbHVlLTQy'
+  const broken = [
+    `apiVersion: v1\nkind: Secret\nmetadata: { name: s }\ndata:\n  password: *${SECRET}\n`, // unresolved alias
+    `apiVersion: v1\nkind: Secret\nmetadata: { name: s }\nstringData:\n  password: "ab\\q${SECRET}"\n`, // bad escape
+    `apiVersion: v1\nkind: Secret\nmetadata: { name: s }\nstringData:\n  tls.key: |${SECRET}\n    x\n`, // block scalar header
+    `apiVersion: v1\nkind: Secret\nmetadata: { name: s }\ndata:\n  tls.key: ${SECRET}\n   bad: indent ${SECRET}\n`, // code frame of the line
+    `apiVersion: v1\nkind: Secret\nmetadata: { name: s }\ndata:\n  password: \`${SECRET}\n`, // bad scalar start
+    `apiVersion: v1\nkind: Secret\nmetadata: { name: s }\ndata: { password: ${SECRET}\n`, // unterminated flow map
+  ]
+  for (const text of broken) {
+    const { problems } = parseManifests(text, 'routes/secret.yaml')
+    expect(problems).toHaveLength(1)
+    expect(problems[0]!.message).toStartWith('YAML error: ')
+    expect(JSON.stringify(problems)).not.toContain(SECRET)
+    expect(JSON.stringify(problems)).not.toContain(SECRET.slice(0, 8))
+  }
+  // the wording and the position stay
+  expect(parseManifests('a: b: c\n', 'f.yaml').problems[0]!.message).toBe('YAML error: Nested mappings are not allowed in compact mappings at line 1, column 4')
+})

@@ -59,7 +59,7 @@ export class KubeClient {
     })
     const text = await res.text()
     if (!res.ok) throw apiError(res.status, text)
-    return (text ? JSON.parse(text) : undefined) as T
+    return (text ? parseJson(text) : undefined) as T
   }
 
   /**
@@ -86,10 +86,22 @@ export class KubeClient {
       while ((nl = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, nl).trim()
         buffered = buffered.slice(nl + 1)
-        if (line) yield JSON.parse(line) as WatchEvent
+        if (line) yield parseJson(line) as WatchEvent
       }
     }
-    if (buffered.trim()) yield JSON.parse(buffered) as WatchEvent
+    if (buffered.trim()) yield parseJson(buffered) as WatchEvent
+  }
+}
+
+/**
+ * JSON.parse, with an error that does not quote the text: its messages can carry a token of
+ * the body (a Secret's data, in a list or watch of Secrets), and these errors are logged.
+ */
+function parseJson(text: string): any {
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new Error(`the API server sent invalid JSON (${text.length} characters)`)
   }
 }
 

@@ -7,9 +7,12 @@
  * uses only that plan, so an in-flight request finishes on the plan it started with.
  */
 import type { BackendPool, HttpFilter, HttpListener, HttpPort, HttpRule, RedirectAction, Snapshot, WeightedBackend } from '../ir/types.ts'
+import type { PolicyIr } from '../policy/kind.ts'
+import type { CompileContext, PolicyStateView } from '../policy/runtime.ts'
 import { PortRouter, RuleMatcher, type MatchableRule } from './http/match.ts'
-import { compileFilters, type RequestFilter, type ResponseFilter } from './http/filters/index.ts'
+import { compileChain, filterFeatures, ruleFeatures, type Chain, type RequestHook, type ResponseHook } from './http/chain.ts'
 import { compileRedirect } from './http/filters/redirect.ts'
+import { PolicyStateRegistry } from './policy-state.ts'
 import type { RequestState } from './http/context.ts'
 import { buildPool, type RuntimePool } from './upstream/pool.ts'
 import { usesHttp1Client } from './http/http1-forward.ts'
@@ -22,6 +25,8 @@ export interface Plan {
   /** Keyed by the IR (Gateway listener) port. */
   readonly ports: ReadonlyMap<number, PortPlan>
   readonly pools: ReadonlyMap<string, RuntimePool>
+  /** Policy state (kept across swaps, keyed by policy id): the same object for every plan of one registry. */
+  readonly policyState: PolicyStateRegistry
 }
 
 export interface TlsEntry {
@@ -49,8 +54,12 @@ export interface PortPlan {
 export interface RoutePlan extends MatchableRule {
   readonly id: string
   readonly ir: HttpRule
-  readonly requestFilters: readonly RequestFilter[]
-  readonly responseFilters: readonly ResponseFilter[]
+  /** Listener policies, rule policies and the rule's filters, compiled and sorted (http/chain.ts). */
+  readonly chain: Chain
+  /** The chain's request hooks, in run order. */
+  readonly requestFilters: readonly RequestHook[]
+  /** The chain's response-head hooks (pipeline only). */
+  readonly responseFilters: readonly ResponseHook[]
   readonly action: ActionPlan
   readonly requestTimeoutMs: number | undefined
   readonly backendTimeoutMs: number | undefined
@@ -58,13 +67,16 @@ export interface RoutePlan extends MatchableRule {
   readonly timeoutDisabled: boolean
   readonly retry: RetryPlan | undefined
   /**
-   * Plain forwarding the HTTP front can do on its own (http/front): no filters, no retry, and
+   * Forwarding the HTTP front can do on its own (http/front): a head-only chain (no filters;
+   * head-only policies such as requestID run on the front), no retry, no backend filters, and
    * every backend a plain HTTP/1.1 pool. Decided per rule, never per backend, so the weighted
    * draw is the same whichever path serves the request.
    */
   readonly direct: boolean
   /** The same for WebSocket upgrades, which plain HTTP and kubernetes.io/ws pools both accept. */
   readonly directWebSocket: boolean
+  /** Every policy id (state key) of the rule's and its backends' chains. */
+  readonly policyIds: readonly string[]
 }
 
 export interface RetryPlan {
@@ -94,8 +106,10 @@ export interface BackendChoice {
   /** Undefined when the backendRef is invalid or its pool is missing: such a choice answers 500. */
   readonly pool: RuntimePool | undefined
   readonly invalid: string | undefined
-  readonly requestFilters: readonly RequestFilter[]
-  readonly responseFilters: readonly ResponseFilter[]
+  /** The backendRef's own filters. */
+  readonly chain: Chain
+  readonly requestFilters: readonly RequestHook[]
+  readonly responseFilters: readonly ResponseHook[]
 }
 
 export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
@@ -107,11 +121,13 @@ export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
     for (const ep of pool.endpoints) liveEndpoints.add(endpointKey(ep.address, ep.port))
   }
   const ports = new Map<number, PortPlan>()
-  for (const port of ir.http) ports.set(port.port, compilePort(port, pools, memo))
+  const livePolicies = new Set<string>()
+  for (const port of ir.http) ports.set(port.port, compilePort(port, pools, memo, livePolicies))
   // Only once the plan compiled (a throw above keeps the old plan and its endpoints). Endpoints
   // still used by an in-flight request on the old plan keep their object; the index forgets them.
   registry.retain(liveEndpoints)
-  return { revision: ir.revision, ir, ports, pools }
+  memo.policyState.retain(livePolicies)
+  return { revision: ir.revision, ir, ports, pools, policyState: memo.policyState }
 }
 
 /**
@@ -131,14 +147,24 @@ export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
  */
 interface CompileMemo {
   readonly pools: WeakMap<BackendPool, RuntimePool>
-  readonly rules: WeakMap<HttpRule, { readonly plan: RoutePlan; readonly uses: readonly (readonly [string, RuntimePool | undefined])[] }>
+  /** Per rule, per listener policies (their JSON; "" for none): a rule's chain includes its listener's policies. */
+  readonly rules: WeakMap<HttpRule, Map<string, RuleMemo>>
+  /** Policy state lives as long as the registry: kept across swaps, pruned to the live plan's ids. */
+  readonly policyState: PolicyStateRegistry
+}
+
+interface RuleMemo {
+  readonly plan: RoutePlan
+  readonly uses: readonly (readonly [string, RuntimePool | undefined])[]
+  /** The policy state objects the chain bound at compile time (reused only while they are still the live ones). */
+  readonly states: readonly (readonly [string, object])[]
 }
 
 const memos = new WeakMap<EndpointRegistry, CompileMemo>()
 
 function memoFor(registry: EndpointRegistry): CompileMemo {
   let memo = memos.get(registry)
-  if (!memo) memos.set(registry, (memo = { pools: new WeakMap(), rules: new WeakMap() }))
+  if (!memo) memos.set(registry, (memo = { pools: new WeakMap(), rules: new WeakMap(), policyState: new PolicyStateRegistry() }))
   return memo
 }
 
@@ -150,29 +176,52 @@ function runtimePool(ir: BackendPool, registry: EndpointRegistry, memo: CompileM
   return pool
 }
 
-function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo): PortPlan {
+function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo, livePolicies: Set<string>): PortPlan {
   const tls = port.protocol === 'HTTPS' ? tlsEntries(port.listeners) : undefined
+  const listenerKeys = new Map<HttpListener, string>()
+  const keyOf = (listener: HttpListener) => {
+    let key = listenerKeys.get(listener)
+    if (key === undefined) listenerKeys.set(listener, (key = listener.policies && listener.policies.length > 0 ? JSON.stringify(listener.policies) : ''))
+    return key
+  }
   return {
     ir: port,
     port: port.port,
     scheme: port.protocol === 'HTTPS' ? 'https' : 'http',
-    router: new PortRouter(port.listeners, (rule) => memoizedRule(rule, pools, memo)),
+    router: new PortRouter(port.listeners, (rule, listener) => {
+      const plan = memoizedRule(rule, listener.policies, keyOf(listener), pools, memo)
+      for (const id of plan.policyIds) livePolicies.add(id)
+      return plan
+    }),
     tls,
     tlsFingerprint: tls ? Bun.hash(JSON.stringify(tls)).toString(36) : '',
   }
 }
 
-function memoizedRule(rule: HttpRule, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo): RoutePlan {
-  const cached = memo.rules.get(rule)
-  if (cached && cached.uses.every(([key, pool]) => pools.get(key) === pool)) return cached.plan
-  const plan = compileRule(rule, pools)
-  memo.rules.set(rule, { plan, uses: poolKeysOf(rule).map((key) => [key, pools.get(key)] as const) })
+function memoizedRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | undefined, listenerKey: string, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo): RoutePlan {
+  let byListener = memo.rules.get(rule)
+  const cached = byListener?.get(listenerKey)
+  const state = memo.policyState
+  if (cached && cached.uses.every(([key, pool]) => pools.get(key) === pool) && cached.states.every(([id, obj]) => state.peek(id) === obj)) return cached.plan
+  // The states the chain binds, so that a reuse can check they are still the live ones.
+  const states: (readonly [string, object])[] = []
+  const tracking: PolicyStateView = {
+    obtain: (id, create) => {
+      const obj = state.obtain(id, create)
+      states.push([id, obj])
+      return obj
+    },
+  }
+  const plan = compileRule(rule, listenerPolicies, pools, tracking)
+  if (!byListener) memo.rules.set(rule, (byListener = new Map()))
+  byListener.set(listenerKey, { plan, uses: poolKeysOf(rule, listenerPolicies).map((key) => [key, pools.get(key)] as const), states })
   return plan
 }
 
-/** Every pool key compileRule looks up for this rule: backend targets and RequestMirror filters (rule and backend level). */
-function poolKeysOf(rule: HttpRule): string[] {
+/** Every pool key compileRule looks up for this rule: backend targets, RequestMirror filters (rule and backend level), and the pools policies call. */
+function poolKeysOf(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | undefined): string[] {
   const keys: string[] = []
+  for (const policies of [listenerPolicies, rule.policies]) for (const p of policies ?? []) if (p.pools) keys.push(...p.pools)
   const mirrors = (filters: readonly HttpFilter[]) => {
     for (const f of filters) if (f.type === 'RequestMirror') keys.push(f.backend.pool)
   }
@@ -212,43 +261,46 @@ function tlsEntries(listeners: readonly HttpListener[]): TlsEntry[] {
   return fallback ? [fallback, ...named] : named
 }
 
-function compileRule(rule: HttpRule, pools: ReadonlyMap<string, RuntimePool>): RoutePlan {
+function compileRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | undefined, pools: ReadonlyMap<string, RuntimePool>, state: PolicyStateView): RoutePlan {
   const matcher = new RuleMatcher(rule.match)
-  const ctx = { prefix: matcher.prefix, pools }
-  const filters = compileFilters(rule.filters, ctx)
-  const action = compileAction(rule, matcher.prefix, pools)
-  const noFilters = filters.request.length === 0 && filters.response.length === 0
+  const ctx: CompileContext = { prefix: matcher.prefix, pools, state }
+  const chain = compileChain(ruleFeatures(rule, listenerPolicies), ctx)
+  const action = compileAction(rule, ctx)
+  const headOnly = chain.direct
   const retry = rule.retry && rule.retry.attempts > 0 ? { codes: new Set(rule.retry.codes), attempts: rule.retry.attempts, backoffMs: rule.retry.backoffMs } : undefined
   return {
     id: rule.id,
     ir: rule,
     matcher,
-    requestFilters: filters.request,
-    responseFilters: filters.response,
+    chain,
+    requestFilters: chain.request,
+    responseFilters: chain.response,
+    policyIds: action.kind === 'forward' ? [...chain.ids, ...action.choices.flatMap((c) => c.chain.ids)] : chain.ids,
     action,
     requestTimeoutMs: positive(rule.timeouts?.requestMs),
     backendTimeoutMs: positive(rule.timeouts?.backendRequestMs),
     timeoutDisabled: rule.timeouts?.requestMs === 0,
     retry,
-    direct: noFilters && retry === undefined && isDirectAction(action, usesHttp1Client),
-    directWebSocket: noFilters && isDirectAction(action, (pool) => (pool.ir.protocol === 'http' || pool.ir.protocol === 'ws') && pool.tls === undefined),
+    direct: headOnly && retry === undefined && isDirectAction(action, usesHttp1Client),
+    directWebSocket: headOnly && isDirectAction(action, (pool) => (pool.ir.protocol === 'http' || pool.ir.protocol === 'ws') && pool.tls === undefined),
   }
 }
 
 function isDirectAction(action: ActionPlan, poolOk: (pool: RuntimePool) => boolean): boolean {
   if (action.kind !== 'forward' || action.totalWeight <= 0) return false
-  return action.choices.every((c) => c.pool !== undefined && poolOk(c.pool) && c.requestFilters.length === 0 && c.responseFilters.length === 0)
+  return action.choices.every((c) => c.pool !== undefined && poolOk(c.pool) && c.chain.entries.length === 0)
 }
 
-function compileAction(rule: HttpRule, prefix: string | undefined, pools: ReadonlyMap<string, RuntimePool>): ActionPlan {
+function compileAction(rule: HttpRule, ctx: CompileContext): ActionPlan {
   const action = rule.action
+  const prefix = ctx.prefix
   switch (action.kind) {
     case 'respond':
       return { kind: 'respond', status: action.status, body: action.body }
     case 'redirect':
       return { kind: 'redirect', respond: compileRedirect(action as RedirectAction, prefix) }
     case 'forward': {
-      const choices = action.backends.map((b) => compileChoice(b, prefix, pools))
+      const choices = action.backends.map((b, i) => compileChoice(b, `${rule.id}/backend/${i}`, ctx))
       const cumulative: number[] = []
       let total = 0
       for (const choice of choices) {
@@ -260,16 +312,17 @@ function compileAction(rule: HttpRule, prefix: string | undefined, pools: Readon
   }
 }
 
-function compileChoice(backend: WeightedBackend, prefix: string | undefined, pools: ReadonlyMap<string, RuntimePool>): BackendChoice {
-  const pool = backend.target ? pools.get(backend.target.pool) : undefined
+function compileChoice(backend: WeightedBackend, id: string, ctx: CompileContext): BackendChoice {
+  const pool = backend.target ? ctx.pools.get(backend.target.pool) : undefined
   const invalid = backend.invalid ?? (backend.target && !pool ? `pool ${backend.target.pool} not in snapshot` : undefined)
-  const filters = compileFilters(backend.filters, { prefix, pools })
+  const chain = compileChain(filterFeatures(backend.filters, id), ctx)
   return {
     weight: backend.weight,
     pool: invalid ? undefined : pool,
     invalid: invalid ?? (pool ? undefined : 'no backend target'),
-    requestFilters: filters.request,
-    responseFilters: filters.response,
+    chain,
+    requestFilters: chain.request,
+    responseFilters: chain.response,
   }
 }
 

@@ -5,13 +5,15 @@
 import type { MatchInput } from './match.ts'
 import type { RuntimePool } from '../upstream/pool.ts'
 import { stripHopByHop } from './headers.ts'
+import { PROXY_OWNED_FIELDS, type PolicyRequest } from '../../policy/runtime.ts'
 
 export interface MirrorTarget {
   readonly pool: RuntimePool
   readonly percent: number
 }
 
-export class RequestState implements MatchInput {
+/** Also the pipeline's PolicyRequest (policy/runtime.ts): what a chain entry sees of the request. */
+export class RequestState implements MatchInput, PolicyRequest {
   /** Path as the client sent it (never rewritten): rewrites and redirects derive from it. */
   readonly originalPath: string
   /** Path to send upstream; URLRewrite changes it. */
@@ -22,6 +24,10 @@ export class RequestState implements MatchInput {
   authority: string
   /** RequestMirror targets collected by filters; fired once the final upstream request is known. */
   mirrors: MirrorTarget[] | undefined
+  /** The client as policies, pickers and logs see it: the peer unless clientIPDetection says otherwise. */
+  clientIp: string
+  /** false: no X-Request-Id is generated when none goes upstream (requestID Preserve/Disable). */
+  generateRequestId = true
   #upstreamHeaders: Headers | undefined
   #params: URLSearchParams | undefined
 
@@ -32,7 +38,8 @@ export class RequestState implements MatchInput {
     query: string,
     /** Host for matching/redirects: lower-case, no port. */
     readonly host: string,
-    readonly clientIp: string,
+    /** The TCP peer (through the front: the client connection's); forwarding headers append it. */
+    readonly peerIp: string,
     readonly scheme: 'http' | 'https',
     /** The Gateway listener port (what clients connected to), used by redirects. */
     readonly listenerPort: number,
@@ -43,6 +50,25 @@ export class RequestState implements MatchInput {
     this.path = path
     this.query = query
     this.authority = hostHeader ?? host
+    this.clientIp = peerIp
+  }
+
+  header(name: string): string | null {
+    return this.req.headers.get(name)
+  }
+
+  setUpstreamHeader(name: string, value: string): void {
+    const lower = name.toLowerCase()
+    if (!PROXY_OWNED_FIELDS.has(lower)) this.upstreamHeaders.set(lower, value)
+  }
+
+  removeUpstreamHeader(name: string): void {
+    const lower = name.toLowerCase()
+    if (!PROXY_OWNED_FIELDS.has(lower)) this.upstreamHeaders.delete(lower)
+  }
+
+  get requestId(): string | undefined {
+    return (this.#upstreamHeaders ?? this.req.headers).get('x-request-id') ?? undefined
   }
 
   /** Client headers, for matching. */

@@ -9,7 +9,7 @@ import { responseWaitSeconds, type HttpLimits } from './limits.ts'
 import type { BodyGuard } from './request-guard.ts'
 import { StreamGuard, type IdleControl } from './streaming.ts'
 import type { RequestState } from './context.ts'
-import type { ResponseFilter } from './filters/types.ts'
+import type { ResponseHook } from './chain.ts'
 import type { RuntimePool } from '../upstream/pool.ts'
 import { forward, type ProxyDeps } from './proxy.ts'
 import { idleStretcher, LAZY_MIN_IDLE_SECONDS, PendingWait, setIdle } from './idle-stretch.ts'
@@ -52,7 +52,7 @@ export async function forwardWithLimits(
   state: RequestState,
   route: RoutePlan,
   pool: RuntimePool,
-  responseFilters: readonly (readonly ResponseFilter[])[],
+  responseFilters: readonly (readonly ResponseHook[])[],
   deps: ProxyDeps,
   conn: IdleControl,
   limits: HttpLimits,

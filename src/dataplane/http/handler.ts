@@ -1,12 +1,14 @@
 /**
- * The request pipeline for one HTTP port: match → rule filters → action
- * (respond / redirect / forward → backend filters → proxy). Reads the plan once.
+ * The request pipeline for one HTTP port: match → the rule's chain (policies and filters by
+ * phase, http/chain.ts; async verdicts awaited) → action (respond / redirect / forward →
+ * the backend's filters → proxy). Reads the plan once.
  */
-import type { PortPlan, RoutePlan } from '../snapshot.ts'
+import type { BackendChoice, PortPlan, RoutePlan } from '../snapshot.ts'
 import { chooseBackend } from '../snapshot.ts'
 import { normalizeHost } from './match.ts'
 import { RequestState } from './context.ts'
-import type { ResponseFilter } from './filters/types.ts'
+import { runRequestHooks, type Chain, type ResponseHook } from './chain.ts'
+import { replyResponse, type Verdict } from '../../policy/runtime.ts'
 import { errorResponse, forward, type ProxyDeps } from './proxy.ts'
 import { isMisdirected } from './tls/misdirected.ts'
 import { StreamGuard } from './streaming.ts'
@@ -56,9 +58,10 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
     // Streaming routes (SSE, long-poll) may stay quiet longer than the server-wide idle timeout.
     if (route.ir.streamIdleTimeoutMs !== undefined) conn.setIdleTimeout(req, Math.min(255, Math.ceil(route.ir.streamIdleTimeoutMs / 1000)))
 
-    for (const filter of route.requestFilters) {
-      const early = filter(state)
-      if (early) return finishLocal(state, early, route.responseFilters)
+    if (route.requestFilters.length > 0) {
+      let verdict: Verdict | Promise<Verdict> = runRequestHooks(route.requestFilters, state)
+      if (verdict instanceof Promise) verdict = await verdict
+      if (verdict) return finishLocal(state, replyResponse(verdict), route.responseFilters)
     }
 
     const action = route.action
@@ -73,17 +76,16 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
           deps.logger.debug('invalid backend', { route: route.id, reason: choice?.invalid ?? 'all weights are zero' })
           return errorResponse(500, 'invalid backend')
         }
-        for (const filter of choice.requestFilters) {
-          const early = filter(state)
-          if (early) return finishLocal(state, early, route.responseFilters)
+        if (choice.requestFilters.length > 0) {
+          let verdict: Verdict | Promise<Verdict> = runRequestHooks(choice.requestFilters, state)
+          if (verdict instanceof Promise) verdict = await verdict
+          if (verdict) return finishLocal(state, replyResponse(verdict), route.responseFilters)
         }
         if (choice.pool.members.length === 0) return errorResponse(503, 'no healthy upstream')
         const responseFilters = [route.responseFilters, choice.responseFilters]
         if (conn.upgradeWebSocket) return await conn.upgradeWebSocket(state, route, choice.pool, responseFilters, port)
-        if (conn.limits) return await forwardWithLimits(req, state, route, choice.pool, responseFilters, deps, conn, conn.limits, body?.guard)
-        // Bodies that stream (either way) outlive Bun's idle timer: the guard replaces it.
-        const streams = new StreamGuard(req, conn, route.ir.streamIdleTimeoutMs)
-        return await forward(state, route, choice.pool, responseFilters, deps, streams)
+        if (route.chain.bodies.length > 0) return wrapBodies(route.chain, await forwardOn(req, state, route, choice.pool, responseFilters, deps, conn, body?.guard))
+        return await forwardOn(req, state, route, choice.pool, responseFilters, deps, conn, body?.guard)
       }
     }
   } catch (err) {
@@ -92,10 +94,35 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
   }
 }
 
-/** Apply response-phase filters to a locally generated response. */
-function finishLocal(state: RequestState, res: Response, filters: readonly ResponseFilter[]): Response {
-  if (filters.length === 0) return res
-  for (const filter of filters) filter(state, res.headers)
+function forwardOn(
+  req: Request,
+  state: RequestState,
+  route: RoutePlan,
+  pool: NonNullable<BackendChoice['pool']>,
+  responseFilters: readonly (readonly ResponseHook[])[],
+  deps: ProxyDeps,
+  conn: Connection,
+  guard: BodyGuard | undefined,
+): Promise<Response> {
+  if (conn.limits) return forwardWithLimits(req, state, route, pool, responseFilters, deps, conn, conn.limits, guard)
+  // Bodies that stream (either way) outlive Bun's idle timer: the guard replaces it.
+  const streams = new StreamGuard(req, conn, route.ir.streamIdleTimeoutMs)
+  return forward(state, route, pool, responseFilters, deps, streams)
+}
+
+/** Policies that transform response bodies (compression, say) wrap the upstream body, in chain order. */
+function wrapBodies(chain: Chain, res: Response): Response {
+  if (!res.body) return res
+  let body: ReadableStream<Uint8Array> = res.body
+  const head = { status: res.status, headers: new Headers(res.headers) }
+  for (const policy of chain.bodies) body = policy.wrapResponseBody!(body, head)
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: head.headers })
+}
+
+/** Apply response-phase hooks to a locally generated response. */
+function finishLocal(state: RequestState, res: Response, hooks: readonly ResponseHook[]): Response {
+  if (hooks.length === 0) return res
+  for (const hook of hooks) hook(state, res.headers, res.status)
   return res
 }
 

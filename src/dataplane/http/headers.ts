@@ -1,10 +1,19 @@
-/** Header hygiene between client and upstream: hop-by-hop stripping and forwarding headers. */
+/**
+ * Header hygiene between client and upstream, for every path: hop-by-hop stripping and the
+ * forwarding fields (X-Forwarded-For/Proto/Host, Forwarded, X-Request-Id). The front's direct
+ * path and the pipeline's HTTP/1.1 client write them as lines (forwardingLines), fetch, h2c,
+ * WebSocket and mirrors on a Headers copy (setUpstreamFields): one set of rules either way.
+ * The address appended is always the TCP peer, whatever clientIPDetection decided.
+ */
 
 /** RFC 9110 §7.6.1 plus the legacy Proxy-Connection and Keep-Alive: the one list every path uses. */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 
 /** Request fields a proxy rewrites with its own hop appended (setForwardingHeaders, the front). */
 export const FORWARDING_FIELDS: readonly string[] = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded']
+
+/** Never copied from the client to the upstream head: hop-by-hop, framing (re-added as received), and the fields we rewrite. */
+export const DROPPED_REQUEST_FIELDS: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'host', 'content-length', ...FORWARDING_FIELDS])
 
 /** Remove hop-by-hop headers and every header the Connection header nominates. Neither Bun.serve nor fetch does this. */
 export function stripHopByHop(headers: Headers): void {
@@ -32,19 +41,50 @@ export function nominatedFields(connection: string): Set<string> | undefined {
 }
 
 /**
- * X-Forwarded-For (appended), X-Forwarded-Proto, X-Forwarded-Host and Forwarded (appended).
- * `originalHost` is the Host header the client sent.
+ * Our forwarding lines: X-Forwarded-For and Forwarded appended to what the client sent (`xff`,
+ * `forwarded`, undefined when absent), X-Forwarded-Proto and X-Forwarded-Host replaced.
+ * `element` is forwardedElement(peerIp, scheme, host) (callers cache it per connection).
  */
-export function addForwardingHeaders(headers: Headers, clientIp: string, scheme: string, originalHost: string): void {
-  if (clientIp) {
+export function forwardingLines(xff: string | undefined, forwarded: string | undefined, peerIp: string, scheme: string, host: string, element: string): string {
+  let lines = peerIp ? `x-forwarded-for: ${xff ? `${xff}, ${peerIp}` : peerIp}\r\n` : ''
+  lines += `x-forwarded-proto: ${scheme}\r\n`
+  if (host) lines += `x-forwarded-host: ${host}\r\n`
+  return `${lines}forwarded: ${forwarded ? `${forwarded}, ${element}` : element}\r\n`
+}
+
+/** A generated X-Request-Id line (when none goes upstream and requestID allows it). */
+export function requestIdLine(): string {
+  return `x-request-id: ${crypto.randomUUID()}\r\n`
+}
+
+/** What setUpstreamFields reads of a request (RequestState). */
+export interface UpstreamFieldsSource {
+  /** Host to send upstream. */
+  readonly authority: string
+  readonly peerIp: string
+  readonly scheme: string
+  readonly generateRequestId: boolean
+  readonly req: { readonly headers: Headers }
+}
+
+/**
+ * Host, the forwarding fields and X-Request-Id on an upstream Headers copy (hop-by-hop already
+ * stripped): the same values forwardingLines writes.
+ */
+export function setUpstreamFields(headers: Headers, src: UpstreamFieldsSource): void {
+  const originalHost = src.req.headers.get('host') ?? ''
+  headers.set('host', src.authority)
+  const peerIp = src.peerIp
+  if (peerIp) {
     const xff = headers.get('x-forwarded-for')
-    headers.set('x-forwarded-for', xff ? `${xff}, ${clientIp}` : clientIp)
+    headers.set('x-forwarded-for', xff ? `${xff}, ${peerIp}` : peerIp)
   }
-  headers.set('x-forwarded-proto', scheme)
+  headers.set('x-forwarded-proto', src.scheme)
   if (originalHost) headers.set('x-forwarded-host', originalHost)
-  const element = forwardedElement(clientIp, scheme, originalHost)
+  const element = forwardedElement(peerIp, src.scheme, originalHost)
   const forwarded = headers.get('forwarded')
   headers.set('forwarded', forwarded ? `${forwarded}, ${element}` : element)
+  if (src.generateRequestId && !headers.has('x-request-id')) headers.set('x-request-id', crypto.randomUUID())
 }
 
 /** RFC 7239 element: IPv6 and host:port must be quoted. */

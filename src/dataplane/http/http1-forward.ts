@@ -13,9 +13,8 @@ import type { RuntimePool } from '../upstream/pool.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
 import { Http1Agent, type Http1Request, type Http1Response, type UpstreamError } from '../upstream/http1/index.ts'
 import type { RequestState } from './context.ts'
-import type { ResponseFilter } from './filters/types.ts'
-import { forwardedElement } from './headers.ts'
-import { HOP_BY_HOP, nominatedFields } from './headers.ts'
+import type { ResponseHook } from './chain.ts'
+import { DROPPED_REQUEST_FIELDS, forwardedElement, forwardingLines, HOP_BY_HOP, nominatedFields, requestIdLine } from './headers.ts'
 
 /** One agent per process (per worker): pools are per endpoint, whichever plan or route uses them. */
 export const http1Agent = new Http1Agent()
@@ -30,17 +29,6 @@ const OWN_CLIENT = process.env.PORTICO_UPSTREAM_CLIENT !== 'fetch'
 export function usesHttp1Client(pool: RuntimePool): boolean {
   return OWN_CLIENT && pool.ir.protocol === 'http' && pool.tls === undefined
 }
-
-/** Never copied from the client: hop-by-hop (RFC 9110 §7.6.1), framing (the client sets it), and the fields we rewrite. */
-const DROPPED_REQUEST_FIELDS = new Set([
-  ...HOP_BY_HOP,
-  'host',
-  'content-length',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-  'forwarded',
-])
 
 
 /**
@@ -72,13 +60,9 @@ export function upstreamHeaderLines(state: RequestState): string {
     const nominated = nominatedFields(connection)
     if (nominated) lines = withoutFields(lines, nominated)
   }
-  const clientIp = state.clientIp
-  if (clientIp) lines += `x-forwarded-for: ${xff ? `${xff}, ${clientIp}` : clientIp}\r\n`
-  lines += `x-forwarded-proto: ${state.scheme}\r\n`
-  if (originalHost) lines += `x-forwarded-host: ${originalHost}\r\n`
-  const element = cachedForwardedElement(clientIp, state.scheme, originalHost)
-  lines += `forwarded: ${forwarded ? `${forwarded}, ${element}` : element}\r\n`
-  if (!hasRequestId) lines += `x-request-id: ${crypto.randomUUID()}\r\n`
+  const peerIp = state.peerIp
+  lines += forwardingLines(xff, forwarded, peerIp, state.scheme, originalHost, cachedForwardedElement(peerIp, state.scheme, originalHost))
+  if (!hasRequestId && state.generateRequestId) lines += requestIdLine()
   return lines
 }
 
@@ -164,14 +148,14 @@ export function discardHttp1Body(res: Http1Response): void {
 export function relayHttp1(
   state: RequestState,
   upstream: Http1Response,
-  responseFilters: readonly (readonly ResponseFilter[])[],
+  responseFilters: readonly (readonly ResponseHook[])[],
   watchDownload?: (body: ReadableStream<Uint8Array>, contentLength: string | null) => ReadableStream<Uint8Array>,
 ): Response {
   let headers: [string, string][] | Headers = upstream.hopByHop ? withoutHopByHop(upstream.headers) : upstream.headers
   let contentType = upstream.contentType
   if (hasAny(responseFilters)) {
     const modified = new Headers(headers)
-    for (const filters of responseFilters) for (const filter of filters) filter(state, modified)
+    for (const filters of responseFilters) for (const filter of filters) filter(state, modified, upstream.status)
     contentType = modified.has('content-type')
     headers = modified
   }
@@ -203,7 +187,7 @@ function contentLengthOf(fields: readonly [string, string][]): string | null {
   return null
 }
 
-function hasAny(lists: readonly (readonly ResponseFilter[])[]): boolean {
+function hasAny(lists: readonly (readonly ResponseHook[])[]): boolean {
   for (const list of lists) if (list.length > 0) return true
   return false
 }

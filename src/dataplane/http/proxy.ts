@@ -13,8 +13,9 @@ import type { PoolMember } from '../upstream/policies/picker.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'
 import type { Logger } from '../log.ts'
 import type { RequestState } from './context.ts'
-import type { ResponseFilter } from './filters/types.ts'
-import { addForwardingHeaders, stripHopByHop, suppressFetchDefaults } from './headers.ts'
+import type { ResponseHook } from './chain.ts'
+import { reportOutcome } from './chain.ts'
+import { setUpstreamFields, stripHopByHop, suppressFetchDefaults } from './headers.ts'
 import { fireMirrors } from './filters/mirror.ts'
 import { h2cFetch, type H2cInit } from '../upstream/h2c.ts'
 import type { StreamGuard } from './streaming.ts'
@@ -48,7 +49,7 @@ export async function forward(
   state: RequestState,
   route: RoutePlan,
   pool: RuntimePool,
-  responseFilters: readonly (readonly ResponseFilter[])[],
+  responseFilters: readonly (readonly ResponseHook[])[],
   deps: ProxyDeps,
   /** Replaces Bun's idle timer while bodies stream (streaming.ts). */
   streams?: StreamGuard,
@@ -87,6 +88,7 @@ export async function forward(
       ? await attemptHttp1(state, member, lines, payload, pooled, route, deadline, deps)
       : await attemptOnce(state, pool, member, headers!, payload, pooled, route, deadline, deps)
 
+    if (route.chain.outcomes.length > 0) reportAttempt(route, member.state.key, result)
     if (typeof result === 'object' && 'status' in result) {
       // The HTTP/1.1 client replays once by itself after a stale pooled connection: count both.
       used += result instanceof Response ? 1 : result.attempts
@@ -120,10 +122,15 @@ export async function forward(
   return errorResponse(status, message)
 }
 
+/** Policies with onUpstreamOutcome (circuit breakers, outlier detection) hear of every attempt. */
+function reportAttempt(route: RoutePlan, endpoint: string, result: Response | Http1Response | Failure | Http1Failure): void {
+  if (typeof result === 'object' && 'status' in result) return reportOutcome(route.chain, endpoint, { kind: 'response', status: result.status })
+  const failure = typeof result === 'string' ? result : result.failure
+  if (failure !== 'client-gone') reportOutcome(route.chain, endpoint, { kind: failure })
+}
+
 function prepareUpstreamHeaders(state: RequestState, headers: Headers): void {
-  headers.set('host', state.authority)
-  addForwardingHeaders(headers, state.clientIp, state.scheme, state.req.headers.get('host') ?? '')
-  if (!headers.has('x-request-id')) headers.set('x-request-id', crypto.randomUUID())
+  setUpstreamFields(headers, state)
   suppressFetchDefaults(headers)
 }
 
@@ -251,12 +258,12 @@ async function attemptHttp1(
 function relayResponse(
   state: RequestState,
   upstream: Response,
-  responseFilters: readonly (readonly ResponseFilter[])[],
+  responseFilters: readonly (readonly ResponseHook[])[],
   streams: StreamGuard | undefined,
 ): Response {
   const headers = new Headers(upstream.headers)
   stripHopByHop(headers)
-  for (const filters of responseFilters) for (const filter of filters) filter(state, headers)
+  for (const filters of responseFilters) for (const filter of filters) filter(state, headers, upstream.status)
   // Bun.serve labels a relayed fetch body "application/octet-stream" when the upstream sent no
   // Content-Type (measured; deleting the header does not help). A proxy must not invent one,
   // so such bodies go through an identity stream, which Bun does not label. Rare path.

@@ -21,8 +21,9 @@ import { routedEndpoints, type Plan, type PortPlan, type RoutePlan } from '../sn
 import type { RuntimePool } from '../upstream/pool.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
 import type { RequestState } from './context.ts'
-import type { ResponseFilter } from './filters/types.ts'
-import { addForwardingHeaders } from './headers.ts'
+import type { ResponseHook } from './chain.ts'
+import { setUpstreamFields } from './headers.ts'
+import { isWebSocketUpgrade as isUpgrade, WS_HANDSHAKE_TIMEOUT_MS } from './constants.ts'
 import { errorResponse, type ProxyDeps } from './proxy.ts'
 import { IdleTimer } from './streaming.ts'
 
@@ -30,8 +31,6 @@ import { IdleTimer } from './streaming.ts'
 const BACKEND_HIGH_WATER = 1024 * 1024
 const BACKEND_LOW_WATER = 256 * 1024
 const BACKEND_DRAIN_POLL_MS = 5
-/** How long the backend handshake may take when the route sets no timeout. */
-const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
 /** Pings forwarded and not yet answered that are remembered for pong de-duplication. */
 const MAX_PENDING_PINGS = 16
 /** Close code and reason for sessions whose rule or endpoint a swap removed (RFC 6455 1012: service restart). */
@@ -53,9 +52,7 @@ const PER_HOP = ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-ex
 
 /** A GET with `Upgrade: websocket` (RFC 6455 §4.1); Connection: upgrade is checked by server.upgrade. */
 export function isWebSocketUpgrade(req: Request): boolean {
-  if (req.method !== 'GET') return false
-  const upgrade = req.headers.get('upgrade')
-  return upgrade !== null && upgrade.toLowerCase().split(',').some((t) => t.trim() === 'websocket')
+  return isUpgrade(req.method, req.headers.get('upgrade'))
 }
 
 /** Proxies the upgrade and the session; the handler gives it a request that matched a forward rule. */
@@ -63,7 +60,7 @@ export type WebSocketUpgrader = (
   state: RequestState,
   route: RoutePlan,
   pool: RuntimePool,
-  responseFilters: readonly (readonly ResponseFilter[])[],
+  responseFilters: readonly (readonly ResponseHook[])[],
   /** The listener port's plan the request was matched on (its IR port keys the session). */
   port: PortPlan,
 ) => Promise<Response | undefined>
@@ -138,7 +135,7 @@ export class WebSocketProxy {
     state: RequestState,
     route: RoutePlan,
     pool: RuntimePool,
-    responseFilters: readonly (readonly ResponseFilter[])[],
+    responseFilters: readonly (readonly ResponseHook[])[],
     port: PortPlan,
   ): Promise<Response | undefined> {
     const member = pool.pick({ clientIp: state.clientIp, headers: state.headers, now: Date.now() })
@@ -150,7 +147,7 @@ export class WebSocketProxy {
 
     const headers = new Headers()
     if (backend.protocol) headers.set('sec-websocket-protocol', backend.protocol)
-    for (const filters of responseFilters) for (const filter of filters) filter(state, headers)
+    for (const filters of responseFilters) for (const filter of filters) filter(state, headers, 101)
 
     const session = new WebSocketSession(backend, route, port.port, member.state.key, this.#sessions, this.deps)
     if (!server.upgrade(req, { headers, data: session })) {
@@ -171,9 +168,7 @@ export class WebSocketProxy {
   async #connect(state: RequestState, route: RoutePlan, pool: RuntimePool, member: PoolMember): Promise<WebSocket | Response> {
     const headers = new Headers(state.upstreamHeaders)
     for (const name of PER_HOP) headers.delete(name)
-    headers.set('host', state.authority)
-    addForwardingHeaders(headers, state.clientIp, state.scheme, state.req.headers.get('host') ?? '')
-    if (!headers.has('x-request-id')) headers.set('x-request-id', crypto.randomUUID())
+    setUpstreamFields(headers, state)
     const protocols = subprotocols(state.req.headers.get('sec-websocket-protocol'))
 
     const url = member.origin.replace(/^http/, 'ws') + state.path + state.query
@@ -188,7 +183,7 @@ export class WebSocketProxy {
     // Until the client side is open nothing can be forwarded: let TCP hold the backend's data.
     backend.pause()
 
-    const timeoutMs = Math.min(route.backendTimeoutMs ?? Infinity, route.requestTimeoutMs ?? Infinity, DEFAULT_CONNECT_TIMEOUT_MS)
+    const timeoutMs = Math.min(route.backendTimeoutMs ?? Infinity, route.requestTimeoutMs ?? Infinity, WS_HANDSHAKE_TIMEOUT_MS)
     endpoint.inFlight++
     try {
       const outcome = await new Promise<'open' | 'timeout' | 'client-gone' | ErrorEvent>((resolve) => {

@@ -46,7 +46,7 @@ export function cors(config: CorsConfig): CompiledFilters {
           if (maxAge !== undefined) headers.set('access-control-max-age', maxAge)
         }
         headers.set('content-length', '0')
-        return new Response(null, { status: 200, headers })
+        return { status: 200, headers: [...headers] }
       },
     ],
     response: [

@@ -15,7 +15,11 @@
 import type { Socket } from 'bun'
 import { chooseBackend, type PortPlan, type RoutePlan } from '../../snapshot.ts'
 import { normalizeHost } from '../match.ts'
-import { FORWARDING_FIELDS, forwardedElement, HOP_BY_HOP, nominatedFields } from '../headers.ts'
+import { DROPPED_REQUEST_FIELDS, forwardedElement, forwardingLines, HOP_BY_HOP, nominatedFields, requestIdLine } from '../headers.ts'
+import { isWebSocketUpgrade, REPLAYABLE_METHODS, STANDARD_METHODS, WS_HANDSHAKE_TIMEOUT_MS } from '../constants.ts'
+import { runDirect } from '../chain.ts'
+import type { LocalReply } from '../../../policy/runtime.ts'
+import { HeadRequest } from './head-request.ts'
 import { ChunkedDecodeError, ChunkedDecoder } from '../../upstream/http1/chunked.ts'
 import { hasNoBody, HeadParseError, MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from '../../upstream/http1/response-head.ts'
 import type { EndpointState } from '../../upstream/registry.ts'
@@ -47,11 +51,6 @@ const enum Body {
 /** Pipelined bytes buffered while a request is served; beyond this the client is not read. */
 const MAX_BUFFERED_BYTES = 64 * 1024
 const H2_PREFACE = 'PRI * HTTP/2.0\r\n'
-/** How long a WebSocket handshake may take when the route sets no timeout. */
-const WS_HANDSHAKE_TIMEOUT_MS = 10_000
-/** RFC 9110 and PATCH: resets on these count against a backend's passive health. */
-const STANDARD_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'PATCH'])
-const REPLAYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const NO_OP = () => {}
 const CRLF = Buffer.from('\r\n')
 const LAST_CHUNK = Buffer.from('0\r\n\r\n')
@@ -61,11 +60,12 @@ const COUNT_PAYLOAD = (slice: Uint8Array) => {
   decodedBytes += slice.byteLength
 }
 
-/** Never copied from the client on the direct path: hop-by-hop, framing (re-added as received), and the fields we set. */
-const DROPPED_REQUEST_FIELDS = new Set([...HOP_BY_HOP, 'host', 'content-length', ...FORWARDING_FIELDS])
-
 const REASONS: Record<number, string> = {
+  200: 'OK',
+  204: 'No Content',
   400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   408: 'Request Timeout',
   413: 'Content Too Large',
@@ -74,6 +74,7 @@ const REASONS: Record<number, string> = {
   500: 'Internal Server Error',
   501: 'Not Implemented',
   502: 'Bad Gateway',
+  429: 'Too Many Requests',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
   505: 'HTTP Version Not Supported',
@@ -326,13 +327,14 @@ export class ClientConnection implements LinkOwner {
     if (!port) return this.#respondLocal(404, 'no route', true)
 
     // The same matcher the pipeline uses; the head is its own MatchInput.
-    const rule = head.path !== '' ? port.router.match(normalizeHost(head.host), head) : undefined
+    const host = normalizeHost(head.host)
+    const rule = head.path !== '' ? port.router.match(host, head) : undefined
     // Kept for both paths: a configuration that removes the rule ends this exchange's stream.
     this.#ruleId = rule?.id ?? ''
-    const webSocket = head.upgrade && isWebSocketUpgrade(head)
+    const webSocket = head.upgrade && isWebSocketUpgrade(head.method, head.get('upgrade'))
     // Upgrades other than WebSocket (h2c) and everything directPool declines take the pipeline.
     const pool = rule && !head.http10 && !head.expect && webSocket === head.upgrade ? directPool(rule, webSocket) : undefined
-    if (pool) this.#startDirect(head, rule!, pool, webSocket)
+    if (pool) this.#startDirect(head, rule!, pool, webSocket, host)
     else this.#startInner(innerHead(head, buf))
     if (this.#phase === Phase.Exchange && !this.#reqDone && this.#buffered) {
       // Body bytes that arrived with the head.
@@ -343,12 +345,19 @@ export class ClientConnection implements LinkOwner {
     }
   }
 
-  #startDirect(head: RequestHead, rule: RoutePlan, pool: RuntimePool, webSocket: boolean): void {
+  #startDirect(head: RequestHead, rule: RoutePlan, pool: RuntimePool, webSocket: boolean, host: string): void {
     const ctx = this.ctx
     const limit = rule.ir.maxBodyBytes ?? ctx.limits.maxBodyBytes
     if (limit > 0 && head.contentLength > limit) return this.#respondLocal(413, 'request body too large', true)
     this.#reqLimit = limit
-    const member = pool.pick({ clientIp: this.clientIp, headers: head, now: ctx.clock.now })
+    // The rule's chain is head-only and synchronous here (RoutePlan.direct): run it on the head.
+    let view: HeadRequest | undefined
+    if (rule.requestFilters.length > 0) {
+      view = new HeadRequest(head, this.clientIp, host)
+      const verdict = runDirect(rule.requestFilters, view)
+      if (verdict) return this.#replyLocal(verdict)
+    }
+    const member = pool.pick({ clientIp: view ? view.clientIp : this.clientIp, headers: head, now: ctx.clock.now })
     // Empty or gone: the full pipeline answers (503) with its usual body.
     if (!member) return this.#respondLocal(503, 'no healthy upstream', false)
     if (rule.ir.streamIdleTimeoutMs !== undefined) this.#streamIdleMs = rule.ir.streamIdleTimeoutMs
@@ -358,7 +367,7 @@ export class ClientConnection implements LinkOwner {
     this.#direct = true
     this.#member = member.state
     member.state.inFlight++
-    const text = this.#upstreamHeadText(head)
+    const text = this.#upstreamHeadText(head, view)
     this.#upstreamHead = head.ascii ? text : Buffer.from(text, 'latin1')
     const endpoint = member.state
     const links = ctx.links.pool(endpoint.key, endpoint.address, endpoint.port)
@@ -402,15 +411,20 @@ export class ClientConnection implements LinkOwner {
     if (buf && !this.#link.write(buf)) this.#pauseForLink()
   }
 
-  /** The direct path's upstream head: the client's fields minus hop-by-hop, plus the forwarding ones. */
-  #upstreamHeadText(head: RequestHead): string {
+  /**
+   * The direct path's upstream head: the client's fields minus hop-by-hop, plus the forwarding
+   * ones (headers.ts), plus the chain's upstream edits (`view`).
+   */
+  #upstreamHeadText(head: RequestHead, view: HeadRequest | undefined): string {
     const ip = this.clientIp
+    const edits = view?.edits
+    const generateId = view === undefined || view.generateRequestId
     // The common case: nothing to strip or merge, so the client's head goes on verbatim (its
     // request line, Host and Content-Length included) with our lines appended.
-    if (!head.proxyFields && head.target === head.originForm) {
+    if (!head.proxyFields && head.target === head.originForm && edits === undefined) {
       const verbatim = head.text.slice(0, head.headBytes - 2)
       const lines = this.#forwardingLines(head.host)
-      return head.requestId ? `${verbatim}${lines}\r\n` : `${verbatim}${lines}x-request-id: ${crypto.randomUUID()}\r\n\r\n`
+      return head.requestId || !generateId ? `${verbatim}${lines}\r\n` : `${verbatim}${lines}${requestIdLine()}\r\n`
     }
     const { lines, names, values } = head
     let text = `${head.method} ${head.originForm} HTTP/1.1\r\nhost: ${head.host}\r\n`
@@ -424,15 +438,17 @@ export class ClientConnection implements LinkOwner {
         else if (name === 'forwarded') forwarded = forwarded === undefined ? values[i] : `${forwarded}, ${values[i]}`
         continue
       }
-      if (nominated?.has(name)) continue
+      if (nominated?.has(name) || edits?.has(name)) continue
       text += `${lines[i]}\r\n`
     }
-    if (ip) text += `x-forwarded-for: ${xff ? `${xff}, ${ip}` : ip}\r\n`
-    text += `x-forwarded-proto: http\r\n`
-    if (head.host) text += `x-forwarded-host: ${head.host}\r\n`
-    const element = this.#forwardedFor(head.host)
-    text += `forwarded: ${forwarded ? `${forwarded}, ${element}` : element}\r\n`
-    if (!head.requestId) text += `x-request-id: ${crypto.randomUUID()}\r\n`
+    text += forwardingLines(xff, forwarded, ip, 'http', head.host, this.#forwardedFor(head.host))
+    let hasRequestId = head.requestId
+    if (edits) {
+      for (const [name, value] of edits) if (value !== null) text += `${name}: ${value}\r\n`
+      const id = edits.get('x-request-id')
+      if (id !== undefined) hasRequestId = id !== null
+    }
+    if (!hasRequestId && generateId) text += requestIdLine()
     if (this.#reqBody === Body.Chunked) text += 'transfer-encoding: chunked\r\n'
     else if (head.contentLength >= 0) text += `content-length: ${head.contentLength}\r\n`
     // A WebSocket handshake keeps its Upgrade (hop-by-hop everywhere else).
@@ -453,10 +469,7 @@ export class ClientConnection implements LinkOwner {
   /** Our forwarding fields when the client sent none of its own: the same for every request with this Host. */
   #forwardingLines(host: string): string {
     const element = this.#forwardedFor(host)
-    if (this.#forwardingLinesCache === '') {
-      const ip = this.clientIp
-      this.#forwardingLinesCache = `${ip ? `x-forwarded-for: ${ip}\r\n` : ''}x-forwarded-proto: http\r\n${host ? `x-forwarded-host: ${host}\r\n` : ''}forwarded: ${element}\r\n`
-    }
+    if (this.#forwardingLinesCache === '') this.#forwardingLinesCache = forwardingLines(undefined, undefined, this.clientIp, 'http', host, element)
     return this.#forwardingLinesCache
   }
 
@@ -866,6 +879,31 @@ export class ClientConnection implements LinkOwner {
     this.#finish()
   }
 
+  /** A chain's local answer (a policy said no): the same fields the pipeline would send. */
+  #replyLocal(reply: LocalReply): void {
+    const body = reply.body === undefined ? undefined : Buffer.from(reply.body)
+    let fields = ''
+    let typed = false
+    for (const [name, value] of reply.headers ?? []) {
+      const lower = name.toLowerCase()
+      if (lower === 'content-length' || lower === 'transfer-encoding' || lower === 'connection') continue
+      if (lower === 'content-type') typed = true
+      fields += `${name}: ${value}\r\n`
+    }
+    if (body && !typed) fields += 'content-type: text/plain; charset=utf-8\r\n'
+    const closing = this.#closeAfter || this.ctx.draining || !this.#reqDone
+    const head = `HTTP/1.1 ${reply.status} ${REASONS[reply.status] ?? 'Error'}\r\n${fields}content-length: ${body?.byteLength ?? 0}\r\n${closing ? 'connection: close\r\n' : ''}\r\n`
+    this.#writeClient(body && this.#method !== 'HEAD' ? Buffer.concat([Buffer.from(head, 'latin1'), body]) : Buffer.from(head, 'latin1'))
+    this.#respStarted = true
+    this.#respDone = true
+    this.#link = undefined
+    if (closing) {
+      this.#closeAfter = true
+      this.#reqDone = true
+    }
+    this.#finish()
+  }
+
   /** A malformed head: answer and close (what follows on the connection cannot be trusted). */
   #reject(error: RequestHeadError): void {
     this.#buffered = undefined
@@ -1105,9 +1143,3 @@ function innerHead(head: RequestHead, buf: Uint8Array): Uint8Array {
   return Buffer.from(`${text}\r\n`, 'latin1')
 }
 
-/** RFC 6455 §4.1: a GET whose Upgrade names websocket. */
-function isWebSocketUpgrade(head: RequestHead): boolean {
-  if (head.method !== 'GET') return false
-  const upgrade = head.get('upgrade')
-  return upgrade !== null && upgrade.toLowerCase().split(',').some((t) => t.trim() === 'websocket')
-}

@@ -13,6 +13,8 @@
 import type { SocketHandler } from 'bun'
 import { Http1Connection, PRECISE_TIMEOUT_BELOW_MS, type ConnectionOwner, type Exchange, type Http1Request, type Http1Response } from './connection.ts'
 import { errorCode, UpstreamError } from './errors.ts'
+// Methods whose replay after a stale-connection race cannot do harm (Go's net/http uses the same set).
+import { REPLAYABLE_METHODS } from '../../http/constants.ts'
 
 export interface Http1Endpoint {
   /** Pool key, e.g. "10.0.0.7:8080". */
@@ -46,8 +48,6 @@ export interface Http1RequestOptions {
   readonly fresh?: boolean
 }
 
-/** Methods whose replay after a stale-connection race cannot do harm (Go's net/http uses the same set). */
-const REPLAYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 
 const HANDLERS: SocketHandler<Http1Connection> = {
   data(socket, data) {

@@ -1,0 +1,35 @@
+/**
+ * Policy state that must outlive a snapshot (token buckets, circuit counters, caches), keyed by
+ * PolicyIr.id like endpoint state is keyed by address (upstream/registry.ts). A swap that keeps a
+ * policy keeps its state, whatever else changed (a Service, a Secret, the policy's own spec:
+ * the runtime decides what a spec change means for its state); compile() then forgets ids that
+ * left the live plan. Per process (per worker), like the endpoint registry.
+ */
+import type { PolicyStateView } from '../policy/runtime.ts'
+
+export class PolicyStateRegistry implements PolicyStateView {
+  readonly #states = new Map<string, object>()
+
+  obtain<T extends object>(id: string, create: () => T): T {
+    let state = this.#states.get(id)
+    if (state === undefined) {
+      state = create()
+      this.#states.set(id, state)
+    }
+    return state as T
+  }
+
+  /** The state held for `id`, if any (memoized chains check theirs is still the live one). */
+  peek(id: string): object | undefined {
+    return this.#states.get(id)
+  }
+
+  /** Forget ids not in the live plan (called once a plan compiled). */
+  retain(liveIds: ReadonlySet<string>): void {
+    for (const id of this.#states.keys()) if (!liveIds.has(id)) this.#states.delete(id)
+  }
+
+  get size(): number {
+    return this.#states.size
+  }
+}

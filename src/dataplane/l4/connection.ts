@@ -4,6 +4,7 @@
  */
 import type { Socket, SocketHandler } from 'bun'
 import type { Logger } from '../log.ts'
+import { buildProxyHeader, ProxyHeaderReader, type ProxyEndpoints } from '../proxy-protocol.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'
 import { listenerKind, liveRoutes, type CompiledRoute, type PortPlan } from './plan.ts'
@@ -15,6 +16,8 @@ export interface StreamDeps {
   readonly connectTimeoutMs: number
   /** Open connections, so stop() can close the ones whose listener is already gone. */
   readonly live: Set<ProxyConnection>
+  /** Open connections of this listener (its maxConnections count); each one gives its slot back once. */
+  readonly open: { count: number }
 }
 
 /** How long a connection ended by a swap may take to write what is queued and see both FINs before it is cut. */
@@ -43,6 +46,10 @@ export class ProxyConnection {
   #timer: ReturnType<typeof setTimeout> | undefined
   /** When the idle sweep last saw no traffic since its previous visit began. */
   #quietSince = Date.now()
+  /** Set while a PROXY protocol header is expected (ports that ask for one only). */
+  proxy: ProxyHeaderReader | undefined
+  /** The client and the address it connected to, as a received PROXY header said (else the socket's). */
+  #endpoints: ProxyEndpoints | undefined
 
   constructor(
     readonly client: Socket<ProxyConnection>,
@@ -53,10 +60,26 @@ export class ProxyConnection {
     this.splice = new Splice(() => this.#release())
     this.splice.client.socket = client
     deps.live.add(this)
+    deps.open.count++
   }
 
   get clientIp(): string {
-    return this.client.remoteAddress
+    return this.#endpoints?.sourceAddress ?? this.client.remoteAddress
+  }
+
+  /** The client's endpoints as the backend's PROXY header carries them. */
+  get endpoints(): ProxyEndpoints {
+    return this.#endpoints ?? {
+      sourceAddress: this.client.remoteAddress,
+      sourcePort: this.client.remotePort,
+      destinationAddress: this.client.localAddress,
+      destinationPort: this.client.localPort,
+    }
+  }
+
+  /** A PROXY protocol header (its addresses, when it carries any) replaces the socket's endpoints. */
+  set endpoints(endpoints: ProxyEndpoints) {
+    this.#endpoints = endpoints
   }
 
   /** Close the client when `ms` passes before a backend is connected (slow ClientHello, connect timeout). */
@@ -175,6 +198,9 @@ export class ProxyConnection {
       this.deps.registry.recordSuccess(this.#member.state)
     }
     this.splice.backend.socket = socket
+    const version = this.route?.proxyProtocol
+    // Ahead of whatever the client has sent already (a ClientHello, early bytes).
+    if (version) this.splice.backend.outbox.unshift(buildProxyHeader(version, this.endpoints))
     this.splice.writable(this.splice.backend)
   }
 
@@ -199,6 +225,8 @@ export class ProxyConnection {
 
   #release(): void {
     this.clearTimer()
+    this.deps.open.count--
+    this.proxy = undefined
     this.sniffed = []
     if (this.#countedInFlight && this.#member) this.#member.state.inFlight--
     this.#countedInFlight = false

@@ -6,6 +6,7 @@
  * connection reads it once, at accept, so a connection never sees half of two snapshots.
  */
 import type { L4Port, L4Route, OwnerRef, Snapshot } from '../../ir/types.ts'
+import type { ConnectionSettings } from '../../policy/kind.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'
 import { BackendChooser, PoolCache } from './backends.ts'
 import { SniTable } from './sni-table.ts'
@@ -24,6 +25,8 @@ export interface CompiledRoute {
   readonly backends: BackendChooser
   /** Certificates for TLS termination, ready to hand to node:tls (terminate mode only). */
   readonly tls?: TerminateContexts
+  /** Write a PROXY protocol header of this version to the backend before any client byte. */
+  readonly proxyProtocol?: 'V1' | 'V2'
 }
 
 export interface PortPlan {
@@ -32,6 +35,8 @@ export interface PortPlan {
   readonly routes: readonly CompiledRoute[]
   /** Route by server name; for TCP and UDP only the fallback (first route) is ever used. */
   readonly sni: SniTable<CompiledRoute>
+  /** ClientTrafficPolicy settings (PROXY protocol, connection limit, idle timeout); UDP ignores them. */
+  readonly connection?: ConnectionSettings
 }
 
 export interface L4Plan {
@@ -106,7 +111,7 @@ export function compileL4(snapshot: Snapshot, registry: EndpointRegistry, certif
     const sni = new SniTable(
       routes.map((route) => ({ hostnames: mode === 'tcp' || mode === 'udp' ? [] : route.hostnames, route })),
     )
-    ports.set(key, { port: l4.port, mode, routes, sni })
+    ports.set(key, { port: l4.port, mode, routes, sni, connection: l4.connection })
   }
   return { plan: { revision: snapshot.revision, ports }, problems }
 }
@@ -127,5 +132,5 @@ function compileRoute(
   if (route.terminate) {
     tls = certificates.contextsFor(route.terminate.certificates, (problem) => problems.push(`l4: ${route.id}: ${problem}`))
   }
-  return { id: route.id, owner: route.owner, hostnames: route.hostnames, backends: pools.chooser(route.backends), tls }
+  return { id: route.id, owner: route.owner, hostnames: route.hostnames, backends: pools.chooser(route.backends), tls, proxyProtocol: route.proxyProtocol }
 }

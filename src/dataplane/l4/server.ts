@@ -60,7 +60,9 @@ export class L4Dataplane {
   readonly #connectTimeoutMs: number
   readonly #tcpIdleTimeoutMs: number
   /** One sweep for all TCP connections instead of a timer per connection re-armed per chunk. */
-  readonly #idleSweeper: ReturnType<typeof setInterval> | undefined
+  #idleSweeper: ReturnType<typeof setInterval> | undefined
+  /** Its period (0: none), from the shortest idle timeout of the global one and the ports'. */
+  #sweepEvery = 0
   readonly #udpOptions: UdpOptions
   readonly #reusePort: boolean
   readonly #certificates = new CertificateCache()
@@ -79,11 +81,7 @@ export class L4Dataplane {
     this.#registry = opts.registry ?? new EndpointRegistry()
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? 10_000
     this.#tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS
-    if (this.#tcpIdleTimeoutMs > 0) {
-      const every = Math.min(15_000, Math.max(25, this.#tcpIdleTimeoutMs / 4))
-      this.#idleSweeper = setInterval(() => this.#sweepIdle(), every)
-      this.#idleSweeper.unref()
-    }
+    this.#scheduleSweep(EMPTY_PLAN)
     this.#udpOptions = { ...DEFAULT_UDP_OPTIONS, ...opts.udp }
     this.#reusePort = opts.reusePort ?? false
   }
@@ -129,13 +127,35 @@ export class L4Dataplane {
 
   #sweepIdle(): void {
     const now = Date.now()
-    for (const connection of this.#live) connection.sweepIdle(now, this.#tcpIdleTimeoutMs)
+    for (const connection of this.#live) {
+      // The port's ClientTrafficPolicy idle timeout as of the connection's accept, else the global one.
+      const idleMs = connection.portPlan.connection?.idleTimeoutMs ?? this.#tcpIdleTimeoutMs
+      if (idleMs > 0) connection.sweepIdle(now, idleMs)
+    }
+  }
+
+  /** Sweep often enough for the shortest idle timeout in force (closed at most a quarter of it late, and at most 15 s). */
+  #scheduleSweep(plan: L4Plan): void {
+    let shortest = this.#tcpIdleTimeoutMs > 0 ? this.#tcpIdleTimeoutMs : Infinity
+    for (const port of plan.ports.values()) {
+      const idleMs = port.connection?.idleTimeoutMs
+      if (idleMs !== undefined && idleMs > 0 && idleMs < shortest) shortest = idleMs
+    }
+    const every = shortest === Infinity ? 0 : Math.min(15_000, Math.max(25, shortest / 4))
+    if (every === this.#sweepEvery) return
+    clearInterval(this.#idleSweeper)
+    this.#idleSweeper = undefined
+    this.#sweepEvery = every
+    if (every === 0) return
+    this.#idleSweeper = setInterval(() => this.#sweepIdle(), every)
+    this.#idleSweeper.unref()
   }
 
   async #apply(snapshot: Snapshot): Promise<{ problems: string[]; failedPorts: number[] }> {
     if (this.#stopped) return { problems: ['l4: data plane is stopped'], failedPorts: [] }
     const { plan, problems } = compileL4(snapshot, this.#registry, this.#certificates)
     this.#plan = plan
+    this.#scheduleSweep(plan)
     const failedPorts: number[] = []
     /** Connections and UDP sessions this swap closes, for one log line. */
     let closedBySwap = 0
@@ -208,7 +228,7 @@ export class L4Dataplane {
       })
       return { kind, port: portPlan.port, socket }
     }
-    const deps = { logger: this.#logger, registry: this.#registry, connectTimeoutMs: this.#connectTimeoutMs, live: this.#live }
+    const deps = { logger: this.#logger, registry: this.#registry, connectTimeoutMs: this.#connectTimeoutMs, live: this.#live, open: { count: 0 } }
     return { kind, port: portPlan.port, socket: listenStream({ ...common, deps, reusePort: this.#reusePort }) }
   }
 

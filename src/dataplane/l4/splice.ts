@@ -35,6 +35,13 @@ export class Outbox {
     this.bytes += chunk.length
   }
 
+  /** Queue `chunk` ahead of everything else (a PROXY protocol header before the client's bytes). */
+  unshift(chunk: Uint8Array): void {
+    if (chunk.length === 0) return
+    this.#chunks.unshift(chunk)
+    this.bytes += chunk.length
+  }
+
   /** Write as much as the socket takes; true when nothing is left. */
   flushTo(socket: StreamSocket): boolean {
     while (this.#chunks.length > 0) {

@@ -5,11 +5,17 @@
  * whole life. So a snapshot swap changes where new connections go while open ones keep their
  * route (unless the swap removes that route or its endpoint: ProxyConnection.onPlan), and
  * switching a port between TCP and passthrough needs no new socket.
+ *
+ * The port's ClientTrafficPolicy settings are read at accept too: over maxConnections (per
+ * worker) a connection is closed at once; with PROXY protocol the header is read before anything
+ * else (before the backend connect on TCP, before the ClientHello on passthrough), and its source
+ * becomes the client address (load balancing by client IP, the header sent on to backends).
  */
 import type { Socket, SocketHandler, TCPSocketListener, TCPSocketListenOptions } from 'bun'
 import { ProxyConnection, type StreamDeps } from './connection.ts'
 import type { PortPlan } from './plan.ts'
-import { sniff, startSniffing } from './tls-passthrough.ts'
+import { CLIENT_HELLO_TIMEOUT_MS, sniff, startSniffing } from './tls-passthrough.ts'
+import { ProxyHeaderReader } from '../proxy-protocol.ts'
 
 export interface StreamListenerOptions {
   readonly hostname: string
@@ -43,18 +49,29 @@ function clientHandlers({ currentPlan, deps }: StreamListenerOptions): SocketHan
         socket.end()
         return
       }
+      const settings = plan.connection
+      if (settings?.maxConnections !== undefined && deps.open.count >= settings.maxConnections) {
+        deps.logger.debug('l4: connection limit reached', { port: plan.port, maxConnections: settings.maxConnections })
+        socket.end()
+        return
+      }
       socket.setNoDelay(true)
       const connection = new ProxyConnection(socket, plan, deps)
       socket.data = connection
-      if (plan.mode === 'tls-passthrough') startSniffing(connection)
+      if (settings?.proxyProtocol) {
+        connection.proxy = new ProxyHeaderReader(settings.proxyProtocol.optional)
+        connection.armTimer(CLIENT_HELLO_TIMEOUT_MS, 'PROXY protocol header')
+      } else if (plan.mode === 'tls-passthrough') startSniffing(connection)
       // TCPRoute: only the first (oldest) route on a port receives traffic.
       else connection.connect(plan.routes[0]!)
     },
     data(socket, chunk) {
       const connection = connectionOf(socket)
       if (!connection) return
-      if (connection.route === undefined) sniff(connection, chunk)
-      else connection.splice.relay(connection.splice.client, chunk)
+      if (connection.route !== undefined) connection.splice.relay(connection.splice.client, chunk)
+      // Not routed yet: the PROXY header (ports that ask for one), then the ClientHello (passthrough).
+      else if (connection.proxy) readProxyHeader(connection, chunk)
+      else sniff(connection, chunk)
     },
     drain(socket) {
       const connection = connectionOf(socket)
@@ -78,6 +95,32 @@ function clientHandlers({ currentPlan, deps }: StreamListenerOptions): SocketHan
       deps.logger.debug('l4: client socket error', { port: connectionOf(socket)?.portPlan.port, error: error.message })
     },
   }
+}
+
+/** Bytes while the PROXY header is read; once it is complete the connection goes on as if it had just opened. */
+function readProxyHeader(connection: ProxyConnection, chunk: Uint8Array): void {
+  const result = connection.proxy!.feed(chunk)
+  if (result.kind === 'incomplete') return
+  connection.proxy = undefined
+  connection.clearTimer()
+  if (result.kind === 'invalid') {
+    connection.deps.logger.debug('l4: connection refused', { port: connection.portPlan.port, reason: result.reason, client: connection.clientIp })
+    connection.close()
+    return
+  }
+  const addresses = result.header?.addresses
+  if (addresses) connection.endpoints = addresses
+  // The plan may have changed while the header was read (ProxyConnection.onPlan keeps it current).
+  const plan = connection.portPlan
+  if (plan.mode === 'tls-passthrough') {
+    startSniffing(connection)
+    if (result.rest.byteLength > 0) sniff(connection, result.rest)
+    return
+  }
+  const route = plan.routes[0]
+  if (!route) return connection.close()
+  connection.splice.backend.outbox.push(result.rest)
+  connection.connect(route)
 }
 
 /** Sockets refused in open() carry no connection. */

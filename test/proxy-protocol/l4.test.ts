@@ -201,6 +201,82 @@ describe('PROXY protocol on TLS passthrough listeners', () => {
   })
 })
 
+describe('PROXY protocol on TLS terminate listeners', () => {
+  async function terminate(connection: ConnectionSettings | undefined, proxyProtocol?: 'V1' | 'V2'): Promise<number> {
+    const terminate = { certificates: [{ certPem: certA.certPem, keyPem: certA.keyPem }] }
+    const routes = [
+      { ...route('a', [backend(proxyProtocol ? 'test/rec:3000' : 'test/alpha:3000')], { hostnames: ['a.test'], terminate }), proxyProtocol },
+    ]
+    return gateway([withSettings(tlsPort(await freePort(), routes), connection)])
+  }
+
+  /** TLS through the gateway (after `preamble` in clear), then `send`; what came back, or "error: ...". */
+  function tlsOver(port: number, preamble: string | undefined, send = 'ping\n', until = 'ping\n'): Promise<string> {
+    return new Promise((resolve) => {
+      const raw = net.connect({ port, host: '127.0.0.1' }, () => {
+        if (preamble) raw.write(preamble)
+        const secure = tls.connect({ socket: raw, servername: 'a.test', ca: certA.certPem }, () => secure.write(send))
+        let text = ''
+        secure.setEncoding('utf8')
+        secure.on('data', (d: string) => {
+          text += d
+          if (text.includes(until)) secure.destroy()
+        })
+        secure.on('error', (e) => resolve(`error: ${e.message} ${text}`))
+        secure.on('close', () => resolve(text))
+      })
+      raw.on('error', () => resolve('error'))
+    })
+  }
+
+  test('the header comes before the ClientHello; the certificate still follows the SNI', async () => {
+    const port = await terminate({ proxyProtocol: { optional: false } })
+    expect(await tlsOver(port, V1)).toBe('hello from alpha\nping\n')
+    expect(await tlsOver(port, undefined)).toStartWith('error')
+  })
+
+  test('optional; header and ClientHello in one write', async () => {
+    const port = await terminate({ proxyProtocol: { optional: true } })
+    expect(await tlsOver(port, undefined)).toBe('hello from alpha\nping\n')
+    expect(await tlsOver(port, V1)).toBe('hello from alpha\nping\n')
+  })
+
+  test('the backend gets a PROXY header with the client the received header named', async () => {
+    const port = await terminate({ proxyProtocol: { optional: false } }, 'V1')
+    const before = recorder.connections.length
+    void tlsOver(port, V1, 'plaintext', 'never')
+    expect(await recorded(before, V1.length + 9)).toBe(`${V1}plaintext`)
+  })
+
+  test('without a received header the backend gets the socket addresses (v2)', async () => {
+    const port = await terminate(undefined, 'V2')
+    const before = recorder.connections.length
+    void tlsOver(port, undefined, 'plaintext', 'never')
+    const bytes = Buffer.from(await recorded(before, 28 + 9), 'latin1')
+    expect(parseProxyHeader(bytes)).toMatchObject({ kind: 'complete', length: 28, header: { addresses: { sourceAddress: '127.0.0.1', destinationPort: port } } })
+    expect(bytes.subarray(28).toString()).toBe('plaintext')
+  })
+
+  test('maxConnections and idleTimeoutMs', async () => {
+    const port = await terminate({ maxConnections: 1, idleTimeoutMs: 300 })
+    const held = TcpClient.connect(port)
+    await new Promise((r) => held.socket.once('connect', r))
+    await Bun.sleep(20)
+    expect(await tlsOver(port, undefined)).toStartWith('error')
+    held.destroy()
+    await Bun.sleep(50)
+    const started = Date.now()
+    const quiet = await new Promise<number>((resolve) => {
+      const secure = tls.connect({ port, host: '127.0.0.1', servername: 'a.test', ca: certA.certPem })
+      secure.on('error', () => {})
+      secure.resume()
+      secure.on('close', () => resolve(Date.now() - started))
+    })
+    expect(quiet).toBeGreaterThanOrEqual(250)
+    expect(quiet).toBeLessThan(2_000)
+  })
+})
+
 describe('connection settings on L4 listeners', () => {
   test('maxConnections: over the limit closed at once; slots come back', async () => {
     const port = await gateway([withSettings(tcpPort(await freePort(), [echoRoute()]), { maxConnections: 2 })])

@@ -4,12 +4,23 @@
  * node:tls rather than Bun.listen({tls}) because only node:tls offers SNICallback in Bun, and the
  * callback reads the current plan, so certificate and route changes never touch the socket.
  * Streams are joined with pipe(), which bounds buffering with highWaterMark in both directions.
+ *
+ * The port is bound by a node:net server whose connections are handed to the (never listening)
+ * node:tls server unread, so the TLS server still does SNI, and the raw accept is where the
+ * port's ClientTrafficPolicy settings apply: maxConnections (closed before the handshake) and
+ * PROXY protocol. A PROXY header is read off the raw socket, then the ClientHello, whose SNI picks
+ * the certificate; the TLS socket is then built over a stream that replays those bytes (node:tls
+ * in Bun ignores SNICallback for such sockets, and will not take a socket whose bytes were read).
  */
-import { connect, type Socket as NetSocket } from 'node:net'
-import { createServer, type Server, type TLSSocket } from 'node:tls'
+import { connect, createServer as createNetServer, type Server as NetServer, type Socket as NetSocket } from 'node:net'
+import { Duplex } from 'node:stream'
+import { createServer, TLSSocket, type SecureContext, type Server } from 'node:tls'
 import type { Logger } from '../log.ts'
+import { buildProxyHeader, ProxyHeaderReader, type ProxyEndpoints } from '../proxy-protocol.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'
+import { MAX_CLIENT_HELLO_BYTES, parseClientHello } from './client-hello.ts'
 import { survives, type PortPlan } from './plan.ts'
+import { CLIENT_HELLO_TIMEOUT_MS } from './tls-passthrough.ts'
 
 export interface TerminateListenerOptions {
   readonly hostname: string
@@ -36,7 +47,12 @@ interface Terminated {
 }
 
 export class TerminateListener {
+  /** node:tls does the TLS; it never listens itself. */
   readonly #server: Server
+  /** Binds the port. */
+  readonly #raw: NetServer
+  /** Client connections open (maxConnections), from accept to close. */
+  #clients = 0
   readonly #open = new Set<NetSocket>()
   readonly #connections = new Set<Terminated>()
   #defaultCertificate: string | undefined
@@ -51,21 +67,22 @@ export class TerminateListener {
         else done(new Error(`no TLSRoute certificate for ${serverName}`))
       },
     })
-    this.#server.on('secureConnection', (socket) => this.#accept(socket))
+    this.#server.on('secureConnection', (socket) => this.#accept(socket, undefined))
     this.#server.on('tlsClientError', (error) => options.logger.debug('l4: TLS handshake failed', { port: options.port, error: error.message }))
+    this.#raw = createNetServer({ allowHalfOpen: true }, (socket) => this.#connection(socket))
   }
 
   /** Rejects when the port cannot be bound. */
   static async listen(options: TerminateListenerOptions): Promise<TerminateListener> {
     const listener = new TerminateListener(options)
     await new Promise<void>((resolve, reject) => {
-      listener.#server.once('error', reject)
-      listener.#server.listen(options.port, options.hostname, () => {
-        listener.#server.off('error', reject)
+      listener.#raw.once('error', reject)
+      listener.#raw.listen(options.port, options.hostname, () => {
+        listener.#raw.off('error', reject)
         resolve()
       })
     })
-    listener.#server.on('error', (error) => options.logger.warn('l4: TLS listener error', { port: options.port, error: error.message }))
+    listener.#raw.on('error', (error) => options.logger.warn('l4: TLS listener error', { port: options.port, error: error.message }))
     listener.refresh()
     return listener
   }
@@ -118,18 +135,91 @@ export class TerminateListener {
    * the last connection is gone (node:net semantics), so a port swap must not wait for it.
    */
   close(closeActive: boolean): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    const closed = new Promise<void>((resolve) => this.#raw.close(() => resolve()))
     if (closeActive) for (const socket of this.#open) socket.destroy()
     return closed
   }
 
-  #accept(client: TLSSocket): void {
+  /** A raw connection was accepted: apply the port's settings, then hand it to TLS. */
+  #connection(socket: NetSocket): void {
+    const settings = this.options.currentPlan()?.connection
+    socket.on('error', (error) => this.options.logger.debug('l4: client socket error', { port: this.options.port, error: error.message }))
+    if (settings?.maxConnections !== undefined && this.#clients >= settings.maxConnections) {
+      this.options.logger.debug('l4: connection limit reached', { port: this.options.port, maxConnections: settings.maxConnections })
+      socket.destroy()
+      return
+    }
+    this.#clients++
+    socket.once('close', () => this.#clients--)
+    this.#track(socket)
+    if (settings?.proxyProtocol) this.#readPreamble(socket, settings.proxyProtocol.optional)
+    else this.#server.emit('connection', socket)
+  }
+
+  /** PROXY header, then ClientHello, read off the raw socket; then TLS over a stream that starts with the hello. */
+  #readPreamble(socket: NetSocket, optional: boolean): void {
+    const { logger, port } = this.options
+    const reader = new ProxyHeaderReader(optional)
+    let endpoints: ProxyEndpoints | undefined
+    let headerDone = false
+    let hello: Uint8Array = new Uint8Array(0)
+    const timer = setTimeout(() => refuse('PROXY header or ClientHello timeout'), CLIENT_HELLO_TIMEOUT_MS)
+    const refuse = (reason: string) => {
+      logger.debug('l4: connection refused', { port, reason, client: socket.remoteAddress })
+      socket.off('data', onData)
+      clearTimeout(timer)
+      socket.destroy()
+    }
+    const onData = (chunk: Buffer) => {
+      let bytes: Uint8Array = chunk
+      if (!headerDone) {
+        const result = reader.feed(chunk)
+        if (result.kind === 'incomplete') return
+        if (result.kind === 'invalid') return refuse(result.reason)
+        headerDone = true
+        const addresses = result.header?.addresses
+        if (addresses) endpoints = addresses
+        bytes = result.rest
+        if (bytes.byteLength === 0) return
+      }
+      hello = hello.byteLength === 0 ? Uint8Array.from(bytes) : Buffer.concat([hello, bytes])
+      const parsed = parseClientHello(hello)
+      if (parsed.kind === 'incomplete') {
+        if (hello.byteLength > MAX_CLIENT_HELLO_BYTES + 20) refuse('ClientHello too large')
+        return
+      }
+      if (parsed.kind === 'invalid') return refuse(`not a TLS ClientHello: ${parsed.reason}`)
+      const serverName = parsed.serverName === undefined ? undefined : normalise(parsed.serverName)
+      const context = this.#contextFor(serverName)
+      if (!context) return refuse(`no TLSRoute certificate for ${serverName ?? '(no SNI)'}`)
+      socket.off('data', onData)
+      socket.off('end', onEnd)
+      clearTimeout(timer)
+      const client = new TLSSocket(replaying(socket, hello) as unknown as NetSocket, { isServer: true, secureContext: context })
+      client.on('error', (error) => logger.debug('l4: TLS handshake failed', { port, error: error.message }))
+      client.once('secure', () => this.#accept(client, endpoints ?? socketEndpoints(socket)))
+    }
+    const onEnd = () => refuse('connection ended before the ClientHello')
+    socket.on('data', onData)
+    socket.once('end', onEnd)
+  }
+
+  /** The certificate the SNI asks for (what SNICallback does for connections node:tls reads itself). */
+  #contextFor(serverName: string | undefined): SecureContext | undefined {
+    const plan = this.options.currentPlan()
+    const route = plan?.sni.match(serverName) ?? (serverName === undefined ? plan?.routes[0] : undefined)
+    return route?.tls?.contextFor(serverName)
+  }
+
+  /** `endpoints`: the client as its PROXY header said (undefined: the TLS socket's own peer). */
+  #accept(client: TLSSocket, endpoints: ProxyEndpoints | undefined): void {
     const { logger, registry, port } = this.options
     this.#track(client)
     client.on('error', (error) => logger.debug('l4: TLS client error', { port, error: error.message }))
     const serverName = typeof client.servername === 'string' ? normalise(client.servername) : undefined
-    const route = this.options.currentPlan()?.sni.match(serverName)
-    const choice = route?.backends.choose(client.remoteAddress ?? '')
+    const plan = this.options.currentPlan()
+    const route = plan?.sni.match(serverName)
+    const choice = route?.backends.choose(endpoints?.sourceAddress ?? client.remoteAddress ?? '')
     if (!route || !choice || choice.kind === 'reject') {
       logger.debug('l4: terminated connection rejected', { port, serverName, reason: choice?.kind === 'reject' ? choice.reason : 'no route' })
       client.destroy()
@@ -138,6 +228,8 @@ export class TerminateListener {
     const state = choice.member.state
     const backend = connect({ host: state.address, port: state.port, allowHalfOpen: true, noDelay: true })
     this.#track(backend)
+    // Queued until connected, ahead of every client byte.
+    if (route.proxyProtocol) backend.write(buildProxyHeader(route.proxyProtocol, endpoints ?? socketEndpoints(client)))
     const timer = setTimeout(() => {
       logger.debug('l4: backend connect timed out', { port, route: route.id, endpoint: state.key })
       backend.destroy()
@@ -158,10 +250,12 @@ export class TerminateListener {
       clearTimeout(timer)
       if (counted) state.inFlight--
     })
-    if (this.options.idleTimeoutMs > 0) {
+    // The port's ClientTrafficPolicy idle timeout as of this accept, else the global one.
+    const idleTimeoutMs = plan?.connection?.idleTimeoutMs ?? this.options.idleTimeoutMs
+    if (idleTimeoutMs > 0) {
       // node:net's timer counts reads and writes on the client socket: both directions.
-      client.setTimeout(this.options.idleTimeoutMs, () => {
-        logger.debug('l4: idle timeout', { port, route: route.id, idleTimeoutMs: this.options.idleTimeoutMs })
+      client.setTimeout(idleTimeoutMs, () => {
+        logger.debug('l4: idle timeout', { port, route: route.id, idleTimeoutMs })
         backend.destroy()
         client.destroy()
       })
@@ -179,6 +273,42 @@ export class TerminateListener {
     this.#open.add(socket)
     socket.once('close', () => this.#open.delete(socket))
   }
+}
+
+function socketEndpoints(socket: NetSocket): ProxyEndpoints {
+  return {
+    sourceAddress: socket.remoteAddress ?? '',
+    sourcePort: socket.remotePort ?? 0,
+    destinationAddress: socket.localAddress ?? '',
+    destinationPort: socket.localPort ?? 0,
+  }
+}
+
+/** A stream that yields `head`, then whatever `socket` reads; writes go to `socket`. Backpressure both ways. */
+function replaying(socket: NetSocket, head: Uint8Array): Duplex {
+  const stream = new Duplex({
+    read() {
+      socket.resume()
+    },
+    write(chunk, _encoding, done) {
+      socket.write(chunk, done)
+    },
+    final(done) {
+      socket.end()
+      done()
+    },
+    destroy(error, done) {
+      socket.destroy()
+      done(error)
+    },
+  })
+  stream.push(head)
+  socket.on('data', (chunk) => {
+    if (!stream.push(chunk)) socket.pause()
+  })
+  socket.on('end', () => stream.push(null))
+  socket.on('close', () => stream.destroy())
+  return stream
 }
 
 /** When `from` closes: on error tear `to` down now; otherwise let it finish writing, then end it. */

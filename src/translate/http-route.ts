@@ -4,6 +4,7 @@
  * ResolvedRefs condition and, when some part cannot be honoured, an UnsupportedValue reason.
  */
 import type { HttpAction, HttpFilter, HttpMatch, HttpRetry, HttpRule, SessionPersistence, StringMatch, WeightedBackend } from '../ir/types.ts'
+import type { PolicyIndex } from '../policy/attach.ts'
 import type { K8sObject } from '../store/kinds.ts'
 import { condition } from '../status/conditions.ts'
 import type { Backends, RefProblem } from './backends.ts'
@@ -26,7 +27,7 @@ export interface TranslatedRoute {
 
 const RESPOND_500: HttpAction = { kind: 'respond', status: 500 }
 
-export function translateHttpRoute(route: K8sObject, backends: Backends, gateways: readonly string[], register: boolean): TranslatedRoute {
+export function translateHttpRoute(route: K8sObject, backends: Backends, gateways: readonly string[], register: boolean, policies?: PolicyIndex): TranslatedRoute {
   const ns = nsOf(route)
   const name = route.metadata.name
   const gen = generationOf(route)
@@ -68,6 +69,7 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
     const retry = translateRetry(obj(rule.retry), problems)
     const session = translateSession(obj(rule.sessionPersistence), problems)
 
+    const rulePolicies = policies?.rulePolicies(route, str(rule.name))
     const broken = problems.length > 0
     if (broken) unsupported.push(...problems.map((p) => `rule ${ruleIndex}: ${p}`))
     matches.forEach((match, matchIndex) => {
@@ -85,6 +87,7 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
       if (!broken && session) r.sessionPersistence = session
       if (!broken && streamIdle.ms !== undefined) r.streamIdleTimeoutMs = streamIdle.ms
       if (!broken && maxBody.bytes !== undefined) r.maxBodyBytes = maxBody.bytes
+      if (!broken && rulePolicies) r.policies = rulePolicies
       rules.push({ rule: r, created, routeKey: `${ns}/${name}`, ruleIndex, matchIndex })
     })
   })

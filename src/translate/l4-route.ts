@@ -3,26 +3,34 @@
  * filters; the listener (and SNI, for TLS) selects them, so only backends need translating.
  */
 import type { WeightedBackend } from '../ir/types.ts'
+import type { PolicyIndex } from '../policy/attach.ts'
 import type { K8sObject } from '../store/kinds.ts'
 import { condition } from '../status/conditions.ts'
 import type { Backends, PoolUse, RefProblem } from './backends.ts'
 import { generationOf } from './context.ts'
 import { COND, REASON } from './reasons.ts'
 import type { Condition } from './types.ts'
-import { int, objs } from './util.ts'
+import { int, objs, str } from './util.ts'
+
+export interface L4Rule {
+  readonly ruleIndex: number
+  readonly backends: readonly WeightedBackend[]
+  /** BackendTrafficPolicy proxyProtocol attached to the route or this rule. */
+  readonly proxyProtocol?: 'V1' | 'V2'
+}
 
 export interface TranslatedL4Route {
-  readonly rules: readonly { readonly ruleIndex: number; readonly backends: readonly WeightedBackend[] }[]
+  readonly rules: readonly L4Rule[]
   readonly resolvedRefs: Condition
   readonly unsupported?: Condition
 }
 
-export function translateL4Route(route: K8sObject, backends: Backends, gateways: readonly string[], register: boolean): TranslatedL4Route {
+export function translateL4Route(route: K8sObject, backends: Backends, gateways: readonly string[], register: boolean, policies?: PolicyIndex): TranslatedL4Route {
   const gen = generationOf(route)
   const use: PoolUse = route.kind === 'UDPRoute' ? 'udp' : 'tcp'
   const problems: RefProblem[] = []
   const unsupported: string[] = []
-  const rules = objs(route.spec?.rules).map((rule, ruleIndex) => {
+  const rules = objs(route.spec?.rules).map((rule, ruleIndex): L4Rule => {
     const out: WeightedBackend[] = []
     for (const ref of objs(rule.backendRefs)) {
       const weight = ref.weight === undefined ? 1 : int(ref.weight)
@@ -35,7 +43,8 @@ export function translateL4Route(route: K8sObject, backends: Backends, gateways:
       if (weight === 0) continue
       out.push('problem' in r ? { weight, invalid: r.problem.message, filters: [] } : { weight, target: { pool: r.pool }, filters: [] })
     }
-    return { ruleIndex, backends: out }
+    const proxyProtocol = policies?.l4ProxyProtocol(route, str(rule.name))
+    return proxyProtocol ? { ruleIndex, backends: out, proxyProtocol } : { ruleIndex, backends: out }
   })
   const resolvedRefs = problems.length
     ? condition(COND.ResolvedRefs, 'False', problems[0]!.reason, [...new Set(problems.map((p) => p.message))].join('; '), gen)

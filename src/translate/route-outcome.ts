@@ -1,11 +1,12 @@
 /**
  * One route's part of a translation, as data: its status, the rules it contributes to HTTP
- * listeners or L4 ports, the listeners it counts in attachedRoutes and the backend effects of its
+ * listeners or L4 ports (with the policies attached to the route and its rules), the listeners it counts in attachedRoutes and the backend effects of its
  * references. Computing it reads only the route and the "world" (Gateways, Services, grants,
  * policies...), never another route, so an unchanged route in an unchanged world has the same
  * outcome. translate() computes every route's and applies them in view order (applyOutcome);
  * the Translator keeps them and adds or removes only those of changed routes (totals.ts).
  */
+import type { PolicyIndex } from '../policy/attach.ts'
 import type { K8sObject } from '../store/kinds.ts'
 import { keyOf } from '../store/kinds.ts'
 import { condition } from '../status/conditions.ts'
@@ -48,19 +49,19 @@ export function applyOutcome(o: RouteOutcome, sink: OutcomeSink): void {
   sink.backends.apply(o.effects)
 }
 
-export function httpRouteOutcome(ctx: Context, route: K8sObject, gateways: ReadonlyMap<string, GatewayState>, backends: Backends): RouteOutcome {
+export function httpRouteOutcome(ctx: Context, route: K8sObject, gateways: ReadonlyMap<string, GatewayState>, backends: Backends, policies?: PolicyIndex): RouteOutcome {
   const http: HttpContribution[] = []
   return guard(ctx, route, gateways, backends, http, [], (parents, gws, register) => {
-    const t = translateHttpRoute(route, backends, gws, register)
+    const t = translateHttpRoute(route, backends, gws, register, policies)
     for (const p of parents) if (p.accepted.status === 'True') for (const a of p.attachments) http.push({ attachment: a, rules: t.rules })
     return { resolvedRefs: t.resolvedRefs, unsupported: t.unsupported }
   })
 }
 
-export function l4RouteOutcome(ctx: Context, route: K8sObject, gateways: ReadonlyMap<string, GatewayState>, backends: Backends): RouteOutcome {
+export function l4RouteOutcome(ctx: Context, route: K8sObject, gateways: ReadonlyMap<string, GatewayState>, backends: Backends, policies?: PolicyIndex): RouteOutcome {
   const l4: L4Contribution[] = []
   return guard(ctx, route, gateways, backends, [], l4, (parents, gws, register) => {
-    const t = translateL4Route(route, backends, gws, register)
+    const t = translateL4Route(route, backends, gws, register, policies)
     for (const p of parents)
       if (p.accepted.status === 'True')
         for (const a of p.attachments)

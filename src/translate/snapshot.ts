@@ -3,7 +3,9 @@
  * HttpPort per HTTP(S) port with its listeners most-specific first, one L4Port per TCP/UDP/TLS
  * port. Every list is sorted so equal input gives byte-identical output.
  */
-import type { HttpListener, HttpPort, L4Port, L4Route, VirtualHost, WeightedBackend } from '../ir/types.ts'
+import type { HttpListener, HttpPort, L4Port, L4Route, VirtualHost } from '../ir/types.ts'
+import type { ConnectionSettings, PolicyIr } from '../policy/kind.ts'
+import type { L4Rule } from './l4-route.ts'
 import type { Attachment } from './attach.ts'
 import { gatewayOrder, listenerProgrammed, type GatewayState, type ListenerState } from './gateway.ts'
 import { compareHostSpecificity } from './hostnames.ts'
@@ -21,7 +23,7 @@ export interface L4Contribution {
   readonly namespace: string
   readonly name: string
   readonly created: number
-  readonly rules: readonly { readonly ruleIndex: number; readonly backends: readonly WeightedBackend[] }[]
+  readonly rules: readonly L4Rule[]
 }
 
 function listenerOrder(a: ListenerState, b: ListenerState): number {
@@ -37,7 +39,14 @@ export function programmedListeners(gateways: readonly GatewayState[]): Listener
 /** A listener's virtual hosts, most specific hostname first, each with its rules in precedence order. */
 export type VirtualHostsOf = (listener: ListenerState) => readonly VirtualHost[]
 
-export function buildHttpPorts(listeners: readonly ListenerState[], virtualHostsOf: VirtualHostsOf): HttpPort[] {
+/** What the ports read from policy attachment (src/policy/attach.ts PolicyIndex). */
+export interface PortPolicies {
+  listenerPolicies(l: ListenerState): readonly PolicyIr[] | undefined
+  httpPortConnection(port: number): ConnectionSettings | undefined
+  l4PortConnection(protocol: string, port: number): ConnectionSettings | undefined
+}
+
+export function buildHttpPorts(listeners: readonly ListenerState[], virtualHostsOf: VirtualHostsOf, policies?: PortPolicies): HttpPort[] {
   const ports = new Map<number, { protocol: 'HTTP' | 'HTTPS'; listeners: ListenerState[] }>()
   for (const l of listeners) {
     if (l.protocol !== 'HTTP' && l.protocol !== 'HTTPS') continue
@@ -47,13 +56,18 @@ export function buildHttpPorts(listeners: readonly ListenerState[], virtualHosts
   }
   return [...ports.entries()]
     .sort(([a], [b]) => a - b)
-    .map(([port, p]) => ({
-      port,
-      protocol: p.protocol,
-      listeners: p.listeners.sort(listenerOrder).map(
-        (l): HttpListener => ({ id: l.id, ...(l.hostname !== undefined ? { hostname: l.hostname } : {}), ...(l.tls ? { tls: l.tls } : {}), virtualHosts: virtualHostsOf(l) }),
-      ),
-    }))
+    .map(([port, p]): HttpPort => {
+      const connection = policies?.httpPortConnection(port)
+      return {
+        port,
+        protocol: p.protocol,
+        listeners: p.listeners.sort(listenerOrder).map((l): HttpListener => {
+          const attached = policies?.listenerPolicies(l)
+          return { id: l.id, ...(l.hostname !== undefined ? { hostname: l.hostname } : {}), ...(l.tls ? { tls: l.tls } : {}), virtualHosts: virtualHostsOf(l), ...(attached ? { policies: attached } : {}) }
+        }),
+        ...(connection ? { connection } : {}),
+      }
+    })
 }
 
 /** Virtual hosts from the contributions of one translation: a full sort per hostname. */
@@ -81,7 +95,7 @@ function dedupe(rules: readonly RankedRule[]): RankedRule[] {
   return rules.filter((r) => !seen.has(r.rule.id) && seen.add(r.rule.id))
 }
 
-export function buildL4Ports(listeners: readonly ListenerState[], contributions: readonly L4Contribution[]): L4Port[] {
+export function buildL4Ports(listeners: readonly ListenerState[], contributions: readonly L4Contribution[], policies?: PortPolicies): L4Port[] {
   const ports = new Map<string, { port: number; protocol: L4Port['protocol']; routes: { route: L4Route; created: number; key: string; rule: number }[] }>()
   const portOf = (l: ListenerState) => {
     const protocol: L4Port['protocol'] = l.protocol === 'UDP' ? 'UDP' : l.protocol === 'TLS' ? 'TLS' : 'TCP'
@@ -114,6 +128,7 @@ export function buildL4Ports(listeners: readonly ListenerState[], contributions:
         backends: r.backends,
       }
       if (l.protocol === 'TLS' && l.tlsMode === 'Terminate' && l.tls) route.terminate = l.tls
+      if (r.proxyProtocol) route.proxyProtocol = r.proxyProtocol
       p.routes.push({ route, created: c.created, key: `${c.namespace}/${c.name}`, rule: r.ruleIndex })
     }
   }
@@ -121,11 +136,15 @@ export function buildL4Ports(listeners: readonly ListenerState[], contributions:
   const bestHost = (r: L4Route) => r.hostnames[0] ?? '*'
   return [...ports.values()]
     .sort((a, b) => a.port - b.port || cmp(a.protocol, b.protocol))
-    .map((p) => ({
-      port: p.port,
-      protocol: p.protocol,
-      routes: p.routes
-        .sort((a, b) => compareHostSpecificity(bestHost(a.route), bestHost(b.route)) || a.created - b.created || cmp(a.key, b.key) || a.rule - b.rule || cmp(a.route.id, b.route.id))
-        .map((x) => x.route),
-    }))
+    .map((p): L4Port => {
+      const connection = p.protocol === 'UDP' ? undefined : policies?.l4PortConnection(p.protocol, p.port)
+      return {
+        port: p.port,
+        protocol: p.protocol,
+        routes: p.routes
+          .sort((a, b) => compareHostSpecificity(bestHost(a.route), bestHost(b.route)) || a.created - b.created || cmp(a.key, b.key) || a.rule - b.rule || cmp(a.route.id, b.route.id))
+          .map((x) => x.route),
+        ...(connection ? { connection } : {}),
+      }
+    })
 }

@@ -1,6 +1,7 @@
 /** Translation from scratch (see index.ts for the contract). */
 import { keyOf } from '../store/kinds.ts'
 import type { ResourceView } from '../store/store.ts'
+import { PolicyIndex } from '../policy/attach.ts'
 import { applyBackendTlsPolicies } from './backend-tls.ts'
 import { Backends } from './backends.ts'
 import { Context } from './context.ts'
@@ -19,6 +20,8 @@ export function translate(view: ResourceView, opts: TranslateOptions): Translate
   const ours = gatewayClasses(ctx, status)
   const gateways = buildGateways(ctx, ours)
   const byKey = new Map<string, GatewayState>(gateways.map((g) => [g.key, g]))
+  const listeners = programmedListeners(gateways)
+  const policies = PolicyIndex.build(view, gateways, listeners)
   const backends = new Backends(ctx)
   // policies first: whether a Service speaks TLS changes how its backendRefs resolve
   const finishPolicies = applyBackendTlsPolicies(ctx, backends, status)
@@ -26,15 +29,15 @@ export function translate(view: ResourceView, opts: TranslateOptions): Translate
   const http: HttpContribution[] = []
   const l4: L4Contribution[] = []
   const sink: OutcomeSink = { status, http, l4, backends }
-  for (const route of view.httpRoutes) applyOutcome(httpRouteOutcome(ctx, route, byKey, backends), sink)
-  for (const route of [...view.tlsRoutes, ...view.tcpRoutes, ...view.udpRoutes]) applyOutcome(l4RouteOutcome(ctx, route, byKey, backends), sink)
+  for (const route of view.httpRoutes) applyOutcome(httpRouteOutcome(ctx, route, byKey, backends, policies), sink)
+  for (const route of [...view.tlsRoutes, ...view.tcpRoutes, ...view.udpRoutes]) applyOutcome(l4RouteOutcome(ctx, route, byKey, backends, policies), sink)
 
   for (const g of gateways) status[keyOf(g.gateway)] = gatewayStatus(g)
   finishPolicies()
+  policies.writeStatus(view, byKey, ctx.opts.controllerName, status)
 
-  const listeners = programmedListeners(gateways)
   return {
-    ir: { revision: view.revision, http: buildHttpPorts(listeners, virtualHostsFrom(http)), l4: buildL4Ports(listeners, l4), pools: backends.pools() },
+    ir: { revision: view.revision, http: buildHttpPorts(listeners, virtualHostsFrom(http), policies), l4: buildL4Ports(listeners, l4, policies), pools: backends.pools() },
     status: sortKeys(status),
   }
 }

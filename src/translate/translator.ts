@@ -20,10 +20,11 @@
 import type { K8sObject } from '../store/kinds.ts'
 import { keyOf, RESOURCE_KINDS } from '../store/kinds.ts'
 import type { ResourceView } from '../store/store.ts'
+import { PolicyIndex } from '../policy/attach.ts'
 import { applyBackendTlsPolicies } from './backend-tls.ts'
 import { Backends, PoolMemo } from './backends.ts'
 import { Context } from './context.ts'
-import { buildGateways, gatewayClasses, gatewayStatus, type GatewayState } from './gateway.ts'
+import { buildGateways, gatewayClasses, gatewayStatus, type GatewayState, type ListenerState } from './gateway.ts'
 import { httpRouteOutcome, l4RouteOutcome, type RouteOutcome } from './route-outcome.ts'
 import { buildHttpPorts, buildL4Ports, programmedListeners } from './snapshot.ts'
 import { RouteTotals } from './totals.ts'
@@ -55,6 +56,9 @@ interface World {
   /** Built once per world; RouteTotals keeps their attachedRoutes counts. */
   readonly gateways: readonly GatewayState[]
   readonly byKey: ReadonlyMap<string, GatewayState>
+  readonly listeners: readonly ListenerState[]
+  /** Policy attachment (policies and Gateways are both world). */
+  readonly policies: PolicyIndex
   readonly routes: Record<RouteList, Routes>
   readonly totals: RouteTotals
   readonly pools: PoolMemo
@@ -93,7 +97,7 @@ export class Translator {
     const added: RouteOutcome[] = []
     for (const list of ROUTE_LISTS) {
       const outcomeOf = list === 'httpRoutes' ? httpRouteOutcome : l4RouteOutcome
-      world.routes[list] = diff(world.routes[list], view[list], (route) => outcomeOf(ctx, route, world.byKey, backends), removed, added)
+      world.routes[list] = diff(world.routes[list], view[list], (route) => outcomeOf(ctx, route, world.byKey, backends, world.policies), removed, added)
     }
     for (const o of removed) world.totals.remove(o)
     for (const o of added) world.totals.add(o)
@@ -106,13 +110,14 @@ export class Translator {
 
     for (const g of world.gateways) status[keyOf(g.gateway)] = gatewayStatus(g)
     finishPolicies()
+    world.policies.writeStatus(view, world.byKey, ctx.opts.controllerName, status)
 
-    const listeners = programmedListeners(world.gateways)
+    const listeners = world.listeners
     const l4 = ROUTE_LISTS.filter((list) => list !== 'httpRoutes').flatMap((list) => world.routes[list].outcomes.flatMap((o) => o.l4))
     const ir = {
       revision: view.revision,
-      http: buildHttpPorts(listeners, (l) => world.totals.virtualHosts(l)),
-      l4: buildL4Ports(listeners, l4),
+      http: buildHttpPorts(listeners, (l) => world.totals.virtualHosts(l), world.policies),
+      l4: buildL4Ports(listeners, l4, world.policies),
       pools: backends.pools(),
     }
     world.pools.rotate()
@@ -128,10 +133,13 @@ export class Translator {
       return prev
     }
     const gateways = buildGateways(ctx, ours)
+    const listeners = programmedListeners(gateways)
     const world: World = {
       inputs: Object.fromEntries(WORLD.map((f) => [f, view[f]])) as World['inputs'],
       gateways,
       byKey: new Map(gateways.map((g) => [g.key, g])),
+      listeners,
+      policies: PolicyIndex.build(view, gateways, listeners),
       routes: { httpRoutes: NO_ROUTES, tlsRoutes: NO_ROUTES, tcpRoutes: NO_ROUTES, udpRoutes: NO_ROUTES },
       totals: new RouteTotals(),
       pools: new PoolMemo(),

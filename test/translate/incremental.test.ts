@@ -141,6 +141,29 @@ function edited(rand: Rand, o: K8sObject): K8sObject {
     case 'ReferenceGrant':
       c.spec = { ...c.spec, to: rand() < 0.5 ? [] : [{ group: '', kind: 'Service' }] }
       return c
+    case 'ClientTrafficPolicy':
+    case 'BackendTrafficPolicy':
+    case 'SecurityPolicy': {
+      // retarget (Gateway, listener, route, rule, missing), change a feature, or break the schema
+      const r2 = rand()
+      const spec = { ...(c.spec ?? {}) }
+      if (r2 < 0.4) {
+        const target: Record<string, unknown> = pick(rand, [
+          { kind: 'Gateway', name: 'gw' },
+          { kind: 'Gateway', name: 'gw', sectionName: pick(rand, ['http', 'admin', 'a', 'b', 'db', 'nope']) },
+          { kind: 'HTTPRoute', name: pick(rand, ['web', 'ghost']) },
+          { kind: 'TCPRoute', name: 'pg', sectionName: pick(rand, ['db', 'replica']) },
+        ])
+        delete spec.targetRef
+        spec.targetRefs = [{ group: 'gateway.networking.k8s.io', ...target }]
+      } else if (r2 < 0.7 && c.kind === 'ClientTrafficPolicy') {
+        spec.headers = { requestID: pick(rand, ['Preserve', 'Generate', 'Disable']) }
+        spec.timeout = { http: { idleTimeout: pick(rand, ['5s', '1m', '10s']) } }
+      } else if (r2 < 0.85) spec.unknownField = true
+      else spec.connection = { connectionLimit: { value: pick(rand, [10, 100]) } }
+      c.spec = spec
+      return c
+    }
     default:
       c.metadata.labels = { ...(c.metadata.labels ?? {}), touched: String(Math.floor(rand() * 3)) }
       return c

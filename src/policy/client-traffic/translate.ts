@@ -1,0 +1,148 @@
+/**
+ * ClientTrafficPolicy (Envoy Gateway's api/v1alpha1/clienttrafficpolicy_types.go field names):
+ * how clients connect to a Gateway or one of its listeners. Features:
+ *  - clientIPDetection, requestID (headers.requestID; headers.preserveXRequestID: true is the
+ *    deprecated spelling of PreserveOrGenerate): request chain entries on the listener
+ *  - proxyProtocol (proxyProtocol, or the deprecated enableProxyProtocol: true), connection
+ *    (connection.connectionLimit.value), timeout (timeout.http.idleTimeout,
+ *    timeout.http.requestReceivedTimeout, timeout.tcp.idleTimeout): the listener port's
+ *    ConnectionSettings
+ * Every other Envoy Gateway field is accepted by the schema and reported as not supported yet.
+ */
+import { parseDuration } from '../../translate/duration.ts'
+import type { ConnectionSettings } from '../kind.ts'
+import { array, boolean, duration, exactlyOne, atMostOne, integer, object, string, unsupported } from '../schema.ts'
+import { policySpecSchema } from '../targets.ts'
+import type { Feature, PolicyTranslator } from '../translators.ts'
+import type { ClientIpDetectionSpec, RequestIdSpec } from './spec.ts'
+
+const REQUEST_ID_ACTIONS = ['PreserveOrGenerate', 'Preserve', 'Generate', 'Disable'] as const
+
+const schema = policySpecSchema(['Gateway'], {
+  tcpKeepalive: unsupported(),
+  enableProxyProtocol: boolean({ description: 'Deprecated: use proxyProtocol. Expect a PROXY protocol header on every connection.' }),
+  proxyProtocol: object(
+    { optional: boolean({ description: 'Also accept connections without a PROXY protocol header (only when all traffic comes from a trusted source).' }) },
+    { description: 'Expect a PROXY protocol (v1 or v2) header first on every connection; its source address is the client.' },
+  ),
+  clientIPDetection: object(
+    {
+      xForwardedFor: object(
+        {
+          numTrustedHops: integer({ minimum: 0, description: 'The client is this many entries from the right of X-Forwarded-For.' }),
+          trustedCIDRs: array(string({ minLength: 1 }), { minItems: 1, description: 'Peers and X-Forwarded-For entries in these ranges are trusted proxies.' }),
+          disableXForwardedForAppend: unsupported(),
+        },
+        { rules: [exactlyOne(['numTrustedHops', 'trustedCIDRs'], 'only one of numTrustedHops or trustedCIDRs must be set')] },
+      ),
+      customHeader: object(
+        {
+          name: string({ minLength: 1, maxLength: 255, pattern: '^[A-Za-z0-9-]+$', description: 'Header carrying the client address.' }),
+          failClosed: boolean({ description: 'Answer 403 when the header is missing or not an address.' }),
+        },
+        { required: ['name'] },
+      ),
+      directSourceIP: unsupported(),
+    },
+    { rules: [atMostOne(['xForwardedFor', 'customHeader'], 'customHeader cannot be used in conjunction with xForwardedFor')], description: 'Where the client address comes from.' },
+  ),
+  tls: unsupported(),
+  path: unsupported(),
+  headers: object(
+    {
+      enableEnvoyHeaders: unsupported(),
+      disableRateLimitHeaders: unsupported(),
+      xForwardedClientCert: unsupported(),
+      withUnderscoresAction: unsupported(),
+      preserveXRequestID: boolean({ description: 'Deprecated: use requestID: PreserveOrGenerate.' }),
+      requestID: string({ enum: REQUEST_ID_ACTIONS, description: 'X-Request-Id: PreserveOrGenerate, Preserve, Generate or Disable.' }),
+      earlyRequestHeaders: unsupported(),
+      lateResponseHeaders: unsupported(),
+      host: unsupported(),
+      maxRequestHeaderLimit: unsupported(),
+    },
+    { rules: [atMostOne(['preserveXRequestID', 'requestID'], 'preserveXRequestID and requestID cannot both be set.')] },
+  ),
+  timeout: object({
+    tcp: object({
+      idleTimeout: duration('Close a TCP or TLS connection quiet in both directions this long.'),
+      connectionInspectionTimeout: unsupported(),
+      tlsHandshakeTimeout: unsupported(),
+    }),
+    http: object({
+      requestReceivedTimeout: duration('The request head must arrive within this.'),
+      idleTimeout: duration('Close an HTTP connection without a request in flight this long.'),
+      requestHeadersReceivedTimeout: unsupported(),
+      streamIdleTimeout: unsupported(),
+    }),
+  }),
+  connection: object({
+    connectionLimit: object(
+      {
+        value: integer({ minimum: 1, description: 'Most concurrent connections on the listener port; beyond it new ones are closed.' }),
+        closeDelay: unsupported(),
+        maxConnectionDuration: unsupported(),
+        maxRequestsPerConnection: unsupported(),
+        maxStreamDuration: unsupported(),
+      },
+      { required: ['value'] },
+    ),
+    bufferLimit: unsupported(),
+    socketBufferLimit: unsupported(),
+    maxAcceptPerSocketEvent: unsupported(),
+  }),
+  http1: unsupported(),
+  http2: unsupported(),
+  http3: unsupported(),
+  grpc: unsupported(),
+  healthCheck: unsupported(),
+  scheme: unsupported(),
+})
+
+type Json = Record<string, any>
+
+function features(spec: Json): Feature[] {
+  const out: Feature[] = []
+  const ip = spec.clientIPDetection as Json | undefined
+  if (ip && (ip.xForwardedFor || ip.customHeader)) {
+    const detection: { -readonly [K in keyof ClientIpDetectionSpec]: ClientIpDetectionSpec[K] } = {}
+    if (ip.xForwardedFor) {
+      const x = ip.xForwardedFor as Json
+      detection.xForwardedFor = x.trustedCIDRs ? { trustedCIDRs: [...x.trustedCIDRs] } : { numTrustedHops: x.numTrustedHops }
+    } else detection.customHeader = { name: ip.customHeader.name, failClosed: ip.customHeader.failClosed === true }
+    out.push({ scope: 'request', name: 'clientIPDetection', spec: detection })
+  }
+  const headers = spec.headers as Json | undefined
+  const action: RequestIdSpec['action'] | undefined = headers?.requestID ?? (headers?.preserveXRequestID === true ? 'PreserveOrGenerate' : undefined)
+  if (action) out.push({ scope: 'request', name: 'requestID', spec: { action } })
+
+  // proxyProtocol takes precedence over the deprecated enableProxyProtocol (as in Envoy Gateway)
+  const pp = spec.proxyProtocol as Json | undefined
+  if (pp || spec.enableProxyProtocol === true) {
+    const proxyProtocol = { optional: pp?.optional === true }
+    out.push({ scope: 'connection', name: 'proxyProtocol', http: { proxyProtocol }, l4: { proxyProtocol } })
+  }
+  const limit = spec.connection?.connectionLimit?.value
+  if (typeof limit === 'number') out.push({ scope: 'connection', name: 'connection', http: { maxConnections: limit }, l4: { maxConnections: limit } })
+  const timeout = spec.timeout as Json | undefined
+  if (timeout) {
+    const http: { -readonly [K in keyof ConnectionSettings]: ConnectionSettings[K] } = {}
+    const l4: { -readonly [K in keyof ConnectionSettings]: ConnectionSettings[K] } = {}
+    const idle = parseDuration(timeout.http?.idleTimeout)
+    const received = parseDuration(timeout.http?.requestReceivedTimeout)
+    const tcpIdle = parseDuration(timeout.tcp?.idleTimeout)
+    if (idle !== undefined) http.idleTimeoutMs = idle
+    if (received !== undefined) http.requestReceivedTimeoutMs = received
+    if (tcpIdle !== undefined) l4.idleTimeoutMs = tcpIdle
+    if (Object.keys(http).length || Object.keys(l4).length)
+      out.push({ scope: 'connection', name: 'timeout', ...(Object.keys(http).length ? { http } : {}), ...(Object.keys(l4).length ? { l4 } : {}) })
+  }
+  return out
+}
+
+export const clientTrafficPolicy: PolicyTranslator = {
+  kind: 'ClientTrafficPolicy',
+  schema,
+  targetKinds: ['Gateway'],
+  features,
+}

@@ -229,9 +229,9 @@ export class ProxyHeaderReader {
     const parsed = parseProxyHeader(buf)
     switch (parsed.kind) {
       case 'incomplete':
-        // Copied: Bun reuses the chunk's memory after the data handler returns.
+        // A copy of its own: the caller's chunk is not ours to keep.
         this.#buffered = this.#buffered === undefined ? Uint8Array.from(buf) : buf
-        return INCOMPLETE
+        return { kind: 'incomplete' }
       case 'absent':
         this.#buffered = undefined
         if (this.optional) return { kind: 'done', header: undefined, rest: buf }

@@ -117,13 +117,13 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
     metrics: () => metrics.render(),
     auth,
   })
-  const adminServer = Bun.serve({ port: opts.adminPort, hostname: adminAddress, fetch: (req) => admin.handle(req) })
+  const adminServer = Bun.serve({ port: opts.adminPort, hostname: adminAddress, development: false, fetch: (req) => admin.handle(req) })
   logger.info('admin API listening', { address: adminAddress, port: adminServer.port, token: auth?.source ?? 'none' })
   let probeServer: ReturnType<typeof Bun.serve> | undefined
   if (opts.probePort !== undefined) {
     const probe = createProbeAdmin({ ready, metrics: () => metrics.render() })
     try {
-      probeServer = Bun.serve({ port: opts.probePort, hostname: opts.probeAddress ?? '0.0.0.0', fetch: (req) => probe.handle(req) })
+      probeServer = Bun.serve({ port: opts.probePort, hostname: opts.probeAddress ?? '0.0.0.0', development: false, fetch: (req) => probe.handle(req) })
     } catch (err) {
       await adminServer.stop(true)
       throw err

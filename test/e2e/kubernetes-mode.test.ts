@@ -7,6 +7,8 @@ import { afterAll, beforeAll, expect, test } from 'bun:test'
 import { hasOpenssl, startFakeApiServer, type FakeApiServer } from '../support/fake-apiserver/index.ts'
 import { startEcho, type EchoUpstream } from '../support/echo-upstream.ts'
 import { eventually, freePort } from './support.ts'
+import { makeCertificate } from '../l4/support/servers.ts'
+import { privateKeyNeedles } from '../support/secret-needles.ts'
 
 const skip = !hasOpenssl()
 let api: FakeApiServer
@@ -14,6 +16,7 @@ let proc: ReturnType<typeof Bun.spawn>
 let v1: EchoUpstream
 let v2: EchoUpstream
 let port: number
+let adminPort: number
 
 const GW = 'gateway.networking.k8s.io/v1'
 const service = (name: string, target: number) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'shop' }, spec: { ports: [{ name: 'http', port: 80, targetPort: target }] } })
@@ -51,7 +54,7 @@ beforeAll(async () => {
   }
   api.apply(route('shop', '/', 'v1'))
   const kubeconfig = api.writeKubeconfig()
-  const adminPort = await freePort()
+  adminPort = await freePort()
   proc = Bun.spawn([process.execPath, 'src/main.ts', '--kubernetes', '--kubeconfig', kubeconfig, '--admin-port', String(adminPort), '--workers', '1', '--log-level', 'warn'], {
     stdout: 'inherit',
     stderr: 'inherit',
@@ -145,4 +148,40 @@ test.skipIf(skip)('dropped watches and a forced 410 recover without stale state'
   api.compact() // the watch cannot resume: the next watch gets 410 and must relist
   await api.setUnavailable(false)
   await eventually(async () => (await get('/temp')) === 'v1', 10_000, 'deleted-while-down route gone')
+})
+
+test.skipIf(skip)('Secrets from the API server: /resources shows key names and a certificate summary, no value anywhere in the views', async () => {
+  const cert = makeCertificate(['secure.shop.example'])
+  const OPAQUE = 'k8s-opaque-Rt5wXc9Lm2-b41e'
+  const b64 = (s: string) => Buffer.from(s).toString('base64')
+  const tlsSecret = { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'shop-tls', namespace: 'shop' }, data: { 'tls.crt': b64(cert.certPem), 'tls.key': b64(cert.keyPem) } }
+  const opaque = { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name: 'shop-creds', namespace: 'shop' }, data: { password: b64(OPAQUE), username: b64('shop') } }
+  // as `kubectl apply` leaves them: the whole Secret again in an annotation
+  for (const secret of [tlsSecret, opaque])
+    api.apply({ ...secret, metadata: { ...secret.metadata, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': JSON.stringify(secret) } } })
+  const httpsPort = await freePort()
+  api.apply({
+    apiVersion: GW,
+    kind: 'Gateway',
+    metadata: { name: 'secure', namespace: 'shop' },
+    spec: { gatewayClassName: 'portico', listeners: [{ name: 'https', protocol: 'HTTPS', port: httpsPort, tls: { mode: 'Terminate', certificateRefs: [{ name: 'shop-tls' }] } }] },
+  })
+  const admin = `http://127.0.0.1:${adminPort}`
+  const config = await eventually(async () => {
+    const text = await (await fetch(`${admin}/config`)).text()
+    return text.includes(`"port":${httpsPort}`) && text.includes('"certificate"') ? text : undefined
+  }, 5000, 'the HTTPS listener in /config')
+  const resourcesText = await (await fetch(`${admin}/resources`)).text()
+  const all = JSON.parse(resourcesText) as any[]
+  const secret = (name: string) => all.find((o) => o.kind === 'Secret' && o.metadata.name === name)
+  expect(secret('shop-tls').redacted).toMatchObject({ keys: ['tls.crt', 'tls.key'], certificate: { subject: 'CN=secure.shop.example', sans: ['DNS:secure.shop.example'] } })
+  expect(secret('shop-tls').redacted.certificate.fingerprintSha256).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/)
+  expect(secret('shop-creds').redacted).toEqual({ keys: ['password', 'username'] })
+  expect(secret('shop-creds').metadata).toMatchObject({ name: 'shop-creds', namespace: 'shop' })
+  expect(secret('shop-creds').metadata.uid).toBeString()
+  expect(JSON.parse(config).http.find((p: any) => p.port === httpsPort).listeners[0].tls.certificates[0]).toMatchObject({ keyPem: '[redacted]', certificate: { subject: 'CN=secure.shop.example' } })
+  const needles = [OPAQUE, b64(OPAQUE), 'last-applied-configuration', ...privateKeyNeedles(cert.keyPem, cert.certPem).map(([, n]) => n)]
+  for (const [view, text] of [['/resources', resourcesText], ['/config', config], ['/problems', await (await fetch(`${admin}/problems`)).text()]] as const)
+    expect({ view, leaks: needles.filter((n) => text.includes(n)) }).toEqual({ view, leaks: [] })
+  api.remove('Gateway', 'shop', 'secure')
 })

@@ -25,7 +25,7 @@ const STATUS_KINDS = RESOURCE_KINDS.filter((k) => 'status' in k && k.status)
 
 describe('docker/deploy manifests', () => {
   test('every document is a well-formed object, in an order kubectl apply -f can create', () => {
-    expect(docs.map((d) => d.kind)).toEqual(['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'GatewayClass', 'Deployment', 'PodDisruptionBudget', 'Service'])
+    expect(docs.map((d) => d.kind)).toEqual(['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'GatewayClass', 'Deployment', 'PodDisruptionBudget', 'Service', 'NetworkPolicy'])
     for (const d of docs) {
       expect(typeof d.apiVersion).toBe('string')
       expect(d.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/)
@@ -49,7 +49,7 @@ describe('docker/deploy manifests', () => {
     for (const binding of [find('ClusterRoleBinding'), find('RoleBinding')]) expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'portico', namespace: 'portico-system' }])
   })
 
-  test('Deployment: 2 non-root replicas, probes on the admin port, downward API for leader election', () => {
+  test('Deployment: 2 non-root replicas, probes on the probe port, downward API for leader election', () => {
     const dep = find('Deployment')
     expect(dep.spec.replicas).toBe(2)
     const pod = dep.spec.template.spec
@@ -58,17 +58,37 @@ describe('docker/deploy manifests', () => {
     expect(dep.spec.selector.matchLabels).toEqual(dep.spec.template.metadata.labels)
     const c = pod.containers[0]
     expect(c.args).toContain('--kubernetes')
-    const admin = c.ports.find((p: any) => p.name === 'admin')
-    expect(c.args).toContain(`--admin-port=${admin.containerPort}`)
-    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'admin' })
-    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'admin' })
+    // only the data ports and the probe/metrics port: the admin API stays on the pod's loopback
+    expect(c.ports).toEqual([
+      { name: 'http', containerPort: 8080 },
+      { name: 'https', containerPort: 8443 },
+      { name: 'metrics', containerPort: 9902 },
+    ])
+    expect(c.args).toContain('--probe-port=9902')
+    expect(c.args).toContain('--admin-port=9901')
+    expect(c.args.some((a: string) => a.startsWith('--admin-address') || a.startsWith('--probe-address'))).toBe(false)
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' })
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' })
     expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } })
     expect(c.env.map((e: any) => e.name).sort()).toEqual(['POD_IP', 'POD_NAME', 'POD_NAMESPACE'])
+  })
+
+  test('NetworkPolicy: ingress to the pods on the data ports and the probe/metrics port only', () => {
+    const np = find('NetworkPolicy')
+    expect(np.spec.podSelector.matchLabels).toEqual(find('Deployment').spec.template.metadata.labels)
+    expect(np.spec.policyTypes).toEqual(['Ingress'])
+    expect(np.spec.ingress).toHaveLength(1)
+    expect(np.spec.ingress[0].from).toBeUndefined()
+    expect(np.spec.ingress[0].ports.map((p: any) => `${p.protocol}/${p.port}`).sort()).toEqual(['TCP/8080', 'TCP/8443', 'TCP/9902'])
+    const containerPorts = find('Deployment').spec.template.spec.containers[0].ports.map((p: any) => p.containerPort).sort()
+    expect(np.spec.ingress[0].ports.map((p: any) => p.port).sort()).toEqual(containerPorts)
   })
 
   test('Service: a LoadBalancer in front of the pods; GatewayClass names our controller', () => {
     const svc = find('Service')
     expect(svc.spec.type).toBe('LoadBalancer')
+    // the Service publishes data ports only
+    expect(svc.spec.ports.map((p: any) => p.targetPort).sort()).toEqual(['http', 'https'])
     expect(svc.spec.selector).toEqual(find('Deployment').spec.template.metadata.labels)
     const named = new Set(find('Deployment').spec.template.spec.containers[0].ports.map((p: any) => p.name))
     for (const p of svc.spec.ports) expect(named.has(p.targetPort)).toBe(true)
@@ -86,6 +106,8 @@ describe('docker/Dockerfile', () => {
     expect(dockerfile).toMatch(/bun build --compile .*src\/main\.ts src\/worker\.ts --outfile \/out\/portico/)
     expect(dockerfile).toMatch(/^USER 65532:65532$/m)
     expect(dockerfile).toMatch(/^HEALTHCHECK NONE$/m)
+    // the probe/metrics port, never the admin API
+    expect(dockerfile).toMatch(/^EXPOSE 8080 8443 9902$/m)
     expect(dockerfile).toMatch(/^ENTRYPOINT \["\/usr\/local\/bin\/portico"\]$/m)
     // the COPY sources exist, so the build context is complete
     for (const m of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) for (const f of m[1]!.split(/\s+/)) expect(existsSync(join(root, f))).toBe(true)

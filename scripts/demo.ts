@@ -1,8 +1,9 @@
 #!/usr/bin/env bun
 /**
  * `npm run demo`: starts two echo backends (v1 on :9081, v2 on :9082) and Portico on the
- * shipped routes/ folder (HTTP on :8080, admin on :9901), shows a few requests, and keeps
- * running until Ctrl-C. `--check` exits after the requests (non-zero if any went wrong).
+ * shipped routes/ folder (HTTP on :8080, admin API on 127.0.0.1:9901, probes and metrics on
+ * :9902), shows a few requests, and keeps running until Ctrl-C. `--check` exits after the
+ * requests (non-zero if any went wrong).
  */
 import { startEcho } from './echo-backend.ts'
 
@@ -42,7 +43,7 @@ async function show(title: string, path: string, headers: Record<string, string>
 let failures = 0
 try {
   await waitReady()
-  console.log('\nPortico is serving routes/ on :8080 (admin on :%d). Try these:\n', adminPort)
+  console.log('\nPortico is serving routes/ on :8080 (admin API on 127.0.0.1:%d, probes and metrics on :%d). Try these:\n', adminPort, adminPort + 1)
   const svc = (name: string) => (_: Response, b: string) => b.includes(`"service":"${name}"`)
   if (!(await show('default route goes to echo-v1', '/hello', {}, svc('echo-v1')))) failures++
   if (!(await show('header x-version: v2 picks echo-v2', '/hello', { 'x-version': 'v2' }, svc('echo-v2')))) failures++
@@ -57,7 +58,9 @@ try {
   if (!weightsOk) failures++
   console.log(`${weightsOk ? 'ok  ' : 'FAIL'} /api/* is split 80/20 by weight: 200 requests -> ${JSON.stringify(counts)}`)
   console.log(`\n     curl -s http://127.0.0.1:${adminPort}/resources   # every object with its status`)
-  console.log(`     curl -s http://127.0.0.1:${adminPort}/config      # the live IR`)
+  console.log(`     curl -s http://127.0.0.1:${adminPort}/config      # the live IR (private keys redacted)`)
+  console.log(`     curl -s http://127.0.0.1:${adminPort}/problems    # load errors and rejected snapshots`)
+  console.log(`     curl -s http://127.0.0.1:${adminPort + 1}/metrics     # Prometheus; the probe port serves /healthz /readyz /metrics only`)
   console.log(`Edit a file in routes/ and Portico reloads it. Ctrl-C to stop.\n`)
 } catch (err) {
   console.error(String(err))

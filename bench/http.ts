@@ -8,6 +8,11 @@
  *   REPS=5 DURATION=10 CONNECTIONS=128 npx bun bench/http.ts
  *   NGINX=0 npx bun bench/http.ts         # without the nginx target
  *   FETCH=1 npx bun bench/http.ts         # also Portico with fetch() upstream (PORTICO_UPSTREAM_CLIENT=fetch), the old path
+ *   POLICY=0 npx bun bench/http.ts        # without the head-only policy target
+ *
+ * The `policy` target is the same gateway and route reached with Host: policy.bench, a listener
+ * carrying a ClientTrafficPolicy with headers.requestID: Generate (a head-only policy: the
+ * front's direct path runs it). Its cost is read against `portico` (same process, same route).
  *
  * Also a Bun byte relay (bench/relay-floor.ts: no parsing, one upstream connection per client):
  * the runtime's floor, so that Portico's CPU per request splits into what Bun costs any proxy
@@ -46,7 +51,32 @@ if (!Bun.which('wrk')) {
 
 const upstream = Bun.spawn(pin(LOAD_CPU, [process.execPath, '-e', `Bun.serve({ port: ${UPSTREAM_PORT}, hostname: '127.0.0.1', fetch: () => new Response('hello from upstream!') })`]), { stdout: 'ignore', stderr: 'inherit' })
 const dir = mkdtempSync(join(tmpdir(), 'portico-bench-'))
-const manifest = (gatewayPort: number) => gatewayManifests(gatewayPort, UPSTREAM_PORT) + '---\n' + prefixRoute('upstream', '/')
+const POLICY = process.env.POLICY !== '0'
+const POLICY_HOST = 'policy.bench'
+/** A second listener on the same port for POLICY_HOST, with a head-only ClientTrafficPolicy on it. */
+const policyManifests = (gatewayPort: number) => `---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: bench-policy }
+spec:
+  gatewayClassName: bench
+  listeners: [{ name: policy, protocol: HTTP, port: ${gatewayPort}, hostname: ${POLICY_HOST} }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: policy-route }
+spec:
+  parentRefs: [{ name: bench-policy }]
+  rules: [{ matches: [{ path: { type: PathPrefix, value: / } }], backendRefs: [{ name: upstream, port: 80 }] }]
+---
+apiVersion: gateway.portico.dev/v1alpha1
+kind: ClientTrafficPolicy
+metadata: { name: request-id }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: bench-policy }]
+  headers: { requestID: Generate }
+`
+const manifest = (gatewayPort: number) => gatewayManifests(gatewayPort, UPSTREAM_PORT) + '---\n' + prefixRoute('upstream', '/') + (POLICY ? policyManifests(gatewayPort) : '')
 writeFileSync(join(dir, 'bench.yaml'), manifest(GATEWAY_PORT))
 
 const gateway = Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn']), { stdout: 'inherit', stderr: 'inherit' })
@@ -62,6 +92,22 @@ const fetchGateway = fetchDir
   : undefined
 const relay = process.env.RELAY === '0' ? undefined : Bun.spawn(pin(PROXY_CPU, [process.execPath, join(import.meta.dir, 'relay-floor.ts'), String(RELAY_PORT), String(UPSTREAM_PORT)]), { stdout: 'inherit', stderr: 'inherit' })
 const nginx = nginxBin ? Bun.spawn(pin(PROXY_CPU, [nginxBin, '-p', dir, '-c', writeNginxConf(dir)]), { stdout: 'inherit', stderr: 'inherit' }) : undefined
+
+/**
+ * The policy target must really carry its policy: a request to POLICY_HOST with our own
+ * X-Request-Id must reach the upstream with another one. The upstream does not echo, so this
+ * asks the admin API for the live config and looks for the policy in it.
+ */
+async function waitForPolicy(): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const res = await fetch(`http://127.0.0.1:${ADMIN_PORT}/config`).catch(() => undefined)
+    const text = res?.ok ? await res.text() : ''
+    if (text.includes('"requestID"')) return
+    await Bun.sleep(100)
+  }
+  // Thrown inside the try below, so that the processes started here are stopped.
+  throw new Error('the ClientTrafficPolicy did not reach the data plane (is its translation in this build?); run with POLICY=0')
+}
 
 /** nginx as a plain reverse proxy, as in ../shared/bench/run.sh: 1 worker, upstream keepalive pool, no logs. */
 function writeNginxConf(base: string): string {
@@ -102,9 +148,9 @@ http {
 
 interface Result extends WrkResult { cpuUsPerReq: number; userUsPerReq: number }
 
-async function wrk(port: number, proxyPid?: number): Promise<Result> {
+async function wrk(port: number, proxyPid?: number, host?: string): Promise<Result> {
   const before = await cpuTimes(proxyPid)
-  const p = Bun.spawn(pin(LOAD_CPU, ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', `http://127.0.0.1:${port}/`]), { stdout: 'pipe' })
+  const p = Bun.spawn(pin(LOAD_CPU, ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', ...(host ? ['-H', `Host: ${host}`] : []), `http://127.0.0.1:${port}/`]), { stdout: 'pipe' })
   const out = await new Response(p.stdout).text()
   await p.exited
   const after = await cpuTimes(proxyPid)
@@ -115,8 +161,9 @@ async function wrk(port: number, proxyPid?: number): Promise<Result> {
 }
 
 
-type Target = 'direct' | 'portico' | 'nginx' | 'fetch' | 'relay'
-const PORTS: Record<Target, number> = { direct: UPSTREAM_PORT, portico: GATEWAY_PORT, nginx: NGINX_PORT, fetch: FETCH_GATEWAY_PORT, relay: RELAY_PORT }
+type Target = 'direct' | 'portico' | 'policy' | 'nginx' | 'fetch' | 'relay'
+const PORTS: Record<Target, number> = { direct: UPSTREAM_PORT, portico: GATEWAY_PORT, policy: GATEWAY_PORT, nginx: NGINX_PORT, fetch: FETCH_GATEWAY_PORT, relay: RELAY_PORT }
+const HOSTS: Partial<Record<Target, string>> = { policy: POLICY_HOST }
 
 try {
   await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/`)
@@ -125,14 +172,15 @@ try {
   if (nginx) await waitFor(`http://127.0.0.1:${NGINX_PORT}/`)
   if (fetchGateway) await waitFor(`http://127.0.0.1:${FETCH_GATEWAY_PORT}/`)
   if (relay) await waitFor(`http://127.0.0.1:${RELAY_PORT}/`)
-  const targets: Target[] = ['direct', 'portico', ...(nginx ? (['nginx'] as const) : []), ...(fetchGateway ? (['fetch'] as const) : []), ...(relay ? (['relay'] as const) : [])]
-  const PIDS: Record<Target, number | undefined> = { direct: undefined, portico: gateway.pid, nginx: nginx?.pid, fetch: fetchGateway?.pid, relay: relay?.pid }
-  for (const t of targets) if (t !== 'direct') await wrk(PORTS[t]) // warm-up (JIT, pools)
-  const runs: Record<Target, Result[]> = { direct: [], portico: [], nginx: [], fetch: [], relay: [] }
+  if (POLICY) await waitForPolicy()
+  const targets: Target[] = ['direct', 'portico', ...(POLICY ? (['policy'] as const) : []), ...(nginx ? (['nginx'] as const) : []), ...(fetchGateway ? (['fetch'] as const) : []), ...(relay ? (['relay'] as const) : [])]
+  const PIDS: Record<Target, number | undefined> = { direct: undefined, portico: gateway.pid, policy: gateway.pid, nginx: nginx?.pid, fetch: fetchGateway?.pid, relay: relay?.pid }
+  for (const t of targets) if (t !== 'direct') await wrk(PORTS[t], undefined, HOSTS[t]) // warm-up (JIT, pools)
+  const runs: Record<Target, Result[]> = { direct: [], portico: [], policy: [], nginx: [], fetch: [], relay: [] }
   for (let r = 0; r < REPS; r++) {
     // Rotate the order every repetition so drift does not favour one target.
     const order = targets.map((_, i) => targets[(i + r) % targets.length]!)
-    for (const t of order) runs[t].push(await wrk(PORTS[t], PIDS[t]))
+    for (const t of order) runs[t].push(await wrk(PORTS[t], PIDS[t], HOSTS[t]))
   }
   const summary = (t: Target) => ({
     rps: median(runs[t].map((x) => x.rps)),
@@ -158,6 +206,10 @@ try {
   if (nginx) {
     const n = summary('nginx')
     console.log(`ratio portico/nginx:  req/s ${(g.rps / n.rps).toFixed(2)}x, p99 ${(g.p99 / n.p99).toFixed(2)}x, CPU per request ${(g.cpu / n.cpu).toFixed(2)}x`)
+  }
+  if (POLICY) {
+    const p = summary('policy')
+    console.log(`ratio policy/portico (requestID Generate, head-only): req/s ${(p.rps / g.rps).toFixed(2)}x, p99 ${(p.p99 / g.p99).toFixed(2)}x, CPU per request ${(p.cpu / g.cpu).toFixed(2)}x`)
   }
   if (relay) {
     const r = summary('relay')

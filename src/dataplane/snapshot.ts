@@ -364,6 +364,17 @@ export function routedEndpoints(port: PortPlan, plan: Plan): Map<string, Set<str
   return out
 }
 
+/**
+ * Route removal, the one rule for every long-lived exchange (the front's direct WebSocket tunnels
+ * and streams, the pipeline's WebSocket sessions): it survives a new plan while its rule id still
+ * routes on its port and, when its endpoint is known, that endpoint is still one of the rule's.
+ * `routed` is routedEndpoints() of the new plan's port (undefined: the port is gone).
+ */
+export function stillRouted(routed: ReadonlyMap<string, ReadonlySet<string>> | undefined, ruleId: string, endpoint: string | undefined): boolean {
+  const endpoints = routed?.get(ruleId)
+  return endpoints !== undefined && (endpoint === undefined || endpoints.has(endpoint))
+}
+
 /** Holds the live plan. The hot path reads `current` once per request. */
 export class ActiveSnapshot {
   #current: Plan | undefined

@@ -17,7 +17,7 @@
  * bufferedAmount is above a high-water mark, polled until it falls.
  */
 import type { Server, ServerWebSocket, WebSocketHandler } from 'bun'
-import { routedEndpoints, type Plan, type PortPlan, type RoutePlan } from '../snapshot.ts'
+import { routedEndpoints, stillRouted, type Plan, type PortPlan, type RoutePlan } from '../snapshot.ts'
 import type { RuntimePool } from '../upstream/pool.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
 import type { RequestState } from './context.ts'
@@ -422,7 +422,7 @@ function survives(session: WebSocketSession, plan: Plan, cache: Map<number, Read
     routed = port ? routedEndpoints(port, plan) : undefined
     cache.set(session.port, routed)
   }
-  return routed?.get(session.routeId)?.has(session.endpoint) === true
+  return stillRouted(routed, session.routeId, session.endpoint)
 }
 
 /** "Expected 101 status code: 403" is how Bun's client reports a refused upgrade. */

@@ -13,7 +13,7 @@
  * connection must close. Backpressure runs both ways: whoever cannot write pauses the reader.
  */
 import type { Socket } from 'bun'
-import { chooseBackend, type PortPlan, type RoutePlan } from '../../snapshot.ts'
+import { chooseBackend, stillRouted, type PortPlan, type RoutePlan } from '../../snapshot.ts'
 import { normalizeHost } from '../match.ts'
 import { DROPPED_REQUEST_FIELDS, forwardedElement, forwardingLines, HOP_BY_HOP, nominatedFields, requestIdLine } from '../headers.ts'
 import { isWebSocketUpgrade, REPLAYABLE_METHODS, STANDARD_METHODS, WS_HANDSHAKE_TIMEOUT_MS } from '../constants.ts'
@@ -1031,10 +1031,8 @@ export class ClientConnection implements LinkOwner {
    * the backend they started with.
    */
   onPlan(routed: ReadonlyMap<string, ReadonlySet<string>> | undefined): void {
-    const endpoints = routed?.get(this.#ruleId)
     // The pipeline's own endpoint choice is not known here: for its streams the rule decides.
-    const gone = !endpoints || (this.#member !== undefined && !endpoints.has(this.#member.key))
-    if (!gone) return
+    if (stillRouted(routed, this.#ruleId, this.#member?.key)) return
     if (this.#phase === Phase.Tunnel) this.#closeWebSocket(1012, 'route removed')
     else this.#endStream()
   }

@@ -421,10 +421,16 @@ export class ClientConnection implements LinkOwner {
     const generateId = view === undefined || view.generateRequestId
     // The common case: nothing to strip or merge, so the client's head goes on verbatim (its
     // request line, Host and Content-Length included) with our lines appended.
-    if (!head.proxyFields && head.target === head.originForm && edits === undefined) {
+    // Edits of fields the client did not send (requestID Generate, say) are appended the same way.
+    if (!head.proxyFields && head.target === head.originForm && (edits === undefined || !editsTouch(head, edits))) {
       const verbatim = head.text.slice(0, head.headBytes - 2)
-      const lines = this.#forwardingLines(head.host)
-      return head.requestId || !generateId ? `${verbatim}${lines}\r\n` : `${verbatim}${lines}${requestIdLine()}\r\n`
+      let lines = this.#forwardingLines(head.host)
+      let hasRequestId = head.requestId
+      if (edits) {
+        for (const [name, value] of edits) if (value !== null) lines += `${name}: ${value}\r\n`
+        if (typeof edits.get('x-request-id') === 'string') hasRequestId = true
+      }
+      return hasRequestId || !generateId ? `${verbatim}${lines}\r\n` : `${verbatim}${lines}${requestIdLine()}\r\n`
     }
     const { lines, names, values } = head
     let text = `${head.method} ${head.originForm} HTTP/1.1\r\nhost: ${head.host}\r\n`
@@ -1127,6 +1133,12 @@ function directPool(rule: RoutePlan, webSocket: boolean): RuntimePool | undefine
   if (!(webSocket ? rule.directWebSocket : rule.direct) || rule.action.kind !== 'forward') return undefined
   const pool = chooseBackend(rule.action)?.pool
   return pool && pool.members.length > 0 ? pool : undefined
+}
+
+/** Some upstream edit names a field the client sent (so its line must go): the head cannot go on verbatim. */
+function editsTouch(head: RequestHead, edits: ReadonlyMap<string, string | null>): boolean {
+  for (const name of edits.keys()) if (name === 'x-request-id' ? head.requestId : head.has(name)) return true
+  return false
 }
 
 /**

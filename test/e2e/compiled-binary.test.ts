@@ -26,7 +26,7 @@ test('the compiled binary serves a route with two workers and exits 0 on SIGTERM
   const port = await freePort()
   const adminPort = await freePort()
   cfg.write('m.yaml', baseManifests(port, { v1: echo.port }) + '---\n' + route('r', '/', 'v1'))
-  const proc = Bun.spawn([binary, '--config-dir', cfg.dir, '--admin-port', String(adminPort), '--workers', '2', '--log-level', 'warn'], { stdout: 'inherit', stderr: 'inherit', cwd: out })
+  const proc = Bun.spawn([binary, '--config-dir', cfg.dir, '--admin-port', String(adminPort), '--probe-port', '0', '--workers', '2', '--log-level', 'warn'], { stdout: 'inherit', stderr: 'inherit', cwd: out })
   await eventually(async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.status, () => 0)) === 200, 10_000, 'ready')
   const r = await fetch(`http://127.0.0.1:${port}/compiled`)
   expect(r.status).toBe(200)

@@ -55,7 +55,7 @@ beforeAll(async () => {
   api.apply(route('shop', '/', 'v1'))
   const kubeconfig = api.writeKubeconfig()
   adminPort = await freePort()
-  proc = Bun.spawn([process.execPath, 'src/main.ts', '--kubernetes', '--kubeconfig', kubeconfig, '--admin-port', String(adminPort), '--workers', '1', '--log-level', 'warn'], {
+  proc = Bun.spawn([process.execPath, 'src/main.ts', '--kubernetes', '--kubeconfig', kubeconfig, '--admin-port', String(adminPort), '--probe-port', '0', '--workers', '1', '--log-level', 'warn'], {
     stdout: 'inherit',
     stderr: 'inherit',
     env: { ...process.env, POD_NAMESPACE: 'shop', NODE_EXTRA_CA_CERTS: '' },

@@ -17,7 +17,7 @@ test('SIGTERM drains: readiness 503 first, in-flight request completes, new conn
   const port = await freePort()
   const adminPort = await freePort()
   cfg.write('m.yaml', baseManifests(port, { slow: echo.port }) + '---\n' + route('r', '/', 'slow'))
-  const proc = Bun.spawn([process.execPath, 'src/main.ts', '--config-dir', cfg.dir, '--admin-port', String(adminPort), '--shutdown-delay', '0.3', '--log-level', 'warn'], { stdout: 'inherit', stderr: 'inherit' })
+  const proc = Bun.spawn([process.execPath, 'src/main.ts', '--config-dir', cfg.dir, '--admin-port', String(adminPort), '--probe-port', '0', '--shutdown-delay', '0.3', '--log-level', 'warn'], { stdout: 'inherit', stderr: 'inherit' })
   await eventually(async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.status, () => 0)) === 200, 10_000, 'ready')
   await eventually(async () => (await fetch(`http://127.0.0.1:${port}/`).then((r) => r.status, () => 0)) === 200, 5000, 'serving')
 

@@ -31,7 +31,7 @@ test('--workers 2 serves on shared ports and every worker applies config changes
   const port = await freePort()
   const adminPort = await freePort()
   cfg.write('m.yaml', baseManifests(port, { v1: v1.port, v2: v2.port }) + '---\n' + route('r', '/', 'v1'))
-  proc = Bun.spawn([process.execPath, 'src/main.ts', '--config-dir', cfg.dir, '--admin-port', String(adminPort), '--workers', '2', '--log-level', 'warn'], { stdout: 'inherit', stderr: 'inherit' })
+  proc = Bun.spawn([process.execPath, 'src/main.ts', '--config-dir', cfg.dir, '--admin-port', String(adminPort), '--probe-port', '0', '--workers', '2', '--log-level', 'warn'], { stdout: 'inherit', stderr: 'inherit' })
   await eventually(async () => (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.status, () => 0)) === 200, 10_000, 'ready')
   expect([...(await backendsOfFreshConnections(port, 60))]).toEqual(['v1'])
   cfg.write('m.yaml', baseManifests(port, { v1: v1.port, v2: v2.port }) + '---\n' + route('r', '/', 'v2', 2))

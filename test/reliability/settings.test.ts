@@ -60,7 +60,7 @@ describe('the flags reach the data plane', () => {
       cfg.write(`m${workers}.yaml`, baseManifests(port, { backend: echo.port }) + '---\n' + route('r', '/', 'backend'))
       const dir = `${cfg.dir}`
       const proc = Bun.spawn(
-        [process.execPath, 'src/main.ts', '--config-dir', dir, '--admin-port', String(adminPort), '--admin-address', '127.0.0.1', '--bind-address', '127.0.0.1', '--workers', String(workers), '--log-level', 'error', '--max-body-size', '1Ki'],
+        [process.execPath, 'src/main.ts', '--config-dir', dir, '--admin-port', String(adminPort), '--probe-port', '0', '--admin-address', '127.0.0.1', '--bind-address', '127.0.0.1', '--workers', String(workers), '--log-level', 'error', '--max-body-size', '1Ki'],
         { stdout: 'inherit', stderr: 'inherit' },
       )
       procs.push(proc)

@@ -60,8 +60,11 @@ export interface CompiledPolicy {
   onRequest?(req: PolicyRequest): Verdict | Promise<Verdict>
   /** Response head on its way to the client (also local answers on the pipeline). Pipeline only. */
   onResponseHead?(res: ResponseHeadView, req: PolicyRequest): void
-  /** Pipeline only. */
-  wrapResponseBody?(body: ReadableStream<Uint8Array>, res: ResponseHeadView): ReadableStream<Uint8Array>
+  /**
+   * The upstream body on its way to the client (after the response-head hooks): return it, or a
+   * stream that replaces it (compression), editing `res.headers` to match. Pipeline only.
+   */
+  wrapResponseBody?(body: ReadableStream<Uint8Array>, res: ResponseHeadView, req: PolicyRequest): ReadableStream<Uint8Array>
   /** Each upstream attempt's outcome ("address:port" of the endpoint). Pipeline only. */
   onUpstreamOutcome?(endpoint: string, outcome: UpstreamOutcome): void
 }

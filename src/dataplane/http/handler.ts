@@ -84,7 +84,7 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
         if (choice.pool.members.length === 0) return errorResponse(503, 'no healthy upstream')
         const responseFilters = [route.responseFilters, choice.responseFilters]
         if (conn.upgradeWebSocket) return await conn.upgradeWebSocket(state, route, choice.pool, responseFilters, port)
-        if (route.chain.bodies.length > 0) return wrapBodies(route.chain, await forwardOn(req, state, route, choice.pool, responseFilters, deps, conn, body?.guard))
+        if (route.chain.bodies.length > 0) return wrapBodies(route.chain, state, await forwardOn(req, state, route, choice.pool, responseFilters, deps, conn, body?.guard))
         return await forwardOn(req, state, route, choice.pool, responseFilters, deps, conn, body?.guard)
       }
     }
@@ -111,11 +111,11 @@ function forwardOn(
 }
 
 /** Policies that transform response bodies (compression, say) wrap the upstream body, in chain order. */
-function wrapBodies(chain: Chain, res: Response): Response {
+function wrapBodies(chain: Chain, state: RequestState, res: Response): Response {
   if (!res.body) return res
   let body: ReadableStream<Uint8Array> = res.body
   const head = { status: res.status, headers: new Headers(res.headers) }
-  for (const policy of chain.bodies) body = policy.wrapResponseBody!(body, head)
+  for (const policy of chain.bodies) body = policy.wrapResponseBody!(body, head, state)
   return new Response(body, { status: res.status, statusText: res.statusText, headers: head.headers })
 }
 

@@ -6,7 +6,7 @@
  * publishing it is one reference assignment, and each request reads `active.current` once and
  * uses only that plan, so an in-flight request finishes on the plan it started with.
  */
-import type { BackendPool, HttpFilter, HttpListener, HttpPort, HttpRule, RedirectAction, Snapshot, WeightedBackend } from '../ir/types.ts'
+import type { BackendPool, HttpFilter, HttpListener, HttpPort, HttpRetry, HttpRule, RedirectAction, Snapshot, WeightedBackend } from '../ir/types.ts'
 import type { PolicyIr } from '../policy/kind.ts'
 import type { CompileContext, PolicyStateView } from '../policy/runtime.ts'
 import { PortRouter, RuleMatcher, type MatchableRule } from './http/match.ts'
@@ -83,6 +83,13 @@ export interface RetryPlan {
   readonly codes: ReadonlySet<number>
   readonly attempts: number
   readonly backoffMs: number
+  /** Cap on backoffMs × attempt (Infinity: none). */
+  readonly maxBackoffMs: number
+  readonly perTryTimeoutMs: number | undefined
+  /** Whether a response with this status is retried. */
+  retryStatus(status: number): boolean
+  /** Whether a failed attempt (no response head) is retried. */
+  retryFailure(failure: 'refused' | 'reset' | 'timeout'): boolean
 }
 
 export type ActionPlan = ForwardPlan | { readonly kind: 'redirect'; readonly respond: (state: RequestState) => Response } | RespondPlan
@@ -125,7 +132,7 @@ export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
   for (const port of ir.http) ports.set(port.port, compilePort(port, pools, memo, livePolicies))
   // Only once the plan compiled (a throw above keeps the old plan and its endpoints). Endpoints
   // still used by an in-flight request on the old plan keep their object; the index forgets them.
-  registry.retain(liveEndpoints)
+  registry.retain(liveEndpoints, new Set(pools.keys()))
   memo.policyState.retain(livePolicies)
   return { revision: ir.revision, ir, ports, pools, policyState: memo.policyState }
 }
@@ -267,7 +274,7 @@ function compileRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | und
   const chain = compileChain(ruleFeatures(rule, listenerPolicies), ctx)
   const action = compileAction(rule, ctx)
   const headOnly = chain.direct
-  const retry = rule.retry && rule.retry.attempts > 0 ? { codes: new Set(rule.retry.codes), attempts: rule.retry.attempts, backoffMs: rule.retry.backoffMs } : undefined
+  const retry = rule.retry && rule.retry.attempts > 0 ? retryPlan(rule.retry) : undefined
   return {
     id: rule.id,
     ir: rule,
@@ -281,10 +288,50 @@ function compileRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | und
     backendTimeoutMs: positive(rule.timeouts?.backendRequestMs),
     timeoutDisabled: rule.timeouts?.requestMs === 0,
     retry,
-    direct: headOnly && retry === undefined && isDirectAction(action, usesHttp1Client),
+    direct: headOnly && retry === undefined && isDirectAction(action, (pool) => usesHttp1Client(pool) && pool.cookie === undefined),
     directWebSocket: headOnly && isDirectAction(action, (pool) => (pool.ir.protocol === 'http' || pool.ir.protocol === 'ws') && pool.tls === undefined),
   }
 }
+
+/**
+ * HTTPRoute retry (GEP-1731): its codes, and every connection error. BackendTrafficPolicy
+ * `retryOn.triggers` (Envoy's retry_on): 5xx (any 5xx and any failure), gateway-error
+ * (502/503/504 and any failure), reset (reset or per-try timeout), connect-failure,
+ * retriable-4xx (409), refused-stream (h2c: a reset), retriable-status-codes (`codes`).
+ */
+export function retryPlan(retry: HttpRetry): RetryPlan {
+  const codes = new Set(retry.codes)
+  const triggers = retry.triggers
+  let failures: ReadonlySet<string> = ALL_FAILURES
+  if (triggers) {
+    const statuses = new Set<number>()
+    const f = new Set<string>()
+    for (const t of triggers) {
+      if (t === '5xx') for (let s = 500; s < 600; s++) statuses.add(s)
+      if (t === 'gateway-error') for (const s of [502, 503, 504]) statuses.add(s)
+      if (t === 'retriable-4xx') statuses.add(409)
+      if (t === 'retriable-status-codes') for (const s of codes) statuses.add(s)
+      if (t === '5xx' || t === 'gateway-error') for (const x of ALL_FAILURES) f.add(x)
+      if (t === 'reset') (f.add('reset'), f.add('timeout'))
+      if (t === 'refused-stream') f.add('reset')
+      if (t === 'connect-failure') f.add('refused')
+    }
+    codes.clear()
+    for (const s of statuses) codes.add(s)
+    failures = f
+  }
+  return {
+    codes,
+    attempts: retry.attempts,
+    backoffMs: retry.backoffMs,
+    maxBackoffMs: retry.maxBackoffMs ?? Infinity,
+    perTryTimeoutMs: positive(retry.perTryTimeoutMs),
+    retryStatus: (status) => codes.has(status),
+    retryFailure: (failure) => failures.has(failure),
+  }
+}
+
+const ALL_FAILURES: ReadonlySet<string> = new Set(['refused', 'reset', 'timeout'])
 
 function isDirectAction(action: ActionPlan, poolOk: (pool: RuntimePool) => boolean): boolean {
   if (action.kind !== 'forward' || action.totalWeight <= 0) return false

@@ -180,12 +180,25 @@ export interface RespondAction {
 }
 
 export interface HttpRetry {
-  /** Status codes that are retried; connection errors are always retryable. */
+  /** Status codes that are retried; connection errors are always retryable (unless `triggers` says otherwise). */
   readonly codes: readonly number[]
   /** Number of retries after the first attempt. */
   readonly attempts: number
+  /** Before retry n: backoffMs × n, at most maxBackoffMs. */
   readonly backoffMs: number
+  readonly maxBackoffMs?: number
+  /**
+   * BackendTrafficPolicy `retryOn.triggers`; absent (HTTPRoute retry, GEP-1731): `codes` plus
+   * every connection error. A connection that was refused is always tried on another endpoint,
+   * whatever this says (the request never reached a backend).
+   */
+  readonly triggers?: readonly RetryTrigger[]
+  /** BackendTrafficPolicy `perRetry.timeout`: each attempt's own deadline. */
+  readonly perTryTimeoutMs?: number
 }
+
+/** Envoy's retry_on conditions that apply to HTTP/1.1 and h2c backends. */
+export type RetryTrigger = '5xx' | 'gateway-error' | 'reset' | 'connect-failure' | 'retriable-4xx' | 'refused-stream' | 'retriable-status-codes'
 
 export interface SessionPersistence {
   readonly type: 'Cookie' | 'Header'
@@ -229,6 +242,15 @@ export interface BackendPool {
   readonly policy: LoadBalancerPolicy
   /** Re-encryption to the backend (BackendTLSPolicy). */
   readonly tls?: BackendTls
+  /**
+   * BackendTrafficPolicy `healthCheck`, `circuitBreaker` and the retry budget, resolved (every
+   * default filled in). Absent: the data plane's built-in passive health and nothing else. A
+   * route whose policy changes any of these (or `policy`) gets a pool of its own (a variant: key
+   * "<ns>/<service>:<port>#<policy id>") so routes sharing the Service keep theirs.
+   */
+  readonly healthCheck?: HealthCheckPolicy
+  readonly circuitBreaker?: CircuitBreakerPolicy
+  readonly retryBudget?: RetryBudget
 }
 
 export interface Endpoint {
@@ -241,7 +263,80 @@ export type LoadBalancerPolicy =
   | { readonly type: 'RoundRobin' }
   | { readonly type: 'Random' }
   | { readonly type: 'LeastRequest' }
-  | { readonly type: 'ConsistentHash'; readonly source: 'ClientIP' | 'Header' | 'Cookie'; readonly name?: string }
+  | {
+      readonly type: 'ConsistentHash'
+      readonly source: 'ClientIP' | 'Header' | 'Cookie'
+      /** Header or cookie name. */
+      readonly name?: string
+      /** Cookie only: when the client sends none, one is generated and set with this Max-Age (seconds). */
+      readonly cookieTtlSeconds?: number
+      /** Cookie only: extra Set-Cookie attributes ("Path", "/"). */
+      readonly cookieAttributes?: readonly (readonly [string, string])[]
+      /** Maglev lookup table size, a prime (default 65537). */
+      readonly tableSize?: number
+    }
+
+export interface HealthCheckPolicy {
+  readonly active?: ActiveHealthCheck
+  readonly passive?: PassiveHealthCheck
+}
+
+/** Probes sent by the gateway itself, once per endpoint and process (the main thread). */
+export interface ActiveHealthCheck {
+  readonly type: 'HTTP' | 'TCP'
+  readonly intervalMs: number
+  readonly timeoutMs: number
+  /** Failed probes in a row before a healthy endpoint is marked unhealthy. */
+  readonly unhealthyThreshold: number
+  /** Passed probes in a row before an unhealthy endpoint is marked healthy again. */
+  readonly healthyThreshold: number
+  readonly http?: {
+    readonly path: string
+    readonly method: string
+    /** Host header; default the endpoint's address. */
+    readonly hostname?: string
+    /** Statuses that pass; empty = 200-399. */
+    readonly expectedStatuses: readonly number[]
+  }
+}
+
+/** Outlier detection on real traffic (Envoy Gateway's passive health check). */
+export interface PassiveHealthCheck {
+  /** 5xx responses (and local-origin failures, as Envoy counts them) in a row before ejection; 0 = off. */
+  readonly consecutive5xxErrors: number
+  /** 502/503/504 responses and local-origin failures in a row; 0 = off. */
+  readonly consecutiveGatewayErrors: number
+  /** Connect failures, resets and timeouts in a row; 0 = off. */
+  readonly consecutiveLocalOriginFailures: number
+  /** Ejection counts decay by one per interval without a new ejection. */
+  readonly intervalMs: number
+  /** Ejected for this × the number of recent ejections. */
+  readonly baseEjectionTimeMs: number
+  /** At most this share of the pool is ejected at once (at least one endpoint, never the whole pool). */
+  readonly maxEjectionPercent: number
+}
+
+/** Limits per backend pool (per process: each worker counts its own). */
+export interface CircuitBreakerPolicy {
+  /** Requests holding an upstream connection (HTTP/1.1: one each) / open L4 connections. */
+  readonly maxConnections: number
+  /** Requests waiting for a connection once maxConnections is reached. */
+  readonly maxPendingRequests: number
+  /** Requests in flight. */
+  readonly maxParallelRequests: number
+  /** Retries in flight. */
+  readonly maxParallelRetries: number
+}
+
+/** Gateway API XBackendTrafficPolicy retryConstraint: retries may not exceed this share of requests. */
+export interface RetryBudget {
+  /** Retries allowed as a percentage of the requests started within `intervalMs`. */
+  readonly percent: number
+  readonly intervalMs: number
+  /** Always allowed regardless of the percentage: this many retries per `minRetryIntervalMs`. */
+  readonly minRetryCount: number
+  readonly minRetryIntervalMs: number
+}
 
 export interface BackendTls {
   /** SNI and the name the certificate must carry. */

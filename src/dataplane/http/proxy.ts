@@ -21,6 +21,7 @@ import { h2cFetch, type H2cInit } from '../upstream/h2c.ts'
 import type { StreamGuard } from './streaming.ts'
 import { discardHttp1Body, http1Request, relayHttp1, sendHttp1, upstreamHeaderLines, usesHttp1Client } from './http1-forward.ts'
 import { UpstreamError, type Http1Response } from '../upstream/http1/index.ts'
+import { cookieValue } from '../upstream/policies/consistent-hash.ts'
 
 /** Bodies up to this size (with a known Content-Length) are buffered when a retry or mirror needs to replay them. */
 export const MAX_REPLAY_BODY_BYTES = 64 * 1024
@@ -64,8 +65,7 @@ export async function forward(
     prepareUpstreamHeaders(state, headers)
   }
 
-  const retry = route.retry
-  const wantReplay = retry !== undefined || state.mirrors !== undefined
+  const wantReplay = route.retry !== undefined || state.mirrors !== undefined
   const body = req.body === null ? NO_BODY : await requestBody(req, wantReplay, streams)
   if (state.mirrors) {
     if (body.replayable) fireMirrors(state, headers!, body.buffer, deps.logger)
@@ -73,27 +73,74 @@ export async function forward(
   }
 
   const deadline = route.requestTimeoutMs === undefined ? Infinity : Date.now() + route.requestTimeoutMs
+  const circuit = pool.circuit
+  if (circuit) {
+    const refusedBy = await circuit.acquire(pool.limits!, state.req.signal)
+    if (refusedBy !== undefined) return overloadResponse(refusedBy)
+  }
+  try {
+    return await attempts(state, route, pool, lines, headers, body, responseFilters, deadline, deps, streams)
+  } finally {
+    if (circuit) circuit.release(pool.limits)
+  }
+}
+
+/** The attempts of one request on one pool: retries per the rule, refused connects on other endpoints. */
+async function attempts(
+  state: RequestState,
+  route: RoutePlan,
+  pool: RuntimePool,
+  lines: string | undefined,
+  headers: Headers | undefined,
+  body: RequestBody,
+  responseFilters: readonly (readonly ResponseHook[])[],
+  deadline: number,
+  deps: ProxyDeps,
+  streams: StreamGuard | undefined,
+): Promise<Response> {
+  const retry = route.retry
   const maxAttempts = 1 + (retry && body.replayable ? retry.attempts : 0)
+  const budget = pool.budget
+  if (budget) budget.request(pool.retryBudget!, Date.now())
+  // ConsistentHash Cookie with a ttl: a client without the cookie gets one, and is hashed by it.
+  let hashKey: string | undefined
+  if (pool.cookie && cookieValue(state.headers.get('cookie'), pool.cookie.name) === undefined) {
+    hashKey = crypto.randomUUID()
+    const setCookie = `${pool.cookie.name}=${hashKey}${pool.cookie.attributes}`
+    responseFilters = [...responseFilters, [(_req, h) => h.append('set-cookie', setCookie)]]
+  }
   let member: PoolMember | undefined
   let failure: Exclude<Failure, 'client-gone'> = 'refused'
   // Attempts the backend may have seen so far, and whether the next one may use a pooled connection.
   let used = 0
   let pooled = true
+  /** Endpoints that refused a connection: the request goes to each other endpoint at most once. */
+  let tried: Set<PoolMember> | undefined
+  let attempt = 0
+  let retrying = false
 
-  for (let attempt = 1; ; attempt++) {
-    member = pool.pick({ clientIp: state.clientIp, headers: state.headers, now: Date.now(), avoid: member })
-    if (!member) return errorResponse(503, 'no healthy upstream')
+  try {
+  while (true) {
+    member = pool.pick({ clientIp: state.clientIp, headers: state.headers, now: Date.now(), avoid: member, tried, hashKey })
+    if (!member) {
+      if (tried) break
+      return errorResponse(503, 'no healthy upstream')
+    }
     const payload = body.replayable ? body.buffer : body.stream
     const result = lines !== undefined
-      ? await attemptHttp1(state, member, lines, payload, pooled, route, deadline, deps)
+      ? await attemptHttp1(state, pool, member, lines, payload, pooled, route, deadline, deps)
       : await attemptOnce(state, pool, member, headers!, payload, pooled, route, deadline, deps)
+    if (retrying) {
+      pool.circuit?.endRetry()
+      retrying = false
+    }
 
     if (route.chain.outcomes.length > 0) reportAttempt(route, member.state.key, result)
     if (typeof result === 'object' && 'status' in result) {
       // The HTTP/1.1 client replays once by itself after a stale pooled connection: count both.
       used += result instanceof Response ? 1 : result.attempts
-      const retryable = retry !== undefined && retry.codes.has(result.status)
-      if (!retryable || used >= maxAttempts || Date.now() + retry.backoffMs >= deadline) {
+      const retryable = retry !== undefined && retry.retryStatus(result.status)
+      if (!retryable || used >= maxAttempts || Date.now() + retry.backoffMs >= deadline || !mayRetry(pool)) {
         return result instanceof Response
           ? relayResponse(state, result, responseFilters, streams)
           : relayHttp1(state, result, responseFilters, streams && ((b, length) => streams.watchDownload(b, length)))
@@ -104,6 +151,16 @@ export async function forward(
       const attemptFailure = typeof result === 'string' ? result : result.failure
       if (attemptFailure === 'client-gone') return errorResponse(499, 'client closed request')
       failure = attemptFailure
+      // Refused: the request never reached a backend. Another endpoint at once, whatever the
+      // method and the retry policy, each endpoint at most once (the HTTP/1.1 client has not read
+      // a streamed body yet; fetch may have, so it needs a replayable one).
+      if (failure === 'refused' && (lines !== undefined || body.replayable)) {
+        ;(tried ??= new Set()).add(member)
+        if (tried.size < pool.members.length && Date.now() < deadline) {
+          deps.logger.debug('connection refused: trying another endpoint', { route: route.id, endpoint: member.state.key })
+          continue
+        }
+      }
       // Measured: when a reused keep-alive connection is reset, fetch silently re-sends a
       // bodiless request once on a new connection. Count that as an attempt so the backend
       // never sees more than 1 + retry.attempts requests, and make later attempts use fresh
@@ -113,13 +170,35 @@ export async function forward(
       else used += failure === 'reset' && pooled && payload === null ? 2 : 1
       if (maxAttempts > 1) pooled = false
       // A per-attempt timeout or a connection error is worth another endpoint if time remains.
-      if (used >= maxAttempts || Date.now() + (retry?.backoffMs ?? 0) >= deadline) break
+      if (retry === undefined || !retry.retryFailure(failure) || used >= maxAttempts || Date.now() + retry.backoffMs >= deadline || !mayRetry(pool)) break
     }
+    attempt++
+    retrying = pool.circuit !== undefined
     deps.logger.debug('retrying upstream request', { route: route.id, attempt, endpoint: member.state.key })
-    if (retry!.backoffMs > 0) await Bun.sleep(retry!.backoffMs * attempt)
+    const backoff = Math.min(retry!.backoffMs * attempt, retry!.maxBackoffMs)
+    if (backoff > 0) await Bun.sleep(backoff)
+  }
+  } finally {
+    // A retry that never got its attempt (no member left) gives its slot back.
+    if (retrying) pool.circuit?.endRetry()
   }
   const [status, message] = FAILURE_STATUS[failure]
   return errorResponse(status, message)
+}
+
+/** A configured retry may start: the pool's retry budget and maxParallelRetries allow it (both taken here). */
+function mayRetry(pool: RuntimePool): boolean {
+  if (pool.budget && !pool.budget.tryRetry(pool.retryBudget!, Date.now())) return false
+  if (pool.circuit && pool.circuit.tryRetry(pool.limits!) !== undefined) return false
+  return true
+}
+
+/** 503 from a circuit limit, saying which (the header is what clients and dashboards key on). */
+export function overloadResponse(limit: string): Response {
+  return new Response(`upstream overloaded: ${limit}\n`, {
+    status: 503,
+    headers: { 'content-type': 'text/plain; charset=utf-8', 'x-portico-overload': `circuit-open ${limit}` },
+  })
 }
 
 /** Policies with onUpstreamOutcome (circuit breakers, outlier detection) hear of every attempt. */
@@ -169,7 +248,7 @@ async function attemptOnce(
   deps: ProxyDeps,
 ): Promise<Response | Failure> {
   const controller = new AbortController()
-  const budget = Math.min(route.backendTimeoutMs ?? Infinity, deadline - Date.now())
+  const budget = Math.min(route.backendTimeoutMs ?? Infinity, route.retry?.perTryTimeoutMs ?? Infinity, deadline - Date.now())
   if (budget <= 0) return 'timeout'
   // Cleared as soon as headers arrive: timeouts bound the wait for a response, not the
   // streaming of its body (an SSE stream must not be cut by a request timeout).
@@ -193,17 +272,18 @@ async function attemptOnce(
     // fetch cannot speak h2c: those pools go through a node:http2 session pool with fetch's shape.
     const send = pool.ir.protocol === 'h2c' ? h2cFetch : fetch
     const res = await send(member.origin + state.path + state.query, init as RequestInit & H2cInit)
-    deps.registry.recordSuccess(endpoint)
+    pool.outcome(endpoint, res.status)
     return res
   } catch (err) {
     if (controller.signal.aborted && controller.signal.reason === TIMEOUT) return 'timeout'
     if (state.req.signal.aborted) return 'client-gone'
-    deps.registry.recordFailure(endpoint)
     const code = errorCode(err)
     deps.logger.warn('upstream request failed', { endpoint: endpoint.key, route: route.id, error: code })
     // A backend certificate that fails verification (CA, hostname, BackendTLSPolicy SANs) is a
     // connect failure like a refusal (502), not a reset of an accepted request.
-    return code === 'ECONNREFUSED' || code === 'ConnectionRefused' || TLS_VERIFY_FAILURE.test(code) ? 'refused' : 'reset'
+    const refused = code === 'ECONNREFUSED' || code === 'ConnectionRefused' || TLS_VERIFY_FAILURE.test(code)
+    pool.outcome(endpoint, refused ? 'refused' : 'local')
+    return refused ? 'refused' : 'reset'
   } finally {
     if (timer) clearTimeout(timer)
     // Counts requests waiting for response headers; streaming bodies are not tracked.
@@ -227,6 +307,7 @@ const HTTP1_FAILURE: Record<UpstreamError['kind'], Failure> = {
 /** One attempt on the own HTTP/1.1 client: same budget, health and in-flight accounting as attemptOnce. */
 async function attemptHttp1(
   state: RequestState,
+  pool: RuntimePool,
   member: PoolMember,
   lines: string,
   body: ArrayBuffer | ReadableStream<Uint8Array> | null,
@@ -236,7 +317,7 @@ async function attemptHttp1(
   deps: ProxyDeps,
 ): Promise<Http1Response | Http1Failure> {
   // Timeouts bound the wait for the response head, not the streaming of its body (SSE).
-  const budget = Math.min(route.backendTimeoutMs ?? Infinity, deadline - Date.now())
+  const budget = Math.min(route.backendTimeoutMs ?? Infinity, route.retry?.perTryTimeoutMs ?? Infinity, deadline - Date.now())
   if (budget <= 0) return { failure: 'timeout', sent: 0 }
   const endpoint = member.state
   endpoint.inFlight++
@@ -244,12 +325,12 @@ async function attemptHttp1(
   // Counts requests waiting for response headers; streaming bodies are not tracked.
   endpoint.inFlight--
   if (!(outcome instanceof UpstreamError)) {
-    deps.registry.recordSuccess(endpoint)
+    pool.outcome(endpoint, outcome.status)
     return outcome
   }
   const failure = HTTP1_FAILURE[outcome.kind]
   if (failure === 'refused' || failure === 'reset') {
-    deps.registry.recordFailure(endpoint)
+    pool.outcome(endpoint, failure === 'refused' ? 'refused' : 'local')
     deps.logger.warn('upstream request failed', { endpoint: endpoint.key, route: route.id, error: outcome.code ?? outcome.message })
   }
   return { failure, sent: outcome.attempts }

@@ -22,6 +22,13 @@ interface WeightedOption {
 /** L4 has no request headers; pickers that hash on a header simply see none. */
 const NO_HEADERS = new Headers()
 
+/** Another endpoint of `pool` after `avoid` refused, never one in `tried`. */
+export function retryChoice(pool: RuntimePool, clientIp: string, avoid: PoolMember, tried: ReadonlySet<PoolMember> | undefined): BackendChoice {
+  const member = pool.pick({ clientIp, headers: NO_HEADERS, now: Date.now(), avoid, tried })
+  if (!member) return { kind: 'reject', reason: `every endpoint of ${pool.key} refused` }
+  return { kind: 'endpoint', member, pool }
+}
+
 /**
  * Smooth weighted round-robin (nginx): deterministic, exact proportions over every sum-of-weights
  * window, and no bursts towards the heavy backend. Zero-weight options are never chosen.

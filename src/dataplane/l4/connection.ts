@@ -1,11 +1,14 @@
 /**
  * One proxied TCP connection (plain TCP or TLS passthrough): the client socket, the backend
- * connect with timeout and one retry, and the splice between them.
+ * connect with timeout, refused connects tried on the pool's other endpoints (each once), and
+ * the splice between them.
  */
 import type { Socket, SocketHandler } from 'bun'
 import type { Logger } from '../log.ts'
 import { buildProxyHeader, ProxyHeaderReader, type ProxyEndpoints } from '../proxy-protocol.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
+import type { RuntimePool } from '../upstream/pool.ts'
+import { retryChoice } from './backends.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'
 import { listenerKind, liveRoutes, type CompiledRoute, type PortPlan } from './plan.ts'
 import { Splice } from './splice.ts'
@@ -23,9 +26,6 @@ export interface StreamDeps {
 /** How long a connection ended by a swap may take to write what is queued and see both FINs before it is cut. */
 export const REMOVED_ROUTE_DRAIN_MS = 5_000
 
-/** Connect attempts per connection: the first endpoint, then one other if that one refuses. */
-const MAX_CONNECT_ATTEMPTS = 2
-
 /** Ties a backend socket to the attempt that opened it, so a late answer to a timed-out attempt is ignored. */
 interface BackendLink {
   readonly connection: ProxyConnection
@@ -40,8 +40,11 @@ export class ProxyConnection {
   sniffedBytes = 0
   #attempt = 0
   #member: PoolMember | undefined
-  /** Endpoints in the pool of the current attempt; a retry only makes sense with another one. */
-  #poolSize = 0
+  #pool: RuntimePool | undefined
+  /** Endpoints that refused this connection: each other endpoint of the pool is tried at most once. */
+  #tried: Set<PoolMember> | undefined
+  /** The pool whose circuit (maxConnections) counts this connection. */
+  #admitted: RuntimePool | undefined
   #countedInFlight = false
   #timer: ReturnType<typeof setTimeout> | undefined
   /** When the idle sweep last saw no traffic since its previous visit began. */
@@ -99,15 +102,26 @@ export class ProxyConnection {
   /** Choose an endpoint on `route` and connect to it; bytes already read are sent once connected. */
   connect(route: CompiledRoute, avoid?: PoolMember): void {
     this.route = route
-    const choice = route.backends.choose(this.clientIp, avoid)
+    // A retry after a refused connect stays in the pool that refused (the weighted draw was made).
+    const choice = avoid && this.#pool ? retryChoice(this.#pool, this.clientIp, avoid, this.#tried) : route.backends.choose(this.clientIp)
     if (choice.kind === 'reject') {
       this.deps.logger.debug('l4: connection rejected', { port: this.portPlan.port, route: route.id, reason: choice.reason })
       this.close()
       return
     }
     const member = choice.member
+    const circuit = choice.pool.circuit
+    if (circuit && this.#admitted === undefined) {
+      const refusedBy = circuit.tryConnection(choice.pool.limits!)
+      if (refusedBy !== undefined) {
+        this.deps.logger.debug('l4: connection rejected', { port: this.portPlan.port, route: route.id, reason: `circuit-open ${refusedBy}` })
+        this.close()
+        return
+      }
+      this.#admitted = choice.pool
+    }
     this.#member = member
-    this.#poolSize = choice.pool.members.length
+    this.#pool = choice.pool
     const attempt = ++this.#attempt
     this.armTimer(this.deps.connectTimeoutMs, 'backend connect')
     Bun.connect<BackendLink>({
@@ -195,7 +209,7 @@ export class ProxyConnection {
     if (this.#member) {
       this.#member.state.inFlight++
       this.#countedInFlight = true
-      this.deps.registry.recordSuccess(this.#member.state)
+      this.#pool?.outcome(this.#member.state, 200)
     }
     this.splice.backend.socket = socket
     const version = this.route?.proxyProtocol
@@ -213,8 +227,11 @@ export class ProxyConnection {
       endpoint: member?.state.key,
       error: error.message,
     })
-    if (member) this.deps.registry.recordFailure(member.state)
-    if (this.route && member && this.#attempt < MAX_CONNECT_ATTEMPTS && this.#poolSize > 1) this.connect(this.route, member)
+    if (member) {
+      this.#pool?.outcome(member.state, 'refused')
+      ;(this.#tried ??= new Set()).add(member)
+    }
+    if (this.route && member && this.#pool && this.#tried!.size < this.#pool.members.length) this.connect(this.route, member)
     else this.close()
   }
 
@@ -230,6 +247,10 @@ export class ProxyConnection {
     this.sniffed = []
     if (this.#countedInFlight && this.#member) this.#member.state.inFlight--
     this.#countedInFlight = false
+    if (this.#admitted) {
+      this.#admitted.circuit!.release(this.#admitted.limits)
+      this.#admitted = undefined
+    }
     this.deps.live.delete(this)
   }
 }

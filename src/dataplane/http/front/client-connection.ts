@@ -24,6 +24,7 @@ import { ChunkedDecodeError, ChunkedDecoder } from '../../upstream/http1/chunked
 import { hasNoBody, HeadParseError, MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from '../../upstream/http1/response-head.ts'
 import type { EndpointState } from '../../upstream/registry.ts'
 import type { RuntimePool } from '../../upstream/pool.ts'
+import type { PoolMember } from '../../upstream/policies/picker.ts'
 import { incompleteHeadError, parseRequestHead, RequestHeadError, type RequestHead } from './request-head.ts'
 import { blankLineAt, latin1 } from '../wire-text.ts'
 import { openLink, wireBytes, type Link, type LinkOwner } from './links.ts'
@@ -122,6 +123,15 @@ export class ClientConnection implements LinkOwner {
   #link: Link | undefined
   #direct = false
   #member: EndpointState | undefined
+  /** The pool the direct exchange's endpoint came from (passive health, circuit, refused retries). */
+  #pool: RuntimePool | undefined
+  /** The pool whose circuit admitted the exchange (released when it ends). */
+  #admitted: RuntimePool | undefined
+  /** Endpoints that refused this exchange's connection; undefined until one did. */
+  #tried: Set<PoolMember> | undefined
+  #poolMember: PoolMember | undefined
+  #pickHead: RequestHead | undefined
+  #pickIp = ''
   #method = ''
   #reqHttp10 = false
   /** The upstream head, held until the body bytes that came with it are validated. */
@@ -297,6 +307,10 @@ export class ClientConnection implements LinkOwner {
     // Which path serves it is decided below; local answers before that are neither.
     this.#direct = false
     this.#member = undefined
+    this.#pool = undefined
+    this.#poolMember = undefined
+    this.#tried = undefined
+    this.#pickHead = undefined
     this.#innerHead = undefined
     this.#closeAfter = head.close || ctx.draining
     this.#respStarted = false
@@ -334,7 +348,7 @@ export class ClientConnection implements LinkOwner {
     const webSocket = head.upgrade && isWebSocketUpgrade(head.method, head.get('upgrade'))
     // Upgrades other than WebSocket (h2c) and everything directPool declines take the pipeline.
     const pool = rule && !head.http10 && !head.expect && webSocket === head.upgrade ? directPool(rule, webSocket) : undefined
-    if (pool) this.#startDirect(head, rule!, pool, webSocket, host)
+    if (pool) this.#startDirect(head, rule!, pool, webSocket, host, buf)
     else this.#startInner(innerHead(head, buf))
     if (this.#phase === Phase.Exchange && !this.#reqDone && this.#buffered) {
       // Body bytes that arrived with the head.
@@ -345,7 +359,7 @@ export class ClientConnection implements LinkOwner {
     }
   }
 
-  #startDirect(head: RequestHead, rule: RoutePlan, pool: RuntimePool, webSocket: boolean, host: string): void {
+  #startDirect(head: RequestHead, rule: RoutePlan, pool: RuntimePool, webSocket: boolean, host: string, buf: Uint8Array): void {
     const ctx = this.ctx
     const limit = rule.ir.maxBodyBytes ?? ctx.limits.maxBodyBytes
     if (limit > 0 && head.contentLength > limit) return this.#respondLocal(413, 'request body too large', true)
@@ -357,9 +371,23 @@ export class ClientConnection implements LinkOwner {
       const verdict = runDirect(rule.requestFilters, view)
       if (verdict) return this.#replyLocal(verdict)
     }
-    const member = pool.pick({ clientIp: view ? view.clientIp : this.clientIp, headers: head, now: ctx.clock.now })
+    // Circuit limits (pools with a circuitBreaker only): over a limit the answer is 503 at once;
+    // a request that must queue for a connection slot waits in the pipeline instead.
+    const circuit = pool.circuit
+    if (circuit) {
+      const refusedBy = circuit.tryAdmit(pool.limits!)
+      if (refusedBy === 'queue') return this.#startInner(innerHead(head, buf))
+      if (refusedBy !== undefined) return this.#replyLocal(overloadReply(refusedBy))
+      this.#admitted = pool
+    }
+    const pickIp = view ? view.clientIp : this.clientIp
+    const member = pool.pick({ clientIp: pickIp, headers: head, now: ctx.clock.now })
     // Empty or gone: the full pipeline answers (503) with its usual body.
     if (!member) return this.#respondLocal(503, 'no healthy upstream', false)
+    this.#pool = pool
+    this.#poolMember = member
+    this.#pickHead = head
+    this.#pickIp = pickIp
     if (rule.ir.streamIdleTimeoutMs !== undefined) this.#streamIdleMs = rule.ir.streamIdleTimeoutMs
     this.#routeIdleMs = rule.ir.streamIdleTimeoutMs ?? 0
     const timeout = rule.timeoutDisabled ? 0 : (rule.requestTimeoutMs ?? rule.backendTimeoutMs ?? (webSocket ? WS_HANDSHAKE_TIMEOUT_MS : ctx.limits.upstreamTimeoutMs))
@@ -612,8 +640,9 @@ export class ClientConnection implements LinkOwner {
     }
     const member = this.#member!
     if (!connected) {
-      this.ctx.registry.recordFailure(member)
+      this.#pool!.outcome(member, 'refused')
       this.ctx.logger.warn('upstream connect failed', { endpoint: member.key })
+      if (this.#retryRefused(link)) return
       return this.#failExchange(502, 'upstream connect error')
     }
     // A pooled link the server closed while idle, racing our write: replay once on a new one.
@@ -624,9 +653,37 @@ export class ClientConnection implements LinkOwner {
       return
     }
     // A backend may reset on a method it does not know: that must not let a client eject it.
-    if (STANDARD_METHODS.has(this.#method)) this.ctx.registry.recordFailure(member)
+    if (STANDARD_METHODS.has(this.#method)) this.#pool!.outcome(member, 'local')
     this.ctx.logger.warn('upstream reset before response headers', { endpoint: member.key })
     this.#failExchange(503, 'upstream reset before response headers')
+  }
+
+  /**
+   * The connection was refused: nothing reached the backend, and what was written to the link is
+   * still queued there. Send it to another endpoint of the pool at once, whatever the method,
+   * each endpoint at most once. False when none is left.
+   */
+  #retryRefused(failed: Link): boolean {
+    const pool = this.#pool!
+    const tried = (this.#tried ??= new Set())
+    tried.add(this.#poolMember!)
+    if (tried.size >= pool.members.length || this.#respStarted) return false
+    const next = pool.pick({ clientIp: this.#pickIp, headers: this.#pickHead!, now: this.ctx.clock.now, tried })
+    if (!next) return false
+    this.ctx.logger.debug('connection refused: trying another endpoint', { endpoint: this.#member!.key, next: next.state.key })
+    this.#member!.inFlight--
+    this.#member = next.state
+    this.#poolMember = next
+    next.state.inFlight++
+    const endpoint = next.state
+    const links = this.ctx.links.pool(endpoint.key, endpoint.address, endpoint.port)
+    const link = this.#upgrade ? undefined : links.take()
+    if (link) link.owner = this
+    this.#link = link ?? links.connect(this)
+    let backlogged = false
+    for (const bytes of failed.takeUnsent()) if (!this.#link.write(bytes)) backlogged = true
+    if (backlogged) this.#pauseForLink()
+    return true
   }
 
   #onResponseHead(buf: Uint8Array): void {
@@ -652,7 +709,7 @@ export class ClientConnection implements LinkOwner {
         this.#respStarted = true
         if (this.#direct) {
           // Frames are tracked (not parsed) so that the gateway can close the session itself.
-          this.ctx.registry.recordSuccess(this.#member!)
+          this.#pool!.outcome(this.#member!, 101)
           this.#toBackend = new FrameTracker(true)
           this.#toClient = new FrameTracker(false)
           this.#toClient.feed(buf.subarray(head.headEnd))
@@ -694,7 +751,7 @@ export class ClientConnection implements LinkOwner {
     // The head goes out with whatever body bytes came along, in one write (one syscall).
     let prefix: string | Uint8Array[] | undefined
     if (this.#direct) {
-      this.ctx.registry.recordSuccess(this.#member!)
+      this.#pool!.outcome(this.#member!, status)
       // "Connection: keep-alive" alone may stay: it is then our own, true, control option for
       // this connection (RFC 9110 §7.6.1 allows replacing the field with the proxy's own).
       const hopByHop = head.hopByHop && !head.keepAliveOnly
@@ -818,6 +875,7 @@ export class ClientConnection implements LinkOwner {
     this.#link = undefined
     // A link paused for this client's sake must not go back to a pool (or stay) paused.
     link?.resume()
+    if (this.#admitted) this.#releaseCircuit()
     if (this.#direct) {
       const member = this.#member!
       member.inFlight--
@@ -863,9 +921,16 @@ export class ClientConnection implements LinkOwner {
       this.#member.inFlight--
       this.#member = undefined
     }
+    if (this.#admitted) this.#releaseCircuit()
     this.#direct = false
     // Without a complete request body the connection cannot be reused: the rest of it is still coming.
     this.#respondLocal(status, message, !this.#reqDone || status === 400 || status === 413)
+  }
+
+  #releaseCircuit(): void {
+    const pool = this.#admitted!
+    this.#admitted = undefined
+    pool.circuit!.release(pool.limits)
   }
 
   /** Answer from the front itself and end the exchange. */
@@ -930,6 +995,7 @@ export class ClientConnection implements LinkOwner {
       this.#member.inFlight--
       this.#member = undefined
     }
+    if (this.#admitted) this.#releaseCircuit()
     if (link && link !== this.#inner) link.destroy()
     this.ctx.inFlight--
   }
@@ -1126,6 +1192,11 @@ export class ClientConnection implements LinkOwner {
   forceClose(): void {
     this.#destroyClient()
   }
+}
+
+/** A circuit limit's 503, as the pipeline answers it (proxy.ts overloadResponse). */
+function overloadReply(limit: string): LocalReply {
+  return { status: 503, headers: [['x-portico-overload', `circuit-open ${limit}`]], body: `upstream overloaded: ${limit}\n` }
 }
 
 /** The pool a rule's request goes to when the front forwards it itself, or undefined (the pipeline serves it). */

@@ -69,6 +69,14 @@ export class Link {
     return false
   }
 
+  /** What was written but never sent because the connection never opened (a refused connect: replayable elsewhere). */
+  takeUnsent(): (string | Uint8Array)[] {
+    if (this.connected) return []
+    const queue = this.#queue
+    this.#queue = []
+    return queue
+  }
+
   /** Socket is writable again (or just opened): flush the queue in order. */
   flush(): boolean {
     const queue = this.#queue

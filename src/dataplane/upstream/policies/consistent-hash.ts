@@ -1,19 +1,23 @@
-import { scanFrom, type PickInput, type Picker, type PoolMember } from './picker.ts'
+import { scanFrom, usable, type PickInput, type Picker, type PoolMember } from './picker.ts'
 
 export type HashSource = 'ClientIP' | 'Header' | 'Cookie'
 
-/** Virtual nodes per member: enough for an even spread on small pools, cheap to build. */
-const VNODES = 100
+/** Maglev lookup table size: a prime well above 100 × the members of any real pool (Envoy's default). */
+export const DEFAULT_TABLE_SIZE = 65537
 
 /**
- * Ketama-style ring: the same key lands on the same member while the member set is stable,
- * and only ~1/n of keys move when a member joins or leaves. Requests without a key
- * (missing header/cookie) fall back to a random member.
+ * Maglev consistent hashing (Eisenbud et al., NSDI 2016; Envoy's MaglevLoadBalancer): each
+ * member fills the lookup table along its own permutation, taking turns, so every member owns
+ * M/N entries (±1) and a member leaving moves only about its own 1/N of the keys. The table is
+ * built once per pool and snapshot; a pick is one hash and one array read.
+ *
+ * A key whose owner is ejected or unhealthy is hashed again with a salt (up to 3 times), which
+ * spreads that member's keys over the others instead of piling them on one neighbour; then a
+ * scan. Requests without a key (missing header/cookie) go to a random member.
  */
 export class ConsistentHashPicker implements Picker {
-  readonly #hashes: Uint32Array
-  readonly #owners: Uint32Array
-
+  readonly #table: Int32Array
+  readonly #size: number
   /** Header names compare case-insensitively, cookie names exactly. */
   readonly #name: string
 
@@ -21,24 +25,33 @@ export class ConsistentHashPicker implements Picker {
     private readonly members: readonly PoolMember[],
     private readonly source: HashSource,
     name = '',
+    tableSize = DEFAULT_TABLE_SIZE,
   ) {
     this.#name = source === 'Header' ? name.toLowerCase() : name
-    const points: [number, number][] = []
-    members.forEach((member, index) => {
-      for (let v = 0; v < VNODES; v++) points.push([fnv1a(`${member.state.key}#${v}`), index])
-    })
-    points.sort((a, b) => a[0] - b[0])
-    this.#hashes = Uint32Array.from(points, (p) => p[0])
-    this.#owners = Uint32Array.from(points, (p) => p[1])
+    this.#size = tableSize
+    this.#table = maglevTable(
+      members.map((m) => m.state.key),
+      tableSize,
+    )
   }
 
   pick(input: PickInput): PoolMember | undefined {
     const n = this.members.length
     if (n === 0) return undefined
-    const key = this.#key(input)
+    const key = input.hashKey ?? this.#key(input)
     if (key === undefined) return scanFrom(this.members, Math.floor(Math.random() * n), input)
-    const owner = this.#owners[this.#lowerBound(fnv1a(key)) % this.#owners.length]!
+    let owner = this.ownerIndex(key)
+    for (let salt = 1; salt <= 3; salt++) {
+      const member = this.members[owner]!
+      if (member !== input.avoid && !input.tried?.has(member) && usable(member, input.now)) return member
+      owner = this.ownerIndex(`${key}#${salt}`)
+    }
     return scanFrom(this.members, owner, input)
+  }
+
+  /** The member index that owns `key` in the table (health ignored). */
+  ownerIndex(key: string): number {
+    return this.#table[fnv1a(key) % this.#size]!
   }
 
   #key(input: PickInput): string | undefined {
@@ -46,17 +59,35 @@ export class ConsistentHashPicker implements Picker {
     if (this.source === 'Header') return input.headers.get(this.#name) ?? undefined
     return cookieValue(input.headers.get('cookie'), this.#name)
   }
+}
 
-  #lowerBound(hash: number): number {
-    const hashes = this.#hashes
-    let lo = 0
-    let hi = hashes.length
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if (hashes[mid]! < hash) lo = mid + 1
-      else hi = mid
+/** The Maglev lookup table: entry → member index. `size` must be prime (and > members). */
+export function maglevTable(names: readonly string[], size: number): Int32Array {
+  const table = new Int32Array(size).fill(-1)
+  const n = names.length
+  if (n === 0) return table
+  const offsets = new Uint32Array(n)
+  const skips = new Uint32Array(n)
+  const next = new Uint32Array(n)
+  for (let i = 0; i < n; i++) {
+    offsets[i] = fnv1a(`${names[i]}#offset`) % size
+    skips[i] = (fnv1a(`${names[i]}#skip`) % (size - 1)) + 1
+  }
+  let filled = 0
+  while (true) {
+    for (let i = 0; i < n; i++) {
+      const offset = offsets[i]!
+      const skip = skips[i]!
+      let j = next[i]!
+      let c = (offset + j * skip) % size
+      while (table[c]! >= 0) {
+        j++
+        c = (offset + j * skip) % size
+      }
+      table[c] = i
+      next[i] = j + 1
+      if (++filled === size) return table
     }
-    return lo
   }
 }
 

@@ -1,4 +1,4 @@
-import { scanFrom, type PickInput, type Picker, type PoolMember } from './picker.ts'
+import { scanFrom, usable, type PickInput, type Picker, type PoolMember } from './picker.ts'
 
 /**
  * Fewest in-flight requests wins (it counts requests, not connections: fetch multiplexes
@@ -15,7 +15,7 @@ export class LeastRequestPicker implements Picker {
     let best: PoolMember | undefined
     for (let i = 0; i < n; i++) {
       const member = members[(start + i) % n]!
-      if (member === input.avoid || !member.state.isAvailable(input.now)) continue
+      if (member === input.avoid || input.tried?.has(member) || !usable(member, input.now)) continue
       if (!best || member.state.inFlight < best.state.inFlight) best = member
     }
     return best ?? scanFrom(members, start, input)

@@ -23,6 +23,10 @@ import { addressesFromService, KubernetesStatusSink } from './status/kubernetes.
 import { LeaseElector } from './status/leader.ts'
 import { hostname as machineName } from 'node:os'
 import type { HttpLimits } from './dataplane/http/limits.ts'
+import { ActiveProber } from './dataplane/upstream/health-prober.ts'
+import { EndpointRegistry, HealthTable, type HealthChange } from './dataplane/upstream/registry.ts'
+import { registryStats, type DataplaneStats } from './dataplane/upstream/stats.ts'
+import { backendMetrics, endpointsView } from './admin/endpoints.ts'
 
 export interface PorticoOptions {
   readonly configDir: string
@@ -86,14 +90,26 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   const status = new MemoryStatusSink()
   const metrics = new MetricsRegistry()
   const hostname = opts.bindAddress ?? '0.0.0.0'
-  const dataplane = (opts.workers ?? 1) > 1 ? workerDataplane(opts, hostname) : inThreadDataplane(logger, hostname, opts.limits)
+  // Active health checks run here, once per process, whatever the number of workers; their
+  // transitions go to every data plane.
+  let dataplane: Dataplane | undefined
+  const prober = new ActiveProber((changes) => dataplane?.health(changes), logger)
+  dataplane = (opts.workers ?? 1) > 1 ? workerDataplane(opts, hostname, () => prober.state()) : inThreadDataplane(logger, hostname, opts.limits)
+  const plane = dataplane
+  const consumer = {
+    async apply(snapshot: Snapshot) {
+      const result = await plane.apply(snapshot)
+      prober.update(snapshot)
+      return result
+    },
+  }
   const kube = opts.kubernetes ? await kubernetesMode(opts, opts.kubernetes, store) : undefined
   // One Translator for the life of the process: it remembers unchanged routes between rebuilds.
   const translator = new Translator({ controllerName: opts.controllerName })
   const controller = new Controller({
     store,
     translate: (view) => translator.translate(view),
-    consumers: [dataplane],
+    consumers: [consumer],
     sinks: kube ? [status, kube.sink] : [status],
     logger,
   })
@@ -102,6 +118,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   metrics.collect('portico_config_rebuild_seconds', 'Duration of the latest rebuild (translate, validate, apply)', () => [[undefined, controller.lastRebuildMs / 1000]])
   metrics.collect('portico_config_load_problems', 'Manifests that failed to load', () => [[undefined, ingest.problems().length]])
   metrics.collect('portico_config_rejected', 'Problems that kept the latest snapshot from going live', () => [[undefined, controller.rejected.length]])
+  backendMetrics(metrics, () => plane.stats(), () => prober.list(), () => controller.live)
   controller.onLive(() => logger.info('first snapshot live: ready'))
 
   let draining = false
@@ -115,6 +132,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
     snapshot: () => controller.live,
     rejected: () => controller.rejected,
     metrics: () => metrics.render(),
+    endpoints: () => endpointsView(controller.live, prober.list(), plane.stats()),
     auth,
   })
   const adminServer = Bun.serve({ port: opts.adminPort, hostname: adminAddress, development: false, fetch: (req) => admin.handle(req) })
@@ -154,7 +172,8 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
       await kube?.elector.stop()
       await source.stop()
       if (opts.shutdownDelayMs) await Bun.sleep(opts.shutdownDelayMs)
-      await dataplane.stop(opts.drainTimeoutMs ?? 15_000)
+      prober.stop()
+      await plane.stop(opts.drainTimeoutMs ?? 15_000)
       await Promise.all([adminServer.stop(true), probeServer?.stop(true)])
     },
   }
@@ -176,27 +195,36 @@ function adminAuth(opts: PorticoOptions, store: ResourceStore): AdminAuth | unde
 interface Dataplane {
   apply(snapshot: Snapshot): Promise<{ readonly problems: readonly string[]; readonly failedPorts?: readonly number[] }>
   stop(drainMs: number): Promise<void>
+  /** Active health transitions from the prober. */
+  health(changes: readonly HealthChange[]): void
+  /** Backend stats (passive ejections, circuits), summed over workers. */
+  stats(): DataplaneStats
 }
 
 function inThreadDataplane(logger: Logger, hostname: string, limits: Partial<HttpLimits> | undefined): Dataplane {
   // Each plane keeps its own endpoint registry: a registry prunes to the endpoints of the
   // plane's latest plan, so sharing one would let HTTP reloads forget L4 endpoint state.
-  const http = new HttpDataplane({ logger, hostname, limits })
-  const l4 = new L4Dataplane({ logger, hostname })
+  const health = new HealthTable()
+  const registries = [new EndpointRegistry({}, health), new EndpointRegistry({}, health)]
+  const http = new HttpDataplane({ logger, hostname, limits, registry: registries[0] })
+  const l4 = new L4Dataplane({ logger, hostname, registry: registries[1] })
   return {
+    health: (changes) => health.apply(changes),
+    stats: () => registryStats(registries),
     async apply(snapshot) {
       const [h, l] = await Promise.all([http.apply(snapshot), l4.apply(snapshot)])
       return { problems: [...h.problems, ...l.problems], failedPorts: [...(h.failedPorts ?? []), ...(l.failedPorts ?? [])] }
     },
     async stop(drainMs) {
       await Promise.all([http.stop(false, drainMs), l4.stop()])
+      for (const registry of registries) registry.stop()
     },
   }
 }
 
-function workerDataplane(opts: PorticoOptions, hostname: string): Dataplane {
+function workerDataplane(opts: PorticoOptions, hostname: string, health: () => readonly HealthChange[]): Dataplane {
   const workerUrl = new URL('./worker.ts', import.meta.url).href
-  const pool = new WorkerPool({ count: opts.workers ?? 1, workerUrl, hostname, logLevel: opts.logLevel ?? 'info', logger: opts.logger, limits: opts.limits })
+  const pool = new WorkerPool({ count: opts.workers ?? 1, workerUrl, hostname, logLevel: opts.logLevel ?? 'info', logger: opts.logger, limits: opts.limits, health })
   opts.logger.info('data plane running in worker threads', { workers: pool.size })
   return pool
 }

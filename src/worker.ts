@@ -9,12 +9,18 @@ import { HttpDataplane } from './dataplane/http/server.ts'
 import { L4Dataplane } from './dataplane/l4/server.ts'
 import type { FromWorker, ToWorker } from './dataplane/worker-protocol.ts'
 import { SnapshotDecoder, WireResyncError } from './dataplane/snapshot-wire.ts'
+import { EndpointRegistry, HealthTable } from './dataplane/upstream/registry.ts'
+import { registryStats } from './dataplane/upstream/stats.ts'
 
 declare const self: Worker
 
 let http: HttpDataplane | undefined
 let l4: L4Dataplane | undefined
 const decoder = new SnapshotDecoder()
+/** Active health from the main thread, shared by both planes' registries. */
+const health = new HealthTable()
+let registries: EndpointRegistry[] = []
+let lastStats = ''
 
 const reply = (msg: FromWorker) => self.postMessage(msg)
 
@@ -23,11 +29,23 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   switch (msg.type) {
     case 'init': {
       const child = withFields(createLogger(msg.logLevel as LogLevel), { worker: msg.index })
-      http = new HttpDataplane({ logger: child, hostname: msg.hostname, reusePort: true, limits: msg.limits })
-      l4 = new L4Dataplane({ logger: child, hostname: msg.hostname, reusePort: true })
+      registries = [new EndpointRegistry({}, health), new EndpointRegistry({}, health)]
+      http = new HttpDataplane({ logger: child, hostname: msg.hostname, reusePort: true, limits: msg.limits, registry: registries[0] })
+      l4 = new L4Dataplane({ logger: child, hostname: msg.hostname, reusePort: true, registry: registries[1] })
+      // Backend stats for the main thread's /metrics and /endpoints, when they changed.
+      setInterval(() => {
+        const stats = registryStats(registries)
+        const text = JSON.stringify(stats)
+        if (text === lastStats) return
+        lastStats = text
+        reply({ type: 'stats', stats })
+      }, 1000).unref()
       reply({ type: 'ready' })
       break
     }
+    case 'health':
+      health.apply(msg.changes)
+      break
     case 'apply': {
       let snapshot: Snapshot
       try {

@@ -30,6 +30,8 @@ export interface AdminDeps {
   rejected(): readonly string[]
   /** Prometheus text exposition. */
   metrics(): string
+  /** Backend pools with their endpoints' health, in-flight counts and circuit counters (src/admin/endpoints.ts). */
+  endpoints?(): unknown
   /** When set, the config views need `Authorization: Bearer <token>`. */
   readonly auth?: AdminAuth
 }
@@ -48,7 +50,7 @@ export function healthPlugin(deps: Pick<AdminDeps, 'ready'>) {
  * The views that show configuration. Every route added here is behind the token check (the
  * hook is local to this plugin, so probes and /metrics stay open).
  */
-export function configPlugin(deps: Pick<AdminDeps, 'objects' | 'statusOf' | 'problems' | 'snapshot' | 'rejected' | 'auth'>) {
+export function configPlugin(deps: Pick<AdminDeps, 'objects' | 'statusOf' | 'problems' | 'snapshot' | 'rejected' | 'auth' | 'endpoints'>) {
   const { auth } = deps
   return new Elysia({ name: 'admin.config' })
     .onBeforeHandle(({ request }) => (auth ? checkAdminToken(auth, request) : undefined))
@@ -59,6 +61,7 @@ export function configPlugin(deps: Pick<AdminDeps, 'objects' | 'statusOf' | 'pro
       return snap ? configView(snap) : { error: 'no configuration is live yet' }
     })
     .get('/problems', () => ({ load: deps.problems(), rejected: deps.rejected() }))
+    .get('/endpoints', () => deps.endpoints?.() ?? [])
 }
 
 export function metricsPlugin(deps: Pick<AdminDeps, 'metrics'>) {

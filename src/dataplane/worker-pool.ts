@@ -13,6 +13,8 @@ import type { Snapshot } from '../ir/types.ts'
 import type { Logger } from '../telemetry/logger.ts'
 import type { FromWorker, ToWorker } from './worker-protocol.ts'
 import { SnapshotEncoder } from './snapshot-wire.ts'
+import type { HealthChange } from './upstream/registry.ts'
+import { EMPTY_STATS, mergeStats, type DataplaneStats } from './upstream/stats.ts'
 
 export interface WorkerPoolOptions {
   readonly count: number
@@ -26,6 +28,8 @@ export interface WorkerPoolOptions {
   /** HTTP request limits handed to every worker's data plane. */
   readonly limits?: Partial<HttpLimits>
   readonly logger: Logger
+  /** Active health as the main thread's prober has it: sent to each worker once it is ready. */
+  readonly health?: () => readonly HealthChange[]
 }
 
 interface Slot {
@@ -33,6 +37,7 @@ interface Slot {
   encoder: SnapshotEncoder
   ready: Promise<void>
   pending: Map<number, (msg: FromWorker) => void>
+  stats: DataplaneStats
 }
 
 export class WorkerPool {
@@ -49,6 +54,16 @@ export class WorkerPool {
 
   get size(): number {
     return this.#slots.length
+  }
+
+  /** Active health transitions to every worker. */
+  health(changes: readonly HealthChange[]): void {
+    for (const slot of this.#slots) void slot.ready.then(() => slot.worker.postMessage({ type: 'health', changes } satisfies ToWorker))
+  }
+
+  /** The workers' latest backend stats, summed. */
+  stats(): DataplaneStats {
+    return this.#slots.length ? mergeStats(this.#slots.map((s) => s.stats)) : EMPTY_STATS
   }
 
   async apply(snapshot: Snapshot): Promise<{ problems: readonly string[]; failedPorts: readonly number[] }> {
@@ -95,9 +110,18 @@ export class WorkerPool {
     const pending = new Map<number, (msg: FromWorker) => void>()
     let markReady: () => void = () => {}
     const ready = new Promise<void>((resolve) => (markReady = resolve))
+    const slot: Slot = { worker, encoder: new SnapshotEncoder(), ready, pending, stats: EMPTY_STATS }
     worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const msg = event.data
-      if (msg.type === 'ready') return markReady()
+      if (msg.type === 'ready') {
+        const health = this.opts.health?.()
+        if (health && health.length > 0) worker.postMessage({ type: 'health', changes: health } satisfies ToWorker)
+        return markReady()
+      }
+      if (msg.type === 'stats') {
+        slot.stats = msg.stats
+        return
+      }
       const done = pending.get(msg.id)
       pending.delete(msg.id)
       done?.(msg)
@@ -122,7 +146,7 @@ export class WorkerPool {
     worker.addEventListener('close', () => onExit('exited'))
     const init: ToWorker = { type: 'init', index, hostname: this.opts.hostname, logLevel: this.opts.logLevel, limits: this.opts.limits }
     worker.postMessage(init)
-    return { worker, encoder: new SnapshotEncoder(), ready, pending }
+    return slot
   }
 }
 

@@ -1,13 +1,19 @@
 /** Messages between the main thread and data-plane workers. */
 import type { HttpLimits } from './http/limits.ts'
+import type { HealthChange } from './upstream/registry.ts'
+import type { DataplaneStats } from './upstream/stats.ts'
 export type ToWorker =
   | { type: 'init'; index: number; hostname: string; logLevel: string; limits?: Partial<HttpLimits> }
   /** A snapshot encoded by snapshot-wire.ts (msgpackr, with what the worker holds sent as ids). */
   | { type: 'apply'; id: number; snapshot: Uint8Array }
   | { type: 'stop'; id: number; drainMs: number }
+  /** Active health transitions from the main thread's prober (all of them right after init). */
+  | { type: 'health'; changes: readonly HealthChange[] }
 
 export type FromWorker =
   | { type: 'ready' }
   /** `resync`: the worker could not decode the snapshot against what it holds (snapshot-wire.ts); send it whole. */
   | { type: 'applied'; id: number; problems: string[]; failedPorts: number[]; resync?: boolean }
   | { type: 'stopped'; id: number }
+  /** Backend stats (passive ejections, circuits), sent about once a second when they changed. */
+  | { type: 'stats'; stats: DataplaneStats }

@@ -227,6 +227,10 @@ export class EndpointRegistry {
     return [...this.#circuits.values()]
   }
 
+  budgets(): readonly (readonly [string, RetryBudgetState])[] {
+    return [...this.#budgets.entries()]
+  }
+
   stop(): void {
     clearInterval(this.#recoveryTimer)
     this.#recoveryTimer = undefined

@@ -8,11 +8,22 @@
  *   REPS=5 DURATION=10 CONNECTIONS=128 npx bun bench/http.ts
  *   NGINX=0 npx bun bench/http.ts         # without the nginx target
  *   FETCH=1 npx bun bench/http.ts         # also Portico with fetch() upstream (PORTICO_UPSTREAM_CLIENT=fetch), the old path
- *   POLICY=0 npx bun bench/http.ts        # without the head-only policy target
+ *   POLICIES=requestID,compression npx bun bench/http.ts   # each policy's cost (default: requestID; POLICIES= for none)
+ *   POLICIES=compression COMPRESSION=Brotli NGINX=0 RELAY=0 npx bun bench/http.ts
  *
- * The `policy` target is the same gateway and route reached with Host: policy.bench, a listener
- * carrying a ClientTrafficPolicy with headers.requestID: Generate (a head-only policy: the
- * front's direct path runs it). Its cost is read against `portico` (same process, same route).
+ * Per-policy cost: each policy in POLICIES gets a Gateway listener of its own on the same port
+ * (Host: <name>.policy.bench) whose route carries only that policy, and is read against the
+ * plain route (`portico`) with the same path and request headers, in the same process and run:
+ *  - pipeline: not a policy but what every non-head-only one pays first: the rule leaves the
+ *    front's direct path for the Bun.serve pipeline (an HTTPRoute RequestHeaderModifier filter);
+ *  - requestID: a ClientTrafficPolicy headers.requestID Generate (head-only: the front's direct
+ *    path runs it);
+ *  - compression: a BackendTrafficPolicy compressor [{type: COMPRESSION (Gzip)}] on the route
+ *    (response phase: the rule takes the Bun.serve pipeline), measured on the small GET (below
+ *    the minimum size: the detour and the checks, nothing compressed) and on a 16 KiB JSON body
+ *    (compressed), both with Accept-Encoding: gzip, deflate, br, zstd.
+ * The bench refuses to run a policy that does not reach the data plane (or, for compression,
+ * does not compress the 16 KiB body). POLICY=0 is the old spelling of POLICIES=.
  *
  * Also a Bun byte relay (bench/relay-floor.ts: no parsing, one upstream connection per client):
  * the runtime's floor, so that Portico's CPU per request splits into what Bun costs any proxy
@@ -49,34 +60,110 @@ if (!Bun.which('wrk')) {
   process.exit(2)
 }
 
-const upstream = Bun.spawn(pin(LOAD_CPU, [process.execPath, '-e', `Bun.serve({ port: ${UPSTREAM_PORT}, hostname: '127.0.0.1', fetch: () => new Response('hello from upstream!') })`]), { stdout: 'ignore', stderr: 'inherit' })
+/** /json16k: 16 KiB of JSON (application/json, Content-Length); anything else: the 20-byte hello (text/plain). */
+const UPSTREAM_SCRIPT = `
+const row = (i) => JSON.stringify({ id: i, name: 'item-' + i, tags: ['alpha', 'beta'], price: i * 1.25, ok: i % 2 === 0 })
+let json = '['; for (let i = 0; json.length < 16384 - 200; i++) json += (i ? ',' : '') + row(i)
+json = (json + ']').padEnd(16384, ' ')
+Bun.serve({ port: ${UPSTREAM_PORT}, hostname: '127.0.0.1', fetch: (req) => req.url.endsWith('/json16k') ? new Response(json, { headers: { 'content-type': 'application/json' } }) : new Response('hello from upstream!') })`
+const upstream = Bun.spawn(pin(LOAD_CPU, [process.execPath, '-e', UPSTREAM_SCRIPT]), { stdout: 'ignore', stderr: 'inherit' })
 const dir = mkdtempSync(join(tmpdir(), 'portico-bench-'))
-const POLICY = process.env.POLICY !== '0'
-const POLICY_HOST = 'policy.bench'
-/** A second listener on the same port for POLICY_HOST, with a head-only ClientTrafficPolicy on it. */
-const policyManifests = (gatewayPort: number) => `---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: { name: bench-policy }
-spec:
-  gatewayClassName: bench
-  listeners: [{ name: policy, protocol: HTTP, port: ${gatewayPort}, hostname: ${POLICY_HOST} }]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: { name: policy-route }
-spec:
-  parentRefs: [{ name: bench-policy }]
-  rules: [{ matches: [{ path: { type: PathPrefix, value: / } }], backendRefs: [{ name: upstream, port: 80 }] }]
----
-apiVersion: gateway.portico.dev/v1alpha1
+const BROWSER_AE = 'Accept-Encoding: gzip, deflate, br, zstd'
+const COMPRESSION = process.env.COMPRESSION ?? 'Gzip'
+
+/** One thing to measure on a policy's route, against the plain route with the same path and headers. */
+interface PolicyCase {
+  readonly label: string
+  readonly path: string
+  readonly headers: readonly string[]
+}
+
+/** A policy the bench can put on a route of its own (listener Host <name>.policy.bench, Gateway bench-<name>). */
+interface PolicyBench {
+  /** The policy object, attached to Gateway `gateway` or HTTPRoute `route` (none for a route filter). */
+  readonly manifest: (gateway: string, route: string) => string
+  /** HTTPRoute filters on the route's rule (YAML flow list). */
+  readonly filters?: string
+  /** Text in the admin /config once the policy is in the live snapshot. */
+  readonly needle: string
+  readonly cases: readonly PolicyCase[]
+  /** A check of a live response on the policy's route (what the bench measures must really happen). */
+  readonly verify?: (fetchCase: (c: PolicyCase) => Promise<Response>) => Promise<string | undefined>
+}
+
+const POLICY_BENCHES: Record<string, PolicyBench> = {
+  // Not a policy: the price of leaving the front's direct path for the Bun.serve pipeline (an
+  // HTTPRoute filter that adds one request header), what every non-head-only policy pays first.
+  pipeline: {
+    manifest: () => '',
+    filters: '[{ type: RequestHeaderModifier, requestHeaderModifier: { set: [{ name: x-bench, value: "1" }] } }]',
+    needle: '"x-bench"',
+    cases: [{ label: 'small', path: '/', headers: [] }],
+  },
+  requestID: {
+    manifest: (gateway) => `apiVersion: gateway.portico.dev/v1alpha1
 kind: ClientTrafficPolicy
 metadata: { name: request-id }
 spec:
-  targetRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: bench-policy }]
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: ${gateway} }]
   headers: { requestID: Generate }
-`
-const manifest = (gatewayPort: number) => gatewayManifests(gatewayPort, UPSTREAM_PORT) + '---\n' + prefixRoute('upstream', '/') + (POLICY ? policyManifests(gatewayPort) : '')
+`,
+    needle: '"requestID"',
+    cases: [{ label: 'small', path: '/', headers: [] }],
+  },
+  compression: {
+    manifest: (_gateway, route) => `apiVersion: gateway.portico.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: compression }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: ${route} }]
+  compressor: [{ type: ${COMPRESSION} }]
+`,
+    needle: '"compression"',
+    cases: [
+      { label: 'small', path: '/', headers: [BROWSER_AE] },
+      { label: 'json16k', path: '/json16k', headers: [BROWSER_AE] },
+    ],
+    verify: async (fetchCase) => {
+      const res = await fetchCase({ label: 'json16k', path: '/json16k', headers: [BROWSER_AE] })
+      const bytes = (await res.arrayBuffer()).byteLength
+      const encoding = res.headers.get('content-encoding')
+      return encoding && bytes < 16384 ? undefined : `16 KiB JSON came back ${encoding ?? 'unencoded'}, ${bytes} bytes`
+    },
+  },
+}
+
+const POLICIES = (process.env.POLICY === '0' ? '' : (process.env.POLICIES ?? 'requestID')).split(',').map((p) => p.trim()).filter((p) => p !== '')
+for (const p of POLICIES) {
+  if (!POLICY_BENCHES[p]) {
+    console.error(`unknown policy ${p} in POLICIES (known: ${Object.keys(POLICY_BENCHES).join(', ')})`)
+    process.exit(2)
+  }
+}
+const policyHost = (name: string) => `${name.toLowerCase()}.policy.bench`
+
+/** Per policy: a Gateway with one listener for its Host on the same port, a route to the upstream, the policy. */
+const policyManifests = (gatewayPort: number) =>
+  POLICIES.map((name) => {
+    const gateway = `bench-${name.toLowerCase()}`
+    const route = `${gateway}-route`
+    return `---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: ${gateway} }
+spec:
+  gatewayClassName: bench
+  listeners: [{ name: policy, protocol: HTTP, port: ${gatewayPort}, hostname: ${policyHost(name)} }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: ${route} }
+spec:
+  parentRefs: [{ name: ${gateway} }]
+  rules: [{ matches: [{ path: { type: PathPrefix, value: / } }], backendRefs: [{ name: upstream, port: 80 }]${POLICY_BENCHES[name]!.filters ? `, filters: ${POLICY_BENCHES[name]!.filters}` : ''} }]
+${POLICY_BENCHES[name]!.manifest(gateway, route) ? `---\n${POLICY_BENCHES[name]!.manifest(gateway, route)}` : ''}`
+  }).join('')
+const manifest = (gatewayPort: number) => gatewayManifests(gatewayPort, UPSTREAM_PORT) + '---\n' + prefixRoute('upstream', '/') + policyManifests(gatewayPort)
 writeFileSync(join(dir, 'bench.yaml'), manifest(GATEWAY_PORT))
 
 const gateway = Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn']), { stdout: 'inherit', stderr: 'inherit' })
@@ -94,19 +181,32 @@ const relay = process.env.RELAY === '0' ? undefined : Bun.spawn(pin(PROXY_CPU, [
 const nginx = nginxBin ? Bun.spawn(pin(PROXY_CPU, [nginxBin, '-p', dir, '-c', writeNginxConf(dir)]), { stdout: 'inherit', stderr: 'inherit' }) : undefined
 
 /**
- * The policy target must really carry its policy: a request to POLICY_HOST with our own
- * X-Request-Id must reach the upstream with another one. The upstream does not echo, so this
- * asks the admin API for the live config and looks for the policy in it.
+ * Each policy target must really carry its policy: wait until the admin API's live config shows
+ * it, then run its own check on a live response.
  */
-async function waitForPolicy(): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const res = await fetch(`http://127.0.0.1:${ADMIN_PORT}/config`).catch(() => undefined)
-    const text = res?.ok ? await res.text() : ''
-    if (text.includes('"requestID"')) return
-    await Bun.sleep(100)
+async function waitForPolicies(): Promise<void> {
+  for (const name of POLICIES) {
+    const bench = POLICY_BENCHES[name]!
+    let seen = false
+    for (let i = 0; i < 100 && !seen; i++) {
+      const res = await fetch(`http://127.0.0.1:${ADMIN_PORT}/config`).catch(() => undefined)
+      const text = res?.ok ? await res.text() : ''
+      seen = text.includes(bench.needle)
+      if (!seen) await Bun.sleep(100)
+    }
+    // Thrown inside the try below, so that the processes started here are stopped.
+    if (!seen) throw new Error(`the ${name} policy did not reach the data plane (is its translation in this build?); leave it out of POLICIES`)
+    const problem = await bench.verify?.((c) =>
+      fetch(`http://127.0.0.1:${GATEWAY_PORT}${c.path}`, { headers: headerInit(c.headers, policyHost(name)), decompress: false } as RequestInit),
+    )
+    if (problem) throw new Error(`the ${name} policy is configured but does not act: ${problem}`)
   }
-  // Thrown inside the try below, so that the processes started here are stopped.
-  throw new Error('the ClientTrafficPolicy did not reach the data plane (is its translation in this build?); run with POLICY=0')
+}
+
+function headerInit(lines: readonly string[], host: string): Record<string, string> {
+  const out: Record<string, string> = { host }
+  for (const line of lines) out[line.slice(0, line.indexOf(':')).trim()] = line.slice(line.indexOf(':') + 1).trim()
+  return out
 }
 
 /** nginx as a plain reverse proxy, as in ../shared/bench/run.sh: 1 worker, upstream keepalive pool, no logs. */
@@ -148,22 +248,29 @@ http {
 
 interface Result extends WrkResult { cpuUsPerReq: number; userUsPerReq: number }
 
-async function wrk(port: number, proxyPid?: number, host?: string): Promise<Result> {
-  const before = await cpuTimes(proxyPid)
-  const p = Bun.spawn(pin(LOAD_CPU, ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', ...(host ? ['-H', `Host: ${host}`] : []), `http://127.0.0.1:${port}/`]), { stdout: 'pipe' })
+/** One wrk load: where, with which Host and extra request headers, whose CPU to count. */
+interface Target {
+  readonly name: string
+  readonly port: number
+  readonly pid?: number | undefined
+  readonly host?: string
+  readonly path?: string
+  readonly headers?: readonly string[]
+}
+
+async function wrk(t: Target, countCpu = true): Promise<Result> {
+  const pid = countCpu ? t.pid : undefined
+  const before = await cpuTimes(pid)
+  const headerArgs = [...(t.host ? [`Host: ${t.host}`] : []), ...(t.headers ?? [])].flatMap((h) => ['-H', h])
+  const p = Bun.spawn(pin(LOAD_CPU, ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', ...headerArgs, `http://127.0.0.1:${t.port}${t.path ?? '/'}`]), { stdout: 'pipe' })
   const out = await new Response(p.stdout).text()
   await p.exited
-  const after = await cpuTimes(proxyPid)
+  const after = await cpuTimes(pid)
   const user = after.user - before.user
   const ticks = user + after.system - before.system
   const result = parseWrk(out)
   return { ...result, cpuUsPerReq: (ticks * TICK_US) / result.requests, userUsPerReq: (user * TICK_US) / result.requests }
 }
-
-
-type Target = 'direct' | 'portico' | 'policy' | 'nginx' | 'fetch' | 'relay'
-const PORTS: Record<Target, number> = { direct: UPSTREAM_PORT, portico: GATEWAY_PORT, policy: GATEWAY_PORT, nginx: NGINX_PORT, fetch: FETCH_GATEWAY_PORT, relay: RELAY_PORT }
-const HOSTS: Partial<Record<Target, string>> = { policy: POLICY_HOST }
 
 try {
   await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/`)
@@ -172,44 +279,70 @@ try {
   if (nginx) await waitFor(`http://127.0.0.1:${NGINX_PORT}/`)
   if (fetchGateway) await waitFor(`http://127.0.0.1:${FETCH_GATEWAY_PORT}/`)
   if (relay) await waitFor(`http://127.0.0.1:${RELAY_PORT}/`)
-  if (POLICY) await waitForPolicy()
-  const targets: Target[] = ['direct', 'portico', ...(POLICY ? (['policy'] as const) : []), ...(nginx ? (['nginx'] as const) : []), ...(fetchGateway ? (['fetch'] as const) : []), ...(relay ? (['relay'] as const) : [])]
-  const PIDS: Record<Target, number | undefined> = { direct: undefined, portico: gateway.pid, policy: gateway.pid, nginx: nginx?.pid, fetch: fetchGateway?.pid, relay: relay?.pid }
-  for (const t of targets) if (t !== 'direct') await wrk(PORTS[t], undefined, HOSTS[t]) // warm-up (JIT, pools)
-  const runs: Record<Target, Result[]> = { direct: [], portico: [], policy: [], nginx: [], fetch: [], relay: [] }
+  await waitForPolicies()
+
+  const targets: Target[] = [
+    { name: 'direct', port: UPSTREAM_PORT },
+    { name: 'portico', port: GATEWAY_PORT, pid: gateway.pid },
+  ]
+  // Each policy case against the plain route with the same path and headers (shared when equal).
+  const pairs: { policy: string; label: string; with: Target; without: Target }[] = []
+  for (const name of POLICIES) {
+    for (const c of POLICY_BENCHES[name]!.cases) {
+      const baseName = c.path === '/' && c.headers.length === 0 ? 'portico' : `portico ${c.label}${c.headers.length ? ' +h' : ''}`
+      let without = targets.find((t) => t.name === baseName)
+      if (!without) targets.push((without = { name: baseName, port: GATEWAY_PORT, pid: gateway.pid, path: c.path, headers: c.headers }))
+      const withPolicy: Target = { name: `${name} ${c.label}`, port: GATEWAY_PORT, pid: gateway.pid, host: policyHost(name), path: c.path, headers: c.headers }
+      targets.push(withPolicy)
+      pairs.push({ policy: name, label: c.label, with: withPolicy, without })
+    }
+  }
+  if (nginx) targets.push({ name: 'nginx', port: NGINX_PORT, pid: nginx.pid })
+  if (fetchGateway) targets.push({ name: 'fetch', port: FETCH_GATEWAY_PORT, pid: fetchGateway.pid })
+  if (relay) targets.push({ name: 'relay', port: RELAY_PORT, pid: relay.pid })
+
+  for (const t of targets) if (t.name !== 'direct') await wrk(t, false) // warm-up (JIT, pools)
+  const runs = new Map<string, Result[]>(targets.map((t) => [t.name, []]))
   for (let r = 0; r < REPS; r++) {
     // Rotate the order every repetition so drift does not favour one target.
     const order = targets.map((_, i) => targets[(i + r) % targets.length]!)
-    for (const t of order) runs[t].push(await wrk(PORTS[t], PIDS[t], HOSTS[t]))
+    for (const t of order) runs.get(t.name)!.push(await wrk(t))
   }
-  const summary = (t: Target) => ({
-    rps: median(runs[t].map((x) => x.rps)),
-    p50: median(runs[t].map((x) => x.p50ms)),
-    p99: median(runs[t].map((x) => x.p99ms)),
-    errors: runs[t].reduce((a, x) => a + x.errors, 0),
-    cpu: median(runs[t].map((x) => x.cpuUsPerReq)),
-    user: median(runs[t].map((x) => x.userUsPerReq)),
-  })
+  const summary = (name: string) => {
+    const xs = runs.get(name)!
+    return {
+      rps: median(xs.map((x) => x.rps)),
+      p50: median(xs.map((x) => x.p50ms)),
+      p99: median(xs.map((x) => x.p99ms)),
+      errors: xs.reduce((a, x) => a + x.errors, 0),
+      cpu: median(xs.map((x) => x.cpuUsPerReq)),
+      user: median(xs.map((x) => x.userUsPerReq)),
+    }
+  }
   const d = summary('direct')
   const g = summary('portico')
   console.log(`small GET, wrk -t1 -c${CONNECTIONS} -d${DURATION}s, ${REPS} reps interleaved (medians); proxies 1 worker on cpu ${PROXY_CPU}, upstream + wrk on cpu ${LOAD_CPU}`)
   // CPU µs per request (user+system of the proxy process, softirq excluded) is the least noisy
   // number on a shared machine: it does not move when a neighbour steals the load core.
   // user vs kernel: loopback TCP costs the same for every proxy; what differs is the user part.
-  console.log('target   req/s     p50 ms  p99 ms  errors  proxy CPU µs/req (user)')
+  const width = Math.max(8, ...targets.map((t) => t.name.length))
+  console.log(`${'target'.padEnd(width)}    req/s   p50 ms  p99 ms  errors  proxy CPU µs/req (user)`)
   for (const t of targets) {
-    const s = summary(t)
+    const s = summary(t.name)
     const cpu = Number.isFinite(s.cpu) ? `${s.cpu.toFixed(1)} (${s.user.toFixed(1)})` : '-'
-    console.log(`${t.padEnd(8)} ${s.rps.toFixed(0).padStart(8)}  ${s.p50.toFixed(2).padStart(6)}  ${s.p99.toFixed(2).padStart(6)}  ${String(s.errors).padStart(6)}  ${cpu.padStart(15)}`)
+    console.log(`${t.name.padEnd(width)} ${s.rps.toFixed(0).padStart(8)}  ${s.p50.toFixed(2).padStart(6)}  ${s.p99.toFixed(2).padStart(6)}  ${String(s.errors).padStart(6)}  ${cpu.padStart(15)}`)
   }
   console.log(`ratio portico/direct: req/s ${(g.rps / d.rps).toFixed(2)}x, p99 ${(g.p99 / d.p99).toFixed(2)}x`)
   if (nginx) {
     const n = summary('nginx')
     console.log(`ratio portico/nginx:  req/s ${(g.rps / n.rps).toFixed(2)}x, p99 ${(g.p99 / n.p99).toFixed(2)}x, CPU per request ${(g.cpu / n.cpu).toFixed(2)}x`)
   }
-  if (POLICY) {
-    const p = summary('policy')
-    console.log(`ratio policy/portico (requestID Generate, head-only): req/s ${(p.rps / g.rps).toFixed(2)}x, p99 ${(p.p99 / g.p99).toFixed(2)}x, CPU per request ${(p.cpu / g.cpu).toFixed(2)}x`)
+  for (const pair of pairs) {
+    const p = summary(pair.with.name)
+    const b = summary(pair.without.name)
+    console.log(
+      `policy ${pair.policy} (${pair.label}) vs '${pair.without.name}': req/s ${(p.rps / b.rps).toFixed(2)}x, p99 ${(p.p99 / b.p99).toFixed(2)}x, CPU per request ${(p.cpu / b.cpu).toFixed(2)}x (${p.cpu - b.cpu >= 0 ? '+' : ''}${(p.cpu - b.cpu).toFixed(1)} µs, user ${p.user - b.user >= 0 ? '+' : ''}${(p.user - b.user).toFixed(1)} µs)`,
+    )
   }
   if (relay) {
     const r = summary('relay')

@@ -61,10 +61,13 @@ export interface CompiledPolicy {
   /** Response head on its way to the client (also local answers on the pipeline). Pipeline only. */
   onResponseHead?(res: ResponseHeadView, req: PolicyRequest): void
   /**
-   * The upstream body on its way to the client (after the response-head hooks): return it, or a
-   * stream that replaces it (compression), editing `res.headers` to match. Pipeline only.
+   * A forwarded response on its way to the client, after the response-head hooks: return a stream
+   * that replaces the body (compression), editing `res.headers` to match, or undefined to leave
+   * it as it is. `body()` is the body so far (the upstream's, or an earlier policy's stream; null
+   * when there is none); calling it only when replacing keeps untouched responses cheap (a byte
+   * body stays a byte body). Pipeline only.
    */
-  wrapResponseBody?(body: ReadableStream<Uint8Array>, res: ResponseHeadView, req: PolicyRequest): ReadableStream<Uint8Array>
+  wrapResponseBody?(res: ResponseHeadView, req: PolicyRequest, body: () => ReadableStream<Uint8Array> | null): ReadableStream<Uint8Array> | undefined
   /** Each upstream attempt's outcome ("address:port" of the endpoint). Pipeline only. */
   onUpstreamOutcome?(endpoint: string, outcome: UpstreamOutcome): void
 }

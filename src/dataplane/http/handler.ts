@@ -110,13 +110,17 @@ function forwardOn(
   return forward(state, route, pool, responseFilters, deps, streams)
 }
 
-/** Policies that transform response bodies (compression, say) wrap the upstream body, in chain order. */
+/**
+ * Policies that transform response bodies (compression) may replace the upstream body, in chain
+ * order. Their header edits go to the relayed response's own (mutable) Headers; a response no
+ * policy replaced is returned as it is, byte body and all.
+ */
 function wrapBodies(chain: Chain, state: RequestState, res: Response): Response {
-  if (!res.body) return res
-  let body: ReadableStream<Uint8Array> = res.body
-  const head = { status: res.status, headers: new Headers(res.headers) }
-  for (const policy of chain.bodies) body = policy.wrapResponseBody!(body, head, state)
-  return new Response(body, { status: res.status, statusText: res.statusText, headers: head.headers })
+  const head = { status: res.status, headers: res.headers }
+  let replaced: ReadableStream<Uint8Array> | undefined
+  const current = () => replaced ?? res.body
+  for (const policy of chain.bodies) replaced = policy.wrapResponseBody!(head, state, current) ?? replaced
+  return replaced ? new Response(replaced, { status: res.status, statusText: res.statusText, headers: head.headers }) : res
 }
 
 /** Apply response-phase hooks to a locally generated response. */

@@ -40,10 +40,10 @@ export const compressionRuntime: PolicyRuntime<'compression'> = {
     }
     return {
       headOnly: false,
-      wrapResponseBody(body, res, req) {
-        if (codecs.length === 0) return body
+      wrapResponseBody(res, req, current) {
+        if (codecs.length === 0) return undefined
         const headers = res.headers
-        if (ineligible(req.method, res.status, headers, smallest) !== undefined) return body
+        if (ineligible(req.method, res.status, headers, smallest) !== undefined) return undefined
         const vary = varyWithAcceptEncoding(headers.get('vary'))
         if (vary !== undefined) headers.set('vary', vary)
         const lengthField = headers.get('content-length')
@@ -51,7 +51,9 @@ export const compressionRuntime: PolicyRuntime<'compression'> = {
         const accept = req.header('accept-encoding')
         // Encodings with different minimums: only those this length satisfies take part.
         const coding = uniform || length === undefined ? choose(accept) : negotiate(accept, offered.filter((_, i) => length >= minimums[i]!))
-        if (coding === undefined) return body
+        if (coding === undefined) return undefined
+        const body = current()
+        if (body === null) return undefined
         const chosen = codecs[offered.indexOf(coding)]!
         headers.set('content-encoding', coding)
         headers.delete('content-length')

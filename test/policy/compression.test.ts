@@ -8,6 +8,7 @@ import zlib from 'node:zlib'
 import { readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { connect } from 'node:net'
 import { compressibleType, ineligible, negotiate, varyWithAcceptEncoding, weakETag } from '../../src/policy/compression/negotiate.ts'
 import { available, codec, compressStream } from '../../src/policy/compression/codecs.ts'
 import { compressionRuntime } from '../../src/policy/compression/runtime.ts'
@@ -168,11 +169,18 @@ interface Backend {
   readonly port: number
   /** performance.now() when each SSE event was written. */
   readonly sseSent: number[]
+  /** Bytes /big produced so far (it produces only when read). */
+  readonly big: { produced: number; cancelled: boolean }
   stop(): Promise<void>
 }
 
+/** 64 KiB of random hex: compresses to about half with gzip (its 32 KiB window never sees the repeat). */
+const HEX_CHUNK = new TextEncoder().encode(Array.from(crypto.getRandomValues(new Uint8Array(32 * 1024)), (b) => b.toString(16).padStart(2, '0')).join(''))
+const BIG_BYTES = 512 * 1024 * 1024
+
 function startBackend(): Backend {
   const sseSent: number[] = []
+  const big = { produced: 0, cancelled: false }
   const server = Bun.serve({
     port: 0,
     hostname: '127.0.0.1',
@@ -180,7 +188,7 @@ function startBackend(): Backend {
     fetch(req) {
       const url = new URL(req.url)
       const json = { 'content-type': 'application/json', etag: '"v1"', 'accept-ranges': 'bytes' }
-      switch (url.pathname) {
+      switch (url.pathname.replace(/^\/plain/, '')) {
         case '/json':
           return new Response(JSON_BODY, { headers: json })
         case '/small':
@@ -211,6 +219,25 @@ function startBackend(): Backend {
             { headers: { 'content-type': 'text/plain' } },
           )
         }
+        case '/big':
+          big.produced = 0
+          big.cancelled = false
+          return new Response(
+            new ReadableStream(
+              {
+                pull(c) {
+                  c.enqueue(HEX_CHUNK)
+                  big.produced += HEX_CHUNK.byteLength
+                  if (big.produced >= BIG_BYTES) c.close()
+                },
+                cancel() {
+                  big.cancelled = true
+                },
+              },
+              { highWaterMark: 0 },
+            ),
+            { headers: { 'content-type': 'text/plain' } },
+          )
         case '/sse': {
           sseSent.length = 0
           let n = 0
@@ -230,7 +257,7 @@ function startBackend(): Backend {
       return new Response('not found', { status: 404 })
     },
   })
-  return { port: server.port!, sseSent, stop: () => server.stop(true) }
+  return { port: server.port!, sseSent, big, stop: () => server.stop(true) }
 }
 
 interface Curl {
@@ -374,6 +401,35 @@ describe('through the data plane (curl)', () => {
     expect(r.body).toBe(Array.from({ length: 20 }, (_, i) => `line ${i}\n`).join(''))
   })
 
+  test('backpressure: a client that stops reading stops the backend; nothing piles up in between', async () => {
+    const plain = process.env.PLAIN_BIG === '1'
+    const socket = connect(gw.port, '127.0.0.1')
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()))
+    let received = 0
+    const firstBytes = new Promise<void>((resolve) => socket.once('data', () => resolve()))
+    socket.on('data', (d: Buffer) => (received += d.length))
+    socket.write(`GET ${plain ? '/plain' : ''}/big HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n`)
+    await firstBytes
+    socket.pause()
+    await Bun.sleep(1500)
+    const stalledAt = backend.big.produced
+    await Bun.sleep(1000)
+    const later = backend.big.produced
+    if (process.env.COMPRESSION_DEBUG) console.log('backpressure: produced', stalledAt, 'then', later, 'client got', received)
+    // Socket buffers on the way (client, front, loopback link, upstream) hold some megabytes; the
+    // rest of the 512 MiB is never produced while the client does not read.
+    expect(stalledAt).toBeLessThan(64 * 1024 * 1024)
+    expect(later - stalledAt).toBeLessThanOrEqual(HEX_CHUNK.byteLength * 2)
+    // Reading again resumes the flow.
+    socket.resume()
+    await Bun.sleep(500)
+    expect(backend.big.produced).toBeGreaterThan(later)
+    socket.destroy()
+    for (let i = 0; i < 50 && !backend.big.cancelled; i++) await Bun.sleep(50)
+    expect(backend.big.cancelled).toBe(true)
+    expect(received).toBeGreaterThan(0)
+  })
+
   for (const coding of ['gzip', 'br', 'zstd']) {
     test(`SSE through ${coding}: each event arrives as it is sent`, async () => {
       const p = Bun.spawn(['curl', '-sSN', '--compressed', '-H', `Accept-Encoding: ${coding}`, `${gw.base}/sse`], { stdout: 'pipe' })
@@ -390,7 +446,7 @@ describe('through the data plane (curl)', () => {
       expect(arrived.length).toBe(SSE_EVENTS)
       expect(text).toBe(Array.from({ length: SSE_EVENTS }, (_, n) => `id: ${n}\ndata: event ${n} ${'x'.repeat(40)}\n\n`).join(''))
       const lags = arrived.map((t, i) => t - backend.sseSent[i]!)
-      if (process.env.SHOW_LAGS) console.log(coding, lags.map((l) => l.toFixed(1)).join(" "))
+      if (process.env.COMPRESSION_DEBUG) console.log(coding, lags.map((l) => l.toFixed(1)).join(" "))
       // Each event within a fraction of the gap after the backend wrote it: not held for the next.
       for (const lag of lags) expect(lag).toBeLessThan(SSE_GAP_MS / 2)
     })

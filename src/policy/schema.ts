@@ -9,7 +9,7 @@
  * supported, rather than the field vanishing silently.
  */
 
-export type Schema = ObjectSchema | StringSchema | IntegerSchema | BooleanSchema | ArraySchema | UnsupportedSchema
+export type Schema = ObjectSchema | StringSchema | IntegerSchema | BooleanSchema | ArraySchema | QuantitySchema | UnsupportedSchema
 
 interface Common {
   readonly description?: string
@@ -58,6 +58,14 @@ export interface ArraySchema extends Common {
   readonly maxItems?: number
 }
 
+/** A Kubernetes resource.Quantity as Envoy Gateway uses it: an integer, or a string like "2Ki" or "10k". */
+export interface QuantitySchema extends Common {
+  readonly type: 'quantity'
+}
+
+/** Envoy Gateway's pattern for quantities (e.g. compression's minContentLength). */
+export const QUANTITY_PATTERN = '^[1-9]+[0-9]*([EPTGMK]i|[EPTGMk])?$'
+
 export interface UnsupportedSchema extends Common {
   readonly type: 'unsupported'
 }
@@ -73,6 +81,7 @@ export const integer = (extra: Omit<IntegerSchema, 'type'> = {}): IntegerSchema 
 export const boolean = (extra: Omit<BooleanSchema, 'type'> = {}): BooleanSchema => ({ type: 'boolean', ...extra })
 export const array = (items: Schema, extra: Omit<ArraySchema, 'type' | 'items'> = {}): ArraySchema => ({ type: 'array', items, ...extra })
 export const duration = (description?: string): StringSchema => ({ type: 'string', duration: true, pattern: DURATION_PATTERN, ...(description ? { description } : {}) })
+export const quantity = (description?: string): QuantitySchema => ({ type: 'quantity', ...(description ? { description } : {}) })
 export const unsupported = (description?: string): UnsupportedSchema => ({ type: 'unsupported', ...(description ? { description } : {}) })
 
 /** Exactly one of these fields is set (a Rule in both forms). */
@@ -139,6 +148,11 @@ export function validate(schema: Schema, value: unknown, path: string, out: Sche
     case 'boolean':
       if (typeof value !== 'boolean') fail('must be true or false')
       break
+    case 'quantity':
+      if (typeof value === 'number') {
+        if (!Number.isInteger(value) || value < 0) fail('must be a non-negative integer or a quantity such as "2Ki"')
+      } else if (typeof value !== 'string' || !new RegExp(QUANTITY_PATTERN).test(value)) fail(`${JSON.stringify(value)} must be an integer or a quantity such as "2Ki"`)
+      break
     case 'array':
       if (!Array.isArray(value)) return fail('must be a list'), out
       if (schema.minItems !== undefined && value.length < schema.minItems) fail(`must have at least ${schema.minItems} item(s)`)
@@ -181,6 +195,8 @@ export function toOpenApi(schema: Schema): Record<string, unknown> {
     }
     case 'boolean':
       return { ...d, type: 'boolean' }
+    case 'quantity':
+      return { ...d, anyOf: [{ type: 'integer' }, { type: 'string' }], pattern: QUANTITY_PATTERN, 'x-kubernetes-int-or-string': true }
     case 'array': {
       const out: Record<string, unknown> = { ...d, type: 'array', items: toOpenApi(schema.items) }
       if (schema.minItems !== undefined) out.minItems = schema.minItems

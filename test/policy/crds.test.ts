@@ -83,6 +83,8 @@ function routesExamples(): any[] {
 /** Structural schema rules (apiextensions.k8s.io/v1): every node has a type, or preserves unknown fields. */
 function structuralProblems(s: any, at: string): string[] {
   if (s['x-kubernetes-preserve-unknown-fields'] === true && s.type === undefined) return []
+  // int-or-string (quantities): no type, anyOf integer/string, as the API server allows.
+  if (s['x-kubernetes-int-or-string'] === true && s.type === undefined) return []
   if (typeof s.type !== 'string') return [`${at}: no type`]
   const out: string[] = []
   for (const [k, v] of Object.entries(s.properties ?? {})) out.push(...structuralProblems(v, `${at}.${k}`))
@@ -94,6 +96,11 @@ function structuralProblems(s: any, at: string): string[] {
 function openApiProblems(s: any, v: any, at: string): string[] {
   if (!s) return [`${at}: no schema`]
   if (s['x-kubernetes-preserve-unknown-fields'] === true && s.type === undefined) return []
+  if (s['x-kubernetes-int-or-string'] === true && s.type === undefined) {
+    if (typeof v === 'number') return Number.isInteger(v) ? [] : [`${at}: not an integer or string`]
+    if (typeof v !== 'string') return [`${at}: not an integer or string`]
+    return s.pattern && !new RegExp(s.pattern).test(v) ? [`${at}: does not match ${s.pattern}`] : []
+  }
   const out: string[] = []
   switch (s.type) {
     case 'object':

@@ -12,7 +12,7 @@
  * (gzip.compressionLevel, brotli.quality, zstd.compressionLevel); the other tuning knobs are
  * reported as not supported yet. minContentLength defaults to 1024 bytes (Envoy: 30).
  */
-import { array, integer, object, string, unsupported, type Rule, type Schema } from '../schema.ts'
+import { array, integer, object, quantity, string, unsupported, type Rule, type Schema } from '../schema.ts'
 import type { Feature } from '../translators.ts'
 import { DEFAULT_MIN_CONTENT_LENGTH, type CompressionEncoding, type CompressionSpec, type CompressionType } from './spec.ts'
 
@@ -49,7 +49,7 @@ const entry = object(
       strategy: unsupported(),
       chunkSize: unsupported(),
     }),
-    minContentLength: unsupported('Smallest response (bytes) worth compressing; Portico uses 1024 until this field is supported.'),
+    minContentLength: quantity('Responses with a Content-Length below this (bytes; "2Ki" and "10k" work) are not compressed; streamed bodies always are. Default 1024 (Envoy: 30).'),
   },
   { required: ['type'], rules: [onlyWith('gzip', 'Gzip'), onlyWith('brotli', 'Brotli'), onlyWith('zstd', 'Zstd')] },
 )
@@ -73,8 +73,18 @@ export function compressionFeature(spec: Json): Extract<Feature, { scope: 'reque
     if (encodings.some((e) => e.type === type)) continue
     const block = item[BLOCK[type]] as Json | undefined
     const level: unknown = type === 'Brotli' ? block?.quality : block?.compressionLevel
-    encodings.push({ type, minContentLength: DEFAULT_MIN_CONTENT_LENGTH, ...(typeof level === 'number' ? { level } : {}) })
+    const minContentLength = item.minContentLength === undefined || item.minContentLength === null ? DEFAULT_MIN_CONTENT_LENGTH : quantityValue(item.minContentLength)
+    encodings.push({ type, minContentLength, ...(typeof level === 'number' ? { level } : {}) })
   }
   const compression: CompressionSpec = { encodings }
   return { scope: 'request', name: 'compression', spec: compression }
+}
+
+const SUFFIX: Record<string, number> = { k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60 }
+
+/** A quantity the schema accepted (an integer, or digits with a k/M/G/Ki/Mi/Gi... suffix) in bytes. */
+export function quantityValue(value: number | string): number {
+  if (typeof value === 'number') return value
+  const m = /^([0-9]+)([A-Za-z]*)$/.exec(value)!
+  return Number(m[1]) * (SUFFIX[m[2]!] ?? 1)
 }

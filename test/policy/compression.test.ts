@@ -13,6 +13,9 @@ import { compressibleType, ineligible, negotiate, varyWithAcceptEncoding, weakET
 import { available, codec, compressStream } from '../../src/policy/compression/codecs.ts'
 import { compressionRuntime } from '../../src/policy/compression/runtime.ts'
 import type { CompressionSpec } from '../../src/policy/compression/spec.ts'
+import { compressionFeature, quantityValue } from '../../src/policy/compression/translate.ts'
+import { backendTrafficPolicy } from '../../src/policy/backend-traffic/translate.ts'
+import { validate } from '../../src/policy/schema.ts'
 import type { PolicyIr } from '../../src/policy/kind.ts'
 import { PolicyStateRegistry } from '../../src/dataplane/policy-state.ts'
 import { startDataplane, type Running } from '../dataplane/harness.ts'
@@ -148,6 +151,40 @@ function partialDecode(coding: string, bytes: Buffer): string {
   if (coding === 'br') return zlib.brotliDecompressSync(bytes, { finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH }).toString()
   return (zlib as any).zstdDecompressSync(bytes, { finishFlush: zlib.constants.ZSTD_e_flush }).toString()
 }
+
+describe('translation (BackendTrafficPolicy)', () => {
+  const targetRefs = [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', name: 'web' }]
+  const problems = (spec: Record<string, unknown>) => {
+    const p = validate(backendTrafficPolicy.schema, { targetRefs, ...spec }, 'spec')
+    return [...p.errors, ...p.unsupported.map((u) => `${u} unsupported`)]
+  }
+  test('quantities', () => {
+    expect(quantityValue(30)).toBe(30)
+    expect(quantityValue('2Ki')).toBe(2048)
+    expect(quantityValue('10k')).toBe(10000)
+    expect(quantityValue('1Mi')).toBe(1048576)
+    expect(problems({ compressor: [{ type: 'Gzip', minContentLength: '2Ki' }] })).toEqual([])
+    expect(problems({ compressor: [{ type: 'Gzip', minContentLength: 512 }] })).toEqual([])
+    expect(problems({ compressor: [{ type: 'Gzip', minContentLength: '1.5Ki' }] })).toHaveLength(1)
+    expect(problems({ compressor: [{ type: 'Gzip', minContentLength: -1 }] })).toHaveLength(1)
+  })
+  test('compressor wins over compression; order kept; a repeated type counts once; levels', () => {
+    const f = compressionFeature({
+      compression: [{ type: 'Gzip' }],
+      compressor: [{ type: 'Zstd', zstd: { compressionLevel: 7 } }, { type: 'Brotli', brotli: { quality: 4 }, minContentLength: '4Ki' }, { type: 'Zstd' }],
+    })
+    expect(f?.spec).toEqual({ encodings: [{ type: 'Zstd', minContentLength: 1024, level: 7 }, { type: 'Brotli', minContentLength: 4096, level: 4 }] })
+    expect(compressionFeature({ compression: [{ type: 'Gzip' }] })?.spec).toEqual({ encodings: [{ type: 'Gzip', minContentLength: 1024 }] })
+    expect(compressionFeature({ compressor: [] })).toBeUndefined()
+    expect(compressionFeature({})).toBeUndefined()
+  })
+  test('schema: a block for another type, an unknown type, unsupported tuning', () => {
+    expect(problems({ compressor: [{ type: 'Brotli', gzip: {} }] })).toEqual(['spec.compressor[0]: The gzip configuration is only allowed when the type is Gzip.'])
+    expect(problems({ compressor: [{ type: 'Deflate' }] })).toHaveLength(1)
+    expect(problems({ compressor: [{ type: 'Gzip', gzip: { memoryLevel: 5 } }] })).toEqual(['spec.compressor[0].gzip.memoryLevel unsupported'])
+    expect(problems({ compressor: [{ type: 'Brotli', brotli: { quality: 12 } }] })).toHaveLength(1)
+  })
+})
 
 describe('compiled policy', () => {
   test('is not head-only: a rule with compression leaves the direct path', () => {

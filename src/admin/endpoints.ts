@@ -9,6 +9,7 @@ import type { Snapshot } from '../ir/types.ts'
 import type { ProbeTarget } from '../dataplane/upstream/health-prober.ts'
 import { activeCheckId } from '../dataplane/upstream/pool.ts'
 import { endpointKey } from '../dataplane/upstream/registry.ts'
+import { poolsInUse } from '../dataplane/upstream/variants.ts'
 import type { DataplaneStats } from '../dataplane/upstream/stats.ts'
 import type { MetricsRegistry } from '../telemetry/metrics.ts'
 
@@ -35,7 +36,7 @@ export function endpointsView(snapshot: Snapshot | undefined, probers: readonly 
   const passive = new Map(stats.endpoints.map(([key, ejected, inFlight]) => [key, { ejected, inFlight }]))
   const circuits = new Map(stats.circuits.map(([pool, active, pending, retries, overflows]) => [pool, { active, pending, retries, overflows }]))
   const budgets = new Map(stats.budgets)
-  return Object.values(snapshot.pools)
+  return poolsInUse(snapshot)
     .sort((a, b) => (a.key < b.key ? -1 : 1))
     .map((pool) => {
       const check = pool.healthCheck?.active

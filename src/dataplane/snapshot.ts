@@ -10,7 +10,8 @@ import type { BackendPool, HttpFilter, HttpListener, HttpPort, HttpRetry, HttpRu
 import type { PolicyIr } from '../policy/kind.ts'
 import type { CompileContext, PolicyStateView } from '../policy/runtime.ts'
 import { PortRouter, RuleMatcher, type MatchableRule } from './http/match.ts'
-import { compileChain, filterFeatures, ruleFeatures, type Chain, type RequestHook, type ResponseHook } from './http/chain.ts'
+import { compileChain, filterFeatures, mergePolicies, ruleFeatures, type Chain, type RequestHook, type ResponseHook } from './http/chain.ts'
+import { backendSettings, variantIr, type BackendSettings } from './upstream/variants.ts'
 import { compileRedirect } from './http/filters/redirect.ts'
 import { PolicyStateRegistry } from './policy-state.ts'
 import type { RequestState } from './http/context.ts'
@@ -77,6 +78,8 @@ export interface RoutePlan extends MatchableRule {
   readonly directWebSocket: boolean
   /** Every policy id (state key) of the rule's and its backends' chains. */
   readonly policyIds: readonly string[]
+  /** Keys of the pool variants its backends use (BackendTrafficPolicy settings; upstream/variants.ts). */
+  readonly variantKeys: readonly string[]
 }
 
 export interface RetryPlan {
@@ -129,10 +132,12 @@ export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
   }
   const ports = new Map<number, PortPlan>()
   const livePolicies = new Set<string>()
-  for (const port of ir.http) ports.set(port.port, compilePort(port, pools, memo, livePolicies))
+  const livePools = new Set<string>(pools.keys())
+  const variant: VariantOf = (base, settings) => variantPool(base, settings, registry, memo)
+  for (const port of ir.http) ports.set(port.port, compilePort(port, pools, memo, livePolicies, livePools, variant))
   // Only once the plan compiled (a throw above keeps the old plan and its endpoints). Endpoints
   // still used by an in-flight request on the old plan keep their object; the index forgets them.
-  registry.retain(liveEndpoints, new Set(pools.keys()))
+  registry.retain(liveEndpoints, livePools)
   memo.policyState.retain(livePolicies)
   return { revision: ir.revision, ir, ports, pools, policyState: memo.policyState }
 }
@@ -158,6 +163,18 @@ interface CompileMemo {
   readonly rules: WeakMap<HttpRule, Map<string, RuleMemo>>
   /** Policy state lives as long as the registry: kept across swaps, pruned to the live plan's ids. */
   readonly policyState: PolicyStateRegistry
+  /** Pool variants per shared runtime pool and settings id (rebuilt with their base pool). */
+  readonly variants: WeakMap<RuntimePool, Map<string, RuntimePool>>
+}
+
+type VariantOf = (base: RuntimePool, settings: BackendSettings) => RuntimePool
+
+function variantPool(base: RuntimePool, settings: BackendSettings, registry: EndpointRegistry, memo: CompileMemo): RuntimePool {
+  let byId = memo.variants.get(base)
+  if (!byId) memo.variants.set(base, (byId = new Map()))
+  let pool = byId.get(settings.id)
+  if (!pool) byId.set(settings.id, (pool = buildPool(variantIr(base.ir, settings), registry)))
+  return pool
 }
 
 interface RuleMemo {
@@ -171,7 +188,7 @@ const memos = new WeakMap<EndpointRegistry, CompileMemo>()
 
 function memoFor(registry: EndpointRegistry): CompileMemo {
   let memo = memos.get(registry)
-  if (!memo) memos.set(registry, (memo = { pools: new WeakMap(), rules: new WeakMap(), policyState: new PolicyStateRegistry() }))
+  if (!memo) memos.set(registry, (memo = { pools: new WeakMap(), rules: new WeakMap(), policyState: new PolicyStateRegistry(), variants: new WeakMap() }))
   return memo
 }
 
@@ -183,7 +200,7 @@ function runtimePool(ir: BackendPool, registry: EndpointRegistry, memo: CompileM
   return pool
 }
 
-function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo, livePolicies: Set<string>): PortPlan {
+function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo, livePolicies: Set<string>, livePools: Set<string>, variant: VariantOf): PortPlan {
   const tls = port.protocol === 'HTTPS' ? tlsEntries(port.listeners) : undefined
   const listenerKeys = new Map<HttpListener, string>()
   const keyOf = (listener: HttpListener) => {
@@ -196,8 +213,9 @@ function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>, me
     port: port.port,
     scheme: port.protocol === 'HTTPS' ? 'https' : 'http',
     router: new PortRouter(port.listeners, (rule, listener) => {
-      const plan = memoizedRule(rule, listener.policies, keyOf(listener), pools, memo)
+      const plan = memoizedRule(rule, listener.policies, keyOf(listener), pools, memo, variant)
       for (const id of plan.policyIds) livePolicies.add(id)
+      for (const key of plan.variantKeys) livePools.add(key)
       return plan
     }),
     tls,
@@ -205,7 +223,7 @@ function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>, me
   }
 }
 
-function memoizedRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | undefined, listenerKey: string, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo): RoutePlan {
+function memoizedRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | undefined, listenerKey: string, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo, variant: VariantOf): RoutePlan {
   let byListener = memo.rules.get(rule)
   const cached = byListener?.get(listenerKey)
   const state = memo.policyState
@@ -219,7 +237,7 @@ function memoizedRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | un
       return obj
     },
   }
-  const plan = compileRule(rule, listenerPolicies, pools, tracking)
+  const plan = compileRule(rule, listenerPolicies, pools, tracking, variant)
   if (!byListener) memo.rules.set(rule, (byListener = new Map()))
   byListener.set(listenerKey, { plan, uses: poolKeysOf(rule, listenerPolicies).map((key) => [key, pools.get(key)] as const), states })
   return plan
@@ -268,13 +286,17 @@ function tlsEntries(listeners: readonly HttpListener[]): TlsEntry[] {
   return fallback ? [fallback, ...named] : named
 }
 
-function compileRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | undefined, pools: ReadonlyMap<string, RuntimePool>, state: PolicyStateView): RoutePlan {
+function compileRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | undefined, pools: ReadonlyMap<string, RuntimePool>, state: PolicyStateView, variant: VariantOf): RoutePlan {
   const matcher = new RuleMatcher(rule.match)
   const ctx: CompileContext = { prefix: matcher.prefix, pools, state }
   const chain = compileChain(ruleFeatures(rule, listenerPolicies), ctx)
-  const action = compileAction(rule, ctx)
+  // BackendTrafficPolicy features: the rule's backends go through pool variants with them.
+  const settings = rule.policies?.length || listenerPolicies?.length ? backendSettings(mergePolicies(listenerPolicies, rule.policies)) : undefined
+  const action = compileAction(rule, ctx, settings?.pool ? (base) => variant(base, settings) : undefined)
   const headOnly = chain.direct
-  const retry = rule.retry && rule.retry.attempts > 0 ? retryPlan(rule.retry) : undefined
+  // An HTTPRoute rule's own retry (GEP-1731) wins over a BackendTrafficPolicy's.
+  const ruleRetry = rule.retry ?? settings?.retry
+  const retry = ruleRetry && ruleRetry.attempts > 0 ? retryPlan(ruleRetry) : undefined
   return {
     id: rule.id,
     ir: rule,
@@ -283,6 +305,7 @@ function compileRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | und
     requestFilters: chain.request,
     responseFilters: chain.response,
     policyIds: action.kind === 'forward' ? [...chain.ids, ...action.choices.flatMap((c) => c.chain.ids)] : chain.ids,
+    variantKeys: settings?.pool && action.kind === 'forward' ? action.choices.flatMap((c) => (c.pool ? [c.pool.key] : [])) : [],
     action,
     requestTimeoutMs: positive(rule.timeouts?.requestMs),
     backendTimeoutMs: positive(rule.timeouts?.backendRequestMs),
@@ -338,7 +361,7 @@ function isDirectAction(action: ActionPlan, poolOk: (pool: RuntimePool) => boole
   return action.choices.every((c) => c.pool !== undefined && poolOk(c.pool) && c.chain.entries.length === 0)
 }
 
-function compileAction(rule: HttpRule, ctx: CompileContext): ActionPlan {
+function compileAction(rule: HttpRule, ctx: CompileContext, variant?: (base: RuntimePool) => RuntimePool): ActionPlan {
   const action = rule.action
   const prefix = ctx.prefix
   switch (action.kind) {
@@ -347,7 +370,7 @@ function compileAction(rule: HttpRule, ctx: CompileContext): ActionPlan {
     case 'redirect':
       return { kind: 'redirect', respond: compileRedirect(action as RedirectAction, prefix) }
     case 'forward': {
-      const choices = action.backends.map((b, i) => compileChoice(b, `${rule.id}/backend/${i}`, ctx))
+      const choices = action.backends.map((b, i) => compileChoice(b, `${rule.id}/backend/${i}`, ctx, variant))
       const cumulative: number[] = []
       let total = 0
       for (const choice of choices) {
@@ -359,8 +382,9 @@ function compileAction(rule: HttpRule, ctx: CompileContext): ActionPlan {
   }
 }
 
-function compileChoice(backend: WeightedBackend, id: string, ctx: CompileContext): BackendChoice {
-  const pool = backend.target ? ctx.pools.get(backend.target.pool) : undefined
+function compileChoice(backend: WeightedBackend, id: string, ctx: CompileContext, variant?: (base: RuntimePool) => RuntimePool): BackendChoice {
+  const shared = backend.target ? ctx.pools.get(backend.target.pool) : undefined
+  const pool = shared && variant ? variant(shared) : shared
   const invalid = backend.invalid ?? (backend.target && !pool ? `pool ${backend.target.pool} not in snapshot` : undefined)
   const chain = compileChain(filterFeatures(backend.filters, id), ctx)
   return {

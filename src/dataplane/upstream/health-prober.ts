@@ -13,6 +13,7 @@ import type { ActiveHealthCheck, BackendPool, Snapshot } from '../../ir/types.ts
 import type { Logger } from '../log.ts'
 import { activeCheckId } from './pool.ts'
 import { endpointKey, type HealthChange } from './registry.ts'
+import { poolsInUse } from './variants.ts'
 
 export interface ProbeTarget {
   readonly checkId: string
@@ -43,7 +44,7 @@ export class ActiveProber {
   /** The probers a snapshot needs: new ones start, gone ones stop, kept ones keep their counts. */
   update(snapshot: Snapshot): void {
     const wanted = new Map<string, { check: ActiveHealthCheck; checkId: string; address: string; port: number; tls: BackendPool['tls']; pools: Set<string> }>()
-    for (const pool of Object.values(snapshot.pools)) {
+    for (const pool of poolsInUse(snapshot)) {
       const check = pool.healthCheck?.active
       if (!check) continue
       const checkId = activeCheckId(check)

@@ -1,18 +1,20 @@
 /**
  * BackendTrafficPolicy (Envoy Gateway's api/v1alpha1/backendtrafficpolicy_types.go field names):
- * how the gateway talks to backends. Registered, attached and reported now; its features arrive
- * with the issues that implement them: `proxyProtocol` (send a PROXY protocol header to the
- * backends of a TCPRoute or TLSRoute), `compression`/`compressor` (src/policy/compression/);
- * every other Envoy Gateway field is accepted by the schema and reported as not supported yet.
+ * how the gateway talks to backends. Features: `proxyProtocol` (send a PROXY protocol header to
+ * the backends of a TCPRoute or TLSRoute), `compression`/`compressor` (src/policy/compression/),
+ * `loadBalancer`, `healthCheck`, `circuitBreaker`, `retry` (./backend.ts: Gateway and HTTPRoute
+ * targets, folded into pool variants by the data plane); every other Envoy Gateway field is
+ * accepted by the schema and reported as not supported yet.
  */
 import { object, string, unsupported } from '../schema.ts'
+import { BACKEND_FIELDS, backendFeatures } from './backend.ts'
 import { policySpecSchema } from '../targets.ts'
 import type { Feature, PolicyTranslator } from '../translators.ts'
 import { COMPRESSION_FIELDS, compressionFeature } from '../compression/translate.ts'
 
 const UNSUPPORTED = [
-  'admissionControl', 'bandwidthLimit', 'circuitBreaker', 'connection', 'dns', 'faultInjection', 'healthCheck', 'http2',
-  'httpUpgrade', 'loadBalancer', 'mergeType', 'rateLimit', 'requestBuffer', 'responseOverride', 'retry', 'routingType', 'tcpKeepalive', 'telemetry',
+  'admissionControl', 'bandwidthLimit', 'connection', 'dns', 'faultInjection', 'http2',
+  'httpUpgrade', 'mergeType', 'rateLimit', 'requestBuffer', 'responseOverride', 'routingType', 'tcpKeepalive', 'telemetry',
   'timeout', 'useClientProtocol',
 ] as const
 
@@ -22,15 +24,19 @@ const schema = policySpecSchema(['Gateway', 'HTTPRoute', 'GRPCRoute', 'TCPRoute'
     { required: ['version'], description: 'Send a PROXY protocol header with the client address to the backend first (TCPRoute and TLSRoute targets).' },
   ),
   ...COMPRESSION_FIELDS,
+  ...BACKEND_FIELDS,
   ...Object.fromEntries(UNSUPPORTED.map((f) => [f, unsupported()])),
 })
 
-function features(spec: Record<string, any>): Feature[] {
+function features(spec: Record<string, any>): Feature[] | string {
   const out: Feature[] = []
   const version = spec.proxyProtocol?.version
   if (version === 'V1' || version === 'V2') out.push({ scope: 'l4route', name: 'proxyProtocol', proxyProtocol: version })
   const compression = compressionFeature(spec)
   if (compression) out.push(compression)
+  const backend = backendFeatures(spec)
+  if (typeof backend === 'string') return backend
+  out.push(...backend)
   return out
 }
 

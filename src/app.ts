@@ -27,6 +27,10 @@ import { ActiveProber } from './dataplane/upstream/health-prober.ts'
 import { EndpointRegistry, HealthTable, type HealthChange } from './dataplane/upstream/registry.ts'
 import { registryStats, type DataplaneStats } from './dataplane/upstream/stats.ts'
 import { backendMetrics, endpointsView } from './admin/endpoints.ts'
+import { installRateLimitEnv, type RateLimitEnv } from './policy/rate-limit/env.ts'
+import { sharedCounters } from './policy/rate-limit/local-store.ts'
+import { registerRateLimitMetrics } from './policy/rate-limit/metrics.ts'
+import { configureRedis, redisSettingsFrom, redactRedisUrl } from './shared/redis.ts'
 
 export interface PorticoOptions {
   readonly configDir: string
@@ -57,6 +61,9 @@ export interface PorticoOptions {
   readonly kubernetes?: KubernetesModeOptions
   /** HTTP request limits and timeouts (dataplane/http/limits.ts); unset ones keep their defaults. */
   readonly limits?: Partial<HttpLimits>
+  /** Redis for global rate limits (--redis-url); its password from redisPasswordFile when set. */
+  readonly redisUrl?: string
+  readonly redisPasswordFile?: string
 }
 
 export interface KubernetesModeOptions {
@@ -90,11 +97,15 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   const status = new MemoryStatusSink()
   const metrics = new MetricsRegistry()
   const hostname = opts.bindAddress ?? '0.0.0.0'
+  // Rate-limit counters for the whole process (every worker gets this buffer) and Redis.
+  const rateLimit: RateLimitEnv = { counters: sharedCounters().buffer, ...(opts.redisUrl ? { redis: redisSettingsFrom(opts.redisUrl, opts.redisPasswordFile) } : {}) }
+  installRateLimitEnv(rateLimit, logger)
+  if (opts.redisUrl) logger.info('redis for global rate limits', { url: redactRedisUrl(opts.redisUrl), passwordFile: opts.redisPasswordFile !== undefined })
   // Active health checks run here, once per process, whatever the number of workers; their
   // transitions go to every data plane.
   let dataplane: Dataplane | undefined
   const prober = new ActiveProber((changes) => dataplane?.health(changes), logger)
-  dataplane = (opts.workers ?? 1) > 1 ? workerDataplane(opts, hostname, () => prober.state()) : inThreadDataplane(logger, hostname, opts.limits)
+  dataplane = (opts.workers ?? 1) > 1 ? workerDataplane(opts, hostname, () => prober.state(), rateLimit) : inThreadDataplane(logger, hostname, opts.limits)
   const plane = dataplane
   const consumer = {
     async apply(snapshot: Snapshot) {
@@ -119,6 +130,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   metrics.collect('portico_config_load_problems', 'Manifests that failed to load', () => [[undefined, ingest.problems().length]])
   metrics.collect('portico_config_rejected', 'Problems that kept the latest snapshot from going live', () => [[undefined, controller.rejected.length]])
   backendMetrics(metrics, () => plane.stats(), () => prober.list(), () => controller.live)
+  registerRateLimitMetrics(metrics, () => controller.live)
   controller.onLive(() => logger.info('first snapshot live: ready'))
 
   let draining = false
@@ -173,6 +185,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
       await source.stop()
       if (opts.shutdownDelayMs) await Bun.sleep(opts.shutdownDelayMs)
       prober.stop()
+      configureRedis(undefined)
       await plane.stop(opts.drainTimeoutMs ?? 15_000)
       await Promise.all([adminServer.stop(true), probeServer?.stop(true)])
     },
@@ -222,9 +235,9 @@ function inThreadDataplane(logger: Logger, hostname: string, limits: Partial<Htt
   }
 }
 
-function workerDataplane(opts: PorticoOptions, hostname: string, health: () => readonly HealthChange[]): Dataplane {
+function workerDataplane(opts: PorticoOptions, hostname: string, health: () => readonly HealthChange[], rateLimit: RateLimitEnv): Dataplane {
   const workerUrl = new URL('./worker.ts', import.meta.url).href
-  const pool = new WorkerPool({ count: opts.workers ?? 1, workerUrl, hostname, logLevel: opts.logLevel ?? 'info', logger: opts.logger, limits: opts.limits, health })
+  const pool = new WorkerPool({ count: opts.workers ?? 1, workerUrl, hostname, logLevel: opts.logLevel ?? 'info', logger: opts.logger, limits: opts.limits, health, rateLimit })
   opts.logger.info('data plane running in worker threads', { workers: pool.size })
   return pool
 }

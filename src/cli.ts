@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { LOG_LEVELS, type LogLevel } from './telemetry/logger.ts'
 import { LIMIT_FLAGS, parseLimitFlags, type HttpLimits } from './dataplane/http/limits.ts'
 import { isBindAddress, isLoopbackAddress } from './admin/auth.ts'
+import { redactRedisUrl, redisUrlProblem } from './shared/redis.ts'
 
 export interface CliOptions {
   configDir: string
@@ -38,6 +39,10 @@ export interface CliOptions {
   gatewayAddressService?: string
   /** Request limits and timeouts of the HTTP data plane (README "Limits and timeouts"). */
   limits: Partial<HttpLimits>
+  /** Redis for global rate limits (redis:// or rediss://); never logged with its password. */
+  redisUrl?: string
+  /** File holding the Redis password (overrides one in the URL). */
+  redisPasswordFile?: string
   help: boolean
 }
 
@@ -63,6 +68,8 @@ export const USAGE = `usage: portico [options]
   --leader-election-namespace NS  namespace of the status-writer Lease (env POD_NAMESPACE; default default)
   --leader-election-id NAME name of the status-writer Lease (default portico-status-writer)
   --gateway-address-service NS/NAME  Service whose load-balancer addresses go into Gateway status
+  --redis-url URL           Redis for global rate limits: redis://[:password@]host[:port][/db] or rediss:// (env REDIS_URL)
+  --redis-password-file PATH  the Redis password, from a file (a mounted Secret) (env REDIS_PASSWORD_FILE)
 ${LIMIT_FLAGS.map((f) => `  ${`${f.flag} ${f.unit === 'bytes' ? 'SIZE' : f.unit === 'seconds' ? 'S' : 'N'}`.padEnd(25)} ${f.help} (env ${f.env})`).join('\n')}
   -h, --help                show this help`
 
@@ -85,6 +92,8 @@ const FLAGS: Record<string, keyof CliOptions> = {
   '--leader-election-namespace': 'leaderElectionNamespace',
   '--leader-election-id': 'leaderElectionId',
   '--gateway-address-service': 'gatewayAddressService',
+  '--redis-url': 'redisUrl',
+  '--redis-password-file': 'redisPasswordFile',
 }
 
 export function parseCli(argv: readonly string[], env: Record<string, string | undefined>): CliOptions {
@@ -105,6 +114,8 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     kubeconfig: env.KUBECONFIG,
     watchNamespace: env.WATCH_NAMESPACE,
     leaderElectionNamespace: env.POD_NAMESPACE,
+    redisUrl: env.REDIS_URL,
+    redisPasswordFile: env.REDIS_PASSWORD_FILE,
   }
   let help = false
   let kubernetes = env.KUBERNETES_MODE === 'true'
@@ -150,6 +161,8 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     leaderElectionNamespace: nonEmpty(raw.leaderElectionNamespace),
     leaderElectionId: nonEmpty(raw.leaderElectionId),
     gatewayAddressService: nonEmpty(raw.gatewayAddressService),
+    redisUrl: nonEmpty(raw.redisUrl),
+    redisPasswordFile: nonEmpty(raw.redisPasswordFile),
     limits: {},
     help,
   }
@@ -167,6 +180,10 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     throw new UsageError(`--gateway-address-service must be namespace/name, got ${JSON.stringify(opts.gatewayAddressService)}`)
   if (!/^[a-z0-9.-]+\/[A-Za-z0-9/._-]+$/.test(opts.controllerName)) throw new UsageError(`--controller-name must look like domain/path, got ${JSON.stringify(opts.controllerName)}`)
   checkAdminFlags(opts)
+  const redisProblem = opts.redisUrl === undefined ? undefined : redisUrlProblem(opts.redisUrl)
+  // The URL may carry a password: a usage error shows it redacted.
+  if (redisProblem) throw new UsageError(`--redis-url ${redactRedisUrl(opts.redisUrl!)} ${redisProblem}`)
+  if (opts.redisPasswordFile !== undefined && opts.redisUrl === undefined) throw new UsageError('--redis-password-file needs --redis-url')
   return opts
 }
 

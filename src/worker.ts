@@ -9,6 +9,7 @@ import { HttpDataplane } from './dataplane/http/server.ts'
 import { L4Dataplane } from './dataplane/l4/server.ts'
 import type { FromWorker, ToWorker } from './dataplane/worker-protocol.ts'
 import { SnapshotDecoder, WireResyncError } from './dataplane/snapshot-wire.ts'
+import { installRateLimitEnv } from './policy/rate-limit/env.ts'
 import { EndpointRegistry, HealthTable } from './dataplane/upstream/registry.ts'
 import { registryStats } from './dataplane/upstream/stats.ts'
 
@@ -29,6 +30,8 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   switch (msg.type) {
     case 'init': {
       const child = withFields(createLogger(msg.logLevel as LogLevel), { worker: msg.index })
+      // Shared rate-limit counters and Redis, before any snapshot compiles a rate limit.
+      installRateLimitEnv(msg.rateLimit, child)
       registries = [new EndpointRegistry({}, health), new EndpointRegistry({}, health)]
       http = new HttpDataplane({ logger: child, hostname: msg.hostname, reusePort: true, limits: msg.limits, registry: registries[0] })
       l4 = new L4Dataplane({ logger: child, hostname: msg.hostname, reusePort: true, registry: registries[1] })

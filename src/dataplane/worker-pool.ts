@@ -13,6 +13,7 @@ import type { Snapshot } from '../ir/types.ts'
 import type { Logger } from '../telemetry/logger.ts'
 import type { FromWorker, ToWorker } from './worker-protocol.ts'
 import { SnapshotEncoder } from './snapshot-wire.ts'
+import type { RateLimitEnv } from '../policy/rate-limit/env.ts'
 import type { HealthChange } from './upstream/registry.ts'
 import { EMPTY_STATS, mergeStats, type DataplaneStats } from './upstream/stats.ts'
 
@@ -30,6 +31,8 @@ export interface WorkerPoolOptions {
   readonly logger: Logger
   /** Active health as the main thread's prober has it: sent to each worker once it is ready. */
   readonly health?: () => readonly HealthChange[]
+  /** Rate-limit counters and Redis settings every worker shares (policy/rate-limit/env.ts). */
+  readonly rateLimit?: RateLimitEnv
 }
 
 interface Slot {
@@ -144,7 +147,7 @@ export class WorkerPool {
     }
     worker.addEventListener('error', (e) => onExit((e as ErrorEvent).message ?? 'error'))
     worker.addEventListener('close', () => onExit('exited'))
-    const init: ToWorker = { type: 'init', index, hostname: this.opts.hostname, logLevel: this.opts.logLevel, limits: this.opts.limits }
+    const init: ToWorker = { type: 'init', index, hostname: this.opts.hostname, logLevel: this.opts.logLevel, limits: this.opts.limits, rateLimit: this.opts.rateLimit }
     worker.postMessage(init)
     return slot
   }

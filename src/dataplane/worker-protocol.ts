@@ -1,9 +1,11 @@
 /** Messages between the main thread and data-plane workers. */
 import type { HttpLimits } from './http/limits.ts'
+import type { RateLimitEnv } from '../policy/rate-limit/env.ts'
 import type { HealthChange } from './upstream/registry.ts'
 import type { DataplaneStats } from './upstream/stats.ts'
 export type ToWorker =
-  | { type: 'init'; index: number; hostname: string; logLevel: string; limits?: Partial<HttpLimits> }
+  /** rateLimit: the process-wide rate-limit counters (a SharedArrayBuffer, shared, not copied) and Redis settings. */
+  | { type: 'init'; index: number; hostname: string; logLevel: string; limits?: Partial<HttpLimits>; rateLimit?: RateLimitEnv }
   /** A snapshot encoded by snapshot-wire.ts (msgpackr, with what the worker holds sent as ids). */
   | { type: 'apply'; id: number; snapshot: Uint8Array }
   | { type: 'stop'; id: number; drainMs: number }

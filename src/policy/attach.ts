@@ -30,6 +30,8 @@ import { POLICY_CRDS, type PolicyKind } from './crds.ts'
 import { validate } from './schema.ts'
 import { GATEWAY_API_GROUP, targetRefsOf, type TargetRef } from './targets.ts'
 import { policyIr, TRANSLATORS, type Feature } from './translators.ts'
+import { translateContext } from './translate-context.ts'
+import type { BackendEffect, Backends } from '../translate/backends.ts'
 import { condition } from '../status/conditions.ts'
 import { keyOf, type K8sObject } from '../store/kinds.ts'
 import type { ResourceView } from '../store/store.ts'
@@ -72,6 +74,8 @@ interface RouteClaim {
   readonly target: TargetRef
   /** Set when another policy of the same kind holds the same route/rule, or the feature cannot apply there. */
   readonly problem?: { readonly reason: string; readonly message: string }
+  /** Invalid, but its (fail-closed) features apply: the target answers 500. */
+  readonly closes?: boolean
 }
 
 interface RouteAttachments {
@@ -101,7 +105,15 @@ function ancestorRef(kind: string, namespace: string, name: string, sectionName?
 }
 
 /** Reads, validates and translates one policy object. Never throws. */
-function entryOf(kind: PolicyKind, policy: K8sObject): Entry {
+function entryOf(kind: PolicyKind, policy: K8sObject, view: ResourceView, backends: Backends | undefined, effects: BackendEffect[]): Entry {
+  const entry = translateEntry(kind, policy, view, backends, effects)
+  if (!entry.invalid || !TRANSLATORS[kind].failClosed) return entry
+  // fail closed: the policy's targets answer 500 (its status says why)
+  const spec = { policy: `${kind} ${entry.namespace}/${entry.name}` }
+  return { ...entry, features: [{ scope: 'request', name: 'policyRejected', spec }] }
+}
+
+function translateEntry(kind: PolicyKind, policy: K8sObject, view: ResourceView, backends: Backends | undefined, effects: BackendEffect[]): Entry {
   const namespace = policy.metadata.namespace ?? 'default'
   const base = {
     policy,
@@ -119,7 +131,7 @@ function entryOf(kind: PolicyKind, policy: K8sObject): Entry {
     const problems = validate(t.schema, spec, 'spec')
     const reasons = [...problems.errors, ...problems.unsupported.map((p) => `${p} is not supported yet`)]
     if (reasons.length) return { ...base, targets, features: [], invalid: reasons.join('; ') }
-    const features = t.features(spec)
+    const features = t.features(spec, translateContext(view, kind, namespace, backends, effects))
     if (typeof features === 'string') return { ...base, targets, features: [], invalid: features }
     return { ...base, targets, features }
   } catch (e) {
@@ -168,16 +180,22 @@ export class PolicyIndex {
    * The index for one world. Total: if attaching throws (a bug meeting odd input), no policy
    * applies and routes are served as without policies, rather than nothing being served.
    */
-  static build(view: ResourceView, gateways: readonly GatewayState[], programmed: readonly ListenerState[]): PolicyIndex {
+  static build(view: ResourceView, gateways: readonly GatewayState[], programmed: readonly ListenerState[], backends?: Backends): PolicyIndex {
     try {
-      return new PolicyIndex(view, gateways, programmed, true)
+      return new PolicyIndex(view, gateways, programmed, true, backends)
     } catch {
-      return new PolicyIndex(view, gateways, programmed, false)
+      return new PolicyIndex(view, gateways, programmed, false, undefined)
     }
   }
 
-  private constructor(view: ResourceView, gateways: readonly GatewayState[], programmed: readonly ListenerState[], withPolicies: boolean) {
-    if (withPolicies) for (const crd of POLICY_CRDS) for (const p of view[crd.view]) this.#entries.push(entryOf(crd.kind, p))
+  /**
+   * Pools the policies call (ext-auth Services): recorded while translating them, to be added
+   * to the translation's pool usage once (the Translator: once per world).
+   */
+  readonly backendEffects: BackendEffect[] = []
+
+  private constructor(view: ResourceView, gateways: readonly GatewayState[], programmed: readonly ListenerState[], withPolicies: boolean, backends: Backends | undefined) {
+    if (withPolicies) for (const crd of POLICY_CRDS) for (const p of view[crd.view]) this.#entries.push(entryOf(crd.kind, p, view, backends, this.backendEffects))
     this.#entries.sort((a, b) => a.created - b.created || cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`) || cmp(a.kind, b.kind))
     const ours = new Map(gateways.map((g) => [g.key, g]))
     const allGateways = new Set(view.gateways.map((g) => `${g.metadata.namespace ?? 'default'}/${g.metadata.name}`))
@@ -206,7 +224,7 @@ export class PolicyIndex {
           }
           continue
         }
-        if (e.invalid) {
+        if (e.invalid && e.features.length === 0) {
           results.set(anc, state(cond('False', REASON.Invalid, e.invalid)))
           continue
         }
@@ -227,7 +245,8 @@ export class PolicyIndex {
           continue
         }
         held.set(claim, e)
-        results.set(anc, state(cond('True', REASON.Accepted, 'Policy has been accepted.')))
+        // an invalid fail-closed policy holds its target (which answers 500) and says why
+        results.set(anc, state(e.invalid ? cond('False', REASON.Invalid, e.invalid) : cond('True', REASON.Accepted, 'Policy has been accepted.')))
         const w = gatewayWinners.get(`${gwKey}#${t.sectionName ?? ''}`) ?? []
         if (!w.includes(e)) w.push(e)
         gatewayWinners.set(`${gwKey}#${t.sectionName ?? ''}`, w)
@@ -260,7 +279,7 @@ export class PolicyIndex {
       const att: RouteAttachments = { route: new Map(), rules: new Map() }
       const [kind, ns, name] = routeKey.split('/') as [string, string, string]
       for (const c of claims) {
-        if (c.problem) continue
+        if (c.problem && !c.closes) continue
         const level = c.target.sectionName === undefined ? 'route' : 'rule'
         const into = level === 'route' ? att.route : (att.rules.get(c.target.sectionName!) ?? att.rules.set(c.target.sectionName!, new Map()).get(c.target.sectionName!)!)
         for (const f of c.entry.features) if (!into.has(f.name)) into.set(f.name, { entry: c.entry, feature: f, ancestor: `${kind}/${ns}/${name}`, level })
@@ -274,8 +293,16 @@ export class PolicyIndex {
     const claims = this.#routeClaims.get(routeKey) ?? []
     this.#routeClaims.set(routeKey, claims)
     let problem: RouteClaim['problem']
-    if (e.invalid) problem = { reason: REASON.Invalid, message: e.invalid }
-    else if (!TRANSLATORS[e.kind].targetKinds.includes(t.kind)) problem = { reason: REASON.Invalid, message: `${t.kind} targets are not supported yet` }
+    let closes = false
+    if (e.invalid) {
+      problem = { reason: REASON.Invalid, message: e.invalid }
+      const claim = `${e.kind}|${routeKey}#${t.sectionName ?? ''}`
+      const holder = held.get(claim)
+      if (e.features.length > 0 && (!holder || holder === e)) {
+        held.set(claim, e)
+        closes = true
+      }
+    } else if (!TRANSLATORS[e.kind].targetKinds.includes(t.kind)) problem = { reason: REASON.Invalid, message: `${t.kind} targets are not supported yet` }
     else {
       const misfit = e.features.map((f) => unsupportedOn(f, t.kind)).find((m) => m !== undefined)
       if (misfit) problem = { reason: REASON.Invalid, message: `${misfit} (not supported yet)` }
@@ -288,7 +315,7 @@ export class PolicyIndex {
         } else held.set(claim, e)
       }
     }
-    claims.push({ entry: e, target: t, ...(problem ? { problem } : {}) })
+    claims.push({ entry: e, target: t, ...(problem ? { problem } : {}), ...(closes ? { closes } : {}) })
   }
 
   #note(e: Entry, ancestor: string) {

@@ -19,9 +19,26 @@ import { securityPolicy } from './security/translate.ts'
  *  - l4route:    settings of an L4 route (BackendTrafficPolicy proxyProtocol to the backend)
  */
 export type Feature =
-  | { readonly scope: 'request'; readonly name: PolicyName; readonly spec: PolicySpecs[PolicyName] }
+  | { readonly scope: 'request'; readonly name: PolicyName; readonly spec: PolicySpecs[PolicyName]; readonly pools?: readonly string[] }
   | { readonly scope: 'connection'; readonly name: string; readonly http?: ConnectionSettings; readonly l4?: ConnectionSettings }
   | { readonly scope: 'l4route'; readonly name: string; readonly proxyProtocol: 'V1' | 'V2' }
+
+/**
+ * What a translator may read besides the spec: referenced Secrets, ConfigMaps and Services, in
+ * the policy's namespace or across namespaces when a ReferenceGrant allows it. All of these are
+ * world kinds (src/store/kinds.ts), so a change to any of them retranslates every policy.
+ * Lookups return the data, or why it cannot be used (a string for the policy's status).
+ */
+export interface TranslateContext {
+  /** The policy's namespace (the default for references). */
+  readonly namespace: string
+  /** A Secret's data, keys to decoded values (`data` base64, `stringData` plain). */
+  secret(name: string, namespace?: string): Readonly<Record<string, string>> | string
+  /** A ConfigMap's data. */
+  configMap(name: string, namespace?: string): Readonly<Record<string, string>> | string
+  /** A Service backendRef (name, namespace, port) → the key of a pool added to the snapshot (PolicyIr.pools). */
+  service(ref: Record<string, unknown>): { readonly pool: string } | string
+}
 
 export interface PolicyTranslator {
   readonly kind: PolicyKind
@@ -33,7 +50,13 @@ export interface PolicyTranslator {
    * The features of a spec that passed the schema and has no unsupported field. May still
    * find a problem the schema cannot express (returned as a string: the policy is Invalid).
    */
-  features(spec: Record<string, unknown>): readonly Feature[] | string
+  features(spec: Record<string, unknown>, ctx: TranslateContext): readonly Feature[] | string
+  /**
+   * An invalid policy of this kind (schema, unsupported field, missing Secret) makes its targets
+   * answer 500 rather than serve as if it were absent (SecurityPolicy: a route must never be
+   * served unauthenticated because its policy was rejected; Envoy Gateway does the same).
+   */
+  readonly failClosed?: boolean
 }
 
 export const TRANSLATORS: { readonly [K in PolicyKind]: PolicyTranslator } = {
@@ -44,5 +67,5 @@ export const TRANSLATORS: { readonly [K in PolicyKind]: PolicyTranslator } = {
 
 /** The PolicyIr of a request feature, with its state key / metric label. */
 export function policyIr(kind: string, namespace: string, name: string, f: Extract<Feature, { scope: 'request' }>): PolicyIr {
-  return { name: f.name, id: `${kind.toLowerCase()}/${namespace}/${name}#${f.name}`, spec: f.spec } as PolicyIr
+  return { name: f.name, id: `${kind.toLowerCase()}/${namespace}/${name}#${f.name}`, spec: f.spec, ...(f.pools?.length ? { pools: f.pools } : {}) } as PolicyIr
 }

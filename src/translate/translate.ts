@@ -21,10 +21,11 @@ export function translate(view: ResourceView, opts: TranslateOptions): Translate
   const gateways = buildGateways(ctx, ours)
   const byKey = new Map<string, GatewayState>(gateways.map((g) => [g.key, g]))
   const listeners = programmedListeners(gateways)
-  const policies = PolicyIndex.build(view, gateways, listeners)
   const backends = new Backends(ctx)
   // policies first: whether a Service speaks TLS changes how its backendRefs resolve
   const finishPolicies = applyBackendTlsPolicies(ctx, backends, status)
+  const policies = PolicyIndex.build(view, gateways, listeners, backends)
+  backends.apply(policies.backendEffects)
 
   const http: HttpContribution[] = []
   const l4: L4Contribution[] = []

@@ -57,8 +57,8 @@ interface World {
   readonly gateways: readonly GatewayState[]
   readonly byKey: ReadonlyMap<string, GatewayState>
   readonly listeners: readonly ListenerState[]
-  /** Policy attachment (policies and Gateways are both world). */
-  readonly policies: PolicyIndex
+  /** Policy attachment (policies and Gateways are both world), built at the world's first translation. */
+  policies: PolicyIndex | undefined
   readonly routes: Record<RouteList, Routes>
   readonly totals: RouteTotals
   readonly pools: PoolMemo
@@ -92,12 +92,18 @@ export class Translator {
     const backends = new Backends(ctx, world.totals.usage, world.pools)
     // policies first: whether a Service speaks TLS changes how its backendRefs resolve
     const finishPolicies = applyBackendTlsPolicies(ctx, backends, status)
+    if (!world.policies) {
+      // once per world: the pools policies call stay in the world's usage until it is rebuilt
+      world.policies = PolicyIndex.build(view, world.gateways, world.listeners, backends)
+      backends.apply(world.policies.backendEffects)
+    }
+    const policies = world.policies
 
     const removed: RouteOutcome[] = []
     const added: RouteOutcome[] = []
     for (const list of ROUTE_LISTS) {
       const outcomeOf = list === 'httpRoutes' ? httpRouteOutcome : l4RouteOutcome
-      world.routes[list] = diff(world.routes[list], view[list], (route) => outcomeOf(ctx, route, world.byKey, backends, world.policies), removed, added)
+      world.routes[list] = diff(world.routes[list], view[list], (route) => outcomeOf(ctx, route, world.byKey, backends, policies), removed, added)
     }
     for (const o of removed) world.totals.remove(o)
     for (const o of added) world.totals.add(o)
@@ -110,14 +116,14 @@ export class Translator {
 
     for (const g of world.gateways) status[keyOf(g.gateway)] = gatewayStatus(g)
     finishPolicies()
-    world.policies.writeStatus(view, world.byKey, ctx.opts.controllerName, status)
+    policies.writeStatus(view, world.byKey, ctx.opts.controllerName, status)
 
     const listeners = world.listeners
     const l4 = ROUTE_LISTS.filter((list) => list !== 'httpRoutes').flatMap((list) => world.routes[list].outcomes.flatMap((o) => o.l4))
     const ir = {
       revision: view.revision,
-      http: buildHttpPorts(listeners, (l) => world.totals.virtualHosts(l), world.policies),
-      l4: buildL4Ports(listeners, l4, world.policies),
+      http: buildHttpPorts(listeners, (l) => world.totals.virtualHosts(l), policies),
+      l4: buildL4Ports(listeners, l4, policies),
       pools: backends.pools(),
     }
     world.pools.rotate()
@@ -139,7 +145,7 @@ export class Translator {
       gateways,
       byKey: new Map(gateways.map((g) => [g.key, g])),
       listeners,
-      policies: PolicyIndex.build(view, gateways, listeners),
+      policies: undefined,
       routes: { httpRoutes: NO_ROUTES, tlsRoutes: NO_ROUTES, tcpRoutes: NO_ROUTES, udpRoutes: NO_ROUTES },
       totals: new RouteTotals(),
       pools: new PoolMemo(),

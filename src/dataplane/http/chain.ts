@@ -113,10 +113,15 @@ export function runRequestHooks(hooks: readonly RequestHook[], req: PolicyReques
   return undefined
 }
 
-/** The direct path's run: the chain is head-only, so no hook returns a promise. */
-export function runDirect(hooks: readonly RequestHook[], req: PolicyRequest): Verdict {
+/**
+ * The direct path's run. A head-only hook answers synchronously except on a cache miss (a JWT
+ * or a bcrypt password seen for the first time): it returns the promise, and the front hands the
+ * request to the pipeline instead (which runs the chain again and awaits it; the hooks before
+ * it are head-only and their upstream edits die with the discarded view).
+ */
+export function runDirect(hooks: readonly RequestHook[], req: PolicyRequest): Verdict | Promise<Verdict> {
   for (let i = 0; i < hooks.length; i++) {
-    const verdict = hooks[i]!(req) as Verdict
+    const verdict = hooks[i]!(req)
     if (verdict !== undefined) return verdict
   }
   return undefined

@@ -369,6 +369,11 @@ export class ClientConnection implements LinkOwner {
     if (rule.requestFilters.length > 0) {
       view = new HeadRequest(head, this.clientIp, host)
       const verdict = runDirect(rule.requestFilters, view)
+      // a head-only policy's cache miss (new JWT, bcrypt): the pipeline awaits it
+      if (verdict instanceof Promise) {
+        verdict.catch(() => {})
+        return this.#startInner(innerHead(head, buf))
+      }
       if (verdict) return this.#replyLocal(verdict)
     }
     // Circuit limits (pools with a circuitBreaker only): over a limit the answer is 503 at once;

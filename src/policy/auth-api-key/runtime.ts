@@ -1,0 +1,75 @@
+/**
+ * `apiKeyAuth`: the presented key's SHA-256 is looked up among the configured ones and
+ * compared in constant time; no key or an unknown one is 401 `WWW-Authenticate: API-Key`.
+ * Synchronous and head-only: the rule keeps the front's direct path.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { PolicyRequest, PolicyRuntime, Verdict } from '../runtime.ts'
+import { cookieValue, queryParam, unauthorized, withoutCookie } from '../security/request.ts'
+import type { ApiKeyAuthSpec } from './spec.ts'
+
+const CHALLENGE = unauthorized('API-Key realm="portico"')
+
+type Found = { readonly key: string; readonly header?: string; readonly cookie?: string }
+
+export const apiKeyAuthRuntime: PolicyRuntime<'apiKeyAuth'> = {
+  name: 'apiKeyAuth',
+  phase: 'authn',
+  order: 10,
+  compile(ir) {
+    const spec = ir.spec
+    const byHash = new Map<string, { clientID: string; digest: Buffer }>()
+    for (const c of spec.credentials) byHash.set(c.sha256, { clientID: c.clientID, digest: Buffer.from(c.sha256, 'base64') })
+    const extract = extractor(spec)
+    const forward = spec.forwardClientIDHeader
+    const sanitize = spec.sanitize
+    return {
+      headOnly: true,
+      onRequest(req: PolicyRequest): Verdict {
+        const found = extract(req)
+        if (!found) return CHALLENGE
+        const digest = createHash('sha256').update(found.key).digest()
+        const hit = byHash.get(digest.toString('base64'))
+        if (!hit || !timingSafeEqual(hit.digest, digest)) return CHALLENGE
+        if (sanitize) {
+          if (found.header) req.removeUpstreamHeader(found.header)
+          if (found.cookie) {
+            const rest = withoutCookie(req.header('cookie') ?? '', found.cookie)
+            if (rest === '') req.removeUpstreamHeader('cookie')
+            else req.setUpstreamHeader('cookie', rest)
+          }
+        }
+        if (forward) req.setUpstreamHeader(forward, hit.clientID)
+        return undefined
+      },
+    }
+  },
+}
+
+function extractor(spec: ApiKeyAuthSpec): (req: PolicyRequest) => Found | undefined {
+  const sources = spec.extractFrom.map((s) => ({
+    headers: (s.headers ?? []).map((h) => h.toLowerCase()),
+    params: s.params ?? [],
+    cookies: s.cookies ?? [],
+  }))
+  return (req) => {
+    for (const s of sources) {
+      for (const h of s.headers) {
+        const v = req.header(h)
+        if (v !== null && v !== '') return { key: v, header: h }
+      }
+      for (const p of s.params) {
+        const v = queryParam(req.query, p)
+        if (v) return { key: v }
+      }
+      if (s.cookies.length) {
+        const header = req.header('cookie')
+        for (const c of s.cookies) {
+          const v = cookieValue(header, c)
+          if (v) return { key: v, cookie: c }
+        }
+      }
+    }
+    return undefined
+  }
+}

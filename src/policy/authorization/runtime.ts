@@ -1,0 +1,79 @@
+/**
+ * `authorization`: the first rule whose principal matches decides (Allow, or Deny → 403); no
+ * match: `defaultAction`. A principal matches when every field it sets matches: the client
+ * address in one of `clientCIDRs`; a JWT from `jwt.provider` (verified earlier in the chain by
+ * the `jwt` feature) with every listed claim holding one of its values and every scope in its
+ * `scope` claim. Synchronous and head-only.
+ */
+import { BlockList, isIP } from 'node:net'
+import type { PolicyRequest, PolicyRuntime, Verdict } from '../runtime.ts'
+import { claimValue } from '../auth-jwt/runtime.ts'
+import { FORBIDDEN, principalOf } from '../security/request.ts'
+import type { AuthorizationRuleSpec } from './spec.ts'
+
+export const authorizationRuntime: PolicyRuntime<'authorization'> = {
+  name: 'authorization',
+  phase: 'authz',
+  order: 0,
+  compile(ir) {
+    const rules = ir.spec.rules.map((r) => ({ allow: r.action === 'Allow', matches: matcher(r) }))
+    const byDefault: Verdict = ir.spec.defaultAction === 'Allow' ? undefined : FORBIDDEN
+    return {
+      headOnly: true,
+      onRequest(req) {
+        for (const r of rules) if (r.matches(req)) return r.allow ? undefined : FORBIDDEN
+        return byDefault
+      },
+    }
+  },
+}
+
+function matcher(rule: AuthorizationRuleSpec): (req: PolicyRequest) => boolean {
+  const checks: ((req: PolicyRequest) => boolean)[] = []
+  const cidrs = rule.principal.clientCIDRs
+  if (cidrs?.length) {
+    const list = blockList(cidrs)
+    checks.push((req) => inList(list, req.clientIp))
+  }
+  const jwt = rule.principal.jwt
+  if (jwt) {
+    const claims = jwt.claims ?? []
+    const scopes = jwt.scopes ?? []
+    checks.push((req) => {
+      const c = principalOf(req)?.jwt?.get(jwt.provider)
+      if (!c) return false
+      for (const m of claims) {
+        const v = claimValue(c, m.name)
+        const have = Array.isArray(v) ? v.map(String) : typeof v === 'string' ? (m.valueType === 'StringArray' ? v.split(' ') : [v]) : v === undefined || v === null ? [] : [String(v)]
+        if (!have.some((x) => m.values.includes(x))) return false
+      }
+      if (scopes.length) {
+        const raw = c.scope ?? c.scp
+        const have = new Set(Array.isArray(raw) ? raw.map(String) : typeof raw === 'string' ? raw.split(' ') : [])
+        if (!scopes.every((s) => have.has(s))) return false
+      }
+      return true
+    })
+  }
+  return (req) => checks.every((c) => c(req))
+}
+
+function blockList(cidrs: readonly string[]): BlockList {
+  const list = new BlockList()
+  for (const cidr of cidrs) {
+    const slash = cidr.indexOf('/')
+    const address = slash < 0 ? cidr : cidr.slice(0, slash)
+    const family = isIP(address)
+    if (family === 0) continue
+    const prefix = slash < 0 ? (family === 4 ? 32 : 128) : Number(cidr.slice(slash + 1))
+    list.addSubnet(address, prefix, family === 4 ? 'ipv4' : 'ipv6')
+  }
+  return list
+}
+
+function inList(list: BlockList, address: string): boolean {
+  const a = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address
+  const family = isIP(a)
+  if (family === 0) return false
+  return list.check(a, family === 4 ? 'ipv4' : 'ipv6')
+}

@@ -74,14 +74,13 @@ export async function forward(
 
   const deadline = route.requestTimeoutMs === undefined ? Infinity : Date.now() + route.requestTimeoutMs
   const circuit = pool.circuit
-  if (circuit) {
-    const refusedBy = await circuit.acquire(pool.limits!, state.req.signal)
-    if (refusedBy !== undefined) return overloadResponse(refusedBy)
-  }
+  if (!circuit) return attempts(state, route, pool, lines, headers, body, responseFilters, deadline, deps, streams)
+  const refusedBy = await circuit.acquire(pool.limits!, state.req.signal)
+  if (refusedBy !== undefined) return overloadResponse(refusedBy)
   try {
     return await attempts(state, route, pool, lines, headers, body, responseFilters, deadline, deps, streams)
   } finally {
-    if (circuit) circuit.release(pool.limits)
+    circuit.release(pool.limits)
   }
 }
 

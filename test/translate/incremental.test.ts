@@ -106,7 +106,7 @@ function edited(rand: Rand, o: K8sObject): K8sObject {
     case 'HTTPRoute': {
       const rule = c.spec?.rules?.[0]
       if (rule && rand() < 0.5) rule.matches = [{ path: { type: 'PathPrefix', value: pick(rand, ['/', '/x', '/api/v2']) } }]
-      else if (rule?.backendRefs?.[0]) rule.backendRefs[0].port = pick(rand, [80, 8080, 3000, 9999])
+      else if (typeof rule?.backendRefs?.[0] === 'object' && rule.backendRefs[0] !== null) rule.backendRefs[0].port = pick(rand, [80, 8080, 3000, 9999])
       else c.spec = { ...c.spec, hostnames: pick(rand, [[], ['a.example.com'], ['*.example.com']]) }
       return c
     }

@@ -150,7 +150,7 @@ describe('apiKeyAuth semantics', () => {
     expect(run({}, '?api_key=key-a').status).toBe('pass')
   })
   test('missing or unknown: 401 naming the scheme, nothing else', () => {
-    for (const h of [{}, { 'x-api-key': 'nope' }, { 'x-api-key': 'key-a ' }]) {
+    for (const h of [{}, { 'x-api-key': 'nope' }, { 'x-api-key': 'key-a ' }] as Record<string, string>[]) {
       const r = run(h)
       expect(r.status).toBe(401)
       expect((r.v as { headers: unknown }).headers).toEqual([['www-authenticate', 'API-Key realm="portico"']])

@@ -41,7 +41,7 @@ interface State {
   readonly remotes: Map<string, RemoteKeySet>
   /** Verified tokens, and refused ones with the fingerprint() they were refused under. */
   readonly verified: BoundedCache<string, Verified | string>
-  readonly pending: Map<string, Promise<Verified | false | 'no-keys'>>
+  readonly pending: Map<string, Promise<Verified | false | 'no-keys' | 'unknown-key'>>
 }
 
 export const jwtRuntime: PolicyRuntime<'jwt'> = {
@@ -63,7 +63,7 @@ export const jwtRuntime: PolicyRuntime<'jwt'> = {
       }
       return undefined
     }
-    const settle = (req: PolicyRequest, v: Verified | false | 'no-keys'): Verdict => (v === 'no-keys' ? NO_KEYS : v === false ? CHALLENGE : accept(req, v))
+    const settle = (req: PolicyRequest, v: Verified | false | 'no-keys' | 'unknown-key'): Verdict => (v === 'no-keys' ? NO_KEYS : v === false || v === 'unknown-key' ? CHALLENGE : accept(req, v))
 
     return {
       headOnly: true,
@@ -94,7 +94,7 @@ export const jwtRuntime: PolicyRuntime<'jwt'> = {
             state.pending.set(token, pending)
             pending.then((v) => {
               state.pending.delete(token)
-              if (v !== 'no-keys') state.verified.set(token, v === false ? under : v)
+              if (v !== 'no-keys' && v !== 'unknown-key') state.verified.set(token, v === false ? under : v)
             })
           }
           return pending.then((v) => settle(req, v))
@@ -117,7 +117,7 @@ function keySetOf(p: JwtProviderSpec, state: State): KeySet {
   return localKeySet(typeof set === 'string' ? { keys: [] } : set)
 }
 
-async function verify(token: string, p: Provider): Promise<Verified | false | 'no-keys'> {
+async function verify(token: string, p: Provider): Promise<Verified | false | 'no-keys' | 'unknown-key'> {
   let kid: string | undefined
   try {
     const header = decodeProtectedHeader(token)
@@ -130,6 +130,8 @@ async function verify(token: string, p: Provider): Promise<Verified | false | 'n
   if (!p.keys.getKey || !p.keys.has(kid)) await p.keys.refresh(true)
   const getKey = p.keys.getKey
   if (!getKey) return 'no-keys'
+  // still unknown: refused, but not remembered (the key may be published later)
+  if (!p.keys.has(kid)) return 'unknown-key'
   const under = fingerprint(p)
   try {
     const { payload } = await jwtVerify(token, getKey, {

@@ -50,6 +50,9 @@ export interface ResponseHeadView {
 
 export type UpstreamOutcome = { readonly kind: 'response'; readonly status: number } | { readonly kind: 'refused' | 'reset' | 'timeout' }
 
+/** A replacement response body (wrapResponseBody). */
+export type ResponseBody = ReadableStream<Uint8Array> | Uint8Array
+
 export interface CompiledPolicy {
   /**
    * Reads only the request head and the client address (never the body), and onRequest never
@@ -61,13 +64,14 @@ export interface CompiledPolicy {
   /** Response head on its way to the client (also local answers on the pipeline). Pipeline only. */
   onResponseHead?(res: ResponseHeadView, req: PolicyRequest): void
   /**
-   * A forwarded response on its way to the client, after the response-head hooks: return a stream
-   * that replaces the body (compression), editing `res.headers` to match, or undefined to leave
-   * it as it is. `body()` is the body so far (the upstream's, or an earlier policy's stream; null
-   * when there is none); calling it only when replacing keeps untouched responses cheap (a byte
-   * body stays a byte body). Pipeline only.
+   * A forwarded response on its way to the client, after the response-head hooks: return a body
+   * that replaces it (compression), editing `res.headers` to match, or undefined to leave it as
+   * it is. The replacement is a stream, or a promise of one or of bytes (sent with their
+   * Content-Length). `body()` is the body so far (the upstream's, or an earlier policy's
+   * replacement; null when there is none); calling it only when replacing keeps untouched
+   * responses cheap (a byte body stays a byte body). Pipeline only.
    */
-  wrapResponseBody?(res: ResponseHeadView, req: PolicyRequest, body: () => ReadableStream<Uint8Array> | null): ReadableStream<Uint8Array> | undefined
+  wrapResponseBody?(res: ResponseHeadView, req: PolicyRequest, body: () => ReadableStream<Uint8Array> | null): ResponseBody | Promise<ResponseBody> | undefined
   /** Each upstream attempt's outcome ("address:port" of the endpoint). Pipeline only. */
   onUpstreamOutcome?(endpoint: string, outcome: UpstreamOutcome): void
 }

@@ -8,7 +8,7 @@ import { chooseBackend } from '../snapshot.ts'
 import { normalizeHost } from './match.ts'
 import { RequestState } from './context.ts'
 import { runRequestHooks, type Chain, type ResponseHook } from './chain.ts'
-import { replyResponse, type Verdict } from '../../policy/runtime.ts'
+import { replyResponse, type ResponseBody, type Verdict } from '../../policy/runtime.ts'
 import { errorResponse, forward, type ProxyDeps } from './proxy.ts'
 import { isMisdirected } from './tls/misdirected.ts'
 import { StreamGuard } from './streaming.ts'
@@ -84,7 +84,7 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
         if (choice.pool.members.length === 0) return errorResponse(503, 'no healthy upstream')
         const responseFilters = [route.responseFilters, choice.responseFilters]
         if (conn.upgradeWebSocket) return await conn.upgradeWebSocket(state, route, choice.pool, responseFilters, port)
-        if (route.chain.bodies.length > 0) return wrapBodies(route.chain, state, await forwardOn(req, state, route, choice.pool, responseFilters, deps, conn, body?.guard))
+        if (route.chain.bodies.length > 0) return await wrapBodies(route.chain, state, await forwardOn(req, state, route, choice.pool, responseFilters, deps, conn, body?.guard))
         return await forwardOn(req, state, route, choice.pool, responseFilters, deps, conn, body?.guard)
       }
     }
@@ -113,14 +113,17 @@ function forwardOn(
 /**
  * Policies that transform response bodies (compression) may replace the upstream body, in chain
  * order. Their header edits go to the relayed response's own (mutable) Headers; a response no
- * policy replaced is returned as it is, byte body and all.
+ * policy replaced is returned as it is, byte body and all, without a promise.
  */
-function wrapBodies(chain: Chain, state: RequestState, res: Response): Response {
+function wrapBodies(chain: Chain, state: RequestState, res: Response, from = 0, replaced?: ResponseBody): Response | Promise<Response> {
   const head = { status: res.status, headers: res.headers }
-  let replaced: ReadableStream<Uint8Array> | undefined
-  const current = () => replaced ?? res.body
-  for (const policy of chain.bodies) replaced = policy.wrapResponseBody!(head, state, current) ?? replaced
-  return replaced ? new Response(replaced, { status: res.status, statusText: res.statusText, headers: head.headers }) : res
+  const current = () => (replaced === undefined ? res.body : replaced instanceof Uint8Array ? new Blob([replaced as Uint8Array<ArrayBuffer>]).stream() : replaced)
+  for (let i = from; i < chain.bodies.length; i++) {
+    const next = chain.bodies[i]!.wrapResponseBody!(head, state, current)
+    if (next instanceof Promise) return next.then((body) => wrapBodies(chain, state, res, i + 1, body))
+    if (next !== undefined) replaced = next
+  }
+  return replaced === undefined ? res : new Response(replaced as ReadableStream<Uint8Array>, { status: res.status, statusText: res.statusText, headers: head.headers })
 }
 
 /** Apply response-phase hooks to a locally generated response. */

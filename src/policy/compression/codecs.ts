@@ -8,7 +8,8 @@
  *
  * Two ways through, chosen per response:
  *  - whole: the body's Content-Length is known and its first chunk is all of it (what the
- *    HTTP/1.1 client hands over for most small and medium responses): one synchronous call;
+ *    HTTP/1.1 client hands over for most small and medium responses): one synchronous call,
+ *    and the compressed bytes go out with their own Content-Length;
  *  - streamed: every upstream chunk is written to a zlib stream and flushed (Z_SYNC_FLUSH,
  *    BROTLI_OPERATION_FLUSH, ZSTD_e_flush), and what it gives back is sent at once, so SSE
  *    events and long-poll chunks keep arriving one by one (Envoy flushes per data frame too).
@@ -89,36 +90,49 @@ export function codec(type: CompressionType, level: number | undefined): Codec {
 }
 
 /**
- * The compressed body. `wholeLength` is the upstream's Content-Length (undefined when unknown):
- * a first chunk that long is compressed in one call.
+ * The compressed body. With a known length (the upstream's Content-Length) the first chunk is
+ * read at once: when it is the whole body, the answer is the compressed bytes (sent with a
+ * Content-Length, no stream machinery on the way out); otherwise a stream that starts with that
+ * chunk. With an unknown length, a stream at once.
  */
-export function compressStream(source: ReadableStream<Uint8Array>, codec: Codec, wholeLength: number | undefined): ReadableStream<Uint8Array> {
+export function compressBody(source: ReadableStream<Uint8Array>, codec: Codec, wholeLength: number | undefined): ReadableStream<Uint8Array> | Promise<Uint8Array | ReadableStream<Uint8Array>> {
   const reader = source.getReader()
-  let encoder: Encoder | undefined
+  if (wholeLength === undefined) return compressStream(reader, codec)
+  return reader.read().then(({ value, done }) => {
+    if (done) return codec.whole(EMPTY)
+    if (value.byteLength === wholeLength) return codec.whole(value)
+    return compressStream(reader, codec, value)
+  })
+}
+
+const readerOf = (stream: ReadableStream<Uint8Array>) => stream.getReader()
+type Reader = ReturnType<typeof readerOf>
+
+/** Chunk by chunk, flushed after each; `first` is a chunk already read from `reader`. */
+export function compressStream(reader: Reader, codec: Codec, first?: Uint8Array): ReadableStream<Uint8Array> {
+  const encoder = new Encoder(codec)
+  let pending = first
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        const { value, done } = await reader.read()
-        if (encoder === undefined) {
-          if (done || (wholeLength !== undefined && value.byteLength === wholeLength)) {
-            controller.enqueue(codec.whole(done ? EMPTY : value))
+        let chunk = pending
+        pending = undefined
+        if (chunk === undefined) {
+          const { value, done } = await reader.read()
+          if (done) {
+            const tail = await encoder.finish()
+            if (tail.byteLength > 0) controller.enqueue(tail)
             controller.close()
             return
           }
-          encoder = new Encoder(codec)
+          chunk = value
         }
-        if (done) {
-          const tail = await encoder.finish()
-          if (tail.byteLength > 0) controller.enqueue(tail)
-          controller.close()
-          return
-        }
-        if (value.byteLength === 0) return
-        const out = await encoder.push(value)
+        if (chunk.byteLength === 0) return
+        const out = await encoder.push(chunk)
         if (out.byteLength > 0) controller.enqueue(out)
       },
       cancel(reason) {
-        encoder?.destroy()
+        encoder.destroy()
         return reader.cancel(reason)
       },
     },

@@ -10,12 +10,12 @@
  *  2. otherwise the response varies by Accept-Encoding (Vary added, whatever the client sent);
  *  3. the client's Accept-Encoding picks the encoding (q-values, ties to the configured order);
  *     none acceptable: identity;
- *  4. compressing: Content-Encoding set, Content-Length and Accept-Ranges dropped (the body is
- *     chunked), a strong ETag made weak, the body encoded (codecs.ts: one call when it arrived
- *     whole, else flushed chunk by chunk).
+ *  4. compressing: Content-Encoding set, Content-Length and Accept-Ranges dropped, a strong
+ *     ETag made weak, the body encoded (codecs.ts: one call when it arrived whole, sent with the
+ *     new length; else flushed chunk by chunk, sent chunked).
  */
 import type { PolicyRuntime } from '../runtime.ts'
-import { available, codec, compressStream } from './codecs.ts'
+import { available, codec, compressBody } from './codecs.ts'
 import { ineligible, negotiate, varyWithAcceptEncoding, weakETag, type Coding } from './negotiate.ts'
 
 export const compressionRuntime: PolicyRuntime<'compression'> = {
@@ -60,7 +60,7 @@ export const compressionRuntime: PolicyRuntime<'compression'> = {
         headers.delete('accept-ranges')
         const etag = headers.get('etag')
         if (etag !== null) headers.set('etag', weakETag(etag))
-        return compressStream(body, chosen, length !== undefined && Number.isFinite(length) ? length : undefined)
+        return compressBody(body, chosen, length !== undefined && Number.isFinite(length) ? length : undefined)
       },
     }
   },

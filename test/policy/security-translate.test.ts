@@ -151,8 +151,19 @@ spec:
     expect(run(BASE + cm + policy(body.replace('provider: main,', 'provider: other,'))).accepted().message).toContain('does not define')
   })
 
-  test('extAuth and oidc are reported as not supported yet', () => {
-    expect(run(BASE + policy('  extAuth: { http: { backendRef: { name: web, port: 80 } } }')).accepted().message).toBe('spec.extAuth is not supported yet')
+  test('extAuth: the Service becomes a snapshot pool the feature names; a missing one rejects the policy', () => {
+    const ok = run(BASE.replace('spec: { ports: [{ port: 80 }] }', 'spec: { ports: [{ port: 80 }] }\n---\napiVersion: v1\nkind: Service\nmetadata: { name: authz, namespace: default }\nspec: { ports: [{ port: 9000 }] }') + policy('  extAuth: { http: { backendRef: { name: authz, port: 9000 } } }'))
+    expect(ok.accepted()).toMatchObject({ status: 'True' })
+    expect(ok.policies[0]).toMatchObject({ name: 'extAuth', pools: ['default/authz:9000'], spec: { pool: 'default/authz:9000', path: '/', failOpen: false, timeoutMs: 10000 } })
+    expect(Object.keys(ok.result.ir.pools).sort()).toEqual(['default/authz:9000', 'default/web:80'])
+    const missing = run(BASE + policy('  extAuth: { http: { backendRef: { name: nope, port: 9000 } } }'))
+    expect(missing.accepted().message).toBe('extAuth.http.backendRef: Service default/nope not found')
+    expect(missing.policies.map((p) => p.name)).toEqual(['policyRejected'])
+    expect(Object.keys(missing.result.ir.pools)).toEqual(['default/web:80'])
+  })
+
+  test('oidc is reported as not supported yet', () => {
+    expect(run(BASE + policy('  oidc: { clientID: x }')).accepted().message).toBe('spec.oidc is not supported yet')
   })
 })
 
@@ -174,5 +185,22 @@ describe('the incremental Translator follows Secrets', () => {
     const noSecret = objects.filter((o) => o.kind !== 'Secret')
     expect(specOf(step(noSecret))!.name).toBe('policyRejected')
     expect((specOf(step(objects))!.spec as any).credentials).toHaveLength(1)
+  })
+
+  test('an extAuth Service pool stays in the snapshot while routes change, and goes with the policy', () => {
+    const t = new Translator(OPTS)
+    const svc = '\n---\napiVersion: v1\nkind: Service\nmetadata: { name: authz, namespace: default }\nspec: { ports: [{ port: 9000 }] }\n'
+    const objects = loadObjects(BASE + svc + policy('  extAuth: { http: { backendRef: { name: authz, port: 9000 } } }'))
+    let rev = 1
+    const pools = (objs: typeof objects) => {
+      const view = viewOf(objs, rev++)
+      const inc = t.translate(view)
+      expect(JSON.stringify(inc.ir)).toBe(JSON.stringify(translate(view, OPTS).ir))
+      return Object.keys(inc.ir.pools).sort()
+    }
+    expect(pools(objects)).toEqual(['default/authz:9000', 'default/web:80'])
+    const extraRoute = loadObjects(`apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: { name: other, namespace: default }\nspec:\n  parentRefs: [{ name: gw }]\n  rules: [{ backendRefs: [{ name: web, port: 80 }] }]\n`)
+    expect(pools([...objects, ...extraRoute])).toEqual(['default/authz:9000', 'default/web:80'])
+    expect(pools(objects.filter((o) => o.kind !== 'SecurityPolicy'))).toEqual(['default/web:80'])
   })
 })

@@ -315,3 +315,34 @@ runPolicyCase({
   name: 'policyRejected',
   variants: [{ label: 'an invalid SecurityPolicy', spec: { policy: 'SecurityPolicy default/broken' }, requests: [{ name: 'every request: 500', expect: (r) => expect(r.status).toBe(500) }] }],
 })
+
+runPolicyCase({
+  name: 'extAuth',
+  variants: [
+    {
+      // the harness's pool p1 (echo servers answering 200) is the authorization service here
+      label: 'an authorization service that allows, its header copied upstream',
+      spec: { pool: 'p1', path: '/', headersToExtAuth: ['x-user-token'], headersToBackend: ['x-echo-name'], failOpen: false, timeoutMs: 2000 },
+      requests: [
+        {
+          name: 'allowed: the backend sees the header the service answered with',
+          headers: { 'x-user-token': 't1' },
+          expect: (r) => {
+            expect(r.status).toBe(200)
+            expect(['a', 'b']).toContain(seen(r, 'x-echo-name')!)
+          },
+        },
+      ],
+    },
+    {
+      label: 'the service missing from the snapshot: 503 (failOpen false)',
+      spec: { pool: 'nowhere', path: '/', headersToExtAuth: [], headersToBackend: [], failOpen: false, timeoutMs: 2000 },
+      requests: [{ name: '503', expect: (r) => expect(r.status).toBe(503) }],
+    },
+    {
+      label: 'the service missing, failOpen',
+      spec: { pool: 'nowhere', path: '/', headersToExtAuth: [], headersToBackend: [], failOpen: true, timeoutMs: 2000 },
+      requests: [{ name: 'passes', expect: (r) => expect(r.status).toBe(200) }],
+    },
+  ],
+})

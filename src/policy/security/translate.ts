@@ -1,6 +1,6 @@
 /**
  * SecurityPolicy (Envoy Gateway's api/v1alpha1/securitypolicy_types.go field names): who may
- * call a route. Features: apiKeyAuth, basicAuth, jwt (authn phase), authorization (authz).
+ * call a route. Features: apiKeyAuth, basicAuth, jwt, extAuth (authn phase), authorization (authz).
  * Referenced Secrets and ConfigMaps are read here (TranslateContext); what reaches the IR is
  * hashed (API keys: SHA-256) or already a hash (htpasswd), under SECRET_FIELDS names.
  *
@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto'
 import { parseDuration } from '../../translate/duration.ts'
-import { array, boolean, duration, exactlyOne, object, string, unsupported, type ObjectSchema } from '../schema.ts'
+import { array, boolean, duration, exactlyOne, integer, object, string, unsupported, type ObjectSchema } from '../schema.ts'
 import { policySpecSchema } from '../targets.ts'
 import type { Feature, PolicyTranslator, TranslateContext } from '../translators.ts'
 import type { ApiKeyAuthSpec, ApiKeySource } from '../auth-api-key/spec.ts'
@@ -134,7 +134,37 @@ const schema = policySpecSchema(['Gateway', 'HTTPRoute', 'GRPCRoute', 'TCPRoute'
   ),
   cors: unsupported(),
   csrf: unsupported(),
-  extAuth: unsupported(),
+  extAuth: object(
+    {
+      http: object(
+        {
+          backendRef: object(
+            { group: string({ enum: [''] }), kind: string({ enum: ['Service'] }), name: string({ minLength: 1 }), namespace: string({ minLength: 1 }), port: integer({ minimum: 1, maximum: 65535 }) },
+            { required: ['name', 'port'], description: 'The authorization Service (another namespace needs a ReferenceGrant).' },
+          ),
+          backendRefs: array(
+            object(
+              { group: string({ enum: [''] }), kind: string({ enum: ['Service'] }), name: string({ minLength: 1 }), namespace: string({ minLength: 1 }), port: integer({ minimum: 1, maximum: 65535 }), weight: unsupported() },
+              { required: ['name', 'port'] },
+            ),
+            { minItems: 1, maxItems: 1 },
+          ),
+          backendSettings: unsupported(),
+          path: string({ pattern: '^/', description: 'Prepended to the request path in the check request.' }),
+          headersToBackend: array(HEADER_NAME, { description: "Headers of the service's 2xx answer set on the upstream request." }),
+        },
+        { rules: [exactlyOne(['backendRef', 'backendRefs'], 'http needs exactly one of backendRef or backendRefs')] },
+      ),
+      grpc: unsupported(),
+      headersToExtAuth: array(HEADER_NAME, { description: 'Client headers sent to the service (Authorization always is).' }),
+      bodyToExtAuth: unsupported(),
+      failOpen: boolean({ description: 'Let requests through when the service is unreachable, slow or failing (default false: 503).' }),
+      recomputeRoute: unsupported(),
+      contextExtensions: unsupported(),
+      timeout: duration('How long the check may take (default 10s).'),
+    },
+    { required: ['http'], description: 'Ask an HTTP authorization service about every request.' },
+  ),
   oidc: unsupported(),
   mergeType: unsupported(),
 })
@@ -230,6 +260,25 @@ function features(spec: Json, ctx: TranslateContext): Feature[] | string {
       providers.push(provider)
     }
     out.push({ scope: 'request', name: 'jwt', spec: { providers, optional: spec.jwt.optional === true } })
+  }
+  if (spec.extAuth) {
+    const e = spec.extAuth as Json
+    const ref = (e.http.backendRef ?? e.http.backendRefs[0]) as Json
+    const resolved = ctx.service({ name: ref.name, port: ref.port, ...(ref.namespace ? { namespace: ref.namespace } : {}) })
+    if (typeof resolved === 'string') return `extAuth.http.backendRef: ${resolved}`
+    out.push({
+      scope: 'request',
+      name: 'extAuth',
+      pools: [resolved.pool],
+      spec: {
+        pool: resolved.pool,
+        path: e.http.path ?? '/',
+        headersToExtAuth: [...(e.headersToExtAuth ?? [])],
+        headersToBackend: [...(e.http.headersToBackend ?? [])],
+        failOpen: e.failOpen === true,
+        timeoutMs: parseDuration(e.timeout) ?? 10_000,
+      },
+    })
   }
   if (spec.authorization) {
     const a = spec.authorization as Json

@@ -239,7 +239,7 @@ describe('runtime', () => {
     const shadow = compile({ local: { rules: [{ clientSelectors: [], requests: 0, unit: 'Hour', cost: 1, shared: false, shadowMode: true }] }, responseHeaders: 'Limited' })
     expect(shadow.onRequest!(req())).toBeUndefined()
     const none = compile(local(0, { responseHeaders: 'None' }))
-    const v = none.onRequest!(req()) as { headers: [string, string][] }
+    const v = none.onRequest!(req()) as unknown as { headers: [string, string][] }
     expect(v.headers.map(([n]) => n)).toEqual(['retry-after'])
   })
   test('responseHeaders All: a response hook (so not head-only) that adds the standing to allowed responses', () => {

@@ -288,7 +288,7 @@ function tlsEntries(listeners: readonly HttpListener[]): TlsEntry[] {
 
 function compileRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | undefined, pools: ReadonlyMap<string, RuntimePool>, state: PolicyStateView, variant: VariantOf): RoutePlan {
   const matcher = new RuleMatcher(rule.match)
-  const ctx: CompileContext = { prefix: matcher.prefix, pools, state }
+  const ctx: CompileContext = { prefix: matcher.prefix, pools, state, ruleId: rule.id }
   const chain = compileChain(ruleFeatures(rule, listenerPolicies), ctx)
   // BackendTrafficPolicy features: the rule's backends go through pool variants with them.
   const settings = rule.policies?.length || listenerPolicies?.length ? backendSettings(mergePolicies(listenerPolicies, rule.policies)) : undefined

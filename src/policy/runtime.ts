@@ -21,6 +21,8 @@ export interface CompileContext {
   readonly state: PolicyStateView
   /** The rule's PathPrefix match without trailing slashes ("" for "/"), undefined for other matches. */
   readonly prefix: string | undefined
+  /** The IR rule the chain is compiled for (HttpRule.id): per-route state such as rate-limit buckets. */
+  readonly ruleId?: string
 }
 
 export interface PolicyRuntime<K extends PolicyName = PolicyName> {
@@ -55,8 +57,10 @@ export type ResponseBody = ReadableStream<Uint8Array> | Uint8Array
 
 export interface CompiledPolicy {
   /**
-   * Reads only the request head and the client address (never the body), and onRequest never
-   * returns a promise. With no response, body or outcome hooks, the front's direct path runs it
+   * Reads only the request head and the client address (never the body), and onRequest answers
+   * synchronously except on a cache miss (a new JWT, a bcrypt password): the front's direct path
+   * then hands that request to the pipeline, which awaits it; the same request again must
+   * answer synchronously. With no response, body or outcome hooks, the front's direct path runs it
    * and the rule keeps its fast path.
    */
   readonly headOnly: boolean

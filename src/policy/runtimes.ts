@@ -7,6 +7,13 @@ import type { PolicyName } from './kind.ts'
 import type { PolicyRuntime } from './runtime.ts'
 import { clientIpDetection, requestId } from './client-traffic/runtime.ts'
 import { compressionRuntime } from './compression/runtime.ts'
+import { rateLimitRuntime } from './rate-limit/runtime.ts'
+import { policyRejectedRuntime } from './rejected/runtime.ts'
+import { apiKeyAuthRuntime } from './auth-api-key/runtime.ts'
+import { basicAuthRuntime } from './auth-basic/runtime.ts'
+import { jwtRuntime } from './auth-jwt/runtime.ts'
+import { authorizationRuntime } from './authorization/runtime.ts'
+import { extAuthRuntime } from './ext-auth/runtime.ts'
 import { circuitBreakerRuntime, healthCheckRuntime, loadBalancerRuntime, retryRuntime } from './backend-traffic/runtime.ts'
 import { corsRuntime, requestHeaderModifierRuntime, requestMirrorRuntime, responseHeaderModifierRuntime, urlRewriteRuntime } from '../dataplane/http/filters/runtimes.ts'
 
@@ -14,6 +21,14 @@ export const RUNTIMES: { readonly [K in PolicyName]: PolicyRuntime<K> } = {
   clientIPDetection: clientIpDetection,
   requestID: requestId,
   compression: compressionRuntime,
+  rateLimit: rateLimitRuntime,
+  // SecurityPolicy (an invalid one makes its targets answer 500: policyRejected)
+  policyRejected: policyRejectedRuntime,
+  apiKeyAuth: apiKeyAuthRuntime,
+  basicAuth: basicAuthRuntime,
+  jwt: jwtRuntime,
+  authorization: authorizationRuntime,
+  extAuth: extAuthRuntime,
   loadBalancer: loadBalancerRuntime,
   healthCheck: healthCheckRuntime,
   circuitBreaker: circuitBreakerRuntime,

@@ -11,10 +11,11 @@ import { BACKEND_FIELDS, backendFeatures } from './backend.ts'
 import { policySpecSchema } from '../targets.ts'
 import type { Feature, PolicyTranslator } from '../translators.ts'
 import { COMPRESSION_FIELDS, compressionFeature } from '../compression/translate.ts'
+import { RATE_LIMIT_FIELDS, rateLimitFeature } from '../rate-limit/translate.ts'
 
 const UNSUPPORTED = [
   'admissionControl', 'bandwidthLimit', 'connection', 'dns', 'faultInjection', 'http2',
-  'httpUpgrade', 'mergeType', 'rateLimit', 'requestBuffer', 'responseOverride', 'routingType', 'tcpKeepalive', 'telemetry',
+  'httpUpgrade', 'mergeType', 'requestBuffer', 'responseOverride', 'routingType', 'tcpKeepalive', 'telemetry',
   'timeout', 'useClientProtocol',
 ] as const
 
@@ -24,6 +25,7 @@ const schema = policySpecSchema(['Gateway', 'HTTPRoute', 'GRPCRoute', 'TCPRoute'
     { required: ['version'], description: 'Send a PROXY protocol header with the client address to the backend first (TCPRoute and TLSRoute targets).' },
   ),
   ...COMPRESSION_FIELDS,
+  ...RATE_LIMIT_FIELDS,
   ...BACKEND_FIELDS,
   ...Object.fromEntries(UNSUPPORTED.map((f) => [f, unsupported()])),
 })
@@ -34,6 +36,9 @@ function features(spec: Record<string, any>): Feature[] | string {
   if (version === 'V1' || version === 'V2') out.push({ scope: 'l4route', name: 'proxyProtocol', proxyProtocol: version })
   const compression = compressionFeature(spec)
   if (compression) out.push(compression)
+  const rateLimit = rateLimitFeature(spec)
+  if (typeof rateLimit === 'string') return rateLimit
+  if (rateLimit) out.push(rateLimit)
   const backend = backendFeatures(spec)
   if (typeof backend === 'string') return backend
   out.push(...backend)

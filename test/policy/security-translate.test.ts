@@ -110,7 +110,7 @@ describe('SecurityPolicy translation', () => {
 
   test('any rejection fails closed: schema errors and fields not supported yet too', () => {
     expect(run(BASE + policy('  apiKeyAuth: { extractFrom: [] }')).policies.map((p) => p.name)).toEqual(['policyRejected'])
-    expect(run(BASE + policy('  oidc: { clientID: x }')).policies.map((p) => p.name)).toEqual(['policyRejected'])
+    expect(run(BASE + policy('  csrf: {}')).policies.map((p) => p.name)).toEqual(['policyRejected'])
   })
 
   test('a Secret in another namespace needs a ReferenceGrant', () => {
@@ -162,8 +162,18 @@ spec:
     expect(Object.keys(missing.result.ir.pools)).toEqual(['default/web:80'])
   })
 
-  test('oidc is reported as not supported yet', () => {
-    expect(run(BASE + policy('  oidc: { clientID: x }')).accepted().message).toBe('spec.oidc is not supported yet')
+  test('oidc: the client secret from its Secret, redacted in /config; a missing key rejects the policy', () => {
+    const secret = `\n---\napiVersion: v1\nkind: Secret\nmetadata: { name: oidc, namespace: default }\nstringData: { client-secret: very-secret-client-value }\n`
+    const body = '  oidc:\n    provider: { issuer: "https://login.example.com" }\n    clientID: portico\n    clientSecret: { name: oidc }\n    redirectURL: "https://app.example.com/oauth2/callback"'
+    const ok = run(BASE + secret + policy(body))
+    expect(ok.accepted()).toMatchObject({ status: 'True' })
+    expect(ok.policies[0]).toMatchObject({ name: 'oidc', spec: { clientID: 'portico', logoutPath: '/logout', refreshToken: true, forwardAccessToken: false } })
+    expect(JSON.stringify(configView(ok.result.ir))).not.toContain('very-secret-client-value')
+    expect(JSON.stringify(configView(ok.result.ir))).toContain('"clientSecret":"[redacted]"')
+    const wrongKey = run(BASE + secret.replace('client-secret:', 'secret:') + policy(body))
+    expect(wrongKey.accepted().message).toBe('oidc.clientSecret: Secret oidc has no "client-secret" key')
+    expect(wrongKey.policies.map((p) => p.name)).toEqual(['policyRejected'])
+    expect(run(BASE + policy('  oidc: { clientID: x }')).accepted().message).toContain('provider is required')
   })
 })
 

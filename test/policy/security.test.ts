@@ -346,3 +346,26 @@ runPolicyCase({
     },
   ],
 })
+
+describe('oidc sessions', () => {
+  test('sealed with a key derived from the client secret: opens on any replica with the same secret, nowhere else; tampering opens nothing', async () => {
+    const { Sealer, sessionStore } = await import('../../src/policy/auth-oidc/session.ts')
+    const a = new Sealer('client-secret', 'https://issuer|portico')
+    const b = new Sealer('client-secret', 'https://issuer|portico')
+    const other = new Sealer('another-secret', 'https://issuer|portico')
+    const sealed = a.seal({ sub: 'alice' })
+    expect(b.open(sealed)).toEqual({ sub: 'alice' })
+    expect(other.open(sealed)).toBeUndefined()
+    const raw = Buffer.from(sealed, 'base64url')
+    raw[raw.length - 1]! ^= 1
+    expect(a.open(raw.toString('base64url'))).toBeUndefined()
+    expect(a.open('garbage')).toBeUndefined()
+    // without --redis-url the session is the cookie itself
+    const store = sessionStore(a, 'x')
+    expect(store.kind).toBe('cookie')
+    const session = { claims: { sub: 'alice' }, accessToken: 'at', expiresAt: Date.now() + 60_000, idToken: 'x'.repeat(4000) }
+    const cookie = await store.save(session)
+    expect(cookie.length).toBeLessThan(3800) // the ID token is dropped rather than overflow a cookie
+    expect(await store.load(cookie)).toMatchObject({ claims: { sub: 'alice' }, accessToken: 'at' })
+  })
+})

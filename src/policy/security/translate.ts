@@ -1,6 +1,6 @@
 /**
  * SecurityPolicy (Envoy Gateway's api/v1alpha1/securitypolicy_types.go field names): who may
- * call a route. Features: apiKeyAuth, basicAuth, jwt, extAuth (authn phase), authorization (authz).
+ * call a route. Features: apiKeyAuth, basicAuth, jwt, extAuth, oidc (authn phase), authorization (authz).
  * Referenced Secrets and ConfigMaps are read here (TranslateContext); what reaches the IR is
  * hashed (API keys: SHA-256) or already a hash (htpasswd), under SECRET_FIELDS names.
  *
@@ -165,7 +165,41 @@ const schema = policySpecSchema(['Gateway', 'HTTPRoute', 'GRPCRoute', 'TCPRoute'
     },
     { required: ['http'], description: 'Ask an HTTP authorization service about every request.' },
   ),
-  oidc: unsupported(),
+  oidc: object(
+    {
+      provider: object(
+        {
+          issuer: string({ minLength: 1, pattern: '^https?://', description: 'Discovery: <issuer>/.well-known/openid-configuration.' }),
+          authorizationEndpoint: string({ pattern: '^https?://' }),
+          tokenEndpoint: string({ pattern: '^https?://' }),
+          backendRef: unsupported(),
+          backendRefs: unsupported(),
+          backendSettings: unsupported(),
+        },
+        { required: ['issuer'] },
+      ),
+      clientID: string({ minLength: 1 }),
+      clientIDRef: unsupported(),
+      clientSecret: secretRef('A Secret with the client secret under the key "client-secret".'),
+      cookieNames: unsupported(),
+      cookieConfig: unsupported(),
+      cookieDomain: string({ minLength: 1 }),
+      scopes: array(string({ minLength: 1 })),
+      resources: unsupported(),
+      redirectURL: string({ pattern: '^https?://[^/]+/', description: 'The callback URL registered with the provider; its path must reach a route under this policy.' }),
+      denyRedirect: unsupported(),
+      logoutPath: string({ pattern: '^/', description: 'Ends the session (default /logout).' }),
+      forwardAccessToken: boolean({ description: 'Send the access token upstream as Authorization: Bearer.' }),
+      defaultTokenTTL: unsupported(),
+      refreshToken: boolean({ description: 'Refresh the tokens before the access token expires (default true).' }),
+      defaultRefreshTokenTTL: unsupported(),
+      passThroughAuthHeader: unsupported(),
+      claimToHeaders: array(object({ header: HEADER_NAME, claim: string({ minLength: 1 }) }, { required: ['header', 'claim'] }), {
+        description: 'Portico extension: ID token claims set as upstream request headers.',
+      }),
+    },
+    { required: ['provider', 'clientID', 'clientSecret', 'redirectURL'], description: 'Browser login with OpenID Connect (authorization code, PKCE).' },
+  ),
   mergeType: unsupported(),
 })
 
@@ -277,6 +311,31 @@ function features(spec: Json, ctx: TranslateContext): Feature[] | string {
         headersToBackend: [...(e.http.headersToBackend ?? [])],
         failOpen: e.failOpen === true,
         timeoutMs: parseDuration(e.timeout) ?? 10_000,
+      },
+    })
+  }
+  if (spec.oidc) {
+    const o = spec.oidc as Json
+    const data = secretOf(ctx, o.clientSecret, 'oidc.clientSecret')
+    if (typeof data === 'string') return data
+    const clientSecret = data['client-secret']
+    if (!clientSecret) return `oidc.clientSecret: Secret ${o.clientSecret.name} has no "client-secret" key`
+    out.push({
+      scope: 'request',
+      name: 'oidc',
+      spec: {
+        issuer: o.provider.issuer,
+        ...(o.provider.authorizationEndpoint ? { authorizationEndpoint: o.provider.authorizationEndpoint } : {}),
+        ...(o.provider.tokenEndpoint ? { tokenEndpoint: o.provider.tokenEndpoint } : {}),
+        clientID: o.clientID,
+        clientSecret,
+        redirectURL: o.redirectURL,
+        logoutPath: o.logoutPath ?? '/logout',
+        scopes: [...(o.scopes ?? [])],
+        forwardAccessToken: o.forwardAccessToken === true,
+        refreshToken: o.refreshToken !== false,
+        ...(o.cookieDomain ? { cookieDomain: o.cookieDomain } : {}),
+        claimToHeaders: (o.claimToHeaders ?? []).map((c: Json) => ({ header: c.header, claim: c.claim })),
       },
     })
   }

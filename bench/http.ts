@@ -98,7 +98,11 @@ const POLICY_BENCHES: Record<string, PolicyBench> = {
     manifest: () => '',
     filters: '[{ type: RequestHeaderModifier, requestHeaderModifier: { set: [{ name: x-bench, value: "1" }] } }]',
     needle: '"x-bench"',
-    cases: [{ label: 'small', path: '/', headers: [] }],
+    // The 16 KiB case with the browser's Accept-Encoding: what compression json16k is read against.
+    cases: [
+      { label: 'small', path: '/', headers: [] },
+      { label: 'json16k', path: '/json16k', headers: [BROWSER_AE] },
+    ],
   },
   requestID: {
     manifest: (gateway) => `apiVersion: gateway.portico.dev/v1alpha1

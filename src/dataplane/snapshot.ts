@@ -249,6 +249,7 @@ function poolKeysOf(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | unde
   for (const policies of [listenerPolicies, rule.policies]) for (const p of policies ?? []) if (p.pools) keys.push(...p.pools)
   const mirrors = (filters: readonly HttpFilter[]) => {
     for (const f of filters) if (f.type === 'RequestMirror') keys.push(f.backend.pool)
+    else if (f.type === 'ExternalAuth') keys.push(f.pool)
   }
   mirrors(rule.filters)
   if (rule.action.kind === 'forward')

@@ -125,6 +125,16 @@ export type HttpFilter =
   | ({ readonly type: 'ResponseHeaderModifier' } & HeaderModifier)
   | { readonly type: 'URLRewrite'; readonly hostname?: string; readonly path?: PathModifier }
   | { readonly type: 'RequestMirror'; readonly backend: BackendTarget; readonly percent: number }
+  /** Gateway API ExternalAuth (GEP-1494, HTTP): the extAuth runtime's spec (src/policy/ext-auth/spec.ts). */
+  | {
+      readonly type: 'ExternalAuth'
+      readonly pool: string
+      readonly path: string
+      readonly headersToExtAuth: readonly string[]
+      readonly headersToBackend: readonly string[]
+      readonly failOpen: boolean
+      readonly timeoutMs: number
+    }
   | {
       readonly type: 'CORS'
       readonly allowOrigins: readonly string[]

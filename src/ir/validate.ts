@@ -84,6 +84,7 @@ function checkTarget(b: WeightedBackend, where: string, out: RuleCheck[]): void 
 }
 
 function checkFilter(f: HttpFilter, where: string, out: RuleCheck[]): void {
+  if (f.type === 'ExternalAuth') out.push({ pool: f.pool, problem: `${where}: external auth pool ${f.pool} is not defined` })
   if (f.type === 'RequestMirror') {
     out.push({ pool: f.backend.pool, problem: `${where}: mirror pool ${f.backend.pool} is not defined` })
     if (!(f.percent >= 0 && f.percent <= 100)) out.push(`${where}: mirror percent ${f.percent} out of range`)

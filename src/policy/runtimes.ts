@@ -14,6 +14,7 @@ import { basicAuthRuntime } from './auth-basic/runtime.ts'
 import { jwtRuntime } from './auth-jwt/runtime.ts'
 import { authorizationRuntime } from './authorization/runtime.ts'
 import { extAuthRuntime } from './ext-auth/runtime.ts'
+import { externalAuthFilterRuntime } from './ext-auth/filter.ts'
 import { oidcRuntime } from './auth-oidc/runtime.ts'
 import { circuitBreakerRuntime, healthCheckRuntime, loadBalancerRuntime, retryRuntime } from './backend-traffic/runtime.ts'
 import { corsRuntime, requestHeaderModifierRuntime, requestMirrorRuntime, responseHeaderModifierRuntime, urlRewriteRuntime } from '../dataplane/http/filters/runtimes.ts'
@@ -41,4 +42,5 @@ export const RUNTIMES: { readonly [K in PolicyName]: PolicyRuntime<K> } = {
   URLRewrite: urlRewriteRuntime,
   RequestMirror: requestMirrorRuntime,
   CORS: corsRuntime,
+  ExternalAuth: externalAuthFilterRuntime,
 }

@@ -110,6 +110,45 @@ export function translateFilters(raw: unknown, env: FilterEnv, scope: 'rule' | '
         })
         break
       }
+      case 'ExternalAuth': {
+        // GEP-1494, HTTP mode: the SecurityPolicy extAuth runtime (src/policy/ext-auth/)
+        const cfg = obj(f.externalAuth)
+        const ref = obj(cfg?.backendRef)
+        if (scope === 'backend') {
+          out.unsupported.push('ExternalAuth is not supported on backendRefs')
+          break
+        }
+        if (!cfg || !ref) {
+          out.unsupported.push('ExternalAuth needs externalAuth.backendRef')
+          break
+        }
+        if (str(cfg.protocol) !== 'HTTP') {
+          out.unsupported.push(`ExternalAuth protocol ${str(cfg.protocol) ?? '(none)'} is not supported (HTTP is)`)
+          break
+        }
+        if (cfg.forwardBody !== undefined) {
+          out.unsupported.push('ExternalAuth forwardBody is not supported')
+          break
+        }
+        const r = env.backends.resolve(env.route, ref, 'http', env.gateways, env.register)
+        if ('problem' in r) {
+          if (!r.problem.silent) env.refProblems.push(r.problem)
+          break
+        }
+        const http = obj(cfg.http) ?? {}
+        const names = (v: unknown) => list(v).filter((x): x is string => typeof x === 'string' && HEADER_NAME.test(x))
+        const path = str(http.path)
+        out.filters.push({
+          type: 'ExternalAuth',
+          pool: r.pool,
+          path: path?.startsWith('/') ? path : '/',
+          headersToExtAuth: names(http.allowedHeaders),
+          headersToBackend: names(http.allowedResponseHeaders),
+          failOpen: false,
+          timeoutMs: 10_000,
+        })
+        break
+      }
       case 'ExtensionRef':
         out.unsupported.push(`ExtensionRef ${str(obj(f.extensionRef)?.kind) ?? ''} ${str(obj(f.extensionRef)?.name) ?? ''} is not supported`.replace(/\s+/g, ' '))
         break

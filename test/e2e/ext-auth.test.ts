@@ -30,6 +30,23 @@ spec:
     timeout: 300ms
 ${extra}`
 
+// the Gateway API's own way (GEP-1494): an ExternalAuth filter on the rule
+const FILTER_ROUTE = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: filtered, namespace: default }
+spec:
+  parentRefs: [{ name: gw }]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /filtered } }]
+      filters:
+        - type: ExternalAuth
+          externalAuth:
+            protocol: HTTP
+            backendRef: { name: authsvc, port: 80 }
+            http: { path: /check, allowedHeaders: [cookie], allowedResponseHeaders: [x-auth-user] }
+      backendRefs: [{ name: v1, port: 80 }]
+`
+
 beforeAll(async () => {
   auth = Bun.serve({
     port: 0,
@@ -59,7 +76,7 @@ beforeAll(async () => {
   const dead = await freePort()
   cfg = new ConfigDir()
   cfg.write('base.yaml', baseManifests(port, { v1: echo.port, authsvc: auth.port!, down: dead }))
-  cfg.write('routes.yaml', ['ext', 'open'].map((r) => route(r, `/${r}`, 'v1')).join('---\n'))
+  cfg.write('routes.yaml', [...['ext', 'open'].map((r) => route(r, `/${r}`, 'v1')), FILTER_ROUTE].join('---\n'))
   cfg.write('policies.yaml', [policy('ext', 'authsvc'), policy('open', 'down', '  # failOpen\n').replace('    timeout: 300ms', '    timeout: 300ms\n    failOpen: true')].join('\n---\n'))
   gw = await startGateway(cfg.dir)
   await eventually(async () => (await fetch(`http://127.0.0.1:${port}/ext`)).status === 401, 5000, 'policy live')
@@ -119,4 +136,14 @@ test('failOpen: a service that is down lets requests through', async () => {
   const r = await get('/open')
   expect(r.status).toBe(200)
   expect(r.upstream).toBeDefined()
+})
+
+test('the Gateway API ExternalAuth filter (GEP-1494, HTTP) does the same on its rule', async () => {
+  const ok = await get('/filtered/x', 'Bearer allow')
+  expect(ok.status).toBe(200)
+  expect(ok.upstream!.headers['x-auth-user']).toBe('bob')
+  expect(checks.at(-1)!.path).toBe('/check/filtered/x')
+  expect(checks.at(-1)!.headers.cookie).toBe('sid=1')
+  expect((await get('/filtered/x')).status).toBe(401)
+  expect((await get('/filtered/x', 'Bearer deny')).status).toBe(403)
 })

@@ -177,6 +177,23 @@ spec:
   })
 })
 
+describe('the ExternalAuth HTTPRoute filter (GEP-1494)', () => {
+  const withFilter = (externalAuth: string) =>
+    BASE.replace('rules: [{ backendRefs: [{ name: web, port: 80 }] }]', `rules: [{ backendRefs: [{ name: web, port: 80 }], filters: [{ type: ExternalAuth, externalAuth: ${externalAuth} }] }]`) +
+    '\n---\napiVersion: v1\nkind: Service\nmetadata: { name: authz, namespace: default }\nspec: { ports: [{ port: 9000 }] }\n'
+  test('HTTP: the extAuth spec on the rule, its Service a pool', () => {
+    const { result } = run(withFilter('{ protocol: HTTP, backendRef: { name: authz, port: 9000 }, http: { path: /verify, allowedHeaders: [cookie], allowedResponseHeaders: [x-user] } }'))
+    const rule = result.ir.http[0]!.listeners[0]!.virtualHosts[0]!.rules[0]!
+    expect(rule.filters).toEqual([{ type: 'ExternalAuth', pool: 'default/authz:9000', path: '/verify', headersToExtAuth: ['cookie'], headersToBackend: ['x-user'], failOpen: false, timeoutMs: 10000 }])
+    expect(Object.keys(result.ir.pools).sort()).toEqual(['default/authz:9000', 'default/web:80'])
+  })
+  test('GRPC and forwardBody are not supported: the route says so', () => {
+    const { result } = run(withFilter('{ protocol: GRPC, backendRef: { name: authz, port: 9000 } }'))
+    const accepted = (result.status['HTTPRoute/default/web'] as any).parents[0].conditions.find((c: any) => c.type === 'Accepted')
+    expect(accepted.message).toContain('ExternalAuth protocol GRPC is not supported')
+  })
+})
+
 describe('the incremental Translator follows Secrets', () => {
   test('a key added, a Secret removed, a Secret restored: same as translate() each time', () => {
     const t = new Translator(OPTS)

@@ -115,21 +115,28 @@ export function compressStream(reader: Reader, codec: Codec, first?: Uint8Array)
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        let chunk = pending
-        pending = undefined
-        if (chunk === undefined) {
-          const { value, done } = await reader.read()
-          if (done) {
-            const tail = await encoder.finish()
-            if (tail.byteLength > 0) controller.enqueue(tail)
-            controller.close()
-            return
+        try {
+          let chunk = pending
+          pending = undefined
+          if (chunk === undefined) {
+            const { value, done } = await reader.read()
+            if (done) {
+              const tail = await encoder.finish()
+              if (tail.byteLength > 0) controller.enqueue(tail)
+              controller.close()
+              return
+            }
+            chunk = value
           }
-          chunk = value
+          if (chunk.byteLength === 0) return
+          const out = await encoder.push(chunk)
+          if (out.byteLength > 0) controller.enqueue(out)
+        } catch (err) {
+          // The upstream body failed midway (or the encoder did): the client's body fails too, as
+          // it would uncompressed; the zlib stream is released now rather than at GC.
+          encoder.destroy()
+          throw err
         }
-        if (chunk.byteLength === 0) return
-        const out = await encoder.push(chunk)
-        if (out.byteLength > 0) controller.enqueue(out)
       },
       cancel(reason) {
         encoder.destroy()

@@ -271,6 +271,11 @@ export class PolicyIndex {
         this.#listeners.set(l, merged)
         this.#gatewayWide.set(l, wide)
       }
+      // listeners a ListenerSet adds take the Gateway-wide policies (a set cannot be targeted yet)
+      for (const s of g.listenerSets ?? []) for (const l of s.listeners) {
+        this.#listeners.set(l, new Map(wide))
+        this.#gatewayWide.set(l, wide)
+      }
     }
     this.#connectionSettings(programmed)
 

@@ -61,6 +61,7 @@ const gw = <K extends string, V extends string, R extends ResourceKind['role']>(
 export const RESOURCE_KINDS = [
   { ...gw('GatewayClass', 'gatewayClasses', 'gatewayclasses', 'world', 'own'), namespaced: false },
   gw('Gateway', 'gateways', 'gateways', 'world', 'own'),
+  gw('ListenerSet', 'listenerSets', 'listenersets', 'world', 'own'),
   gw('HTTPRoute', 'httpRoutes', 'httproutes', 'route', 'parents'),
   gw('GRPCRoute', 'grpcRoutes', 'grpcroutes', 'unread', 'parents'),
   gw('TLSRoute', 'tlsRoutes', 'tlsroutes', 'route', 'parents'),
@@ -147,6 +148,20 @@ function shapeProblems(o: Record<string, any>): string[] {
       if (!isMap(spec) || spec === undefined) p.push(`${who}: spec is required`)
       else {
         if (typeof spec.gatewayClassName !== 'string') p.push(`${who}: spec.gatewayClassName is required`)
+        if (!Array.isArray(spec.listeners) || spec.listeners.length === 0) p.push(`${who}: spec.listeners must be a non-empty list`)
+        else
+          spec.listeners.forEach((l: any, i: number) => {
+            if (!isMap(l) || l === undefined) return p.push(`${who}: spec.listeners[${i}] must be an object`)
+            if (typeof l.name !== 'string') p.push(`${who}: spec.listeners[${i}].name is required`)
+            if (!Number.isInteger(l.port) || l.port < 1 || l.port > 65535) p.push(`${who}: spec.listeners[${i}].port must be 1-65535`)
+            if (typeof l.protocol !== 'string') p.push(`${who}: spec.listeners[${i}].protocol is required`)
+          })
+      }
+      break
+    case 'ListenerSet':
+      if (!isMap(spec) || spec === undefined) p.push(`${who}: spec is required`)
+      else {
+        if (!isMap(spec.parentRef) || typeof spec.parentRef?.name !== 'string') p.push(`${who}: spec.parentRef.name is required`)
         if (!Array.isArray(spec.listeners) || spec.listeners.length === 0) p.push(`${who}: spec.listeners must be a non-empty list`)
         else
           spec.listeners.forEach((l: any, i: number) => {

@@ -6,7 +6,7 @@
 import type { K8sObject } from '../store/kinds.ts'
 import { condition } from '../status/conditions.ts'
 import { Context, generationOf, nsOf } from './context.ts'
-import { listenerAcceptsRoutes, type GatewayState, type ListenerState } from './gateway.ts'
+import { listenerAcceptsRoutes, listenerSetAccepted, type GatewayState, type ListenerSetState, type ListenerState } from './gateway.ts'
 import { intersectHostnames, isValidHostname } from './hostnames.ts'
 import { COND, GATEWAY_GROUP, REASON } from './reasons.ts'
 import { selectorMatches } from './selector.ts'
@@ -38,7 +38,8 @@ export function routeHostnames(route: K8sObject): string[] {
 }
 
 function namespaceAllowed(ctx: Context, l: ListenerState, routeNs: string): boolean {
-  const gwNs = nsOf(l.gateway)
+  // "Same" is the namespace of whoever declares the listener: the Gateway or the ListenerSet
+  const gwNs = nsOf(l.listenerSet ?? l.gateway)
   switch (l.allowedNamespaces.from) {
     case 'All':
       return true
@@ -55,6 +56,18 @@ function namespaceAllowed(ctx: Context, l: ListenerState, routeNs: string): bool
  * Resolves every parentRef of a route that names one of our Gateways. Parents that are not
  * ours get no entry (another controller owns that part of the status).
  */
+/** ListenerSets by "<ns>/<name>", once per Gateway map (a world's Gateways never change). */
+const setIndexes = new WeakMap<ReadonlyMap<string, GatewayState>, Map<string, ListenerSetState>>()
+function listenerSetsOf(gateways: ReadonlyMap<string, GatewayState>): Map<string, ListenerSetState> {
+  let index = setIndexes.get(gateways)
+  if (!index) {
+    index = new Map()
+    for (const g of gateways.values()) for (const s of g.listenerSets ?? []) index.set(s.key, s)
+    setIndexes.set(gateways, index)
+  }
+  return index
+}
+
 export function resolveParents(ctx: Context, route: K8sObject, gateways: ReadonlyMap<string, GatewayState>): ParentResult[] {
   const routeNs = nsOf(route)
   const gen = generationOf(route)
@@ -66,10 +79,13 @@ export function resolveParents(ctx: Context, route: K8sObject, gateways: Readonl
     const group = str(ref.group) ?? GATEWAY_GROUP
     const kind = str(ref.kind) ?? 'Gateway'
     const name = str(ref.name)
-    if (group !== GATEWAY_GROUP || kind !== 'Gateway' || !name) continue
+    if (group !== GATEWAY_GROUP || (kind !== 'Gateway' && kind !== 'ListenerSet') || !name) continue
     const gwNs = str(ref.namespace) ?? routeNs
-    const gateway = gateways.get(`${gwNs}/${name}`)
+    // a ListenerSet parent: its own listeners only, under its Gateway (not ours: no entry)
+    const set = kind === 'ListenerSet' ? listenerSetsOf(gateways).get(`${gwNs}/${name}`) : undefined
+    const gateway = kind === 'ListenerSet' ? set?.gateway : gateways.get(`${gwNs}/${name}`)
     if (!gateway) continue
+    const parentName = `${kind} ${gwNs}/${name}`
     const sectionName = str(ref.sectionName)
     const port = int(ref.port)
     const parentRef: Record<string, unknown> = { group, kind }
@@ -88,16 +104,20 @@ export function resolveParents(ctx: Context, route: K8sObject, gateways: Readonl
       attachments: [],
     })
 
-    const candidates = gateway.listeners.filter((l) => (sectionName === undefined || l.name === sectionName) && (port === undefined || l.port === port))
+    if (set && !listenerSetAccepted(set)) {
+      results.push(reject(REASON.NotAllowedByListeners, `${parentName} is not accepted by Gateway ${gateway.key}`))
+      continue
+    }
+    const candidates = (set ? set.listeners : gateway.listeners).filter((l) => (sectionName === undefined || l.name === sectionName) && (port === undefined || l.port === port))
     if (candidates.length === 0) {
-      results.push(reject(REASON.NoMatchingParent, `Gateway ${gwNs}/${name} has no listener${sectionName ? ` named ${sectionName}` : ''}${port ? ` on port ${port}` : ''}`))
+      results.push(reject(REASON.NoMatchingParent, `${parentName} has no listener${sectionName ? ` named ${sectionName}` : ''}${port ? ` on port ${port}` : ''}`))
       continue
     }
     const allowed = candidates.filter(
       (l) => listenerAcceptsRoutes(gateway, l) && l.supportedKinds.some((k) => k.kind === route.kind) && namespaceAllowed(ctx, l, routeNs),
     )
     if (allowed.length === 0) {
-      results.push(reject(REASON.NotAllowedByListeners, `no listener of Gateway ${gwNs}/${name} allows this ${route.kind} (protocol, allowedRoutes kinds or namespaces)`))
+      results.push(reject(REASON.NotAllowedByListeners, `no listener of ${parentName} allows this ${route.kind} (protocol, allowedRoutes kinds or namespaces)`))
       continue
     }
     if (badHost !== undefined) {

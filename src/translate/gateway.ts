@@ -14,6 +14,7 @@ import { COND, GATEWAY_GROUP, REASON } from './reasons.ts'
 import { isReferenceAllowed } from './reference-grant.ts'
 import { caBundleFromConfigMap, certificateFromSecret } from './tls.ts'
 import type { Condition } from './types.ts'
+import { selectorMatches } from './selector.ts'
 import { cmp, int, obj, objs, str, timestampOf } from './util.ts'
 
 export interface RouteKind {
@@ -37,6 +38,8 @@ interface Problem {
 
 export interface ListenerState {
   readonly gateway: K8sObject
+  /** Set for a listener that a ListenerSet adds to the Gateway (the set owns it). */
+  readonly listenerSet?: K8sObject
   /** "<ns>/<name>" of the Gateway. */
   readonly gatewayKey: string
   readonly index: number
@@ -46,7 +49,7 @@ export interface ListenerState {
   readonly hostname?: string
   /** TLS listeners only. */
   readonly tlsMode?: 'Terminate' | 'Passthrough'
-  /** "gateway/<ns>/<name>/<listener>" */
+  /** "gateway/<ns>/<name>/<listener>", or "listenerset/<ns>/<set>/<listener>" */
   readonly id: string
   /** Valid route kinds (status.supportedKinds). */
   supportedKinds: RouteKind[]
@@ -72,6 +75,20 @@ export interface GatewayState {
   /** Programmed=False because of addresses. */
   readonly addressProblem?: Problem
   readonly addresses: { type: string; value: string }[]
+  /** ListenerSets whose parentRef names this Gateway, in precedence order (oldest first). */
+  listenerSets?: ListenerSetState[]
+}
+
+/** A ListenerSet (gateway.networking.k8s.io/v1) whose parentRef names one of our Gateways. */
+export interface ListenerSetState {
+  readonly set: K8sObject
+  /** "<ns>/<name>" of the ListenerSet. */
+  readonly key: string
+  readonly gateway: GatewayState
+  /** Empty when the Gateway does not allow this set (notAllowed). */
+  readonly listeners: ListenerState[]
+  /** The Gateway's allowedListeners does not admit this set's namespace. */
+  readonly notAllowed?: Problem
 }
 
 const LOOPBACK_V4 = /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/
@@ -113,8 +130,54 @@ export function buildGateways(ctx: Context, ourClasses: ReadonlySet<string>): Ga
       return { gateway: g, key: `${nsOf(g)}/${g.metadata.name}`, listeners: [], rejected: { reason: REASON.Invalid, message }, addresses: [] }
     }
   })
+  attachListenerSets(ctx, states)
   detectConflicts(states)
   return states
+}
+
+// ---------------------------------------------------------------- ListenerSets
+
+/**
+ * ListenerSets join the Gateway their parentRef names when its spec.allowedListeners admits
+ * their namespace (None by default, Same, All, Selector). Sets of other controllers' Gateways
+ * (or of no Gateway we know) get no state: not our status to write.
+ */
+function attachListenerSets(ctx: Context, gateways: GatewayState[]): void {
+  const byKey = new Map(gateways.map((g) => [g.key, g]))
+  const sets = [...(ctx.view.listenerSets ?? [])].sort(gatewayOrder)
+  for (const set of sets) {
+    const ref = obj(set.spec?.parentRef)
+    if (!ref) continue
+    if ((str(ref.group) ?? GATEWAY_GROUP) !== GATEWAY_GROUP || (str(ref.kind) ?? 'Gateway') !== 'Gateway') continue
+    const setNs = nsOf(set)
+    const g = byKey.get(`${str(ref.namespace) ?? setNs}/${str(ref.name) ?? ''}`)
+    if (!g) continue
+    const key = `${setNs}/${set.metadata.name}`
+    g.listenerSets ??= []
+    const allowed = obj(obj(g.gateway.spec?.allowedListeners)?.namespaces)
+    const from = str(allowed?.from) ?? 'None'
+    const gwNs = nsOf(g.gateway)
+    const admitted = from === 'All' || (from === 'Same' && setNs === gwNs) || (from === 'Selector' && selectorMatches(allowed?.selector, ctx.namespaceLabels(setNs)))
+    if (!admitted) {
+      const message = from === 'None' ? `Gateway ${g.key} does not allow ListenerSets (spec.allowedListeners)` : `Gateway ${g.key} does not allow ListenerSets from namespace ${setNs} (allowedListeners.namespaces.from ${from})`
+      g.listenerSets.push({ set, key, gateway: g, listeners: [], notAllowed: { reason: 'NotAllowed', message } })
+      continue
+    }
+    const listeners = objs(set.spec?.listeners).map((l, i) => buildListener(ctx, g.gateway, g.key, l, i, set))
+    g.listenerSets.push({ set, key, gateway: g, listeners })
+  }
+}
+
+/** The set is accepted: allowed, its Gateway accepted, and at least one of its listeners valid. */
+export function listenerSetAccepted(s: ListenerSetState): boolean {
+  return !s.notAllowed && !s.gateway.rejected && s.listeners.some((l) => !l.notAccepted && !l.conflicted)
+}
+
+/** A Gateway's own listeners followed by those of its accepted ListenerSets, in precedence order. */
+export function allListeners(g: GatewayState): ListenerState[] {
+  const out = [...g.listeners]
+  for (const s of g.listenerSets ?? []) if (!s.notAllowed) out.push(...s.listeners)
+  return out
 }
 
 function buildGateway(ctx: Context, gw: K8sObject): GatewayState {
@@ -175,7 +238,7 @@ function gatewayAddresses(ctx: Context, gw: K8sObject) {
 
 // ---------------------------------------------------------------- listeners
 
-function buildListener(ctx: Context, gw: K8sObject, gatewayKey: string, l: Record<string, unknown>, index: number): ListenerState {
+function buildListener(ctx: Context, gw: K8sObject, gatewayKey: string, l: Record<string, unknown>, index: number, set?: K8sObject): ListenerState {
   const name = str(l.name) ?? `listener-${index}`
   const protocol = str(l.protocol) ?? ''
   const rawHost = str(l.hostname)
@@ -184,6 +247,7 @@ function buildListener(ctx: Context, gw: K8sObject, gatewayKey: string, l: Recor
   const nsCfg = obj(allowed?.namespaces)
   const state: ListenerState = {
     gateway: gw,
+    ...(set ? { listenerSet: set } : {}),
     gatewayKey,
     index,
     name,
@@ -191,7 +255,7 @@ function buildListener(ctx: Context, gw: K8sObject, gatewayKey: string, l: Recor
     protocol,
     hostname: protocol === 'TCP' || protocol === 'UDP' ? undefined : rawHost?.toLowerCase(),
     tlsMode: protocol === 'TLS' ? (str(tlsCfg?.mode) === 'Passthrough' ? 'Passthrough' : 'Terminate') : undefined,
-    id: `gateway/${gatewayKey}/${name}`,
+    id: set ? `listenerset/${nsOf(set)}/${set.metadata.name}/${name}` : `gateway/${gatewayKey}/${name}`,
     supportedKinds: [],
     allowedNamespaces: { from: str(nsCfg?.from) ?? 'Same', selector: nsCfg?.selector },
     refProblems: [],
@@ -242,7 +306,9 @@ function buildListener(ctx: Context, gw: K8sObject, gatewayKey: string, l: Recor
 
 /** certificateRefs → certificates; Gateway spec.tls.frontend → client certificate validation. */
 function resolveListenerTls(ctx: Context, gw: K8sObject, state: ListenerState, tlsCfg: Record<string, unknown> | undefined): void {
-  const ns = nsOf(gw)
+  // a ListenerSet's certificateRefs are read from its own namespace, granted to kind ListenerSet
+  const ns = nsOf(state.listenerSet ?? gw)
+  const fromKind = state.listenerSet ? 'ListenerSet' : 'Gateway'
   const certificates: { certPem: string; keyPem: string }[] = []
   const refs = objs(tlsCfg?.certificateRefs)
   if (refs.length === 0) state.refProblems.push({ reason: REASON.InvalidCertificateRef, message: 'a TLS-terminating listener needs tls.certificateRefs' })
@@ -255,7 +321,7 @@ function resolveListenerTls(ctx: Context, gw: K8sObject, state: ListenerState, t
       state.refProblems.push({ reason: REASON.InvalidCertificateRef, message: `certificateRef ${group ? `${group}/` : ''}${kind} ${name}: only core Secrets are supported` })
       continue
     }
-    if (!isReferenceAllowed({ group: GATEWAY_GROUP, kind: 'Gateway', namespace: ns }, { group: '', kind: 'Secret', namespace: refNs, name }, ctx.view.referenceGrants)) {
+    if (!isReferenceAllowed({ group: GATEWAY_GROUP, kind: fromKind, namespace: ns }, { group: '', kind: 'Secret', namespace: refNs, name }, ctx.view.referenceGrants)) {
       state.refProblems.push({ reason: REASON.RefNotPermitted, message: `certificateRef to Secret ${refNs}/${name} is not permitted by any ReferenceGrant` })
       continue
     }
@@ -352,11 +418,34 @@ function detectConflicts(gateways: readonly GatewayState[]): void {
         if (same.length > 1) for (const l of same) conflict(l, REASON.HostnameConflict, `listeners ${same.map((x) => x.name).join(', ')} share port ${l.port} and hostname`)
     }
   }
+  // ListenerSet listeners come after the Gateway's own and after those of older sets: the first
+  // listener to claim a port (and hostname) keeps it, a later one that disagrees is conflicted.
+  for (const g of gateways) {
+    const held = new Map<string, { family: string; hosts: Set<string> }>()
+    const claim = (l: ListenerState) => {
+      const { transport, family } = portFamily(l)
+      const k = `${transport}/${l.port}`
+      const h = held.get(k) ?? { family, hosts: new Set<string>() }
+      h.hosts.add(hostKey(l))
+      held.set(k, h)
+    }
+    for (const l of g.listeners) if (!l.notAccepted && !l.conflicted) claim(l)
+    for (const s of g.listenerSets ?? []) {
+      for (const l of s.listeners) {
+        if (l.notAccepted) continue
+        const { transport, family } = portFamily(l)
+        const h = held.get(`${transport}/${l.port}`)
+        if (h && h.family !== family) conflict(l, REASON.ProtocolConflict, `port ${l.port} is already used for ${h.family} by Gateway ${g.key} or an older ListenerSet`)
+        else if (h && h.hosts.has(hostKey(l))) conflict(l, REASON.HostnameConflict, `port ${l.port} and hostname are already used by Gateway ${g.key} or an older ListenerSet`)
+        else claim(l)
+      }
+    }
+  }
   // Across Gateways the older Gateway keeps the port (gateways are sorted oldest first).
   const claims = new Map<string, { family: string; hosts: Set<string>; owner: string }>()
   for (const g of gateways) {
     const mine = new Map<string, { family: string; hosts: Set<string> }>()
-    for (const l of g.listeners) {
+    for (const l of allListeners(g)) {
       if (l.notAccepted || l.conflicted) continue
       const { transport, family } = portFamily(l)
       const k = `${transport}/${l.port}`
@@ -411,7 +500,58 @@ export function gatewayStatus(g: GatewayState): Record<string, unknown> {
   else if (programmedCount === 0) programmed = condition(COND.Programmed, 'False', REASON.Invalid, 'no listener is programmed', gen)
   else programmed = condition(COND.Programmed, 'True', REASON.Programmed, 'Gateway is programmed', gen)
 
-  return { addresses: g.addresses, conditions: [accepted, programmed], listeners }
+  const out: Record<string, unknown> = { addresses: g.addresses, conditions: [accepted, programmed], listeners }
+  // ListenerSets: reported on Gateways that allow them or that some ListenerSet names
+  if (g.gateway.spec?.allowedListeners !== undefined || (g.listenerSets?.length ?? 0) > 0) {
+    const sets = g.listenerSets ?? []
+    const attached = sets.filter(listenerSetAccepted).length
+    out.attachedListenerSets = attached
+    out.conditions = [
+      accepted,
+      programmed,
+      attached > 0
+        ? condition('AttachedListenerSets', 'True', 'ListenerSetsAttached', `${attached} ListenerSet${attached === 1 ? ' is' : 's are'} attached`, gen)
+        : sets.some((s) => s.notAllowed)
+          ? condition('AttachedListenerSets', 'False', 'ListenerSetsNotAllowed', 'ListenerSets name this Gateway but spec.allowedListeners does not admit them', gen)
+          : condition('AttachedListenerSets', 'False', 'NoListenerSetsAttached', 'no ListenerSet is attached', gen),
+    ]
+  }
+  return out
+}
+
+/** status of a ListenerSet: Accepted, Programmed and one entry per listener (ListenerEntryStatus). */
+export function listenerSetStatus(s: ListenerSetState): Record<string, unknown> {
+  const gen = generationOf(s.set)
+  const g = s.gateway
+  if (s.notAllowed)
+    return {
+      conditions: [condition(COND.Accepted, 'False', s.notAllowed.reason, s.notAllowed.message, gen), condition(COND.Programmed, 'False', s.notAllowed.reason, s.notAllowed.message, gen)],
+      listeners: [],
+    }
+  const listeners = s.listeners.map((l) => listenerStatus(g, l, gen))
+  const valid = s.listeners.filter((l) => !l.notAccepted && !l.conflicted).length
+  const programmedCount = s.listeners.filter((l) => listenerProgrammed(g, l)).length
+  let accepted: Condition
+  let programmed: Condition
+  if (g.rejected) {
+    accepted = condition(COND.Accepted, 'False', 'ParentNotAccepted', `Gateway ${g.key} is not accepted`, gen)
+    programmed = condition(COND.Programmed, 'False', 'ParentNotProgrammed', `Gateway ${g.key} is not accepted`, gen)
+  } else if (valid === 0) {
+    accepted = condition(COND.Accepted, 'False', REASON.ListenersNotValid, 'no listener is valid', gen)
+    programmed = condition(COND.Programmed, 'False', REASON.ListenersNotValid, 'no listener is valid', gen)
+  } else {
+    accepted =
+      valid < s.listeners.length
+        ? condition(COND.Accepted, 'True', REASON.ListenersNotValid, `${s.listeners.length - valid} of ${s.listeners.length} listeners are not valid`, gen)
+        : condition(COND.Accepted, 'True', REASON.Accepted, 'ListenerSet is accepted', gen)
+    programmed =
+      g.addressProblem
+        ? condition(COND.Programmed, 'False', g.addressProblem.reason, g.addressProblem.message, gen)
+        : programmedCount === 0
+          ? condition(COND.Programmed, 'False', REASON.Invalid, 'no listener is programmed', gen)
+          : condition(COND.Programmed, 'True', REASON.Programmed, 'ListenerSet is programmed', gen)
+  }
+  return { conditions: [accepted, programmed], listeners }
 }
 
 function listenerStatus(g: GatewayState, l: ListenerState, gen: number | undefined): Record<string, unknown> {
@@ -421,7 +561,9 @@ function listenerStatus(g: GatewayState, l: ListenerState, gen: number | undefin
   const programmed = listenerProgrammed(g, l)
   let why = ''
   if (!programmed) why = g.rejected ? 'Gateway is not accepted' : reject ? reject.message : g.addressProblem ? g.addressProblem.message : (l.notProgrammed ?? 'listener accepts no route kinds')
-  conds.push(programmed ? condition(COND.Programmed, 'True', REASON.Programmed, 'Listener is programmed', gen) : condition(COND.Programmed, 'False', REASON.Invalid, why, gen))
+  // a ListenerSet listener that lost a conflict says so in Programmed too (ListenerEntryStatus)
+  const notProgrammedReason = l.listenerSet && l.conflicted ? l.conflicted.reason : REASON.Invalid
+  conds.push(programmed ? condition(COND.Programmed, 'True', REASON.Programmed, 'Listener is programmed', gen) : condition(COND.Programmed, 'False', notProgrammedReason, why, gen))
   const ref = l.refProblems[0]
   conds.push(ref ? condition(COND.ResolvedRefs, 'False', ref.reason, l.refProblems.map((p) => p.message).join('; '), gen) : condition(COND.ResolvedRefs, 'True', REASON.ResolvedRefs, 'All references are resolved', gen))
   conds.push(

@@ -7,7 +7,7 @@ import type { HttpListener, HttpPort, L4Port, L4Route, VirtualHost } from '../ir
 import type { ConnectionSettings, PolicyIr } from '../policy/kind.ts'
 import type { L4Rule } from './l4-route.ts'
 import type { Attachment } from './attach.ts'
-import { gatewayOrder, listenerProgrammed, type GatewayState, type ListenerState } from './gateway.ts'
+import { allListeners, gatewayOrder, listenerProgrammed, type GatewayState, type ListenerState } from './gateway.ts'
 import { compareHostSpecificity } from './hostnames.ts'
 import { sortRules, type RankedRule } from './precedence.ts'
 import { cmp } from './util.ts'
@@ -27,12 +27,19 @@ export interface L4Contribution {
 }
 
 function listenerOrder(a: ListenerState, b: ListenerState): number {
-  return compareHostSpecificity(a.hostname, b.hostname) || gatewayOrder(a.gateway, b.gateway) || a.index - b.index
+  // a Gateway's own listeners before its ListenerSets' (then by set, then by position)
+  return (
+    compareHostSpecificity(a.hostname, b.hostname) ||
+    gatewayOrder(a.gateway, b.gateway) ||
+    Number(!!a.listenerSet) - Number(!!b.listenerSet) ||
+    (a.listenerSet && b.listenerSet ? gatewayOrder(a.listenerSet, b.listenerSet) : 0) ||
+    a.index - b.index
+  )
 }
 
 export function programmedListeners(gateways: readonly GatewayState[]): ListenerState[] {
   const out: ListenerState[] = []
-  for (const g of gateways) for (const l of g.listeners) if (listenerProgrammed(g, l)) out.push(l)
+  for (const g of gateways) for (const l of allListeners(g)) if (listenerProgrammed(g, l)) out.push(l)
   return out
 }
 

@@ -5,7 +5,7 @@ import { PolicyIndex } from '../policy/attach.ts'
 import { applyBackendTlsPolicies } from './backend-tls.ts'
 import { Backends } from './backends.ts'
 import { Context } from './context.ts'
-import { buildGateways, gatewayClasses, gatewayStatus, type GatewayState } from './gateway.ts'
+import { buildGateways, gatewayClasses, gatewayStatus, listenerSetStatus, type GatewayState } from './gateway.ts'
 import { applyOutcome, httpRouteOutcome, l4RouteOutcome, type OutcomeSink } from './route-outcome.ts'
 import { buildHttpPorts, buildL4Ports, programmedListeners, virtualHostsFrom, type HttpContribution, type L4Contribution } from './snapshot.ts'
 import type { StatusMap, TranslateOptions, TranslateResult } from './types.ts'
@@ -33,7 +33,10 @@ export function translate(view: ResourceView, opts: TranslateOptions): Translate
   for (const route of view.httpRoutes) applyOutcome(httpRouteOutcome(ctx, route, byKey, backends, policies), sink)
   for (const route of [...view.tlsRoutes, ...view.tcpRoutes, ...view.udpRoutes]) applyOutcome(l4RouteOutcome(ctx, route, byKey, backends, policies), sink)
 
-  for (const g of gateways) status[keyOf(g.gateway)] = gatewayStatus(g)
+  for (const g of gateways) {
+    status[keyOf(g.gateway)] = gatewayStatus(g)
+    for (const s of g.listenerSets ?? []) status[keyOf(s.set)] = listenerSetStatus(s)
+  }
   finishPolicies()
   policies.writeStatus(view, byKey, ctx.opts.controllerName, status)
 

@@ -24,7 +24,7 @@ import { PolicyIndex } from '../policy/attach.ts'
 import { applyBackendTlsPolicies } from './backend-tls.ts'
 import { Backends, PoolMemo } from './backends.ts'
 import { Context } from './context.ts'
-import { buildGateways, gatewayClasses, gatewayStatus, type GatewayState, type ListenerState } from './gateway.ts'
+import { buildGateways, gatewayClasses, gatewayStatus, listenerSetStatus, type GatewayState, type ListenerState } from './gateway.ts'
 import { httpRouteOutcome, l4RouteOutcome, type RouteOutcome } from './route-outcome.ts'
 import { buildHttpPorts, buildL4Ports, programmedListeners } from './snapshot.ts'
 import { RouteTotals } from './totals.ts'
@@ -114,7 +114,10 @@ export class Translator {
       return translate(view, this.#opts)
     }
 
-    for (const g of world.gateways) status[keyOf(g.gateway)] = gatewayStatus(g)
+    for (const g of world.gateways) {
+      status[keyOf(g.gateway)] = gatewayStatus(g)
+      for (const s of g.listenerSets ?? []) status[keyOf(s.set)] = listenerSetStatus(s)
+    }
     finishPolicies()
     policies.writeStatus(view, world.byKey, ctx.opts.controllerName, status)
 

@@ -46,14 +46,18 @@ const clone = <T>(v: T): T => structuredClone(v)
 
 let generated = 0
 
-/** An HTTPRoute on one of the current Gateways, with values drawn from small sets so that precedence ties are common. */
-function generatedRoute(rand: Rand, gateways: readonly K8sObject[]): K8sObject {
-  const gw = gateways.length ? pick(rand, gateways) : undefined
+/**
+ * An HTTPRoute on one of the current Gateways (or ListenerSets, when given), with values drawn
+ * from small sets so that precedence ties are common.
+ */
+function generatedRoute(rand: Rand, gateways: readonly K8sObject[], listenerSets: readonly K8sObject[] = []): K8sObject {
+  const gw = listenerSets.length && rand() < 0.35 ? pick(rand, listenerSets) : gateways.length ? pick(rand, gateways) : undefined
   const gwNs = gw?.metadata.namespace ?? 'default'
   const ns = rand() < 0.8 ? gwNs : pick(rand, ['default', 'other', 'team-a'])
   const listeners: any[] = Array.isArray(gw?.spec?.listeners) ? gw!.spec.listeners : []
   const parentRef = (): Record<string, unknown> => {
     const ref: Record<string, unknown> = { name: gw?.metadata.name ?? 'missing' }
+    if (gw?.kind === 'ListenerSet') ref.kind = 'ListenerSet'
     if (ns !== gwNs || rand() < 0.3) ref.namespace = gwNs
     if (listeners.length && rand() < 0.3) ref.sectionName = pick(rand, listeners)?.name
     return ref
@@ -131,12 +135,24 @@ function edited(rand: Rand, o: K8sObject): K8sObject {
     }
     case 'Gateway': {
       const listeners = Array.isArray(c.spec?.listeners) ? c.spec.listeners : []
-      if (listeners.length && rand() < 0.5) listeners[0].hostname = pick(rand, ['a.example.com', '*.example.com', undefined])
+      if (rand() < 0.2) c.spec = { ...c.spec, allowedListeners: pick(rand, [undefined, { namespaces: { from: pick(rand, ['None', 'Same', 'All']) } }, { namespaces: { from: 'Selector', selector: { matchLabels: { 'shared-gateway': 'yes' } } } }]) }
+      else if (listeners.length && rand() < 0.5) listeners[0].hostname = pick(rand, ['a.example.com', '*.example.com', undefined])
       else listeners.push({ name: `extra-${Math.floor(rand() * 3)}`, port: pick(rand, [80, 8081]), protocol: 'HTTP' })
+      return c
+    }
+    case 'ListenerSet': {
+      // a listener's hostname, port or protocol (conflicts come and go), or another parent
+      const listeners = Array.isArray(c.spec?.listeners) ? c.spec.listeners : []
+      const r2 = rand()
+      if (listeners.length && r2 < 0.35) listeners[0].hostname = pick(rand, ['gw.example.com', 'first.example.com', '*.example.com', undefined])
+      else if (listeners.length && r2 < 0.55) listeners[0].protocol = pick(rand, ['HTTP', 'TCP', 'UDP'])
+      else if (r2 < 0.75) listeners.push({ name: `extra-${Math.floor(rand() * 3)}`, port: pick(rand, [8080, 8081, 9000]), protocol: 'HTTP', hostname: pick(rand, ['x.example.com', 'gw.example.com']) })
+      else c.spec = { ...c.spec, parentRef: { name: pick(rand, ['edge', 'shared', 'same', 'all', 'gw', 'missing']), namespace: pick(rand, ['default', 'infra']) } }
       return c
     }
     case 'Namespace':
       c.metadata.labels = { ...(c.metadata.labels ?? {}), team: pick(rand, ['a', 'b']) }
+      if (rand() < 0.5) c.metadata.labels['shared-gateway'] = pick(rand, ['yes', 'no'])
       return c
     case 'ReferenceGrant':
       c.spec = { ...c.spec, to: rand() < 0.5 ? [] : [{ group: '', kind: 'Service' }] }
@@ -288,15 +304,16 @@ function step(h: Harness, rand: Rand): void {
       h.store.delete(keyOf(pick(rand, current)))
     } else if (r < 0.62 && current.length) {
       // favour the kinds a route depends on, then routes
-      const kinds = ['Service', 'EndpointSlice', 'Gateway', 'ReferenceGrant', 'Namespace', 'BackendTLSPolicy', 'Secret', 'HTTPRoute', 'HTTPRoute', 'TCPRoute', 'TLSRoute']
+      const kinds = ['Service', 'EndpointSlice', 'Gateway', 'ListenerSet', 'ReferenceGrant', 'Namespace', 'BackendTLSPolicy', 'Secret', 'HTTPRoute', 'HTTPRoute', 'TCPRoute', 'TLSRoute']
       const ofKind = h.objects(pick(rand, kinds))
       h.store.upsert(edited(rand, pick(rand, ofKind.length ? ofKind : current)))
     } else if (r < 0.85) {
-      h.store.upsert(generatedRoute(rand, h.objects('Gateway')))
+      h.store.upsert(generatedRoute(rand, h.objects('Gateway'), h.objects('ListenerSet')))
     } else if (r < 0.93) {
       // many at once: the full-sort paths
       const gateways = h.objects('Gateway')
-      h.store.replaceAll([], Array.from({ length: 70 + Math.floor(rand() * 30) }, () => generatedRoute(rand, gateways)))
+      const sets = h.objects('ListenerSet')
+      h.store.replaceAll([], Array.from({ length: 70 + Math.floor(rand() * 30) }, () => generatedRoute(rand, gateways, sets)))
     } else {
       const routes = h.objects('HTTPRoute')
       const gone = routes.filter(() => rand() < 0.6).map(keyOf)
@@ -319,6 +336,30 @@ describe('incremental rebuild ≡ rebuild from scratch', () => {
       expect(h.steps).toBe(121)
     })
   }
+
+  test('ListenerSets: sets, their Gateways and routes on both change in turn', () => {
+    const rand = rng(1713)
+    const h = new Harness()
+    const scenarios = UNIVERSE.filter((o) => o.kind === 'ListenerSet' || o.kind === 'GatewayClass' || o.kind === 'Namespace' || o.kind === 'Service')
+    for (const o of scenarios) h.store.upsert(o)
+    // the Gateways that ListenerSets of the golden inputs name
+    const parents = new Set(UNIVERSE.filter((o) => o.kind === 'ListenerSet').map((o) => `${o.spec?.parentRef?.namespace ?? o.metadata.namespace}/${o.spec?.parentRef?.name}`))
+    for (const o of UNIVERSE.filter((o) => o.kind === 'Gateway' && parents.has(`${o.metadata.namespace}/${o.metadata.name}`))) h.store.upsert(o)
+    h.check()
+    for (let i = 0; i < 80; i++) {
+      const r = rand()
+      const sets = h.objects('ListenerSet')
+      if (r < 0.3 && sets.length) h.store.upsert(edited(rand, pick(rand, sets)))
+      else if (r < 0.4 && sets.length) h.store.delete(keyOf(pick(rand, sets)))
+      else if (r < 0.5) h.store.upsert(pick(rand, UNIVERSE.filter((o) => o.kind === 'ListenerSet')))
+      else if (r < 0.6) h.store.upsert(edited(rand, pick(rand, h.objects('Gateway'))))
+      else if (r < 0.65) h.store.upsert(edited(rand, pick(rand, h.objects('Namespace'))))
+      else h.store.upsert(generatedRoute(rand, h.objects('Gateway'), h.objects('ListenerSet')))
+      h.check()
+    }
+    const status = h.translator.translate(h.store.view()).status
+    expect(Object.keys(status).some((k) => k.startsWith('ListenerSet/'))).toBe(true)
+  })
 
   test('route-only changes at scale reuse what did not change', () => {
     const rand = rng(42)

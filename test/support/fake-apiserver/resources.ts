@@ -63,6 +63,7 @@ export const DEFAULT_RESOURCES: readonly ResourceType[] = [
   { ...core('Lease', 'leases'), group: 'coordination.k8s.io' },
   gateway('GatewayClass', 'gatewayclasses', ['v1', 'v1beta1'], { namespaced: false, shortNames: ['gc'] }),
   gateway('Gateway', 'gateways', ['v1', 'v1beta1'], { shortNames: ['gtw'] }),
+  gateway('ListenerSet', 'listenersets', ['v1'], { shortNames: ['lset'] }),
   gateway('HTTPRoute', 'httproutes', ['v1', 'v1beta1']),
   gateway('GRPCRoute', 'grpcroutes', ['v1']),
   gateway('ReferenceGrant', 'referencegrants', ['v1beta1'], { status: false, shortNames: ['refgrant'] }),

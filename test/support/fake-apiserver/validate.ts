@@ -70,6 +70,7 @@ export function statusProblems(kind: string, group: string, status: any): string
     case 'GatewayClass':
       conds('status.conditions', status.conditions)
       break
+    case 'ListenerSet':
     case 'Gateway': {
       conds('status.conditions', status.conditions)
       if (status.addresses !== undefined) {

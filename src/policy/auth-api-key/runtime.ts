@@ -3,7 +3,6 @@
  * compared in constant time; no key or an unknown one is 401 `WWW-Authenticate: API-Key`.
  * Synchronous and head-only: the rule keeps the front's direct path.
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
 import type { PolicyRequest, PolicyRuntime, Verdict } from '../runtime.ts'
 import { cookieValue, queryParam, unauthorized, withoutCookie } from '../security/request.ts'
 import type { ApiKeyAuthSpec } from './spec.ts'
@@ -18,8 +17,8 @@ export const apiKeyAuthRuntime: PolicyRuntime<'apiKeyAuth'> = {
   order: 10,
   compile(ir) {
     const spec = ir.spec
-    const byHash = new Map<string, { clientID: string; digest: Buffer }>()
-    for (const c of spec.credentials) byHash.set(c.sha256, { clientID: c.clientID, digest: Buffer.from(c.sha256, 'base64') })
+    const byHash = new Map<string, { clientID: string; sha256: string }>()
+    for (const c of spec.credentials) byHash.set(c.sha256, c)
     const extract = extractor(spec)
     const forward = spec.forwardClientIDHeader
     const sanitize = spec.sanitize
@@ -28,9 +27,9 @@ export const apiKeyAuthRuntime: PolicyRuntime<'apiKeyAuth'> = {
       onRequest(req: PolicyRequest): Verdict {
         const found = extract(req)
         if (!found) return CHALLENGE
-        const digest = createHash('sha256').update(found.key).digest()
-        const hit = byHash.get(digest.toString('base64'))
-        if (!hit || !timingSafeEqual(hit.digest, digest)) return CHALLENGE
+        const digest = Bun.SHA256.hash(found.key, 'base64')
+        const hit = byHash.get(digest)
+        if (!hit || !sameDigest(hit.sha256, digest)) return CHALLENGE
         if (sanitize) {
           if (found.header) req.removeUpstreamHeader(found.header)
           if (found.cookie) {
@@ -72,4 +71,12 @@ function extractor(spec: ApiKeyAuthSpec): (req: PolicyRequest) => Found | undefi
     }
     return undefined
   }
+}
+
+/** Constant-time comparison of two digests (base64 of SHA-256: equal lengths). */
+function sameDigest(a: string, b: string): boolean {
+  if (a.length !== b.length) return false
+  let diff = 0
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i)
+  return diff === 0
 }

@@ -5,8 +5,8 @@
  * {SHA} entries are checked synchronously. bcrypt is slow on purpose (tens of ms at cost 10), so
  * it runs off the event loop (Bun.password.verify) and its outcome is cached by the SHA-256 of
  * the presented header (with the entry's hash, so a changed password invalidates it): the first
- * request of a credential returns a promise (the front hands it to the pipeline, which awaits
- * it), every later one answers synchronously on the direct path. The cache lives in policy
+ * request of a credential returns a promise (awaited on whichever path serves the rule, the
+ * front's direct path included), every later one answers synchronously. The cache lives in policy
  * state, so snapshot swaps keep it.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
@@ -52,7 +52,7 @@ export const basicAuthRuntime: PolicyRuntime<'basicAuth'> = {
         }
         const bcrypt = hash ?? decoy
         if (bcrypt === undefined) return CHALLENGE
-        const key = createHash('sha256').update(header).digest('base64')
+        const key = Bun.SHA256.hash(header, 'base64')
         const known = state.verified.get(key)
         if (known && known.hash === bcrypt) return known.ok && hash !== undefined ? accept(req, user) : CHALLENGE
         let pending = state.pending.get(key)

@@ -10,6 +10,8 @@
  *   FETCH=1 npx bun bench/http.ts         # also Portico with fetch() upstream (PORTICO_UPSTREAM_CLIENT=fetch), the old path
  *   POLICIES=requestID,compression npx bun bench/http.ts   # each policy's cost (default: requestID; POLICIES= for none)
  *   POLICIES=compression COMPRESSION=Brotli NGINX=0 RELAY=0 npx bun bench/http.ts
+ *   POLICIES=localRateLimit,globalRateLimit NGINX=0 RELAY=0 npx bun bench/http.ts   # rate limits (global: a redis-server of its own)
+ *   POLICIES=apiKeyAuth,jwt NGINX=0 RELAY=0 npx bun bench/http.ts   # authentication (bench/auth-policies.ts)
  *
  * Per-policy cost: each policy in POLICIES gets a Gateway listener of its own on the same port
  * (Host: <name>.policy.bench) whose route carries only that policy, and is read against the
@@ -22,6 +24,10 @@
  *    (response phase: the rule takes the Bun.serve pipeline), measured on the small GET (below
  *    the minimum size: the detour and the checks, nothing compressed) and on a 16 KiB JSON body
  *    (compressed), both with Accept-Encoding: gzip, deflate, br, zstd.
+ *  - localRateLimit / globalRateLimit: a BackendTrafficPolicy rateLimit on the route, one rule
+ *    per x-user (Distinct) set so high that nothing is limited: local counts in the shared
+ *    table on the direct path; global makes one Redis call per request (redis-server on the
+ *    load cpu, --redis-url) on the pipeline.
  * The bench refuses to run a policy that does not reach the data plane (or, for compression,
  * does not compress the 16 KiB body). POLICY=0 is the old spelling of POLICIES=.
  *
@@ -38,6 +44,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { AUTH_BENCHES } from './auth-policies.ts'
 import { cpuTimes, gatewayManifests, median, parseWrk, pin, prefixRoute, TICK_US, waitFor, type WrkResult } from './lib.ts'
 
 const REPS = Number(process.env.REPS ?? 3)
@@ -91,6 +98,32 @@ interface PolicyBench {
   readonly verify?: (fetchCase: (c: PolicyCase) => Promise<Response>) => Promise<string | undefined>
 }
 
+const REDIS_PORT = 21507
+/** A rateLimit rule per x-user set too high to refuse anything: what counting costs. */
+const rateLimitBench = (scope: 'local' | 'global'): PolicyBench => ({
+  manifest: (_gateway, route) => `apiVersion: gateway.portico.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: ratelimit-${scope} }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: ${route} }]
+  rateLimit:
+    ${scope}:
+      rules: [{ clientSelectors: [{ headers: [{ name: x-user, type: Distinct }] }], limit: { requests: 1000000000, unit: Second } }]
+`,
+  needle: `ratelimit-${scope}#rateLimit`,
+  cases: [{ label: 'small', path: '/', headers: ['x-user: bench-user'] }],
+  verify: async (fetchCase) => {
+    const res = await fetchCase({ label: 'small', path: '/', headers: ['x-user: bench-user'] })
+    await res.arrayBuffer()
+    if (res.status !== 200) return `answered ${res.status}`
+    if (scope === 'global') {
+      const metrics = await (await fetch(`http://127.0.0.1:${ADMIN_PORT}/metrics`)).text()
+      if (!/portico_ratelimit_requests_total\{policy="[^"]*ratelimit-global#rateLimit",result="allowed",rule="0",scope="global"\} [1-9]/.test(metrics)) return 'no request counted in Redis'
+    }
+    return undefined
+  },
+})
+
 const POLICY_BENCHES: Record<string, PolicyBench> = {
   // Not a policy: the price of leaving the front's direct path for the Bun.serve pipeline (an
   // HTTPRoute filter that adds one request header), what every non-head-only policy pays first.
@@ -135,6 +168,9 @@ spec:
       return encoding && bytes < 16384 ? undefined : `16 KiB JSON came back ${encoding ?? 'unencoded'}, ${bytes} bytes`
     },
   },
+  ...AUTH_BENCHES,
+  localRateLimit: rateLimitBench('local'),
+  globalRateLimit: rateLimitBench('global'),
 }
 
 const POLICIES = (process.env.POLICY === '0' ? '' : (process.env.POLICIES ?? 'requestID')).split(',').map((p) => p.trim()).filter((p) => p !== '')
@@ -170,7 +206,13 @@ ${POLICY_BENCHES[name]!.manifest(gateway, route) ? `---\n${POLICY_BENCHES[name]!
 const manifest = (gatewayPort: number) => gatewayManifests(gatewayPort, UPSTREAM_PORT) + '---\n' + prefixRoute('upstream', '/') + policyManifests(gatewayPort)
 writeFileSync(join(dir, 'bench.yaml'), manifest(GATEWAY_PORT))
 
-const gateway = Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn']), { stdout: 'inherit', stderr: 'inherit' })
+// Redis for globalRateLimit, on the load cpu like the upstream (a shared service, not the proxy's CPU).
+const redis = POLICIES.includes('globalRateLimit')
+  ? Bun.spawn(pin(LOAD_CPU, ['redis-server', '--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']), { stdout: 'ignore', stderr: 'inherit' })
+  : undefined
+if (redis) await Bun.sleep(300)
+const redisArgs = redis ? ['--redis-url', `redis://127.0.0.1:${REDIS_PORT}`] : []
+const gateway = Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn', ...redisArgs]), { stdout: 'inherit', stderr: 'inherit' })
 // The same gateway with fetch() as its upstream client: the path this bench measured before.
 const fetchDir = process.env.FETCH === '1' ? mkdtempSync(join(tmpdir(), 'portico-bench-fetch-')) : undefined
 if (fetchDir) writeFileSync(join(fetchDir, 'bench.yaml'), manifest(FETCH_GATEWAY_PORT))
@@ -362,5 +404,6 @@ try {
   nginx?.kill('SIGTERM')
   fetchGateway?.kill('SIGTERM')
   relay?.kill('SIGTERM')
-  await Promise.all([gateway.exited, upstream.exited, nginx?.exited, fetchGateway?.exited, relay?.exited])
+  redis?.kill('SIGTERM')
+  await Promise.all([gateway.exited, upstream.exited, nginx?.exited, fetchGateway?.exited, relay?.exited, redis?.exited])
 }

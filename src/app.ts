@@ -31,6 +31,8 @@ import { installRateLimitEnv, type RateLimitEnv } from './policy/rate-limit/env.
 import { sharedCounters } from './policy/rate-limit/local-store.ts'
 import { registerRateLimitMetrics } from './policy/rate-limit/metrics.ts'
 import { configureRedis, redisSettingsFrom, redactRedisUrl } from './shared/redis.ts'
+import { configureTelemetry, flushTelemetry, type TelemetryOptions } from './telemetry/observe.ts'
+import { renderRequestMetrics, requestMetrics, type MetricsExport } from './telemetry/request-metrics.ts'
 
 export interface PorticoOptions {
   readonly configDir: string
@@ -64,6 +66,8 @@ export interface PorticoOptions {
   /** Redis for global rate limits (--redis-url); its password from redisPasswordFile when set. */
   readonly redisUrl?: string
   readonly redisPasswordFile?: string
+  /** Request metrics, access log, tracing (telemetry/observe.ts); request metrics are on unless turned off. */
+  readonly telemetry?: TelemetryOptions
 }
 
 export interface KubernetesModeOptions {
@@ -100,6 +104,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   // Rate-limit counters for the whole process (every worker gets this buffer) and Redis.
   const rateLimit: RateLimitEnv = { counters: sharedCounters().buffer, ...(opts.redisUrl ? { redis: redisSettingsFrom(opts.redisUrl, opts.redisPasswordFile) } : {}) }
   installRateLimitEnv(rateLimit, logger)
+  configureTelemetry(opts.telemetry)
   if (opts.redisUrl) logger.info('redis for global rate limits', { url: redactRedisUrl(opts.redisUrl), passwordFile: opts.redisPasswordFile !== undefined })
   // Active health checks run here, once per process, whatever the number of workers; their
   // transitions go to every data plane.
@@ -132,6 +137,8 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   backendMetrics(metrics, () => plane.stats(), () => prober.list(), () => controller.live)
   registerRateLimitMetrics(metrics, () => controller.live)
   controller.onLive(() => logger.info('first snapshot live: ready'))
+  // Request metrics (per worker, merged at scrape) after the registry's series.
+  const renderMetrics = () => metrics.render() + renderRequestMetrics(plane.requestMetrics())
 
   let draining = false
   const auth = adminAuth(opts, store)
@@ -143,7 +150,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
     problems: () => ingest.problems(),
     snapshot: () => controller.live,
     rejected: () => controller.rejected,
-    metrics: () => metrics.render(),
+    metrics: renderMetrics,
     endpoints: () => endpointsView(controller.live, prober.list(), plane.stats()),
     auth,
   })
@@ -151,7 +158,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   logger.info('admin API listening', { address: adminAddress, port: adminServer.port, token: auth?.source ?? 'none' })
   let probeServer: ReturnType<typeof Bun.serve> | undefined
   if (opts.probePort !== undefined) {
-    const probe = createProbeAdmin({ ready, metrics: () => metrics.render() })
+    const probe = createProbeAdmin({ ready, metrics: renderMetrics })
     try {
       probeServer = Bun.serve({ port: opts.probePort, hostname: opts.probeAddress ?? '0.0.0.0', development: false, fetch: (req) => probe.handle(req) })
     } catch (err) {
@@ -187,6 +194,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
       prober.stop()
       configureRedis(undefined)
       await plane.stop(opts.drainTimeoutMs ?? 15_000)
+      await flushTelemetry()
       await Promise.all([adminServer.stop(true), probeServer?.stop(true)])
     },
   }
@@ -212,6 +220,8 @@ interface Dataplane {
   health(changes: readonly HealthChange[]): void
   /** Backend stats (passive ejections, circuits), summed over workers. */
   stats(): DataplaneStats
+  /** Request metrics of each data plane (cumulative), merged at scrape. */
+  requestMetrics(): MetricsExport[]
 }
 
 function inThreadDataplane(logger: Logger, hostname: string, limits: Partial<HttpLimits> | undefined): Dataplane {
@@ -224,6 +234,7 @@ function inThreadDataplane(logger: Logger, hostname: string, limits: Partial<Htt
   return {
     health: (changes) => health.apply(changes),
     stats: () => registryStats(registries),
+    requestMetrics: () => [requestMetrics.export()],
     async apply(snapshot) {
       const [h, l] = await Promise.all([http.apply(snapshot), l4.apply(snapshot)])
       return { problems: [...h.problems, ...l.problems], failedPorts: [...(h.failedPorts ?? []), ...(l.failedPorts ?? [])] }
@@ -237,7 +248,7 @@ function inThreadDataplane(logger: Logger, hostname: string, limits: Partial<Htt
 
 function workerDataplane(opts: PorticoOptions, hostname: string, health: () => readonly HealthChange[], rateLimit: RateLimitEnv): Dataplane {
   const workerUrl = new URL('./worker.ts', import.meta.url).href
-  const pool = new WorkerPool({ count: opts.workers ?? 1, workerUrl, hostname, logLevel: opts.logLevel ?? 'info', logger: opts.logger, limits: opts.limits, health, rateLimit })
+  const pool = new WorkerPool({ count: opts.workers ?? 1, workerUrl, hostname, logLevel: opts.logLevel ?? 'info', logger: opts.logger, limits: opts.limits, health, rateLimit, telemetry: opts.telemetry })
   opts.logger.info('data plane running in worker threads', { workers: pool.size })
   return pool
 }

@@ -7,6 +7,7 @@ import { LOG_LEVELS, type LogLevel } from './telemetry/logger.ts'
 import { LIMIT_FLAGS, parseLimitFlags, type HttpLimits } from './dataplane/http/limits.ts'
 import { isBindAddress, isLoopbackAddress } from './admin/auth.ts'
 import { redactRedisUrl, redisUrlProblem } from './shared/redis.ts'
+import type { TelemetryOptions } from './telemetry/observe.ts'
 
 export interface CliOptions {
   configDir: string
@@ -43,6 +44,8 @@ export interface CliOptions {
   redisUrl?: string
   /** File holding the Redis password (overrides one in the URL). */
   redisPasswordFile?: string
+  /** Request metrics, access log, tracing (README "Observability"). */
+  telemetry: TelemetryOptions
   help: boolean
 }
 
@@ -71,6 +74,12 @@ export const USAGE = `usage: portico [options]
   --redis-url URL           Redis for global rate limits: redis://[:password@]host[:port][/db] or rediss:// (env REDIS_URL)
   --redis-password-file PATH  the Redis password, from a file (a mounted Secret) (env REDIS_PASSWORD_FILE)
 ${LIMIT_FLAGS.map((f) => `  ${`${f.flag} ${f.unit === 'bytes' ? 'SIZE' : f.unit === 'seconds' ? 'S' : 'N'}`.padEnd(25)} ${f.help} (env ${f.env})`).join('\n')}
+  --access-log on|off       one JSON line per request / L4 connection / WebSocket session on stdout (env ACCESS_LOG; default on)
+  --access-log-sample R     keep this share of access log lines, 0..1; 5xx always kept (env ACCESS_LOG_SAMPLE; default 1)
+  --access-log-query on|off include query strings in the logged path (env ACCESS_LOG_QUERY; default off)
+  --request-metrics on|off  per-route request counters and histograms in /metrics (env REQUEST_METRICS; default on)
+  --otlp-endpoint URL       export a span per request over OTLP/HTTP JSON, e.g. http://collector:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT)
+  --trace-sample-ratio R    share of new traces sampled, 0..1; an incoming traceparent's flag wins (env OTEL_TRACES_SAMPLER_ARG; default 1)
   -h, --help                show this help`
 
 const FLAGS: Record<string, keyof CliOptions> = {
@@ -94,6 +103,45 @@ const FLAGS: Record<string, keyof CliOptions> = {
   '--gateway-address-service': 'gatewayAddressService',
   '--redis-url': 'redisUrl',
   '--redis-password-file': 'redisPasswordFile',
+}
+
+/** Telemetry flags (values kept as text until checked). */
+const TELEMETRY_FLAGS: Record<string, string> = {
+  '--access-log': 'ACCESS_LOG',
+  '--access-log-sample': 'ACCESS_LOG_SAMPLE',
+  '--access-log-query': 'ACCESS_LOG_QUERY',
+  '--request-metrics': 'REQUEST_METRICS',
+  '--otlp-endpoint': 'OTEL_EXPORTER_OTLP_ENDPOINT',
+  '--trace-sample-ratio': 'OTEL_TRACES_SAMPLER_ARG',
+}
+
+function telemetryOptions(values: Map<string, string>, env: Record<string, string | undefined>): TelemetryOptions {
+  const get = (flag: string) => values.get(flag) ?? nonEmpty(env[TELEMETRY_FLAGS[flag]!])
+  const onOff = (flag: string, fallback: boolean) => {
+    const v = get(flag)
+    if (v === undefined) return fallback
+    if (v === 'on' || v === 'true' || v === 'stdout') return true
+    if (v === 'off' || v === 'false') return false
+    throw new UsageError(`${flag} must be on or off, got ${JSON.stringify(v)}`)
+  }
+  const ratio = (flag: string) => {
+    const v = get(flag)
+    if (v === undefined) return undefined
+    const n = Number(v)
+    if (!Number.isFinite(n) || n < 0 || n > 1) throw new UsageError(`${flag} must be a number from 0 to 1, got ${JSON.stringify(v)}`)
+    return n
+  }
+  const endpoint = get('--otlp-endpoint')
+  if (endpoint !== undefined && !/^https?:\/\/[^/\s]+/.test(endpoint)) throw new UsageError(`--otlp-endpoint must be an http(s) URL, got ${JSON.stringify(endpoint)}`)
+  return {
+    accessLog: onOff('--access-log', true),
+    accessLogSample: ratio('--access-log-sample'),
+    accessLogQuery: onOff('--access-log-query', false),
+    requestMetrics: onOff('--request-metrics', true),
+    ...(endpoint ? { otlpEndpoint: endpoint } : {}),
+    traceSampleRatio: ratio('--trace-sample-ratio'),
+    serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? 'portico',
+  }
 }
 
 export function parseCli(argv: readonly string[], env: Record<string, string | undefined>): CliOptions {
@@ -120,6 +168,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
   let help = false
   let kubernetes = env.KUBERNETES_MODE === 'true'
   const rawLimits = new Map<string, string>()
+  const rawTelemetry = new Map<string, string>()
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     if (arg === '-h' || arg === '--help') {
@@ -134,6 +183,12 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     const name = eq > 0 ? arg.slice(0, eq) : arg
     const field = FLAGS[name]
     const isLimit = LIMIT_FLAGS.some((f) => f.flag === name)
+    if (!field && !isLimit && TELEMETRY_FLAGS[name] !== undefined) {
+      const value = eq > 0 ? arg.slice(eq + 1) : argv[++i]
+      if (value === undefined || value === '') throw new UsageError(`${name} needs a value`)
+      rawTelemetry.set(name, value)
+      continue
+    }
     if (!field && !isLimit) throw new UsageError(`unknown argument ${JSON.stringify(arg)} (see --help)`)
     const value = eq > 0 ? arg.slice(eq + 1) : argv[++i]
     if (value === undefined || value === '') throw new UsageError(`${name} needs a value`)
@@ -164,6 +219,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
     redisUrl: nonEmpty(raw.redisUrl),
     redisPasswordFile: nonEmpty(raw.redisPasswordFile),
     limits: {},
+    telemetry: telemetryOptions(rawTelemetry, env),
     help,
   }
   try {

@@ -12,6 +12,8 @@ import { SnapshotDecoder, WireResyncError } from './dataplane/snapshot-wire.ts'
 import { installRateLimitEnv } from './policy/rate-limit/env.ts'
 import { EndpointRegistry, HealthTable } from './dataplane/upstream/registry.ts'
 import { registryStats } from './dataplane/upstream/stats.ts'
+import { configureTelemetry, flushTelemetry } from './telemetry/observe.ts'
+import { requestMetrics } from './telemetry/request-metrics.ts'
 
 declare const self: Worker
 
@@ -32,6 +34,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       const child = withFields(createLogger(msg.logLevel as LogLevel), { worker: msg.index })
       // Shared rate-limit counters and Redis, before any snapshot compiles a rate limit.
       installRateLimitEnv(msg.rateLimit, child)
+      configureTelemetry(msg.telemetry)
       registries = [new EndpointRegistry({}, health), new EndpointRegistry({}, health)]
       http = new HttpDataplane({ logger: child, hostname: msg.hostname, reusePort: true, limits: msg.limits, registry: registries[0] })
       l4 = new L4Dataplane({ logger: child, hostname: msg.hostname, reusePort: true, registry: registries[1] })
@@ -42,6 +45,18 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         if (text === lastStats) return
         lastStats = text
         reply({ type: 'stats', stats })
+      }, 1000).unref()
+      // Request metrics for the main thread's /metrics (cumulative; merged there at scrape).
+      let lastSets = -1
+      let lastCount = -1
+      setInterval(() => {
+        let count = 0
+        for (const set of requestMetrics.sets.values()) for (const c of set.cells.values()) count += c.count
+        for (const s of requestMetrics.streams.values()) count += s.opened + s.closed
+        if (count === lastCount && requestMetrics.sets.size === lastSets) return
+        lastCount = count
+        lastSets = requestMetrics.sets.size
+        reply({ type: 'telemetry', metrics: requestMetrics.export() })
       }, 1000).unref()
       reply({ type: 'ready' })
       break
@@ -72,6 +87,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     }
     case 'stop': {
       await Promise.all([http?.stop(false, msg.drainMs), l4?.stop()])
+      await flushTelemetry()
       reply({ type: 'stopped', id: msg.id })
       break
     }

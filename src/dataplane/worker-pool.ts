@@ -16,6 +16,8 @@ import { SnapshotEncoder } from './snapshot-wire.ts'
 import type { RateLimitEnv } from '../policy/rate-limit/env.ts'
 import type { HealthChange } from './upstream/registry.ts'
 import { EMPTY_STATS, mergeStats, type DataplaneStats } from './upstream/stats.ts'
+import type { TelemetryOptions } from '../telemetry/observe.ts'
+import type { MetricsExport } from '../telemetry/request-metrics.ts'
 
 export interface WorkerPoolOptions {
   readonly count: number
@@ -33,6 +35,8 @@ export interface WorkerPoolOptions {
   readonly health?: () => readonly HealthChange[]
   /** Rate-limit counters and Redis settings every worker shares (policy/rate-limit/env.ts). */
   readonly rateLimit?: RateLimitEnv
+  /** Request metrics, access log and tracing settings (telemetry/observe.ts). */
+  readonly telemetry?: TelemetryOptions
 }
 
 interface Slot {
@@ -41,6 +45,7 @@ interface Slot {
   ready: Promise<void>
   pending: Map<number, (msg: FromWorker) => void>
   stats: DataplaneStats
+  metrics: MetricsExport | undefined
 }
 
 export class WorkerPool {
@@ -67,6 +72,11 @@ export class WorkerPool {
   /** The workers' latest backend stats, summed. */
   stats(): DataplaneStats {
     return this.#slots.length ? mergeStats(this.#slots.map((s) => s.stats)) : EMPTY_STATS
+  }
+
+  /** The workers' latest request metrics (each cumulative; merged at scrape). */
+  requestMetrics(): MetricsExport[] {
+    return this.#slots.flatMap((s) => (s.metrics ? [s.metrics] : []))
   }
 
   async apply(snapshot: Snapshot): Promise<{ problems: readonly string[]; failedPorts: readonly number[] }> {
@@ -113,7 +123,7 @@ export class WorkerPool {
     const pending = new Map<number, (msg: FromWorker) => void>()
     let markReady: () => void = () => {}
     const ready = new Promise<void>((resolve) => (markReady = resolve))
-    const slot: Slot = { worker, encoder: new SnapshotEncoder(), ready, pending, stats: EMPTY_STATS }
+    const slot: Slot = { worker, encoder: new SnapshotEncoder(), ready, pending, stats: EMPTY_STATS, metrics: undefined }
     worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const msg = event.data
       if (msg.type === 'ready') {
@@ -123,6 +133,10 @@ export class WorkerPool {
       }
       if (msg.type === 'stats') {
         slot.stats = msg.stats
+        return
+      }
+      if (msg.type === 'telemetry') {
+        slot.metrics = msg.metrics
         return
       }
       const done = pending.get(msg.id)
@@ -147,7 +161,7 @@ export class WorkerPool {
     }
     worker.addEventListener('error', (e) => onExit((e as ErrorEvent).message ?? 'error'))
     worker.addEventListener('close', () => onExit('exited'))
-    const init: ToWorker = { type: 'init', index, hostname: this.opts.hostname, logLevel: this.opts.logLevel, limits: this.opts.limits, rateLimit: this.opts.rateLimit }
+    const init: ToWorker = { type: 'init', index, hostname: this.opts.hostname, logLevel: this.opts.logLevel, limits: this.opts.limits, rateLimit: this.opts.rateLimit, telemetry: this.opts.telemetry }
     worker.postMessage(init)
     return slot
   }

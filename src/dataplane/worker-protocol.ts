@@ -3,9 +3,11 @@ import type { HttpLimits } from './http/limits.ts'
 import type { RateLimitEnv } from '../policy/rate-limit/env.ts'
 import type { HealthChange } from './upstream/registry.ts'
 import type { DataplaneStats } from './upstream/stats.ts'
+import type { TelemetryOptions } from '../telemetry/observe.ts'
+import type { MetricsExport } from '../telemetry/request-metrics.ts'
 export type ToWorker =
   /** rateLimit: the process-wide rate-limit counters (a SharedArrayBuffer, shared, not copied) and Redis settings. */
-  | { type: 'init'; index: number; hostname: string; logLevel: string; limits?: Partial<HttpLimits>; rateLimit?: RateLimitEnv }
+  | { type: 'init'; index: number; hostname: string; logLevel: string; limits?: Partial<HttpLimits>; rateLimit?: RateLimitEnv; telemetry?: TelemetryOptions }
   /** A snapshot encoded by snapshot-wire.ts (msgpackr, with what the worker holds sent as ids). */
   | { type: 'apply'; id: number; snapshot: Uint8Array }
   | { type: 'stop'; id: number; drainMs: number }
@@ -19,3 +21,5 @@ export type FromWorker =
   | { type: 'stopped'; id: number }
   /** Backend stats (passive ejections, circuits), sent about once a second when they changed. */
   | { type: 'stats'; stats: DataplaneStats }
+  /** Request metrics (cumulative), sent about once a second when requests were served (telemetry/request-metrics.ts). */
+  | { type: 'telemetry'; metrics: MetricsExport }

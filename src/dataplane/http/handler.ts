@@ -9,7 +9,10 @@ import { normalizeHost } from './match.ts'
 import { RequestState } from './context.ts'
 import { runRequestHooks, type Chain, type ResponseHook } from './chain.ts'
 import { replyResponse, type ResponseBody, type Verdict } from '../../policy/runtime.ts'
-import { errorResponse, forward, type ProxyDeps } from './proxy.ts'
+import { errorResponse, forward, localResponses, type ProxyDeps } from './proxy.ts'
+import { telemetry } from '../../telemetry/observe.ts'
+import { observePipeline, type PipelineObs } from '../../telemetry/pipeline-obs.ts'
+import type { RuntimePool } from '../upstream/pool.ts'
 import { isMisdirected } from './tls/misdirected.ts'
 import { StreamGuard } from './streaming.ts'
 import type { HttpLimits } from './limits.ts'
@@ -38,6 +41,15 @@ export interface Connection {
  * `hostHeader` is the client's Host when the caller already read it (server.ts). Never rejects.
  */
 export async function handleRequest(req: Request, port: PortPlan, conn: Connection, deps: ProxyDeps, hostHeader: string | null = req.headers.get('host')): Promise<Response | undefined> {
+  if (!telemetry.metrics && telemetry.log === undefined && telemetry.tracer === undefined) return serveRequest(req, port, conn, deps, hostHeader, undefined)
+  // Request metrics, access log and span (src/telemetry/pipeline-obs.ts): timed to the response head.
+  const obs: PipelineObs = { t0: performance.now(), tUp: 0, rule: undefined, pool: undefined, local: false, state: undefined, span: telemetry.tracer?.start(req.headers.get('traceparent'), req.headers.get('tracestate')) }
+  const res = await serveRequest(req, port, conn, deps, hostHeader, obs)
+  observePipeline(obs, req, res, port, conn.clientIp, hostHeader, res !== undefined && localResponses.has(res))
+  return res
+}
+
+async function serveRequest(req: Request, port: PortPlan, conn: Connection, deps: ProxyDeps, hostHeader: string | null, obs: PipelineObs | undefined): Promise<Response | undefined> {
   // Failures are answered here, in the same async frame: a .catch() per request would add a
   // promise and a reaction. `return await` keeps them inside the try (and costs fewer ticks
   // than returning the promise, which the async function would then have to adopt).
@@ -48,11 +60,16 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
     // Bodies are counted and timed as they stream (request-guard.ts): the proxy reads the guarded request.
     const body = conn.limits ? BodyGuard.wrap(req, conn.limits.bodyTimeoutMs) : undefined
     const state = new RequestState(body?.req ?? req, req.method, path, query, host, conn.clientIp, port.scheme, conn.listenerPort, hostHeader)
+    if (obs) {
+      obs.state = state
+      if (obs.span) state.setUpstreamHeader('traceparent', `00-${obs.span.traceId}-${obs.span.spanId}-${obs.span.sampled ? '01' : '00'}`)
+    }
 
     if (isMisdirected(port.router, conn.serverName, host)) return errorResponse(421, 'misdirected request')
     const found = port.router.route(host, state)
     if (!found) return errorResponse(404, 'no route')
     const route = found.rule
+    if (obs) obs.rule = route
     const tooLarge = body?.guard.limit(route.ir.maxBodyBytes ?? conn.limits!.maxBodyBytes)
     if (tooLarge) return tooLarge
     // Streaming routes (SSE, long-poll) may stay quiet longer than the server-wide idle timeout.
@@ -61,15 +78,15 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
     if (route.requestFilters.length > 0) {
       let verdict: Verdict | Promise<Verdict> = runRequestHooks(route.requestFilters, state)
       if (verdict instanceof Promise) verdict = await verdict
-      if (verdict) return finishLocal(state, replyResponse(verdict), route.responseFilters)
+      if (verdict) return local(obs, finishLocal(state, replyResponse(verdict), route.responseFilters))
     }
 
     const action = route.action
     switch (action.kind) {
       case 'respond':
-        return finishLocal(state, new Response(action.body ?? null, { status: action.status }), route.responseFilters)
+        return local(obs, finishLocal(state, new Response(action.body ?? null, { status: action.status }), route.responseFilters))
       case 'redirect':
-        return finishLocal(state, action.respond(state), route.responseFilters)
+        return local(obs, finishLocal(state, action.respond(state), route.responseFilters))
       case 'forward': {
         const choice = chooseBackend(action)
         if (!choice || !choice.pool) {
@@ -79,7 +96,13 @@ export async function handleRequest(req: Request, port: PortPlan, conn: Connecti
         if (choice.requestFilters.length > 0) {
           let verdict: Verdict | Promise<Verdict> = runRequestHooks(choice.requestFilters, state)
           if (verdict instanceof Promise) verdict = await verdict
-          if (verdict) return finishLocal(state, replyResponse(verdict), route.responseFilters)
+          if (verdict) return local(obs, finishLocal(state, replyResponse(verdict), route.responseFilters))
+        }
+        if (obs) {
+          obs.pool = choice.pool as RuntimePool
+          obs.tUp = performance.now()
+          // The id the proxy would generate, made here so the access log and span carry it.
+          if ((telemetry.log !== undefined || obs.span !== undefined) && state.generateRequestId && state.requestId === undefined) state.setUpstreamHeader('x-request-id', crypto.randomUUID())
         }
         if (choice.pool.members.length === 0) return errorResponse(503, 'no healthy upstream')
         const responseFilters = [route.responseFilters, choice.responseFilters]
@@ -124,6 +147,12 @@ function wrapBodies(chain: Chain, state: RequestState, res: Response, from = 0, 
     if (next !== undefined) replaced = next
   }
   return replaced === undefined ? res : new Response(replaced as ReadableStream<Uint8Array>, { status: res.status, statusText: res.statusText, headers: head.headers })
+}
+
+/** A response the gateway made itself (policy verdict, direct response, redirect): counted as a local reply. */
+function local(obs: PipelineObs | undefined, res: Response): Response {
+  if (obs) obs.local = true
+  return res
 }
 
 /** Apply response-phase hooks to a locally generated response. */

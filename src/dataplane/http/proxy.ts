@@ -353,8 +353,13 @@ function relayResponse(
 }
 
 export function errorResponse(status: number, message: string): Response {
-  return new Response(`${message}\n`, { status, headers: { 'content-type': 'text/plain; charset=utf-8' } })
+  const res = new Response(`${message}\n`, { status, headers: { 'content-type': 'text/plain; charset=utf-8' } })
+  localResponses.add(res)
+  return res
 }
+
+/** Answers the gateway made itself (errorResponse), for the local-reply metrics (handler.ts). */
+export const localResponses = new WeakSet<Response>()
 
 /** OpenSSL/Node verification codes: ERR_TLS_CERT_ALTNAME_INVALID, DEPTH_ZERO_SELF_SIGNED_CERT, UNABLE_TO_VERIFY_LEAF_SIGNATURE, CERT_HAS_EXPIRED... */
 const TLS_VERIFY_FAILURE = /^ERR_TLS_|CERT|^UNABLE_TO_/

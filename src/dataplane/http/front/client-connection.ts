@@ -30,6 +30,9 @@ import { blankLineAt, latin1 } from '../wire-text.ts'
 import { openLink, wireBytes, type Link, type LinkOwner } from './links.ts'
 import type { FrontContext } from './context.ts'
 import { closeFrame, FrameTracker } from './ws-frames.ts'
+import { methodIndex, reasonForStatus, reasonIndex, requestMetrics, LOCAL_REASONS, type LabelSet } from '../../../telemetry/request-metrics.ts'
+import { logExchange, logStream, telemetry } from '../../../telemetry/observe.ts'
+import { traceparentOf, type SpanContext } from '../../../telemetry/tracing.ts'
 
 const enum Phase {
   /** Waiting for (or reading) a request head. */
@@ -165,6 +168,29 @@ export class ClientConnection implements LinkOwner {
   #bodyDeadline = Infinity
   #streamIdleMs = 0
 
+  // Telemetry of the exchange (src/telemetry): recorded at its end by #observe.
+  /** performance.now() at the request head; 0 when no exchange of ours is being timed. */
+  #t0 = 0
+  /** performance.now() when the upstream head went out (direct path), else 0. */
+  #tUp = 0
+  #status = 0
+  #bytesOut = 0
+  /** Index in LOCAL_REASONS when the front answered itself, else 0. */
+  #localReason = 0
+  #obsHead: RequestHead | undefined
+  #obsPort: PortPlan | undefined
+  #obsRule: RoutePlan | undefined
+  /** The label set of the last exchange on this connection (keep-alive clients repeat a route). */
+  #lastSet: LabelSet | undefined
+  #lastSetRule: RoutePlan | undefined
+  #lastSetPool: RuntimePool | undefined
+  #lastSetPort: PortPlan | undefined
+  #requestId: string | undefined
+  #span: SpanContext | undefined
+  /** The client's traceparent is replaced by ours (tracing on). */
+  #dropTraceparent = false
+  #wsStart = 0
+
   constructor(
     readonly socket: Socket<ClientConnection>,
     readonly ctx: FrontContext,
@@ -185,7 +211,10 @@ export class ClientConnection implements LinkOwner {
       case Phase.Tunnel: {
         const frames = this.#toBackend
         if (frames && this.#wsClose) return this.#relayUntilClose(data, frames, false)
-        frames?.feed(data)
+        if (frames) {
+          frames.feed(data)
+          this.#wsBytesIn += data.byteLength
+        }
         if (!this.#link!.write(data)) this.#pauseForLink()
         return
       }
@@ -298,6 +327,16 @@ export class ClientConnection implements LinkOwner {
     this.#served++
     ctx.inFlight++
     this.#method = head.method
+    this.#t0 = performance.now()
+    this.#tUp = 0
+    this.#status = 0
+    this.#bytesOut = 0
+    this.#localReason = 0
+    this.#obsHead = head
+    this.#obsRule = undefined
+    this.#requestId = undefined
+    this.#span = undefined
+    this.#dropTraceparent = false
     this.#reqHttp10 = head.http10
     this.#upgrade = head.upgrade
     this.#pendingHead = undefined
@@ -337,6 +376,7 @@ export class ClientConnection implements LinkOwner {
     const max = ctx.limits.maxConcurrentRequests
     if (max > 0 && ctx.inFlight > max) return this.#respondLocal(503, 'overloaded', true)
     const port = ctx.active.current?.ports.get(ctx.irPort)
+    this.#obsPort = port
     // The port left the plan while this connection drains: nothing routes here any more.
     if (!port) return this.#respondLocal(404, 'no route', true)
 
@@ -364,6 +404,7 @@ export class ClientConnection implements LinkOwner {
     const limit = rule.ir.maxBodyBytes ?? ctx.limits.maxBodyBytes
     if (limit > 0 && head.contentLength > limit) return this.#respondLocal(413, 'request body too large', true)
     this.#reqLimit = limit
+    this.#obsRule = rule
     // The rule's chain is head-only and synchronous here (RoutePlan.direct): run it on the head.
     let view: HeadRequest | undefined
     if (rule.requestFilters.length > 0) {
@@ -400,8 +441,15 @@ export class ClientConnection implements LinkOwner {
     this.#direct = true
     this.#member = member.state
     member.state.inFlight++
+    const tracer = telemetry.tracer
+    if (tracer) {
+      const parent = head.get('traceparent')
+      this.#span = tracer.start(parent, head.get('tracestate'))
+      this.#dropTraceparent = parent !== null
+    }
     const text = this.#upstreamHeadText(head, view)
     this.#upstreamHead = head.ascii ? text : Buffer.from(text, 'latin1')
+    this.#tUp = performance.now()
     const endpoint = member.state
     const links = ctx.links.pool(endpoint.key, endpoint.address, endpoint.port)
     // A handshake gets a connection of its own: after a 101 it is a tunnel, never pooled again.
@@ -455,15 +503,16 @@ export class ClientConnection implements LinkOwner {
     // The common case: nothing to strip or merge, so the client's head goes on verbatim (its
     // request line, Host and Content-Length included) with our lines appended.
     // Edits of fields the client did not send (requestID Generate, say) are appended the same way.
-    if (!head.proxyFields && head.target === head.originForm && (edits === undefined || !editsTouch(head, edits))) {
+    if (!head.proxyFields && !this.#dropTraceparent && head.target === head.originForm && (edits === undefined || !editsTouch(head, edits))) {
       const verbatim = head.text.slice(0, head.headBytes - 2)
       let lines = this.#forwardingLines(head.host)
+      if (this.#span) lines += `traceparent: ${traceparentOf(this.#span)}\r\n`
       let hasRequestId = head.requestId
       if (edits) {
         for (const [name, value] of edits) if (value !== null) lines += `${name}: ${value}\r\n`
         if (typeof edits.get('x-request-id') === 'string') hasRequestId = true
       }
-      return hasRequestId || !generateId ? `${verbatim}${lines}\r\n` : `${verbatim}${lines}${requestIdLine()}\r\n`
+      return hasRequestId || !generateId ? `${verbatim}${lines}\r\n` : `${verbatim}${lines}${this.#requestIdLine()}\r\n`
     }
     const { lines, names, values } = head
     let text = `${head.method} ${head.originForm} HTTP/1.1\r\nhost: ${head.host}\r\n`
@@ -478,8 +527,10 @@ export class ClientConnection implements LinkOwner {
         continue
       }
       if (nominated?.has(name) || edits?.has(name)) continue
+      if (this.#dropTraceparent && name === 'traceparent') continue
       text += `${lines[i]}\r\n`
     }
+    if (this.#span) text += `traceparent: ${traceparentOf(this.#span)}\r\n`
     text += forwardingLines(xff, forwarded, ip, 'http', head.host, this.#forwardedFor(head.host))
     let hasRequestId = head.requestId
     if (edits) {
@@ -487,12 +538,20 @@ export class ClientConnection implements LinkOwner {
       const id = edits.get('x-request-id')
       if (id !== undefined) hasRequestId = id !== null
     }
-    if (!hasRequestId && generateId) text += requestIdLine()
+    if (!hasRequestId && generateId) text += this.#requestIdLine()
     if (this.#reqBody === Body.Chunked) text += 'transfer-encoding: chunked\r\n'
     else if (head.contentLength >= 0) text += `content-length: ${head.contentLength}\r\n`
     // A WebSocket handshake keeps its Upgrade (hop-by-hop everywhere else).
     if (head.upgrade) text += `connection: upgrade\r\nupgrade: ${head.get('upgrade')}\r\n`
     return `${text}\r\n`
+  }
+
+  /** The X-Request-Id line we generate, its id kept for the access log. */
+  #requestIdLine(): string {
+    if (telemetry.log === undefined && telemetry.tracer === undefined) return requestIdLine()
+    const id = crypto.randomUUID()
+    this.#requestId = id
+    return `x-request-id: ${id}\r\n`
   }
 
   /** Our Forwarded element; a keep-alive client repeats its Host, so it is built once per connection and host. */
@@ -708,6 +767,7 @@ export class ClientConnection implements LinkOwner {
     const status = head.status
     if (status < 200) {
       if (status === 101) {
+        this.#status = 101
         if (!this.#upgrade) return this.#failExchange(502, 'unexpected protocol switch')
         // The backend accepted the upgrade: from here on, bytes both ways (WebSocket frames).
         this.#phase = Phase.Tunnel
@@ -715,6 +775,12 @@ export class ClientConnection implements LinkOwner {
         if (this.#direct) {
           // Frames are tracked (not parsed) so that the gateway can close the session itself.
           this.#pool!.outcome(this.#member!, 101)
+          // The handshake is one request; the session is counted and logged at its end.
+          this.#observe()
+          this.#wsStart = Date.now()
+          this.#bytesOut = 0
+          this.#wsBytesIn = 0
+          if (telemetry.metrics) requestMetrics.stream('websocket', wsLabels(this.#lastSet)).opened++
           this.#toBackend = new FrameTracker(true)
           this.#toClient = new FrameTracker(false)
           this.#toClient.feed(buf.subarray(head.headEnd))
@@ -741,6 +807,7 @@ export class ClientConnection implements LinkOwner {
     // WebSocket: 502, as the pipeline's WebSocket proxy answers.
     if (this.#upgrade && this.#direct && status < 400) return this.#failExchange(502, 'backend did not accept the websocket upgrade')
     this.#respStarted = true
+    this.#status = status
     if (hasNoBody(this.#method, status)) this.#respBody = Body.None
     else if (head.chunked) {
       this.#respBody = Body.Chunked
@@ -881,6 +948,9 @@ export class ClientConnection implements LinkOwner {
     // A link paused for this client's sake must not go back to a pool (or stay) paused.
     link?.resume()
     if (this.#admitted) this.#releaseCircuit()
+    // The inner pipeline records its own exchanges (handler.ts); the front records what it served.
+    if (this.#t0 !== 0 && (this.#direct || this.#localReason !== 0)) this.#observe()
+    this.#t0 = 0
     if (this.#direct) {
       const member = this.#member!
       member.inFlight--
@@ -942,6 +1012,8 @@ export class ClientConnection implements LinkOwner {
   #respondLocal(status: number, message: string, close: boolean): void {
     const body = `${message}\n`
     const closing = close || this.#closeAfter || this.ctx.draining
+    this.#status = status
+    if (this.#localReason === 0) this.#localReason = reasonIndex(message === 'overloaded' ? 'overloaded' : reasonForStatus(status))
     this.#writeClient(
       `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\n${closing ? 'connection: close\r\n' : ''}\r\n${this.#method === 'HEAD' ? '' : body}`,
     )
@@ -968,6 +1040,8 @@ export class ClientConnection implements LinkOwner {
     }
     if (body && !typed) fields += 'content-type: text/plain; charset=utf-8\r\n'
     const closing = this.#closeAfter || this.ctx.draining || !this.#reqDone
+    this.#status = reply.status
+    if (this.#localReason === 0) this.#localReason = reasonIndex(reply.status === 503 && reply.headers?.some(([n]) => n === 'x-portico-overload') ? 'circuit_open' : reasonForStatus(reply.status))
     const head = `HTTP/1.1 ${reply.status} ${REASONS[reply.status] ?? 'Error'}\r\n${fields}content-length: ${body?.byteLength ?? 0}\r\n${closing ? 'connection: close\r\n' : ''}\r\n`
     this.#writeClient(body && this.#method !== 'HEAD' ? Buffer.concat([Buffer.from(head, 'latin1'), body]) : Buffer.from(head, 'latin1'))
     this.#respStarted = true
@@ -986,6 +1060,15 @@ export class ClientConnection implements LinkOwner {
     this.#phase = Phase.Exchange
     this.ctx.inFlight++
     this.#method = ''
+    this.#t0 = performance.now()
+    this.#tUp = 0
+    this.#bytesOut = 0
+    this.#localReason = 0
+    this.#obsHead = undefined
+    this.#obsRule = undefined
+    this.#obsPort = this.ctx.active.current?.ports.get(this.ctx.irPort)
+    this.#requestId = undefined
+    this.#span = undefined
     this.#direct = false
     this.#reqDone = true
     this.#closeAfter = true
@@ -994,6 +1077,8 @@ export class ClientConnection implements LinkOwner {
 
   /** The client is gone mid-exchange: nothing more will be written, links are not reusable. */
   #abandonExchange(): void {
+    if (this.#wsStart !== 0) this.#endWebSocket()
+    this.#t0 = 0
     const link = this.#link
     this.#link = undefined
     if (this.#member) {
@@ -1046,6 +1131,7 @@ export class ClientConnection implements LinkOwner {
 
   #writeClient(data: string | Uint8Array): void {
     if (this.#phase === Phase.Closed) return
+    this.#bytesOut += typeof data === 'string' ? data.length : data.byteLength
     // A slow client holds back the upstream instead of filling memory.
     if (this.#clientQueue.length > 0) {
       this.#clientQueue.push(data)
@@ -1062,6 +1148,70 @@ export class ClientConnection implements LinkOwner {
     this.#clientQueue.push(typeof data === 'string' ? Buffer.from(data, 'latin1').subarray(written) : data.subarray(written))
     return false
   }
+
+  // ---- telemetry ----
+
+  /** Metrics, access log and span of the exchange the front served (direct, or answered itself). */
+  #observe(): void {
+    const end = performance.now()
+    const port = this.#obsPort
+    const rule = this.#obsRule
+    const pool = this.#pool
+    let set: LabelSet
+    if (rule && port) {
+      if (this.#lastSetRule === rule && this.#lastSetPool === pool && this.#lastSetPort === port) set = this.#lastSet!
+      else {
+        set = requestMetrics.labelsFor(port, rule, pool)
+        this.#lastSet = set
+        this.#lastSetRule = rule
+        this.#lastSetPool = pool
+        this.#lastSetPort = port
+      }
+    } else set = requestMetrics.unrouted(port, this.ctx.irPort)
+    const head = this.#obsHead
+    const bytesIn = (head?.headBytes ?? 0) + this.#reqBytes
+    const upMs = this.#tUp !== 0 ? end - this.#tUp : -1
+    const durMs = end - this.#t0
+    if (telemetry.metrics) set.record(methodIndex(this.#method), this.#status, this.#localReason, durMs / 1000, upMs < 0 ? -1 : upMs / 1000, bytesIn, this.#bytesOut)
+    if (telemetry.log === undefined && this.#span === undefined) return
+    const member = this.#member
+    logExchange({
+      startMs: Date.now() - durMs,
+      durationMs: durMs,
+      upstreamMs: upMs,
+      requestId: this.#requestId ?? head?.get('x-request-id') ?? undefined,
+      clientIp: this.clientIp,
+      method: this.#method,
+      authority: head?.host ?? '',
+      path: head?.target ?? '',
+      protocol: head?.http10 ? 'HTTP/1.0' : 'HTTP/1.1',
+      status: this.#status,
+      bytesIn,
+      bytesOut: this.#bytesOut,
+      labels: set,
+      endpoint: member ? member.key : undefined,
+      userAgent: head?.get('user-agent') ?? undefined,
+      reason: LOCAL_REASONS[this.#localReason] ?? '',
+      span: this.#span,
+      scheme: 'http',
+      port: this.ctx.irPort,
+    })
+  }
+
+  /** A direct WebSocket session ended: its counters and access log line. */
+  #endWebSocket(): void {
+    const start = this.#wsStart
+    this.#wsStart = 0
+    const set = this.#lastSet
+    if (telemetry.metrics) {
+      const s = requestMetrics.stream('websocket', wsLabels(set))
+      s.closed++
+      s.bytesOut += this.#bytesOut
+      s.bytesIn += this.#wsBytesIn
+    }
+    logStream({ type: 'websocket', startMs: start, clientIp: this.clientIp, bytesIn: this.#wsBytesIn, bytesOut: this.#bytesOut, route: set?.route ?? '', backend: set?.backend ?? '', endpoint: this.#member?.key, requestId: this.#requestId, traceId: this.#span?.traceId })
+  }
+  #wsBytesIn = 0
 
   // ---- direct WebSocket tunnels ----
 
@@ -1200,6 +1350,10 @@ export class ClientConnection implements LinkOwner {
 }
 
 /** A circuit limit's 503, as the pipeline answers it (proxy.ts overloadResponse). */
+function wsLabels(set: LabelSet | undefined): string {
+  return set ? `gateway="${set.gateway}",listener="${set.listener}",route="${set.route}",backend="${set.backend}"` : 'gateway="",listener="",route="",backend=""'
+}
+
 function overloadReply(limit: string): LocalReply {
   return { status: 503, headers: [['x-portico-overload', `circuit-open ${limit}`]], body: `upstream overloaded: ${limit}\n` }
 }

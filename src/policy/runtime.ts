@@ -2,7 +2,8 @@
  * The runtime side of the policy contract: what a policy feature compiles to and what it sees
  * of a request. The data plane compiles every feature of a rule's chain once per snapshot
  * (src/dataplane/http/chain.ts) and runs it on either HTTP path: the front's direct path
- * (head-only, synchronous chains) or the loopback Bun.serve pipeline (everything).
+ * (head-only chains, awaited there when a hook answers with a promise) or the loopback
+ * Bun.serve pipeline (everything).
  *
  * A runtime never reads Kubernetes objects; it gets the feature's IR (src/policy/kind.ts).
  */
@@ -57,11 +58,13 @@ export type ResponseBody = ReadableStream<Uint8Array> | Uint8Array
 
 export interface CompiledPolicy {
   /**
-   * Reads only the request head and the client address (never the body), and onRequest answers
-   * synchronously except on a cache miss (a new JWT, a bcrypt password): the front's direct path
-   * then hands that request to the pipeline, which awaits it; the same request again must
-   * answer synchronously. With no response, body or outcome hooks, the front's direct path runs it
-   * and the rule keeps its fast path.
+   * Reads only the request head and the client address through PolicyRequest (never the body),
+   * and has no response, body or outcome hooks: the front's direct path runs it and the rule
+   * keeps its fast path. onRequest may answer with a promise (a Redis call, a new JWT, a bcrypt
+   * password, an authorization service): the front then buffers what the client sends meanwhile
+   * (the body, pipelined requests), awaits the verdict and forwards the request itself, so the
+   * chain runs once per request. Answering synchronously whenever possible (caches) still saves
+   * the promise and its tick.
    */
   readonly headOnly: boolean
   onRequest?(req: PolicyRequest): Verdict | Promise<Verdict>

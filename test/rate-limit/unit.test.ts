@@ -256,7 +256,8 @@ describe('runtime', () => {
     const saved = redisSettings()
     configureRedis(undefined)
     const g = (failClosed: boolean) => compile({ global: { rules: [{ clientSelectors: [], requests: 1, unit: 'Hour', cost: 1, shared: false, shadowMode: false }], failClosed, timeoutMs: 50 }, responseHeaders: 'Limited' })
-    expect(g(false).headOnly).toBe(false)
+    // awaits Redis, but reads only the head: the front's direct path awaits it
+    expect(g(false).headOnly).toBe(true)
     expect(await g(false).onRequest!(req())).toBeUndefined()
     expect(((await g(true).onRequest!(req())) as { status: number }).status).toBe(503)
     configureRedis(saved)

@@ -1,8 +1,9 @@
 /**
  * A rule's request chain: every policy feature and HTTPRoute filter that applies to it,
  * compiled once per snapshot and sorted by (phase, runtime order, manifest order). Both HTTP
- * paths run the same compiled entries: the front's direct path when the whole chain is
- * head-only and synchronous (`direct`), the Bun.serve pipeline (handler.ts) otherwise.
+ * paths run the same compiled entries with runRequestHooks: the front's direct path when every
+ * entry is head-only (`direct`; a hook may still answer with a promise, which the front awaits
+ * before it forwards), the Bun.serve pipeline (handler.ts) otherwise.
  *
  * What goes in, in manifest order: the listener's policies (Gateway/listener, already merged),
  * the rule's policies (route/rule; an entry here replaces the listener's of the same name), then
@@ -32,7 +33,7 @@ export interface Chain {
   readonly response: readonly ResponseHook[]
   readonly bodies: readonly CompiledPolicy[]
   readonly outcomes: readonly CompiledPolicy[]
-  /** Every entry is head-only (synchronous, no response/body/outcome hooks): the front can run it. */
+  /** Every entry is head-only (reads only the head, maybe asynchronously; no response/body/outcome hooks): the front can run it. */
   readonly direct: boolean
   /** Policy ids (state keys) of the entries. */
   readonly ids: readonly string[]
@@ -101,7 +102,8 @@ function unavailable(name: string): CompiledPolicy {
 
 /**
  * Run request hooks from `from`: synchronously while they answer synchronously, then as a
- * promise chain. undefined = every hook let the request through.
+ * promise chain. undefined = every hook let the request through. Each hook runs exactly once per
+ * request on whichever path serves it (a global rate limit counts once).
  */
 export function runRequestHooks(hooks: readonly RequestHook[], req: PolicyRequest, from = 0): Verdict | Promise<Verdict> {
   for (let i = from; i < hooks.length; i++) {
@@ -109,20 +111,6 @@ export function runRequestHooks(hooks: readonly RequestHook[], req: PolicyReques
     if (verdict === undefined) continue
     if (verdict instanceof Promise) return verdict.then((v) => (v === undefined ? runRequestHooks(hooks, req, i + 1) : v))
     return verdict
-  }
-  return undefined
-}
-
-/**
- * The direct path's run. A head-only hook answers synchronously except on a cache miss (a JWT
- * or a bcrypt password seen for the first time): it returns the promise, and the front hands the
- * request to the pipeline instead (which runs the chain again and awaits it; the hooks before
- * it are head-only and their upstream edits die with the discarded view).
- */
-export function runDirect(hooks: readonly RequestHook[], req: PolicyRequest): Verdict | Promise<Verdict> {
-  for (let i = 0; i < hooks.length; i++) {
-    const verdict = hooks[i]!(req)
-    if (verdict !== undefined) return verdict
   }
   return undefined
 }

@@ -5,8 +5,8 @@
  *  - iss and aud checked when configured; exp and nbf with 30 s of leeway.
  *  - A verified token is cached (per policy, across snapshot swaps) until it expires or its
  *    provider's keys change: a cached token answers synchronously on the front's direct path.
- *    A new token returns a promise (verification is asynchronous in WebCrypto): the front hands
- *    that request to the pipeline, which awaits it; the next request with it is direct again.
+ *    A new token returns a promise (verification is asynchronous in WebCrypto), which the front's
+ *    direct path awaits before it forwards; the next request with it answers synchronously.
  *  - Missing token: 401 (`optional`: passes). Invalid: 401 `WWW-Authenticate: Bearer`, no detail.
  *    No key set yet and none fetchable: 503.
  */

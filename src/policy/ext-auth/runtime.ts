@@ -6,7 +6,9 @@
  *  - any other answer (401, 403, a 302 to a login page): sent to the client as it came (status,
  *    headers but framing, body up to 64 KiB); the backend sees nothing.
  *  - unreachable, timeout, 5xx: 503, or the request goes on with `failOpen`.
- * Always asynchronous: the rule takes the pipeline (headOnly false).
+ * Always asynchronous, but it reads only the head (method, path, query, host, a few fields, the
+ * client IP) and sets upstream fields: head-only, so the front's direct path awaits the check and
+ * forwards the request itself.
  */
 import type { LocalReply, PolicyRequest, PolicyRuntime, Verdict } from '../runtime.ts'
 
@@ -26,7 +28,7 @@ export const extAuthRuntime: PolicyRuntime<'extAuth'> = {
     const failed = (): Verdict => (spec.failOpen ? undefined : UNAVAILABLE)
     const prefix = spec.path === '/' ? '' : spec.path.replace(/\/+$/, '')
     return {
-      headOnly: false,
+      headOnly: true,
       async onRequest(req: PolicyRequest): Promise<Verdict> {
         const member = pool?.pick({ clientIp: req.clientIp, headers: { get: (n: string) => req.header(n) }, now: Date.now() })
         if (!member) return failed()

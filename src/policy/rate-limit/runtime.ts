@@ -4,16 +4,19 @@
  *
  *  - local rules: counted synchronously in the process-wide shared table (local-store.ts), so a
  *    rule with only local limits stays on the front's direct path (head-only);
- *  - global rules: one Redis script call per request (global-store.ts), awaited by the pipeline;
- *    within the deadline (default 50 ms) or the request goes on without them (fail open, counted
- *    and logged once per 10 s) or gets 503 (`failClosed`).
+ *  - global rules: one Redis script call per request (global-store.ts), awaited by whichever
+ *    path serves the rule (still head-only: the front's direct path awaits the verdict and
+ *    forwards the request itself, so each request is counted once); within the deadline (default
+ *    50 ms) or the request goes on without them (fail open, counted and logged once per 10 s) or
+ *    gets 503 (`failClosed`).
  * Buckets are per route rule (Envoy Gateway's default) or, with `shared`, per policy; their keys
  * hash the policy id, the rule's selectors and unit (a changed limit keeps its count, changed
  * selectors start anew) and the request's distinct values. The counters live outside the
  * compiled chain, so snapshot swaps never reset them.
  *
  * Over any limit: 429 with Retry-After and X-RateLimit-Limit/Remaining/Reset of the rule closest
- * to its limit (responseHeaders: All also puts them on allowed responses; None leaves them out).
+ * to its limit (responseHeaders: All also puts them on allowed responses, a response hook that
+ * takes the rule to the pipeline; None leaves them out).
  */
 import type { CompiledPolicy, LocalReply, PolicyRequest, PolicyRuntime, ResponseHeadView, Verdict } from '../runtime.ts'
 import { sharedRedis, RedisUnavailable } from '../../shared/redis.ts'
@@ -201,7 +204,7 @@ export const rateLimitRuntime: PolicyRuntime<'rateLimit'> = {
     }
 
     const policy: CompiledPolicy = {
-      headOnly: global.length === 0 && !standings,
+      headOnly: !standings,
       onRequest,
       ...(standings
         ? {

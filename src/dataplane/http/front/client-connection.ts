@@ -17,7 +17,7 @@ import { chooseBackend, stillRouted, type PortPlan, type RoutePlan } from '../..
 import { normalizeHost } from '../match.ts'
 import { DROPPED_REQUEST_FIELDS, forwardedElement, forwardingLines, HOP_BY_HOP, nominatedFields, requestIdLine } from '../headers.ts'
 import { isWebSocketUpgrade, REPLAYABLE_METHODS, STANDARD_METHODS, WS_HANDSHAKE_TIMEOUT_MS } from '../constants.ts'
-import { runDirect } from '../chain.ts'
+import { runRequestHooks } from '../chain.ts'
 import type { LocalReply } from '../../../policy/runtime.ts'
 import { HeadRequest } from './head-request.ts'
 import { ChunkedDecodeError, ChunkedDecoder } from '../../upstream/http1/chunked.ts'
@@ -124,6 +124,15 @@ export class ClientConnection implements LinkOwner {
 
   // The exchange in progress (fields rather than an object: one request at a time).
   #link: Link | undefined
+  /**
+   * The direct path awaits a policy verdict (a promise from the chain): nothing goes upstream yet,
+   * client bytes (body, pipelined requests) are only buffered. The exchange's number while
+   * waiting, else 0: a verdict that comes back for an exchange that ended meanwhile is dropped.
+   */
+  #waiting = 0
+  #waitSeq = 0
+  /** Withdraws a direct request from its circuit's queue (#awaitSlot). */
+  #slotAbort: AbortController | undefined
   #direct = false
   #member: EndpointState | undefined
   /** The pool the direct exchange's endpoint came from (passive health, circuit, refused retries). */
@@ -219,7 +228,8 @@ export class ClientConnection implements LinkOwner {
         return
       }
       case Phase.Exchange:
-        if (!this.#reqDone) {
+        if (this.#waiting !== 0) this.#stash(data)
+        else if (!this.#reqDone) {
           const used = this.#feedRequestBody(data, 0)
           if (used < data.byteLength && this.#phase === Phase.Exchange) this.#stash(data.subarray(used))
         } else this.#stash(data)
@@ -258,7 +268,8 @@ export class ClientConnection implements LinkOwner {
     if (this.#phase === Phase.Idle) return this.#buffered ? this.#reject(new RequestHeadError(400, 'incomplete request')) : this.#endClient()
     if (this.#phase === Phase.Tunnel) this.#link?.socket?.shutdown()
     // A body cut short can never complete: give up on the exchange now.
-    else if (this.#phase === Phase.Exchange && !this.#reqDone) this.#failExchange(400, 'incomplete request body')
+    // (While a verdict is awaited the body may be buffered whole: checked once it is fed.)
+    else if (this.#phase === Phase.Exchange && !this.#reqDone && this.#waiting === 0) this.#failExchange(400, 'incomplete request body')
     // Otherwise #finish serves what was pipelined before the FIN, then closes.
   }
 
@@ -390,8 +401,12 @@ export class ClientConnection implements LinkOwner {
     const pool = rule && !head.http10 && !head.expect && webSocket === head.upgrade ? directPool(rule, webSocket) : undefined
     if (pool) this.#startDirect(head, rule!, pool, webSocket, host, buf)
     else this.#startInner(innerHead(head, buf))
-    if (this.#phase === Phase.Exchange && !this.#reqDone && this.#buffered) {
-      // Body bytes that arrived with the head.
+    this.#feedBuffered()
+  }
+
+  /** Body bytes that arrived with the head (or while a verdict was awaited) go to the link. */
+  #feedBuffered(): void {
+    if (this.#phase === Phase.Exchange && !this.#reqDone && this.#buffered && this.#waiting === 0) {
       const body = this.#buffered
       this.#buffered = undefined
       const used = this.#feedRequestBody(body, 0)
@@ -405,27 +420,144 @@ export class ClientConnection implements LinkOwner {
     if (limit > 0 && head.contentLength > limit) return this.#respondLocal(413, 'request body too large', true)
     this.#reqLimit = limit
     this.#obsRule = rule
-    // The rule's chain is head-only and synchronous here (RoutePlan.direct): run it on the head.
+    // The rule's chain is head-only here (RoutePlan.direct): run it on the head, once.
     let view: HeadRequest | undefined
     if (rule.requestFilters.length > 0) {
       view = new HeadRequest(head, this.clientIp, host)
-      const verdict = runDirect(rule.requestFilters, view)
-      // a head-only policy's cache miss (new JWT, bcrypt): the pipeline awaits it
-      if (verdict instanceof Promise) {
-        verdict.catch(() => {})
-        return this.#startInner(innerHead(head, buf))
+      let verdict
+      try {
+        verdict = runRequestHooks(rule.requestFilters, view)
+      } catch (err) {
+        return this.#policyFailed(err)
       }
+      // An asynchronous verdict (a global rate limit, a new JWT): awaited here, then forwarded.
+      if (verdict instanceof Promise) return this.#awaitVerdict(verdict, head, rule, pool, webSocket, view, buf)
       if (verdict) return this.#replyLocal(verdict)
     }
+    this.#forwardDirect(head, rule, pool, webSocket, view, buf)
+  }
+
+  /**
+   * Wait for a policy's verdict without reading on: what the client sends meanwhile is buffered
+   * (#stash pauses it beyond MAX_BUFFERED_BYTES), pipelined requests stay behind this one. The
+   * request keeps the plan it started with (rule, pool, chain) whatever snapshot arrives
+   * meanwhile; the wait is bounded by the route's request timeout (sweep); a client that goes
+   * away abandons it (no upstream request).
+   */
+  #awaitVerdict(verdict: Promise<LocalReply | undefined>, head: RequestHead, rule: RoutePlan, pool: RuntimePool, webSocket: boolean, view: HeadRequest, buf: Uint8Array): void {
+    const waiting = ++this.#waitSeq
+    this.#waiting = waiting
+    const timeout = this.#requestTimeout(rule, webSocket)
+    const bound = timeout > 0 ? timeout : this.ctx.limits.headerTimeoutMs
+    this.#headDeadline = bound > 0 ? Date.now() + bound : Infinity
+    verdict.then(
+      (reply) => {
+        if (this.#waiting !== waiting) return
+        this.#waiting = 0
+        try {
+          if (reply) return this.#replyLocal(reply)
+          this.#forwardDirect(head, rule, pool, webSocket, view, buf)
+          this.#afterWait()
+        } catch (err) {
+          this.onFailure(err)
+        }
+      },
+      (err: unknown) => {
+        if (this.#waiting !== waiting) return
+        this.#waiting = 0
+        try {
+          this.#policyFailed(err)
+        } catch (e) {
+          this.onFailure(e)
+        }
+      },
+    )
+  }
+
+  /** The exchange goes on after a verdict: the body buffered meanwhile follows the head, the client is read again. */
+  #afterWait(): void {
+    if (this.#phase !== Phase.Exchange) return
+    this.#feedBuffered()
+    if (this.#phase !== Phase.Exchange) return
+    // The client half-closed while we waited, before its body was complete: it never will be.
+    if (!this.#reqDone && this.#clientEnded) return this.#failExchange(400, 'incomplete request body')
+    if (this.#pausedForBuffer && !(this.#buffered && this.#buffered.byteLength > MAX_BUFFERED_BYTES)) {
+      this.#pausedForBuffer = false
+      if (!this.#pausedForLink) this.socket.resume()
+    }
+  }
+
+  /** A policy hook threw or its promise rejected: 500, as the pipeline answers it. */
+  #policyFailed(err: unknown): void {
+    this.ctx.logger.error('request failed', { port: this.ctx.irPort, route: this.#ruleId, error: err instanceof Error ? (err.stack ?? err.message) : String(err) })
+    this.#respondLocal(500, 'internal error', false)
+  }
+
+  #requestTimeout(rule: RoutePlan, webSocket: boolean): number {
+    return rule.timeoutDisabled ? 0 : (rule.requestTimeoutMs ?? rule.backendTimeoutMs ?? (webSocket ? WS_HANDSHAKE_TIMEOUT_MS : this.ctx.limits.upstreamTimeoutMs))
+  }
+
+  /**
+   * Queue for a circuit slot on the direct path (as the pipeline's proxy would), the same way a
+   * verdict is awaited: bounded by the request timeout, withdrawn when the exchange ends first.
+   */
+  #awaitSlot(head: RequestHead, rule: RoutePlan, pool: RuntimePool, webSocket: boolean, view: HeadRequest): void {
+    const circuit = pool.circuit!
+    const waiting = ++this.#waitSeq
+    this.#waiting = waiting
+    const abort = (this.#slotAbort = new AbortController())
+    if (this.#headDeadline === Infinity) {
+      const timeout = this.#requestTimeout(rule, webSocket)
+      const bound = timeout > 0 ? timeout : this.ctx.limits.headerTimeoutMs
+      if (bound > 0) this.#headDeadline = Date.now() + bound
+    }
+    void circuit.acquire(pool.limits!, abort.signal).then((refusedBy) => {
+      if (this.#waiting !== waiting) {
+        // Admitted for an exchange that is over: the slot goes back.
+        if (refusedBy === undefined) circuit.release(pool.limits)
+        return
+      }
+      this.#waiting = 0
+      this.#slotAbort = undefined
+      try {
+        if (refusedBy !== undefined) return this.#replyLocal(overloadReply(refusedBy))
+        this.#admitted = pool
+        this.#sendDirect(head, rule, pool, webSocket, view)
+        this.#afterWait()
+      } catch (err) {
+        this.onFailure(err)
+      }
+    })
+  }
+
+  /** The exchange ended: a verdict or a circuit slot still awaited is dropped when it comes. */
+  #stopWaiting(): void {
+    this.#waiting = 0
+    const abort = this.#slotAbort
+    if (abort) {
+      this.#slotAbort = undefined
+      abort.abort()
+    }
+  }
+
+  /** The direct exchange after its chain let it through: circuit, endpoint, upstream head. */
+  #forwardDirect(head: RequestHead, rule: RoutePlan, pool: RuntimePool, webSocket: boolean, view: HeadRequest | undefined, buf: Uint8Array): void {
     // Circuit limits (pools with a circuitBreaker only): over a limit the answer is 503 at once;
-    // a request that must queue for a connection slot waits in the pipeline instead.
+    // a request that must queue for a connection slot waits in the pipeline instead, unless its
+    // chain ran here (the pipeline would run it again: a global limit counted twice).
     const circuit = pool.circuit
     if (circuit) {
       const refusedBy = circuit.tryAdmit(pool.limits!)
-      if (refusedBy === 'queue') return this.#startInner(innerHead(head, buf))
+      if (refusedBy === 'queue') return view ? this.#awaitSlot(head, rule, pool, webSocket, view) : this.#startInner(innerHead(head, buf))
       if (refusedBy !== undefined) return this.#replyLocal(overloadReply(refusedBy))
       this.#admitted = pool
     }
+    this.#sendDirect(head, rule, pool, webSocket, view)
+  }
+
+  /** Endpoint, upstream head and link of a direct exchange its chain and circuit let through. */
+  #sendDirect(head: RequestHead, rule: RoutePlan, pool: RuntimePool, webSocket: boolean, view: HeadRequest | undefined): void {
+    const ctx = this.ctx
     const pickIp = view ? view.clientIp : this.clientIp
     const member = pool.pick({ clientIp: pickIp, headers: head, now: ctx.clock.now })
     // Empty or gone: the full pipeline answers (503) with its usual body.
@@ -436,8 +568,11 @@ export class ClientConnection implements LinkOwner {
     this.#pickIp = pickIp
     if (rule.ir.streamIdleTimeoutMs !== undefined) this.#streamIdleMs = rule.ir.streamIdleTimeoutMs
     this.#routeIdleMs = rule.ir.streamIdleTimeoutMs ?? 0
-    const timeout = rule.timeoutDisabled ? 0 : (rule.requestTimeoutMs ?? rule.backendTimeoutMs ?? (webSocket ? WS_HANDSHAKE_TIMEOUT_MS : ctx.limits.upstreamTimeoutMs))
-    this.#headDeadline = timeout > 0 ? Date.now() + timeout : Infinity
+    // Counted from the request's start: a verdict awaited first took part of it (#awaitVerdict).
+    if (this.#headDeadline === Infinity) {
+      const timeout = this.#requestTimeout(rule, webSocket)
+      if (timeout > 0) this.#headDeadline = Date.now() + timeout
+    }
     this.#direct = true
     this.#member = member.state
     member.state.inFlight++
@@ -943,6 +1078,7 @@ export class ClientConnection implements LinkOwner {
       this.#closeAfter = true
       this.#linkReusable = false
     }
+    this.#stopWaiting()
     const link = this.#link
     this.#link = undefined
     // A link paused for this client's sake must not go back to a pool (or stay) paused.
@@ -1077,6 +1213,7 @@ export class ClientConnection implements LinkOwner {
 
   /** The client is gone mid-exchange: nothing more will be written, links are not reusable. */
   #abandonExchange(): void {
+    this.#stopWaiting()
     if (this.#wsStart !== 0) this.#endWebSocket()
     this.#t0 = 0
     const link = this.#link
@@ -1320,6 +1457,10 @@ export class ClientConnection implements LinkOwner {
         return
       case Phase.Exchange:
         if (!this.#respStarted && now > this.#headDeadline) {
+          if (this.#waiting !== 0) {
+            this.ctx.logger.warn('request timeout before forwarding (policy verdict or circuit slot)', { route: this.#ruleId })
+            return this.#failExchange(504, 'request timeout')
+          }
           this.ctx.logger.warn('upstream timeout', { endpoint: this.#member?.key })
           return this.#failExchange(504, 'upstream request timeout')
         }

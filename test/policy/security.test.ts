@@ -369,3 +369,28 @@ describe('oidc sessions', () => {
     expect(await store.load(cookie)).toMatchObject({ claims: { sub: 'alice' }, accessToken: 'at' })
   })
 })
+
+runPolicyCase({
+  name: 'oidc',
+  variants: [
+    {
+      // the flow itself runs against a real provider in test/e2e/oidc.test.ts
+      label: 'a provider that cannot be reached',
+      spec: {
+        issuer: 'http://127.0.0.1:9/nowhere',
+        clientID: 'portico',
+        clientSecret: 'client-secret',
+        redirectURL: 'http://policy.test/oauth2/callback',
+        logoutPath: '/logout',
+        scopes: [],
+        forwardAccessToken: false,
+        refreshToken: true,
+        claimToHeaders: [],
+      },
+      requests: [
+        { name: 'a browser: 503, no login loop', headers: { accept: 'text/html' }, expect: (r) => expect(r.status).toBe(503) },
+        { name: 'an API client: 503', expect: (r) => expect(r.status).toBe(503) },
+      ],
+    },
+  ],
+})

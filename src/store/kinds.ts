@@ -63,7 +63,7 @@ export const RESOURCE_KINDS = [
   gw('Gateway', 'gateways', 'gateways', 'world', 'own'),
   gw('ListenerSet', 'listenerSets', 'listenersets', 'world', 'own'),
   gw('HTTPRoute', 'httpRoutes', 'httproutes', 'route', 'parents'),
-  gw('GRPCRoute', 'grpcRoutes', 'grpcroutes', 'unread', 'parents'),
+  gw('GRPCRoute', 'grpcRoutes', 'grpcroutes', 'route', 'parents'),
   gw('TLSRoute', 'tlsRoutes', 'tlsroutes', 'route', 'parents'),
   gw('TCPRoute', 'tcpRoutes', 'tcproutes', 'route', 'parents'),
   gw('UDPRoute', 'udpRoutes', 'udproutes', 'route', 'parents'),

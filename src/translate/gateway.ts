@@ -24,8 +24,8 @@ export interface RouteKind {
 
 /** Route kinds a listener accepts by default, and the only ones it may accept at all. */
 const KINDS_BY_PROTOCOL: Record<string, readonly string[]> = {
-  HTTP: ['HTTPRoute'],
-  HTTPS: ['HTTPRoute'],
+  HTTP: ['HTTPRoute', 'GRPCRoute'],
+  HTTPS: ['HTTPRoute', 'GRPCRoute'],
   TLS: ['TLSRoute'],
   TCP: ['TCPRoute'],
   UDP: ['UDPRoute'],

@@ -31,7 +31,9 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
   const ns = nsOf(route)
   const name = route.metadata.name
   const gen = generationOf(route)
-  const owner = { kind: 'HTTPRoute', namespace: ns, name }
+  // GRPCRoutes come here rewritten as HTTPRoute rules (grpc-route.ts) and keep their own kind
+  const owner = { kind: route.kind === 'GRPCRoute' ? 'GRPCRoute' : 'HTTPRoute', namespace: ns, name }
+  const idKind = owner.kind.toLowerCase()
   const created = timestampOf(route.metadata.creationTimestamp)
   const refProblems: RefProblem[] = []
   const unsupported: string[] = []
@@ -75,7 +77,7 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
     matches.forEach((match, matchIndex) => {
       if (!match) return // an unusable match (e.g. invalid regex) matches nothing
       const r: { -readonly [K in keyof HttpRule]: HttpRule[K] } = {
-        id: `httproute/${ns}/${name}/rule/${ruleIndex}/match/${matchIndex}`,
+        id: `${idKind}/${ns}/${name}/rule/${ruleIndex}/match/${matchIndex}`,
         owner,
         match,
         // a broken rule must not be skipped silently: it answers 500 (spec for unknown filters)

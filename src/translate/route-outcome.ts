@@ -15,6 +15,7 @@ import type { BackendEffect, Backends } from './backends.ts'
 import { Context, generationOf, nsOf } from './context.ts'
 import type { GatewayState, ListenerState } from './gateway.ts'
 import { translateHttpRoute } from './http-route.ts'
+import { translateGrpcRoute } from './grpc-route.ts'
 import { translateL4Route } from './l4-route.ts'
 import { COND, REASON } from './reasons.ts'
 import type { HttpContribution, L4Contribution } from './snapshot.ts'
@@ -53,6 +54,15 @@ export function httpRouteOutcome(ctx: Context, route: K8sObject, gateways: Reado
   const http: HttpContribution[] = []
   return guard(ctx, route, gateways, backends, http, [], (parents, gws, register) => {
     const t = translateHttpRoute(route, backends, gws, register, policies)
+    for (const p of parents) if (p.accepted.status === 'True') for (const a of p.attachments) http.push({ attachment: a, rules: t.rules })
+    return { resolvedRefs: t.resolvedRefs, unsupported: t.unsupported }
+  })
+}
+
+export function grpcRouteOutcome(ctx: Context, route: K8sObject, gateways: ReadonlyMap<string, GatewayState>, backends: Backends, policies?: PolicyIndex): RouteOutcome {
+  const http: HttpContribution[] = []
+  return guard(ctx, route, gateways, backends, http, [], (parents, gws, register) => {
+    const t = translateGrpcRoute(route, backends, gws, register, policies)
     for (const p of parents) if (p.accepted.status === 'True') for (const a of p.attachments) http.push({ attachment: a, rules: t.rules })
     return { resolvedRefs: t.resolvedRefs, unsupported: t.unsupported }
   })

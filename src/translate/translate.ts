@@ -6,7 +6,7 @@ import { applyBackendTlsPolicies } from './backend-tls.ts'
 import { Backends } from './backends.ts'
 import { Context } from './context.ts'
 import { buildGateways, gatewayClasses, gatewayStatus, listenerSetStatus, type GatewayState } from './gateway.ts'
-import { applyOutcome, httpRouteOutcome, l4RouteOutcome, type OutcomeSink } from './route-outcome.ts'
+import { applyOutcome, grpcRouteOutcome, httpRouteOutcome, l4RouteOutcome, type OutcomeSink } from './route-outcome.ts'
 import { buildHttpPorts, buildL4Ports, programmedListeners, virtualHostsFrom, type HttpContribution, type L4Contribution } from './snapshot.ts'
 import type { StatusMap, TranslateOptions, TranslateResult } from './types.ts'
 
@@ -31,6 +31,7 @@ export function translate(view: ResourceView, opts: TranslateOptions): Translate
   const l4: L4Contribution[] = []
   const sink: OutcomeSink = { status, http, l4, backends }
   for (const route of view.httpRoutes) applyOutcome(httpRouteOutcome(ctx, route, byKey, backends, policies), sink)
+  for (const route of view.grpcRoutes) applyOutcome(grpcRouteOutcome(ctx, route, byKey, backends, policies), sink)
   for (const route of [...view.tlsRoutes, ...view.tcpRoutes, ...view.udpRoutes]) applyOutcome(l4RouteOutcome(ctx, route, byKey, backends, policies), sink)
 
   for (const g of gateways) {

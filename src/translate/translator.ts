@@ -25,7 +25,7 @@ import { applyBackendTlsPolicies } from './backend-tls.ts'
 import { Backends, PoolMemo } from './backends.ts'
 import { Context } from './context.ts'
 import { buildGateways, gatewayClasses, gatewayStatus, listenerSetStatus, type GatewayState, type ListenerState } from './gateway.ts'
-import { httpRouteOutcome, l4RouteOutcome, type RouteOutcome } from './route-outcome.ts'
+import { grpcRouteOutcome, httpRouteOutcome, l4RouteOutcome, type RouteOutcome } from './route-outcome.ts'
 import { buildHttpPorts, buildL4Ports, programmedListeners } from './snapshot.ts'
 import { RouteTotals } from './totals.ts'
 import { translate } from './translate.ts'
@@ -36,13 +36,13 @@ import { cmp } from './util.ts'
 /**
  * What a route's translation may read besides the route itself: the kinds of role 'world' in
  * RESOURCE_KINDS (policies included). EndpointSlices are not in it: they only fill pools'
- * endpoints, which PoolMemo checks per Service. GRPCRoutes are not read.
+ * endpoints, which PoolMemo checks per Service.
  */
 type WorldField = Extract<(typeof RESOURCE_KINDS)[number], { role: 'world' }>['view']
 const WORLD = RESOURCE_KINDS.flatMap((k) => (k.role === 'world' ? [k.view] : [])) as readonly WorldField[]
 
 /** The route lists of the view, with their outcomes at the same indexes. */
-const ROUTE_LISTS = ['httpRoutes', 'tlsRoutes', 'tcpRoutes', 'udpRoutes'] as const
+const ROUTE_LISTS = ['httpRoutes', 'grpcRoutes', 'tlsRoutes', 'tcpRoutes', 'udpRoutes'] as const
 type RouteList = (typeof ROUTE_LISTS)[number]
 
 interface Routes {
@@ -102,7 +102,7 @@ export class Translator {
     const removed: RouteOutcome[] = []
     const added: RouteOutcome[] = []
     for (const list of ROUTE_LISTS) {
-      const outcomeOf = list === 'httpRoutes' ? httpRouteOutcome : l4RouteOutcome
+      const outcomeOf = list === 'httpRoutes' ? httpRouteOutcome : list === 'grpcRoutes' ? grpcRouteOutcome : l4RouteOutcome
       world.routes[list] = diff(world.routes[list], view[list], (route) => outcomeOf(ctx, route, world.byKey, backends, policies), removed, added)
     }
     for (const o of removed) world.totals.remove(o)
@@ -122,7 +122,7 @@ export class Translator {
     policies.writeStatus(view, world.byKey, ctx.opts.controllerName, status)
 
     const listeners = world.listeners
-    const l4 = ROUTE_LISTS.filter((list) => list !== 'httpRoutes').flatMap((list) => world.routes[list].outcomes.flatMap((o) => o.l4))
+    const l4 = ROUTE_LISTS.filter((list) => list !== 'httpRoutes' && list !== 'grpcRoutes').flatMap((list) => world.routes[list].outcomes.flatMap((o) => o.l4))
     const ir = {
       revision: view.revision,
       http: buildHttpPorts(listeners, (l) => world.totals.virtualHosts(l), policies),
@@ -149,7 +149,7 @@ export class Translator {
       byKey: new Map(gateways.map((g) => [g.key, g])),
       listeners,
       policies: undefined,
-      routes: { httpRoutes: NO_ROUTES, tlsRoutes: NO_ROUTES, tcpRoutes: NO_ROUTES, udpRoutes: NO_ROUTES },
+      routes: { httpRoutes: NO_ROUTES, grpcRoutes: NO_ROUTES, tlsRoutes: NO_ROUTES, tcpRoutes: NO_ROUTES, udpRoutes: NO_ROUTES },
       totals: new RouteTotals(),
       pools: new PoolMemo(),
     }

@@ -60,7 +60,11 @@ describe('ListenerSet in Kubernetes mode', () => {
       ['Accepted', 'True', 'Accepted'],
       ['Programmed', 'True', 'Programmed'],
     ])
-    expect(ls.status.listeners[0]).toMatchObject({ name: 'team', attachedRoutes: 1, supportedKinds: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute' }] })
+    expect(ls.status.listeners[0]).toMatchObject({ name: 'team', attachedRoutes: 1 })
+    expect(ls.status.listeners[0].supportedKinds).toEqual([
+      { group: 'gateway.networking.k8s.io', kind: 'HTTPRoute' },
+      { group: 'gateway.networking.k8s.io', kind: 'GRPCRoute' },
+    ])
     const gw = server.getObject('Gateway', 'default', 'edge')
     expect(gw.status.attachedListenerSets).toBe(1)
     expect(gw.status.conditions.find((c: any) => c.type === 'AttachedListenerSets')).toMatchObject({ status: 'True', reason: 'ListenerSetsAttached' })

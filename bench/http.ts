@@ -57,6 +57,12 @@ const NGINX_PORT = 21503
 const FETCH_GATEWAY_PORT = 21504
 const FETCH_ADMIN_PORT = 21505
 const RELAY_PORT = 21506
+const NOMETRICS_GATEWAY_PORT = 21507
+const NOMETRICS_ADMIN_PORT = 21508
+/** METRICS=compare: a second gateway with --request-metrics off, same run (the metrics' cost). */
+const COMPARE_METRICS = process.env.METRICS === 'compare'
+/** Access log lines would go to this terminal: off unless ACCESS_LOG=on (its cost, measured apart). */
+const ACCESS_LOG_ARGS = ['--access-log', process.env.ACCESS_LOG === 'on' ? 'on' : 'off']
 const PROXY_CPU = 0
 const LOAD_CPU = 1
 const root = join(import.meta.dir, '..')
@@ -212,12 +218,17 @@ const redis = POLICIES.includes('globalRateLimit')
   : undefined
 if (redis) await Bun.sleep(300)
 const redisArgs = redis ? ['--redis-url', `redis://127.0.0.1:${REDIS_PORT}`] : []
-const gateway = Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn', ...redisArgs]), { stdout: 'inherit', stderr: 'inherit' })
+const gateway = Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn', ...ACCESS_LOG_ARGS, ...redisArgs]), { stdout: ACCESS_LOG_ARGS[1] === 'on' ? 'ignore' : 'inherit', stderr: 'inherit' })
+const noMetricsDir = COMPARE_METRICS ? mkdtempSync(join(tmpdir(), 'portico-bench-nometrics-')) : undefined
+if (noMetricsDir) writeFileSync(join(noMetricsDir, 'bench.yaml'), manifest(NOMETRICS_GATEWAY_PORT))
+const noMetricsGateway = noMetricsDir
+  ? Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', noMetricsDir, '--workers', '1', '--admin-port', String(NOMETRICS_ADMIN_PORT), '--log-level', 'warn', ...ACCESS_LOG_ARGS, '--request-metrics', 'off']), { stdout: ACCESS_LOG_ARGS[1] === 'on' ? 'ignore' : 'inherit', stderr: 'inherit' })
+  : undefined
 // The same gateway with fetch() as its upstream client: the path this bench measured before.
 const fetchDir = process.env.FETCH === '1' ? mkdtempSync(join(tmpdir(), 'portico-bench-fetch-')) : undefined
 if (fetchDir) writeFileSync(join(fetchDir, 'bench.yaml'), manifest(FETCH_GATEWAY_PORT))
 const fetchGateway = fetchDir
-  ? Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', fetchDir, '--workers', '1', '--admin-port', String(FETCH_ADMIN_PORT), '--log-level', 'warn']), {
+  ? Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', fetchDir, '--workers', '1', '--admin-port', String(FETCH_ADMIN_PORT), '--log-level', 'warn', '--access-log', 'off']), {
       stdout: 'inherit',
       stderr: 'inherit',
       env: { ...process.env, PORTICO_UPSTREAM_CLIENT: 'fetch' },
@@ -324,6 +335,7 @@ try {
   await waitFor(`http://127.0.0.1:${GATEWAY_PORT}/`)
   if (nginx) await waitFor(`http://127.0.0.1:${NGINX_PORT}/`)
   if (fetchGateway) await waitFor(`http://127.0.0.1:${FETCH_GATEWAY_PORT}/`)
+  if (noMetricsGateway) await waitFor(`http://127.0.0.1:${NOMETRICS_GATEWAY_PORT}/`)
   if (relay) await waitFor(`http://127.0.0.1:${RELAY_PORT}/`)
   await waitForPolicies()
 
@@ -345,6 +357,7 @@ try {
   }
   if (nginx) targets.push({ name: 'nginx', port: NGINX_PORT, pid: nginx.pid })
   if (fetchGateway) targets.push({ name: 'fetch', port: FETCH_GATEWAY_PORT, pid: fetchGateway.pid })
+  if (noMetricsGateway) targets.push({ name: 'portico no-metrics', port: NOMETRICS_GATEWAY_PORT, pid: noMetricsGateway.pid })
   if (relay) targets.push({ name: 'relay', port: RELAY_PORT, pid: relay.pid })
 
   for (const t of targets) if (t.name !== 'direct') await wrk(t, false) // warm-up (JIT, pools)
@@ -394,6 +407,10 @@ try {
     const r = summary('relay')
     console.log(`Bun relay floor (no HTTP work): ${r.cpu.toFixed(1)} µs CPU/request (${r.user.toFixed(1)} user); Portico's HTTP work on top: ${(g.cpu - r.cpu).toFixed(1)} µs (${(g.user - r.user).toFixed(1)} user)`)
   }
+  if (noMetricsGateway) {
+    const m = summary('portico no-metrics')
+    console.log(`request metrics on vs off: req/s ${(g.rps / m.rps).toFixed(3)}x, p99 ${(g.p99 / m.p99).toFixed(2)}x, CPU per request ${(g.cpu / m.cpu).toFixed(3)}x (${g.cpu - m.cpu >= 0 ? '+' : ''}${(g.cpu - m.cpu).toFixed(2)} µs, user ${g.user - m.user >= 0 ? '+' : ''}${(g.user - m.user).toFixed(2)} µs)`)
+  }
   if (fetchGateway) {
     const f = summary('fetch')
     console.log(`ratio portico/fetch:  req/s ${(g.rps / f.rps).toFixed(2)}x, p99 ${(g.p99 / f.p99).toFixed(2)}x, CPU per request ${(g.cpu / f.cpu).toFixed(2)}x`)
@@ -403,7 +420,8 @@ try {
   upstream.kill('SIGTERM')
   nginx?.kill('SIGTERM')
   fetchGateway?.kill('SIGTERM')
+  noMetricsGateway?.kill('SIGTERM')
   relay?.kill('SIGTERM')
   redis?.kill('SIGTERM')
-  await Promise.all([gateway.exited, upstream.exited, nginx?.exited, fetchGateway?.exited, relay?.exited, redis?.exited])
+  await Promise.all([gateway.exited, upstream.exited, nginx?.exited, fetchGateway?.exited, noMetricsGateway?.exited, relay?.exited, redis?.exited])
 }

@@ -14,6 +14,13 @@ function usageCheck<T>(f: () => T): T {
   }
 }
 
+// Subcommands (status, routes, describe, validate: src/commands.ts) run and exit; anything else starts the gateway.
+const first = process.argv[2]
+if (first === 'status' || first === 'routes' || first === 'describe' || first === 'validate') {
+  const { runCommand } = await import('./commands.ts')
+  process.exit(await runCommand(process.argv.slice(2)))
+}
+
 const opts: CliOptions = usageCheck(() => parseCli(process.argv.slice(2), process.env))
 if (opts.help) {
   process.stdout.write(USAGE + '\n')

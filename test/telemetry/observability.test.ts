@@ -18,6 +18,8 @@ let admin: string
 const lines: Record<string, unknown>[] = []
 const spans: any[] = []
 let otlp: ReturnType<typeof Bun.serve>
+let tcpEcho: ReturnType<typeof Bun.listen>
+let tcpPort: number
 
 beforeAll(async () => {
   echo = startEcho('echo')
@@ -32,6 +34,8 @@ beforeAll(async () => {
       return new Response('{}', { headers: { 'content-type': 'application/json' } })
     },
   })
+  tcpEcho = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data: (s, d) => void s.write(d) } })
+  tcpPort = await freePort()
   cfg = new ConfigDir()
   cfg.write(
     'all.yaml',
@@ -48,6 +52,32 @@ spec:
     - matches: [{ path: { type: PathPrefix, value: /p } }]
       filters: [{ type: RequestHeaderModifier, requestHeaderModifier: { add: [{ name: x-added, value: '1' }] } }]
       backendRefs: [{ name: echo, port: 80 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: tcpgw, namespace: default }
+spec:
+  gatewayClassName: portico
+  listeners: [{ name: tcp, protocol: TCP, port: ${tcpPort} }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: tcpecho, namespace: default }
+spec: { ports: [{ name: tcp, port: 3000, targetPort: ${tcpEcho.port} }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: tcpecho-1, namespace: default, labels: { kubernetes.io/service-name: tcpecho } }
+addressType: IPv4
+ports: [{ name: tcp, port: ${tcpEcho.port} }]
+endpoints: [{ addresses: [127.0.0.1], conditions: { ready: true } }]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: { name: tcp, namespace: default }
+spec:
+  parentRefs: [{ name: tcpgw }]
+  rules: [{ backendRefs: [{ name: tcpecho, port: 3000 }] }]
 `,
   )
   gw = await startPortico({
@@ -74,6 +104,7 @@ afterAll(async () => {
   configureTelemetry(undefined)
   await echo.stop()
   otlp.stop(true)
+  tcpEcho.stop(true)
   cfg.cleanup()
 })
 
@@ -137,4 +168,23 @@ test('a request without traceparent starts a new trace', async () => {
   await fetch(`${base}/d/new`)
   const tp = (await seen).headers['traceparent']!
   expect(tp).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/)
+})
+
+test('TCP connections: counted with bytes each way, one access log line at the end', async () => {
+  lines.length = 0
+  let got = ''
+  let done: () => void = () => {}
+  const echoed = new Promise<void>((r) => (done = r))
+  const sock = await Bun.connect({ hostname: '127.0.0.1', port: tcpPort, socket: { data: (_s, d) => { got += Buffer.from(d).toString(); if (got === 'hello tcp') done() } } })
+  sock.write('hello tcp')
+  await echoed
+  sock.end()
+  const text = await eventually(async () => {
+    const t = await (await fetch(`${admin}/metrics`)).text()
+    return metricValue(t, 'portico_tcp_connections_total', { route: 'default/tcp' }) === 1 && metricValue(t, 'portico_tcp_connections_open', { route: 'default/tcp' }) === 0 ? t : undefined
+  }, 3000, 'tcp counted')
+  expect(metricValue(text, 'portico_tcp_connections_received_bytes_total', { route: 'default/tcp', backend: 'default/tcpecho:3000' })).toBe(9)
+  expect(metricValue(text, 'portico_tcp_connections_sent_bytes_total', { route: 'default/tcp' })).toBe(9)
+  const line = await eventually(() => lines.find((l) => l.type === 'tcp'), 3000, 'tcp access log line')
+  expect(line).toMatchObject({ type: 'tcp', route: 'default/tcp', backend: 'default/tcpecho:3000', bytes_in: 9, bytes_out: 9, client_ip: '127.0.0.1' })
 })

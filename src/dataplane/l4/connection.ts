@@ -12,6 +12,8 @@ import { retryChoice } from './backends.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'
 import { listenerKind, liveRoutes, type CompiledRoute, type PortPlan } from './plan.ts'
 import { Splice } from './splice.ts'
+import { requestMetrics, type StreamCounters } from '../../telemetry/request-metrics.ts'
+import { logStream, telemetry } from '../../telemetry/observe.ts'
 
 export interface StreamDeps {
   readonly logger: Logger
@@ -45,6 +47,9 @@ export class ProxyConnection {
   #tried: Set<PoolMember> | undefined
   /** The pool whose circuit (maxConnections) counts this connection. */
   #admitted: RuntimePool | undefined
+  /** Telemetry: when accepted, and the counters it was counted in (once a route took it). */
+  readonly #startMs: number
+  #counters: StreamCounters | undefined
   #countedInFlight = false
   #timer: ReturnType<typeof setTimeout> | undefined
   /** When the idle sweep last saw no traffic since its previous visit began. */
@@ -60,6 +65,7 @@ export class ProxyConnection {
     public portPlan: PortPlan,
     readonly deps: StreamDeps,
   ) {
+    this.#startMs = Date.now()
     this.splice = new Splice(() => this.#release())
     this.splice.client.socket = client
     deps.live.add(this)
@@ -122,6 +128,10 @@ export class ProxyConnection {
     }
     this.#member = member
     this.#pool = choice.pool
+    if (telemetry.metrics && this.#counters === undefined) {
+      this.#counters = requestMetrics.stream(this.portPlan.mode === 'tls-passthrough' ? 'tls' : 'tcp', `port="${this.portPlan.port}",route="${route.owner.namespace}/${route.owner.name}",backend="${choice.pool.ir.key}"`)
+      this.#counters.opened++
+    }
     const attempt = ++this.#attempt
     this.armTimer(this.deps.connectTimeoutMs, 'backend connect')
     Bun.connect<BackendLink>({
@@ -241,6 +251,17 @@ export class ProxyConnection {
   }
 
   #release(): void {
+    const counters = this.#counters
+    if (counters) {
+      counters.closed++
+      counters.bytesIn += this.splice.fromClient
+      counters.bytesOut += this.splice.fromBackend
+      this.#counters = undefined
+    }
+    if (telemetry.log) {
+      const route = this.route
+      logStream({ type: this.portPlan.mode === 'tls-passthrough' ? 'tls' : 'tcp', startMs: this.#startMs, clientIp: this.clientIp, bytesIn: this.splice.fromClient, bytesOut: this.splice.fromBackend, route: route ? `${route.owner.namespace}/${route.owner.name}` : '', backend: this.#pool?.ir.key ?? '', endpoint: this.#member?.state.key })
+    }
     this.clearTimer()
     this.deps.open.count--
     this.proxy = undefined

@@ -87,6 +87,9 @@ export class Splice {
    * activity mark on the per-chunk path (no clock read, no timer re-arm).
    */
   active = false
+  /** Bytes read from each side (telemetry: L4 metrics and access log). */
+  fromClient = 0
+  fromBackend = 0
   #finished = false
   /** drainAndFinish() was called: nothing more is relayed; each side gets its FIN once its outbox is written. */
   #draining = false
@@ -105,6 +108,8 @@ export class Splice {
   /** Bytes read from `from`: write them to its peer, or queue them and stop reading. */
   relay(from: Side, chunk: Uint8Array): void {
     this.active = true
+    if (from === this.client) this.fromClient += chunk.length
+    else this.fromBackend += chunk.length
     const to = this.peerOf(from)
     if (to.closed || this.#finished || this.#draining) return
     if (!to.socket) {

@@ -18,7 +18,7 @@ let admin: string
 const lines: Record<string, unknown>[] = []
 const spans: any[] = []
 let otlp: ReturnType<typeof Bun.serve>
-let tcpEcho: ReturnType<typeof Bun.listen>
+let tcpEcho: { readonly port: number; stop(closeActive?: boolean): void }
 let tcpPort: number
 
 beforeAll(async () => {

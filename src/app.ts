@@ -32,7 +32,7 @@ import { sharedCounters } from './policy/rate-limit/local-store.ts'
 import { registerRateLimitMetrics } from './policy/rate-limit/metrics.ts'
 import { configureRedis, redisSettingsFrom, redactRedisUrl } from './shared/redis.ts'
 import { configureTelemetry, flushTelemetry, type TelemetryOptions } from './telemetry/observe.ts'
-import { renderRequestMetrics, requestMetrics, type MetricsExport } from './telemetry/request-metrics.ts'
+import { renderRequestMetrics, requestMetrics, routeStats, type MetricsExport } from './telemetry/request-metrics.ts'
 
 export interface PorticoOptions {
   readonly configDir: string
@@ -152,6 +152,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
     rejected: () => controller.rejected,
     metrics: renderMetrics,
     endpoints: () => endpointsView(controller.live, prober.list(), plane.stats()),
+    routeStats: () => routeStats(plane.requestMetrics()),
     auth,
   })
   const adminServer = Bun.serve({ port: opts.adminPort, hostname: adminAddress, development: false, fetch: (req) => admin.handle(req) })

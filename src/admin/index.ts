@@ -17,6 +17,7 @@ import type { Snapshot } from '../ir/types.ts'
 import { checkAdminToken, type AdminAuth } from './auth.ts'
 import { configView } from './redact.ts'
 import { resourcesView } from './resources.ts'
+import { DASHBOARD_HTML } from './dashboard.ts'
 
 export interface AdminDeps {
   /** True once the first snapshot is live. */
@@ -32,6 +33,8 @@ export interface AdminDeps {
   metrics(): string
   /** Backend pools with their endpoints' health, in-flight counts and circuit counters (src/admin/endpoints.ts). */
   endpoints?(): unknown
+  /** Per-route request counters and duration histograms (telemetry/request-metrics.ts routeStats), for the dashboard. */
+  routeStats?(): unknown
   /** When set, the config views need `Authorization: Bearer <token>`. */
   readonly auth?: AdminAuth
 }
@@ -50,7 +53,7 @@ export function healthPlugin(deps: Pick<AdminDeps, 'ready'>) {
  * The views that show configuration. Every route added here is behind the token check (the
  * hook is local to this plugin, so probes and /metrics stay open).
  */
-export function configPlugin(deps: Pick<AdminDeps, 'objects' | 'statusOf' | 'problems' | 'snapshot' | 'rejected' | 'auth' | 'endpoints'>) {
+export function configPlugin(deps: Pick<AdminDeps, 'objects' | 'statusOf' | 'problems' | 'snapshot' | 'rejected' | 'auth' | 'endpoints' | 'routeStats'>) {
   const { auth } = deps
   return new Elysia({ name: 'admin.config' })
     .onBeforeHandle(({ request }) => (auth ? checkAdminToken(auth, request) : undefined))
@@ -62,6 +65,14 @@ export function configPlugin(deps: Pick<AdminDeps, 'objects' | 'statusOf' | 'pro
     })
     .get('/problems', () => ({ load: deps.problems(), rejected: deps.rejected() }))
     .get('/endpoints', () => deps.endpoints?.() ?? [])
+    .get('/stats', () => deps.routeStats?.() ?? { buckets: [], routes: [] })
+    // The dashboard (src/admin/dashboard.ts): one static page reading the views above.
+    .get('/dashboard', ({ set }) => {
+      set.headers['content-type'] = 'text/html; charset=utf-8'
+      set.headers['cache-control'] = 'no-store'
+      return DASHBOARD_HTML
+    })
+    .get('/', ({ redirect }) => redirect('/dashboard'))
 }
 
 export function metricsPlugin(deps: Pick<AdminDeps, 'metrics'>) {

@@ -388,3 +388,31 @@ export { REASON_INDEX }
 export function reasonIndex(reason: LocalReason | string): number {
   return REASON_INDEX.get(reason) ?? 12
 }
+
+/** Per route (cumulative since start): requests, 5xx, local replies and the duration histogram; the dashboard diffs two reads. */
+export interface RouteStats {
+  readonly route: string
+  readonly requests: number
+  readonly errors: number
+  readonly local: number
+  /** Non-cumulative counts per DURATION_BUCKETS slot (+Inf last). */
+  readonly buckets: number[]
+}
+
+export function routeStats(all: readonly MetricsExport[]): { buckets: readonly number[]; routes: RouteStats[] } {
+  const { sets } = mergeExports(all)
+  const byRoute = new Map<string, { route: string; requests: number; errors: number; local: number; buckets: number[] }>()
+  for (const m of sets.values()) {
+    const name = m.route || '(no route)'
+    let r = byRoute.get(name)
+    if (!r) byRoute.set(name, (r = { route: name, requests: 0, errors: 0, local: 0, buckets: new Array(NB + 1).fill(0) }))
+    for (const [k, c] of m.cells) {
+      const code = (k >> 4) & 0x3ff
+      r.requests += c.count
+      if (code >= 500) r.errors += c.count
+      if (k >> 14 !== 0) r.local += c.count
+      for (let i = 0; i <= NB; i++) r.buckets[i]! += c.dur[i]!
+    }
+  }
+  return { buckets: DURATION_BUCKETS, routes: [...byRoute.values()].sort((a, b) => (a.route < b.route ? -1 : 1)) }
+}

@@ -339,7 +339,7 @@ export function renderRequestMetrics(all: readonly MetricsExport[]): string {
     if (kind === 'websocket') list.push([`messages_total{${labels}}`, String(messages)])
   }
   for (const [kind, rows] of Object.entries(kinds)) {
-    const prefix = kind === 'websocket' ? 'portico_websocket_sessions_' : `portico_${kind}_connections_`
+    const prefix = kind === 'websocket' ? 'portico_websocket_sessions_' : kind === 'udp' ? 'portico_udp_sessions_' : `portico_${kind}_connections_`
     const byName = new Map<string, string[]>()
     for (const [suffix, v] of rows) {
       const name = suffix.slice(0, suffix.indexOf('{'))
@@ -358,7 +358,7 @@ export function renderRequestMetrics(all: readonly MetricsExport[]): string {
 }
 
 function streamHelp(kind: string, name: string): string {
-  const what = kind === 'websocket' ? 'WebSocket sessions' : `${kind.toUpperCase()} connections${kind === 'udp' ? ' (sessions)' : ''}`
+  const what = kind === 'websocket' ? 'WebSocket sessions' : kind === 'udp' ? 'UDP sessions (per client address and port)' : `${kind.toUpperCase()} connections`
   switch (name) {
     case 'total':
       return `${what} accepted`

@@ -6,6 +6,8 @@
  * UDP has no backpressure: a send the kernel refuses is a drop, counted and otherwise ignored.
  */
 import type { udp } from 'bun'
+import { requestMetrics, type StreamCounters } from '../../telemetry/request-metrics.ts'
+import { logStream, telemetry } from '../../telemetry/observe.ts'
 import type { Logger } from '../log.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
 import { survives, type CompiledRoute, type PortPlan } from './plan.ts'
@@ -41,6 +43,12 @@ interface UdpSession {
   pending: Uint8Array[]
   lastActive: number
   closed: boolean
+  /** Telemetry: bytes each way, start, and the counters it is counted in. */
+  bytesIn: number
+  bytesOut: number
+  readonly startMs: number
+  readonly backendKey: string
+  counters: StreamCounters | undefined
 }
 
 export class UdpListener {
@@ -120,6 +128,7 @@ export class UdpListener {
         return
       }
     }
+    session.bytesIn += datagram.byteLength
     if (session.backend) {
       if (!session.backend.send(datagram)) this.dropped++
     } else if (session.pending.length < MAX_PENDING_DATAGRAMS) {
@@ -152,7 +161,13 @@ export class UdpListener {
       pending: [],
       lastActive: now,
       closed: false,
+      bytesIn: 0,
+      bytesOut: 0,
+      startMs: now,
+      backendKey: choice.pool.ir.key,
+      counters: telemetry.metrics ? requestMetrics.stream('udp', `port="${this.options.port}",route="${route.owner.namespace}/${route.owner.name}",backend="${choice.pool.ir.key}"`) : undefined,
     }
+    if (session.counters) session.counters.opened++
     this.#sessions.set(key, session)
     choice.member.state.inFlight++
     void this.#connectBackend(session)
@@ -169,6 +184,7 @@ export class UdpListener {
         socket: {
           data: (_socket, reply) => {
             session.lastActive = Date.now()
+            session.bytesOut += reply.byteLength
             if (!this.#socket.send(reply, session.clientPort, session.clientAddress)) this.dropped++
           },
           error: (_socket, error) => this.options.logger.debug('l4: udp backend error', { endpoint: session.member.state.key, error: error.message }),
@@ -197,6 +213,13 @@ export class UdpListener {
     if (session.closed) return
     session.closed = true
     session.member.state.inFlight--
+    const counters = session.counters
+    if (counters) {
+      counters.closed++
+      counters.bytesIn += session.bytesIn
+      counters.bytesOut += session.bytesOut
+    }
+    if (telemetry.log) logStream({ type: 'udp', startMs: session.startMs, clientIp: session.clientAddress, bytesIn: session.bytesIn, bytesOut: session.bytesOut, route: `${session.route.owner.namespace}/${session.route.owner.name}`, backend: session.backendKey, endpoint: session.member.state.key })
     session.pending = []
     session.backend?.close()
     if (this.#sessions.get(session.key) === session) this.#sessions.delete(session.key)

@@ -20,6 +20,7 @@ const spans: any[] = []
 let otlp: ReturnType<typeof Bun.serve>
 let tcpEcho: { readonly port: number; stop(closeActive?: boolean): void }
 let tcpPort: number
+let wsEcho: ReturnType<typeof Bun.serve>
 
 beforeAll(async () => {
   echo = startEcho('echo')
@@ -36,6 +37,12 @@ beforeAll(async () => {
   })
   tcpEcho = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data: (s, d) => void s.write(d) } })
   tcpPort = await freePort()
+  wsEcho = Bun.serve({
+    port: 0,
+    hostname: '127.0.0.1',
+    fetch: (req, server) => (server.upgrade(req) ? undefined : new Response('no upgrade', { status: 400 })),
+    websocket: { message: (ws, msg) => void ws.send(msg) },
+  })
   cfg = new ConfigDir()
   cfg.write(
     'all.yaml',
@@ -78,7 +85,20 @@ metadata: { name: tcp, namespace: default }
 spec:
   parentRefs: [{ name: tcpgw }]
   rules: [{ backendRefs: [{ name: tcpecho, port: 3000 }] }]
-`,
+---
+apiVersion: v1
+kind: Service
+metadata: { name: wsecho, namespace: default }
+spec: { ports: [{ name: http, port: 80, targetPort: ${wsEcho.port} }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: wsecho-1, namespace: default, labels: { kubernetes.io/service-name: wsecho } }
+addressType: IPv4
+ports: [{ name: http, port: ${wsEcho.port} }]
+endpoints: [{ addresses: [127.0.0.1], conditions: { ready: true } }]
+---
+${route('ws', '/ws', 'wsecho')}`,
   )
   gw = await startPortico({
     configDir: cfg.dir,
@@ -105,6 +125,7 @@ afterAll(async () => {
   await echo.stop()
   otlp.stop(true)
   tcpEcho.stop(true)
+  wsEcho.stop(true)
   cfg.cleanup()
 })
 
@@ -187,4 +208,32 @@ test('TCP connections: counted with bytes each way, one access log line at the e
   expect(metricValue(text, 'portico_tcp_connections_sent_bytes_total', { route: 'default/tcp' })).toBe(9)
   const line = await eventually(() => lines.find((l) => l.type === 'tcp'), 3000, 'tcp access log line')
   expect(line).toMatchObject({ type: 'tcp', route: 'default/tcp', backend: 'default/tcpecho:3000', bytes_in: 9, bytes_out: 9, client_ip: '127.0.0.1' })
+})
+
+test('WebSocket sessions: the handshake is a 101 request, the session is counted with its messages and logged at its end', async () => {
+  lines.length = 0
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`)
+  const got: string[] = []
+  await new Promise<void>((resolve, reject) => {
+    ws.onopen = () => {
+      ws.send('one')
+      ws.send('two')
+    }
+    ws.onmessage = (e) => {
+      got.push(String(e.data))
+      if (got.length === 2) ws.close(1000)
+    }
+    ws.onclose = () => resolve()
+    ws.onerror = () => reject(new Error('ws error'))
+  })
+  expect(got).toEqual(['one', 'two'])
+  const text = await eventually(async () => {
+    const t = await (await fetch(`${admin}/metrics`)).text()
+    return metricValue(t, 'portico_websocket_sessions_total', { route: 'default/ws' }) === 1 && metricValue(t, 'portico_websocket_sessions_open', { route: 'default/ws' }) === 0 ? t : undefined
+  }, 3000, 'websocket session counted and closed')
+  expect(metricValue(text, 'portico_http_requests_total', { route: 'default/ws', method: 'GET', code: '101' })).toBe(1)
+  expect(metricValue(text, 'portico_websocket_messages_total', { route: 'default/ws' })).toBeGreaterThanOrEqual(4)
+  const line = await eventually(() => lines.find((l) => l.type === 'websocket'), 3000, 'websocket access log line')
+  expect(line).toMatchObject({ type: 'websocket', route: 'default/ws', backend: 'default/wsecho:80' })
+  expect(line.messages as number).toBeGreaterThanOrEqual(4)
 })

@@ -1340,13 +1340,15 @@ export class ClientConnection implements LinkOwner {
     const start = this.#wsStart
     this.#wsStart = 0
     const set = this.#lastSet
+    const messages = (this.#toBackend?.messages ?? 0) + (this.#toClient?.messages ?? 0)
     if (telemetry.metrics) {
       const s = requestMetrics.stream('websocket', wsLabels(set))
       s.closed++
+      s.messages += messages
       s.bytesOut += this.#bytesOut
       s.bytesIn += this.#wsBytesIn
     }
-    logStream({ type: 'websocket', startMs: start, clientIp: this.clientIp, bytesIn: this.#wsBytesIn, bytesOut: this.#bytesOut, route: set?.route ?? '', backend: set?.backend ?? '', endpoint: this.#member?.key, requestId: this.#requestId, traceId: this.#span?.traceId })
+    logStream({ type: 'websocket', startMs: start, clientIp: this.clientIp, bytesIn: this.#wsBytesIn, bytesOut: this.#bytesOut, route: set?.route ?? '', backend: set?.backend ?? '', endpoint: this.#member?.key, requestId: this.#requestId, traceId: this.#span?.traceId, messages })
   }
   #wsBytesIn = 0
 

@@ -20,6 +20,8 @@ export class FrameTracker {
   #remaining = 0
   /** A text, binary or continuation frame passed since the last takeActivity(). */
   #activity = false
+  /** Data messages completed (a text/binary/continuation frame with FIN): telemetry. */
+  messages = 0
 
   constructor(
     /** Frames in this direction carry a masking key (client to server). */
@@ -63,7 +65,10 @@ export class FrameTracker {
         for (let b = 2; b < 10; b++) length = length * 256 + header[b]!
       }
       const opcode = header[0]! & 0x0f
-      if (opcode === Opcode.Text || opcode === Opcode.Binary || opcode === Opcode.Continuation) this.#activity = true
+      if (opcode === Opcode.Text || opcode === Opcode.Binary || opcode === Opcode.Continuation) {
+        this.#activity = true
+        if ((header[0]! & 0x80) !== 0) this.messages++
+      }
       this.#headerLength = 0
       this.#needed = 2
       this.#remaining = length

@@ -71,6 +71,16 @@ export function backendMetrics(metrics: MetricsRegistry, stats: () => DataplaneS
   metrics.collect('portico_endpoint_healthy', 'Endpoint usable by its pool: active check passing (or none) and not passively ejected in any worker (1/0)', () =>
     endpointsView(live(), probers(), stats()).flatMap((p) => p.endpoints.map((e) => [{ pool: p.pool, endpoint: e.endpoint }, e.healthy ? 1 : 0] as [Record<string, string>, number])),
   )
+  // The name the observability docs use, with active and passive health apart (1 = healthy; active 1 when no check is configured).
+  metrics.collect('portico_backend_endpoint_healthy', 'Endpoint health per pool: check="all" (usable), "active" (health check passing or none), "passive" (ejected by no worker) (1/0)', () =>
+    endpointsView(live(), probers(), stats()).flatMap((p) =>
+      p.endpoints.flatMap((e) => [
+        [{ pool: p.pool, endpoint: e.endpoint, check: 'all' }, e.healthy ? 1 : 0],
+        [{ pool: p.pool, endpoint: e.endpoint, check: 'active' }, e.active ? (e.active.healthy ? 1 : 0) : 1],
+        [{ pool: p.pool, endpoint: e.endpoint, check: 'passive' }, e.ejectedWorkers === 0 ? 1 : 0],
+      ] as [Record<string, string>, number][]),
+    ),
+  )
   metrics.collect('portico_endpoint_ejected', 'Workers in which passive health has the endpoint ejected right now', () => stats().endpoints.map(([endpoint, ejected]) => [{ endpoint }, ejected]))
   metrics.collect('portico_endpoint_in_flight', 'Requests (HTTP) or connections (L4) in flight to the endpoint', () => stats().endpoints.map(([endpoint, , inFlight]) => [{ endpoint }, inFlight]))
   metrics.collect(

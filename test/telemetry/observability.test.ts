@@ -154,6 +154,7 @@ test('requests on both paths are counted with route labels, histograms and bytes
   expect(metricValue(text, 'portico_http_response_bytes_total', labels)).toBeGreaterThan(0)
   expect(metricValue(text, 'portico_http_local_replies_total', { reason: 'no_route', code: '404' })).toBeGreaterThanOrEqual(1)
   expect(text).toContain('# TYPE portico_http_request_duration_seconds histogram')
+  expect(metricValue(text, 'portico_backend_endpoint_healthy', { pool: 'default/echo:80', check: 'all' })).toBe(1)
   // the probe socket serves the same
   const probe = await (await fetch(`http://127.0.0.1:${gw.probePort}/metrics`)).text()
   expect(probe).toContain('portico_http_requests_total{gateway="default/gw"')

@@ -40,7 +40,7 @@ beforeAll(async () => {
   wsEcho = Bun.serve({
     port: 0,
     hostname: '127.0.0.1',
-    fetch: (req, server) => (server.upgrade(req) ? undefined : new Response('no upgrade', { status: 400 })),
+    fetch: (req, server) => (server.upgrade(req, { data: undefined }) ? undefined : new Response('no upgrade', { status: 400 })),
     websocket: { message: (ws, msg) => void ws.send(msg) },
   })
   cfg = new ConfigDir()

@@ -238,6 +238,12 @@ export interface L4Route {
   readonly backends: readonly WeightedBackend[]
   /** Send a PROXY protocol header of this version to the backend first (BackendTrafficPolicy proxyProtocol). */
   readonly proxyProtocol?: 'V1' | 'V2'
+  /**
+   * BackendTrafficPolicy loadBalancer, healthCheck and circuitBreaker (UDP: loadBalancer only),
+   * merged Gateway < listener < route < rule. The route's backends go through pool variants with
+   * them (src/dataplane/upstream/variants.ts), as an HTTP rule's do.
+   */
+  readonly policies?: readonly PolicyIr[]
 }
 
 // ---------------------------------------------------------------- backends

@@ -143,7 +143,38 @@ function translateEntry(kind: PolicyKind, policy: K8sObject, view: ResourceView,
 function unsupportedOn(f: Feature, targetKind: string): string | undefined {
   if (f.scope === 'l4route') return targetKind === 'TCPRoute' || targetKind === 'TLSRoute' ? undefined : `${f.name} applies to TCPRoute and TLSRoute targets only`
   if (f.scope === 'connection') return targetKind === 'Gateway' ? undefined : `${f.name} applies to Gateway targets only`
-  return targetKind === 'Gateway' || targetKind === 'HTTPRoute' ? undefined : `${f.name} applies to Gateway and HTTPRoute targets only`
+  if (targetKind === 'Gateway' || targetKind === 'HTTPRoute') return undefined
+  // BackendTrafficPolicy backend features reach the pools of TCPRoute and TLSRoute rules too
+  // (UDPRoute: load balancing only); everything else acts on HTTP requests.
+  if (targetKind === 'TCPRoute' || targetKind === 'TLSRoute') return (L4_FEATURES as readonly string[]).includes(f.name) ? undefined : `${f.name} acts on HTTP requests only: it applies to Gateway and HTTPRoute targets, not to ${targetKind}`
+  if (targetKind === 'UDPRoute' && f.name !== 'loadBalancer' && (L4_FEATURES as readonly string[]).includes(f.name)) return `${f.name} is not supported for UDPRoute yet`
+  return targetKind === 'UDPRoute' && f.name === 'loadBalancer' ? undefined : `${f.name} acts on HTTP requests only: it applies to Gateway and HTTPRoute targets, not to ${targetKind}`
+}
+
+/** Why a feature cannot apply, as status says it ("yet" unless the message says it is for good or for now). */
+const misfitMessage = (m: string) => (/ yet\b|HTTP requests only/.test(m) ? m : `${m} (not supported yet)`)
+
+/** Request features that also configure the backends of L4 routes (TCPRoute, TLSRoute; UDPRoute: loadBalancer). */
+export const L4_FEATURES = ['loadBalancer', 'healthCheck', 'circuitBreaker'] as const
+
+/** The backend features of merged request features that apply to an L4 route of this protocol. */
+export function l4BackendPolicies(policies: readonly PolicyIr[] | undefined, udp: boolean): readonly PolicyIr[] | undefined {
+  const out = policies?.filter((p) => (udp ? p.name === 'loadBalancer' : (L4_FEATURES as readonly string[]).includes(p.name)))
+  return out?.length ? out : undefined
+}
+
+/**
+ * A BackendTrafficPolicy on one TCP, TLS or UDP listener: its request features must be ones
+ * that reach L4 routes (retry, compression, rate limits act on HTTP requests only).
+ */
+function l4ListenerMisfit(e: Entry, g: GatewayState, section: string | undefined): string | undefined {
+  if (section === undefined || e.kind !== 'BackendTrafficPolicy') return undefined
+  const l = g.listeners.find((x) => x.name === section)
+  const routeKind = l?.protocol === 'TCP' ? 'TCPRoute' : l?.protocol === 'TLS' ? 'TLSRoute' : l?.protocol === 'UDP' ? 'UDPRoute' : undefined
+  if (!routeKind) return undefined
+  const f = e.features.find((f) => f.scope === 'request' && unsupportedOn(f, routeKind) !== undefined)
+  if (!f) return undefined
+  return (L4_FEATURES as readonly string[]).includes(f.name) ? `${f.name} is not supported for ${l!.protocol} listeners yet (listener ${section})` : `${f.name} applies to HTTP requests only; listener ${section} is ${l!.protocol}`
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
@@ -232,9 +263,9 @@ export class PolicyIndex {
           results.set(anc, state(cond('False', REASON.TargetNotFound, `Gateway ${gwKey} has no listener named ${t.sectionName}`)))
           continue
         }
-        const misfit = e.features.map((f) => unsupportedOn(f, 'Gateway')).find((m) => m !== undefined)
+        const misfit = e.features.map((f) => unsupportedOn(f, 'Gateway')).find((m) => m !== undefined) ?? l4ListenerMisfit(e, g, t.sectionName)
         if (misfit) {
-          results.set(anc, state(cond('False', REASON.Invalid, `${misfit} (not supported yet)`)))
+          results.set(anc, state(cond('False', REASON.Invalid, misfitMessage(misfit))))
           continue
         }
         const claim = `${e.kind}|${gwKey}#${t.sectionName ?? ''}`
@@ -310,7 +341,7 @@ export class PolicyIndex {
     } else if (!TRANSLATORS[e.kind].targetKinds.includes(t.kind)) problem = { reason: REASON.Invalid, message: `${t.kind} targets are not supported yet` }
     else {
       const misfit = e.features.map((f) => unsupportedOn(f, t.kind)).find((m) => m !== undefined)
-      if (misfit) problem = { reason: REASON.Invalid, message: `${misfit} (not supported yet)` }
+      if (misfit) problem = { reason: REASON.Invalid, message: misfitMessage(misfit) }
       else {
         const claim = `${e.kind}|${routeKey}#${t.sectionName ?? ''}`
         const holder = held.get(claim)

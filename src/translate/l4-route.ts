@@ -3,7 +3,8 @@
  * filters; the listener (and SNI, for TLS) selects them, so only backends need translating.
  */
 import type { WeightedBackend } from '../ir/types.ts'
-import type { PolicyIndex } from '../policy/attach.ts'
+import { l4BackendPolicies, type PolicyIndex } from '../policy/attach.ts'
+import type { PolicyIr } from '../policy/kind.ts'
 import type { K8sObject } from '../store/kinds.ts'
 import { condition } from '../status/conditions.ts'
 import type { Backends, PoolUse, RefProblem } from './backends.ts'
@@ -17,6 +18,8 @@ export interface L4Rule {
   readonly backends: readonly WeightedBackend[]
   /** BackendTrafficPolicy proxyProtocol attached to the route or this rule. */
   readonly proxyProtocol?: 'V1' | 'V2'
+  /** BackendTrafficPolicy backend features (loadBalancer, healthCheck, circuitBreaker; UDP: loadBalancer) of the route and this rule merged, the rule's winning. */
+  readonly policies?: readonly PolicyIr[]
 }
 
 export interface TranslatedL4Route {
@@ -44,7 +47,8 @@ export function translateL4Route(route: K8sObject, backends: Backends, gateways:
       out.push('problem' in r ? { weight, invalid: r.problem.message, filters: [] } : { weight, target: { pool: r.pool }, filters: [] })
     }
     const proxyProtocol = policies?.l4ProxyProtocol(route, str(rule.name))
-    return proxyProtocol ? { ruleIndex, backends: out, proxyProtocol } : { ruleIndex, backends: out }
+    const backendPolicies = l4BackendPolicies(policies?.rulePolicies(route, str(rule.name)), route.kind === 'UDPRoute')
+    return { ruleIndex, backends: out, ...(proxyProtocol ? { proxyProtocol } : {}), ...(backendPolicies ? { policies: backendPolicies } : {}) }
   })
   const resolvedRefs = problems.length
     ? condition(COND.ResolvedRefs, 'False', problems[0]!.reason, [...new Set(problems.map((p) => p.message))].join('; '), gen)

@@ -11,6 +11,15 @@ import { allListeners, gatewayOrder, listenerProgrammed, type GatewayState, type
 import { compareHostSpecificity } from './hostnames.ts'
 import { sortRules, type RankedRule } from './precedence.ts'
 import { cmp } from './util.ts'
+import { l4BackendPolicies } from '../policy/attach.ts'
+
+/** Policy features of two levels: the specific one's replace the general one's of the same name. */
+function mergeByName(general: readonly PolicyIr[] | undefined, specific: readonly PolicyIr[] | undefined): readonly PolicyIr[] | undefined {
+  if (!general?.length) return specific?.length ? specific : undefined
+  if (!specific?.length) return general
+  const names = new Set(specific.map((p) => p.name))
+  return [...general.filter((p) => !names.has(p.name)), ...specific].sort((a, b) => cmp(a.name, b.name))
+}
 
 export interface HttpContribution {
   readonly attachment: Attachment
@@ -136,6 +145,9 @@ export function buildL4Ports(listeners: readonly ListenerState[], contributions:
       }
       if (l.protocol === 'TLS' && l.tlsMode === 'Terminate' && l.tls) route.terminate = l.tls
       if (r.proxyProtocol) route.proxyProtocol = r.proxyProtocol
+      // Gateway-wide and listener backend features, replaced by name by the route's and rule's
+      const backendPolicies = mergeByName(l4BackendPolicies(policies?.listenerPolicies(l), p.protocol === 'UDP'), r.policies)
+      if (backendPolicies) route.policies = backendPolicies
       p.routes.push({ route, created: c.created, key: `${c.namespace}/${c.name}`, rule: r.ruleIndex })
     }
   }

@@ -195,7 +195,14 @@ function describePlan(plan: Plan, registry: EndpointRegistry): unknown {
     const choices =
       action.kind === 'forward'
         ? action.choices.map((c) => {
-            if (c.pool) expect(plan.pools.get(c.pool.key)).toBe(c.pool)
+            // a pool variant (BackendTrafficPolicy, "<pool>#<settings>") is built from the plan's pool of that key
+            const base = c.pool?.key.split('#')[0]
+            if (c.pool && base === c.pool.key) expect(plan.pools.get(c.pool.key)).toBe(c.pool)
+            else if (c.pool) {
+              const shared = plan.pools.get(base!)!
+              expect(c.pool.members.length).toBe(shared.members.length)
+              c.pool.members.forEach((m, i) => expect(m.state).toBe(shared.members[i]!.state))
+            }
             return { weight: c.weight, pool: c.pool?.key, invalid: c.invalid, request: c.requestFilters.length, response: c.responseFilters.length }
           })
         : undefined

@@ -7,6 +7,7 @@ import type { BackendPool, WeightedBackend } from '../../ir/types.ts'
 import { buildPool, type RuntimePool } from '../upstream/pool.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'
+import { variantIr, variantKey, type BackendSettings } from '../upstream/variants.ts'
 
 export type BackendChoice =
   | { readonly kind: 'endpoint'; readonly member: PoolMember; readonly pool: RuntimePool }
@@ -90,21 +91,23 @@ export class PoolCache {
     private readonly registry: EndpointRegistry,
   ) {}
 
-  chooser(backends: readonly WeightedBackend[]): BackendChooser {
+  /** `settings` (BackendTrafficPolicy on the route): its backends go through pool variants "<pool>#<id>". */
+  chooser(backends: readonly WeightedBackend[], settings?: BackendSettings): BackendChooser {
     return new BackendChooser(
       backends.map((backend) => ({
         weight: backend.weight,
         invalid: backend.invalid,
-        pool: backend.target ? this.#pool(backend.target.pool) : undefined,
+        pool: backend.target ? this.#pool(backend.target.pool, settings?.pool ? settings : undefined) : undefined,
       })),
     )
   }
 
-  #pool(key: string): RuntimePool | undefined {
-    if (!this.#built.has(key)) {
+  #pool(key: string, settings: BackendSettings | undefined): RuntimePool | undefined {
+    const built = settings ? variantKey(key, settings) : key
+    if (!this.#built.has(built)) {
       const ir = this.pools[key]
-      this.#built.set(key, ir ? buildPool(ir, this.registry) : undefined)
+      this.#built.set(built, ir ? buildPool(settings ? variantIr(ir, settings) : ir, this.registry) : undefined)
     }
-    return this.#built.get(key)
+    return this.#built.get(built)
   }
 }

@@ -9,6 +9,7 @@ import type { L4Port, L4Route, OwnerRef, Snapshot } from '../../ir/types.ts'
 import type { ConnectionSettings } from '../../policy/kind.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'
 import { BackendChooser, PoolCache } from './backends.ts'
+import { backendSettings } from '../upstream/variants.ts'
 import { SniTable } from './sni-table.ts'
 import { TerminateContexts, type CertificateCache } from './tls-contexts.ts'
 
@@ -132,5 +133,5 @@ function compileRoute(
   if (route.terminate) {
     tls = certificates.contextsFor(route.terminate.certificates, (problem) => problems.push(`l4: ${route.id}: ${problem}`))
   }
-  return { id: route.id, owner: route.owner, hostnames: route.hostnames, backends: pools.chooser(route.backends), tls, proxyProtocol: route.proxyProtocol }
+  return { id: route.id, owner: route.owner, hostnames: route.hostnames, backends: pools.chooser(route.backends, route.policies?.length ? backendSettings(route.policies) : undefined), tls, proxyProtocol: route.proxyProtocol }
 }

@@ -77,7 +77,8 @@ export function variantIr(base: BackendPool, settings: BackendSettings): Backend
 
 /**
  * Every pool a snapshot's data planes use: its own pools plus the variants its HTTP rules'
- * policies make (per rule and listener: a Gateway-wide policy reaches every rule behind it).
+ * policies make (per rule and listener: a Gateway-wide policy reaches every rule behind it) and
+ * those of its L4 routes (their policies are merged already).
  * For the main thread (active prober, /endpoints, /metrics); the data plane builds the same
  * variants while compiling.
  */
@@ -98,5 +99,18 @@ export function poolsInUse(snapshot: Snapshot): BackendPool[] {
             if (!out.has(key)) out.set(key, variantIr(base, settings))
           }
         }
+  // L4 routes (TCP, TLS, UDP) with backend features: the same variants (src/dataplane/l4/backends.ts)
+  for (const port of snapshot.l4)
+    for (const route of port.routes) {
+      if (!route.policies?.length) continue
+      const settings = backendSettings(route.policies)
+      if (!settings.pool) continue
+      for (const b of route.backends) {
+        const base = b.target ? snapshot.pools[b.target.pool] : undefined
+        if (!base) continue
+        const key = variantKey(base.key, settings)
+        if (!out.has(key)) out.set(key, variantIr(base, settings))
+      }
+    }
   return [...out.values()]
 }

@@ -3,8 +3,9 @@
  * how the gateway talks to backends. Features: `proxyProtocol` (send a PROXY protocol header to
  * the backends of a TCPRoute or TLSRoute), `compression`/`compressor` (src/policy/compression/),
  * `loadBalancer`, `healthCheck`, `circuitBreaker`, `retry` (./backend.ts: Gateway and HTTPRoute
- * targets, folded into pool variants by the data plane); every other Envoy Gateway field is
- * accepted by the schema and reported as not supported yet.
+ * targets, the first three also TCPRoute and TLSRoute, UDPRoute loadBalancer only (attach.ts
+ * unsupportedOn); folded into pool variants by the data plane); every other Envoy Gateway field
+ * is accepted by the schema and reported as not supported yet.
  */
 import { object, string, unsupported } from '../schema.ts'
 import { BACKEND_FIELDS, backendFeatures } from './backend.ts'

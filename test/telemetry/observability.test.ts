@@ -98,7 +98,17 @@ addressType: IPv4
 ports: [{ name: http, port: ${wsEcho.port} }]
 endpoints: [{ addresses: [127.0.0.1], conditions: { ready: true } }]
 ---
-${route('ws', '/ws', 'wsecho')}`,
+${route('ws', '/ws', 'wsecho')}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: wsp, namespace: default }
+spec:
+  parentRefs: [{ name: gw }]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /wsp } }]
+      filters: [{ type: RequestHeaderModifier, requestHeaderModifier: { add: [{ name: x-added, value: '1' }] } }]
+      backendRefs: [{ name: wsecho, port: 80 }]
+`,
   )
   gw = await startPortico({
     configDir: cfg.dir,
@@ -211,9 +221,10 @@ test('TCP connections: counted with bytes each way, one access log line at the e
   expect(line).toMatchObject({ type: 'tcp', route: 'default/tcp', backend: 'default/tcpecho:3000', bytes_in: 9, bytes_out: 9, client_ip: '127.0.0.1' })
 })
 
-test('WebSocket sessions: the handshake is a 101 request, the session is counted with its messages and logged at its end', async () => {
+for (const [name, path] of [['direct', '/ws'], ['pipeline', '/wsp']] as const) {
+test(`WebSocket sessions (${name} path): the handshake is a 101 request, the session is counted with its messages and logged at its end`, async () => {
   lines.length = 0
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`)
+  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`)
   const got: string[] = []
   await new Promise<void>((resolve, reject) => {
     ws.onopen = () => {
@@ -230,11 +241,12 @@ test('WebSocket sessions: the handshake is a 101 request, the session is counted
   expect(got).toEqual(['one', 'two'])
   const text = await eventually(async () => {
     const t = await (await fetch(`${admin}/metrics`)).text()
-    return metricValue(t, 'portico_websocket_sessions_total', { route: 'default/ws' }) === 1 && metricValue(t, 'portico_websocket_sessions_open', { route: 'default/ws' }) === 0 ? t : undefined
+    return metricValue(t, 'portico_websocket_sessions_total', { route: `default/${path.slice(1)}` }) === 1 && metricValue(t, 'portico_websocket_sessions_open', { route: `default/${path.slice(1)}` }) === 0 ? t : undefined
   }, 3000, 'websocket session counted and closed')
-  expect(metricValue(text, 'portico_http_requests_total', { route: 'default/ws', method: 'GET', code: '101' })).toBe(1)
-  expect(metricValue(text, 'portico_websocket_messages_total', { route: 'default/ws' })).toBeGreaterThanOrEqual(4)
-  const line = await eventually(() => lines.find((l) => l.type === 'websocket'), 3000, 'websocket access log line')
-  expect(line).toMatchObject({ type: 'websocket', route: 'default/ws', backend: 'default/wsecho:80' })
+  expect(metricValue(text, 'portico_http_requests_total', { route: `default/${path.slice(1)}`, method: 'GET', code: '101' })).toBe(1)
+  expect(metricValue(text, 'portico_websocket_messages_total', { route: `default/${path.slice(1)}` })).toBeGreaterThanOrEqual(4)
+  const line = await eventually(() => lines.find((l) => l.type === 'websocket' && l.route === `default/${path.slice(1)}`), 3000, 'websocket access log line')
+  expect(line).toMatchObject({ type: 'websocket', route: `default/${path.slice(1)}`, backend: 'default/wsecho:80' })
   expect(line.messages as number).toBeGreaterThanOrEqual(4)
 })
+}

@@ -26,6 +26,8 @@ import { setUpstreamFields } from './headers.ts'
 import { isWebSocketUpgrade as isUpgrade, WS_HANDSHAKE_TIMEOUT_MS } from './constants.ts'
 import { errorResponse, type ProxyDeps } from './proxy.ts'
 import { IdleTimer } from './streaming.ts'
+import { requestMetrics, type StreamCounters } from '../../telemetry/request-metrics.ts'
+import { logStream, telemetry } from '../../telemetry/observe.ts'
 
 /** Client → backend: pause the client above this many bytes queued towards the backend. */
 const BACKEND_HIGH_WATER = 1024 * 1024
@@ -150,6 +152,10 @@ export class WebSocketProxy {
     for (const filters of responseFilters) for (const filter of filters) filter(state, headers, 101)
 
     const session = new WebSocketSession(backend, route, port.port, member.state.key, this.#sessions, this.deps)
+    if (telemetry.metrics || telemetry.log) {
+      const set = requestMetrics.labelsFor(port, route, pool)
+      session.observe(requestMetrics.stream('websocket', `gateway="${set.gateway}",listener="${set.listener}",route="${set.route}",backend="${set.backend}"`), state.clientIp, set.route, set.backend, state.requestId)
+    }
     if (!server.upgrade(req, { headers, data: session })) {
       // E.g. no Sec-WebSocket-Key: Bun cannot complete the client handshake.
       session.abort(1002, 'client handshake invalid')
@@ -240,6 +246,9 @@ export class WebSocketSession {
   /** Ping payloads forwarded each way; the matching pong is dropped (Bun already auto-ponged). */
   readonly #pingsToBackend: string[] = []
   readonly #pingsToClient: string[] = []
+  /** Telemetry (observe()): session counters, and what this session moved. */
+  #counters: StreamCounters | undefined
+  #obs: { clientIp: string; route: string; backend: string; requestId: string | undefined; startMs: number; bytesIn: number; bytesOut: number; messages: number } | undefined
 
   constructor(
     private readonly backend: WebSocket,
@@ -262,6 +271,13 @@ export class WebSocketSession {
     backend.addEventListener('error', (ev) => this.deps.logger.debug('backend websocket error', { route: this.routeId, error: (ev as ErrorEvent).message }))
   }
 
+  /** Count this session in `counters` (opened now, closed at its end) and log it at its end. */
+  observe(counters: StreamCounters, clientIp: string, route: string, backend: string, requestId: string | undefined): void {
+    this.#counters = telemetry.metrics ? counters : undefined
+    if (this.#counters) this.#counters.opened++
+    this.#obs = { clientIp, route, backend, requestId, startMs: Date.now(), bytesIn: 0, bytesOut: 0, messages: 0 }
+  }
+
   attach(ws: Client): void {
     if (this.#abortedWith) {
       ws.close(this.#abortedWith.code, this.#abortedWith.reason)
@@ -278,6 +294,11 @@ export class WebSocketSession {
   fromClient(message: Message): void {
     if (this.#closed) return
     this.#idle?.touch()
+    const obs = this.#obs
+    if (obs) {
+      obs.messages++
+      obs.bytesIn += typeof message === 'string' ? Buffer.byteLength(message) : message.byteLength
+    }
     this.backend.send(message)
     if (this.backend.bufferedAmount > BACKEND_HIGH_WATER) this.#pauseClient()
   }
@@ -328,6 +349,11 @@ export class WebSocketSession {
 
   #fromBackend(message: Message): void {
     this.#idle?.touch()
+    const obs = this.#obs
+    if (obs) {
+      obs.messages++
+      obs.bytesOut += typeof message === 'string' ? Buffer.byteLength(message) : message.byteLength
+    }
     const client = this.#client
     if (!client || this.#toClient.length > 0) {
       this.#toClient.push(message)
@@ -407,6 +433,18 @@ export class WebSocketSession {
   }
 
   #finish(): void {
+    const obs = this.#obs
+    if (obs) {
+      this.#obs = undefined
+      const c = this.#counters
+      if (c) {
+        c.closed++
+        c.bytesIn += obs.bytesIn
+        c.bytesOut += obs.bytesOut
+        c.messages += obs.messages
+      }
+      logStream({ type: 'websocket', startMs: obs.startMs, clientIp: obs.clientIp, bytesIn: obs.bytesIn, bytesOut: obs.bytesOut, route: obs.route, backend: obs.backend, endpoint: this.endpoint, requestId: obs.requestId, messages: obs.messages })
+    }
     this.#idle?.stop()
     if (this.#drainPoll) clearTimeout(this.#drainPoll)
     this.#drainPoll = undefined

@@ -135,6 +135,8 @@ export class RequestMetrics {
   /** Per port plan: rule → label set per pool (a new plan, a new cache). */
   readonly #byPlan = new WeakMap<PortPlan, Map<RoutePlan, Map<RuntimePool | undefined, LabelSet>>>()
   readonly streams = new Map<string, StreamCounters>()
+  /** Retries made per the rule's retry policy, by label text (rare: resolved per retry). */
+  readonly retries = new Map<string, number>()
   /** Label sets for requests that matched no rule, per port plan. */
   readonly #unrouted = new WeakMap<PortPlan, LabelSet>()
 
@@ -174,6 +176,13 @@ export class RequestMetrics {
     return set
   }
 
+  /** One retry of a request on `rule` to `pool` (the pipeline's proxy, http/proxy.ts). */
+  retry(ruleId: string, poolKey: string): void {
+    const { route, rule } = parseRuleId(ruleId)
+    const key = `route="${esc(route)}",rule="${esc(rule)}",backend="${esc(poolKey)}"`
+    this.retries.set(key, (this.retries.get(key) ?? 0) + 1)
+  }
+
   stream(kind: string, labels: string): StreamCounters {
     const key = `${kind}|${labels}`
     let s = this.streams.get(key)
@@ -191,7 +200,7 @@ export class RequestMetrics {
     }
     const streams: [string, number, number, number, number, number][] = []
     for (const [key, s] of this.streams) streams.push([key, s.opened, s.closed, s.bytesIn, s.bytesOut, s.messages])
-    return { sets, streams }
+    return { sets, streams, retries: [...this.retries] }
   }
 }
 
@@ -200,6 +209,7 @@ export type ExportedSet = [key: string, cells: ExportedCell[]]
 export interface MetricsExport {
   readonly sets: readonly ExportedSet[]
   readonly streams: readonly [string, number, number, number, number, number][]
+  readonly retries?: readonly [string, number][]
 }
 
 /** This process's request metrics (each worker thread has its own module instance). */
@@ -322,7 +332,11 @@ export function renderRequestMetrics(all: readonly MetricsExport[]): string {
       if (c.upCount > 0) upstream += histogram('portico_upstream_request_duration_seconds', labels, c.up, c.upSum, c.upCount)
     }
   }
+  const retries = new Map<string, number>()
+  for (const ex of all) for (const [k, n] of ex.retries ?? []) retries.set(k, (retries.get(k) ?? 0) + n)
   let out = ''
+  out += `# HELP portico_http_retries_total Upstream attempts repeated per the rule's retry policy\n# TYPE portico_http_retries_total counter\n`
+  for (const [k, n] of retries) out += `portico_http_retries_total{${k}} ${n}\n`
   out += `# HELP portico_http_requests_total HTTP requests answered, by route, backend, method and status code\n# TYPE portico_http_requests_total counter\n${requests}`
   out += `# HELP portico_http_request_duration_seconds Time from the request head to the last response byte\n# TYPE portico_http_request_duration_seconds histogram\n${duration}`
   out += `# HELP portico_upstream_request_duration_seconds Time from the request sent upstream to the backend's last response byte\n# TYPE portico_upstream_request_duration_seconds histogram\n${upstream}`

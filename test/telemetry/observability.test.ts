@@ -101,6 +101,16 @@ endpoints: [{ addresses: [127.0.0.1], conditions: { ready: true } }]
 ${route('ws', '/ws', 'wsecho')}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
+metadata: { name: retried, namespace: default }
+spec:
+  parentRefs: [{ name: gw }]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /status } }]
+      retry: { codes: [503], attempts: 2 }
+      backendRefs: [{ name: echo, port: 80 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
 metadata: { name: wsp, namespace: default }
 spec:
   parentRefs: [{ name: gw }]
@@ -250,3 +260,10 @@ test(`WebSocket sessions (${name} path): the handshake is a 101 request, the ses
   expect(line.messages as number).toBeGreaterThanOrEqual(4)
 })
 }
+
+test('retries per the rule are counted', async () => {
+  expect((await fetch(`${base}/status/503`)).status).toBe(503)
+  const text = await (await fetch(`${admin}/metrics`)).text()
+  expect(metricValue(text, 'portico_http_retries_total', { route: 'default/retried', rule: '0', backend: 'default/echo:80' })).toBe(2)
+  expect(metricValue(text, 'portico_http_requests_total', { route: 'default/retried', code: '503' })).toBe(1)
+})

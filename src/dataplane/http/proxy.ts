@@ -7,6 +7,8 @@
  * always with decompress:false (otherwise it inflates the body but keeps Content-Encoding) and
  * redirect:'manual' (a proxy must relay 3xx, not follow them); h2c pools use h2c.ts.
  */
+import { requestMetrics } from '../../telemetry/request-metrics.ts'
+import { telemetry } from '../../telemetry/observe.ts'
 import type { RoutePlan } from '../snapshot.ts'
 import type { RuntimePool } from '../upstream/pool.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
@@ -172,6 +174,7 @@ async function attempts(
       if (retry === undefined || !retry.retryFailure(failure) || used >= maxAttempts || Date.now() + retry.backoffMs >= deadline || !mayRetry(pool)) break
     }
     attempt++
+    if (telemetry.metrics) requestMetrics.retry(route.id, pool.key)
     retrying = pool.circuit !== undefined
     deps.logger.debug('retrying upstream request', { route: route.id, attempt, endpoint: member.state.key })
     const backoff = Math.min(retry!.backoffMs * attempt, retry!.maxBackoffMs)

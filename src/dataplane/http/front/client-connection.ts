@@ -1203,6 +1203,7 @@ export class ClientConnection implements LinkOwner {
     this.#obsHead = undefined
     this.#obsRule = undefined
     this.#obsPort = this.ctx.active.current?.ports.get(this.ctx.irPort)
+    this.#reqBytes = 0
     this.#requestId = undefined
     this.#span = undefined
     this.#direct = false

@@ -500,7 +500,8 @@ export function gatewayStatus(g: GatewayState): Record<string, unknown> {
   else if (programmedCount === 0) programmed = condition(COND.Programmed, 'False', REASON.Invalid, 'no listener is programmed', gen)
   else programmed = condition(COND.Programmed, 'True', REASON.Programmed, 'Gateway is programmed', gen)
 
-  const out: Record<string, unknown> = { addresses: g.addresses, conditions: [accepted, programmed], listeners }
+  const insecure = insecureFrontendValidation(g.gateway, gen)
+  const out: Record<string, unknown> = { addresses: g.addresses, conditions: [accepted, programmed, ...insecure], listeners }
   // ListenerSets: reported on Gateways that allow them or that some ListenerSet names
   if (g.gateway.spec?.allowedListeners !== undefined || (g.listenerSets?.length ?? 0) > 0) {
     const sets = g.listenerSets ?? []
@@ -514,9 +515,34 @@ export function gatewayStatus(g: GatewayState): Record<string, unknown> {
         : sets.some((s) => s.notAllowed)
           ? condition('AttachedListenerSets', 'False', 'ListenerSetsNotAllowed', 'ListenerSets name this Gateway but spec.allowedListeners does not admit them', gen)
           : condition('AttachedListenerSets', 'False', 'NoListenerSetsAttached', 'no ListenerSet is attached', gen),
+      ...insecure,
     ]
   }
   return out
+}
+
+/**
+ * GEP-91: while spec.tls.frontend (default or a perPort override) asks for AllowInsecureFallback,
+ * the Gateway carries InsecureFrontendValidationMode=True/ConfigurationChanged; absent otherwise.
+ */
+function insecureFrontendValidation(gw: K8sObject, gen: number | undefined): Condition[] {
+  const frontend = obj(obj(gw.spec?.tls)?.frontend)
+  if (!frontend) return []
+  const ports = objs(frontend.perPort)
+    .filter((p) => str(obj(obj(p.tls)?.validation)?.mode) === 'AllowInsecureFallback')
+    .map((p) => int(p.port))
+  const viaDefault = str(obj(obj(frontend.default)?.validation)?.mode) === 'AllowInsecureFallback'
+  if (!viaDefault && ports.length === 0) return []
+  const where = [viaDefault ? 'the default' : '', ports.length ? `port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}` : ''].filter(Boolean).join(' and ')
+  return [
+    condition(
+      COND.InsecureFrontendValidationMode,
+      'True',
+      REASON.ConfigurationChanged,
+      `client certificate validation for ${where} is AllowInsecureFallback: connections without a valid client certificate are accepted`,
+      gen,
+    ),
+  ]
 }
 
 /** status of a ListenerSet: Accepted, Programmed and one entry per listener (ListenerEntryStatus). */

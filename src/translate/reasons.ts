@@ -9,6 +9,7 @@ export const COND = {
   ResolvedRefs: 'ResolvedRefs',
   Conflicted: 'Conflicted',
   SupportedVersion: 'SupportedVersion',
+  InsecureFrontendValidationMode: 'InsecureFrontendValidationMode',
 } as const
 
 export const REASON = {
@@ -29,6 +30,7 @@ export const REASON = {
   UnsupportedAddress: 'UnsupportedAddress',
   AddressNotAssigned: 'AddressNotAssigned',
   AddressNotUsable: 'AddressNotUsable',
+  ConfigurationChanged: 'ConfigurationChanged',
   // Listener
   UnsupportedProtocol: 'UnsupportedProtocol',
   InvalidRouteKinds: 'InvalidRouteKinds',

@@ -154,6 +154,8 @@ for (let c = 0; c < 256; c++) if (TOKEN.test(String.fromCharCode(c))) TCHAR[c] =
  */
 const BAD_FIELD_BYTES = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]/
 const NON_ASCII = /[\x80-\xff]/
+/** An LF not preceded by CR, or a CR followed by something other than LF (an incomplete head). */
+const BARE_LINE_END = /(?<!\r)\n|\r[^\n]/
 /** Request-target bytes: visible ASCII and obs-text; no spaces or controls, no fragment (RFC 9112 §3.2). */
 const BAD_TARGET = /[\x00-\x20\x7f#]/
 /**
@@ -172,6 +174,9 @@ let lastValidHost = ''
  * client cannot make us buffer an endless head. Returns the error, or undefined to keep reading.
  */
 export function incompleteHeadError(text: string, limits: HeadLimits): RequestHeadError | undefined {
+  // Lines ended by a bare LF (or a bare CR) never make the CRLFCRLF that completes a head: refuse
+  // them now rather than at the header deadline. A CR last in what arrived may still get its LF.
+  if (BARE_LINE_END.test(text)) return new RequestHeadError(400, 'bare CR or LF in request head')
   const lineEnd = text.indexOf('\r\n')
   if (lineEnd < 0) {
     // Request line still arriving: method + SP + target + SP + "HTTP/1.1".

@@ -104,3 +104,65 @@ describe('bare line ends', () => {
     expect(statusOf(r)).toBe(200)
   })
 })
+
+describe('Transfer-Encoding', () => {
+  const body = '3\r\nabc\r\n0\r\n\r\n'
+  const post = (te: string, path = '/') => `POST ${path} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:${te}\r\n\r\n${body}`
+  const refused: [string, string, number][] = [
+    ['obs-text (NBSP) around chunked', ' \xa0chunked\xa0', 400],
+    ['NBSP after chunked', ' chunked\xa0', 400],
+    ['obs-text inside the coding', ' ch\xfcnked', 400],
+    ['chunked, identity', ' chunked, identity', 400],
+    ['an empty element first', ' , chunked', 400],
+    ['an empty element last', ' chunked,', 400],
+    ['an empty element between', ' gzip,,chunked', 400],
+    ['a parameter', ' chunked;q=1', 400],
+    ['a quoted coding', ' "chunked"', 400],
+    ['an empty value', '', 400],
+    ['a vertical tab around the coding', ' \x0bchunked', 400],
+    ['chunked twice', ' chunked, chunked', 400],
+    ['an unknown coding', ' gzip', 501],
+    ['an unknown coding before chunked', ' gzip, chunked', 501],
+    ['identity alone', ' identity', 501],
+  ]
+  for (const [name, te, status] of refused) {
+    for (const path of ['/', '/filtered']) {
+      test(`${name} (${path === '/' ? 'direct' : 'pipeline'}): ${status}, nothing forwarded`, async () => {
+        const before = be.requests.length
+        const r = await exchange(post(te, path))
+        expect(statusOf(r.text)).toBe(status)
+        expect(r.closed).toBe(true)
+        expect(be.requests.length).toBe(before)
+      })
+    }
+  }
+
+  test('a second, empty Transfer-Encoding line: 400', async () => {
+    const r = await exchange(`POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding:\r\n\r\n${body}`)
+    expect(statusOf(r.text)).toBe(400)
+  })
+
+  const accepted: [string, string][] = [
+    ['chunked', ' chunked'],
+    ['Chunked with OWS around it', '\t Chunked \t'],
+    ['CHUNKED without a space', 'CHUNKED'],
+  ]
+  for (const [name, te] of accepted) {
+    for (const path of ['/', '/filtered']) {
+      test(`${name} (${path === '/' ? 'direct' : 'pipeline'}): forwarded with its body, framed once`, async () => {
+        const before = be.requests.length
+        const r = await exchange(post(te, path).replace('Host: a\r\n', 'Host: a\r\nConnection: close\r\n'))
+        expect(statusOf(r.text)).toBe(200)
+        expect(r.text).toEndWith(`POST ${path} 3`)
+        const seen = be.requests.slice(before)
+        expect(seen.length).toBe(1)
+        // Whatever went on says its framing one way only: never a raw or second Transfer-Encoding.
+        const raw = seen[0]!.head
+        const tes = [...raw.matchAll(/^transfer-encoding:(.*)$/gim)].map((m) => m[1]!.trim())
+        const cls = [...raw.matchAll(/^content-length:(.*)$/gim)]
+        expect(tes.length + cls.length).toBe(1)
+        if (tes.length === 1) expect(tes[0]).toBe('chunked')
+      })
+    }
+  }
+})

@@ -1521,9 +1521,28 @@ function editsTouch(head: RequestHead, edits: ReadonlyMap<string, string | null>
  * §3.2.2, and the inner server would route by Host).
  */
 function innerHead(head: RequestHead, buf: Uint8Array): Uint8Array {
-  if (head.target === head.originForm) return head.headBytes === buf.byteLength ? buf : buf.subarray(0, head.headBytes)
+  // A chunked request goes on with one canonical Transfer-Encoding line: the inner server reads
+  // its framing exactly as we did ("Chunked", " chunked ", two lines are not left to its parser).
+  const rewriteTe = head.chunked && !canonicalTe(head)
+  if (head.target === head.originForm && !rewriteTe) return head.headBytes === buf.byteLength ? buf : buf.subarray(0, head.headBytes)
   let text = `${head.method} ${head.originForm} HTTP/1.${head.http10 ? 0 : 1}\r\nHost: ${head.host}\r\n`
-  for (let i = 0; i < head.names.length; i++) if (head.names[i] !== 'host') text += `${head.lines[i]}\r\n`
+  for (let i = 0; i < head.names.length; i++) {
+    const name = head.names[i]
+    if (name !== 'host' && !(rewriteTe && name === 'transfer-encoding')) text += `${head.lines[i]}\r\n`
+  }
+  if (rewriteTe) text += 'Transfer-Encoding: chunked\r\n'
   return Buffer.from(`${text}\r\n`, 'latin1')
+}
+
+/** One Transfer-Encoding line whose value is exactly "chunked". */
+function canonicalTe(head: RequestHead): boolean {
+  const { names, lines } = head
+  let seen = false
+  for (let i = 0; i < names.length; i++) {
+    if (names[i] !== 'transfer-encoding') continue
+    if (seen || !/^transfer-encoding: ?chunked$/i.test(lines[i]!) || !lines[i]!.endsWith('chunked')) return false
+    seen = true
+  }
+  return seen
 }
 

@@ -154,6 +154,9 @@ for (let c = 0; c < 256; c++) if (TOKEN.test(String.fromCharCode(c))) TCHAR[c] =
  */
 const BAD_FIELD_BYTES = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]/
 const NON_ASCII = /[\x80-\xff]/
+/** A Transfer-Encoding value: tokens separated by commas with optional SP/HTAB around them. */
+const CODING_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*,[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/
+const OWS_AROUND = /^[ \t]+|[ \t]+$/g
 /** An LF not preceded by CR, or a CR followed by something other than LF (an incomplete head). */
 const BARE_LINE_END = /(?<!\r)\n|\r[^\n]/
 /** Request-target bytes: visible ASCII and obs-text; no spaces or controls, no fragment (RFC 9112 §3.2). */
@@ -299,7 +302,10 @@ export function parseRequestHead(text: string, blank: number, limits: HeadLimits
     // RFC 9112 §6.1: a sender must not send both; a proxy must not forward both (smuggling).
     if (contentLength >= 0) return new RequestHeadError(400, 'both Content-Length and Transfer-Encoding')
     if (http10) return new RequestHeadError(400, 'Transfer-Encoding in an HTTP/1.0 request')
-    const codings = transferEncoding.toLowerCase().split(',').map((c) => c.trim())
+    // Exactly a comma list of tokens (RFC 9112 §6.1): no empty elements, no parameters, and no
+    // other bytes around a coding (String.trim would take "\xa0chunked\xa0" for "chunked").
+    if (!CODING_LIST.test(transferEncoding)) return new RequestHeadError(400, 'invalid Transfer-Encoding')
+    const codings = transferEncoding.toLowerCase().split(',').map((c) => c.replace(OWS_AROUND, ''))
     // Chunked must be last (and only once), else the length is unknowable: 400 (RFC 9112 §6.3).
     if (codings[codings.length - 1] !== 'chunked' || codings.indexOf('chunked') !== codings.length - 1) {
       return codings.every((c) => c === 'chunked' || TOKEN.test(c)) && !codings.includes('chunked')

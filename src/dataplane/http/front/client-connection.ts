@@ -174,6 +174,8 @@ export class ClientConnection implements LinkOwner {
   #respDone = false
   #linkReusable = false
   #headDeadline = Infinity
+  /** The direct exchange's wait for response headers, counted again once its body has gone upstream. */
+  #respTimeoutMs = 0
   #bodyDeadline = Infinity
   #streamIdleMs = 0
 
@@ -372,6 +374,7 @@ export class ClientConnection implements LinkOwner {
     this.#streamIdleMs = ctx.limits.streamIdleSeconds * 1000
     this.#bodyDeadline = Infinity
     this.#headDeadline = Infinity
+    this.#respTimeoutMs = 0
     this.#reqChunks = undefined
     if (head.chunked) {
       this.#reqBody = Body.Chunked
@@ -569,10 +572,10 @@ export class ClientConnection implements LinkOwner {
     if (rule.ir.streamIdleTimeoutMs !== undefined) this.#streamIdleMs = rule.ir.streamIdleTimeoutMs
     this.#routeIdleMs = rule.ir.streamIdleTimeoutMs ?? 0
     // Counted from the request's start: a verdict awaited first took part of it (#awaitVerdict).
-    if (this.#headDeadline === Infinity) {
-      const timeout = this.#requestTimeout(rule, webSocket)
-      if (timeout > 0) this.#headDeadline = Date.now() + timeout
-    }
+    // A body still arriving restarts it when its last byte went upstream (#feedRequestBody).
+    const timeout = this.#requestTimeout(rule, webSocket)
+    this.#respTimeoutMs = timeout
+    if (this.#headDeadline === Infinity && timeout > 0) this.#headDeadline = Date.now() + timeout
     this.#direct = true
     this.#member = member.state
     member.state.inFlight++
@@ -757,6 +760,9 @@ export class ClientConnection implements LinkOwner {
     } else if (body.byteLength > 0 && !this.#link!.write(body)) this.#pauseForLink()
     if (this.#reqDone) {
       this.#bodyDeadline = Infinity
+      // The wait for the response starts when the backend has the whole request: a slow upload
+      // is the body deadline's business (408), not the upstream's (504).
+      if (this.#respTimeoutMs > 0 && !this.#respStarted) this.#headDeadline = Math.max(this.#headDeadline, Date.now() + this.#respTimeoutMs)
       if (this.#respDone) this.#finish()
     }
     return end
@@ -1459,7 +1465,8 @@ export class ClientConnection implements LinkOwner {
         }
         return
       case Phase.Exchange:
-        if (!this.#respStarted && now > this.#headDeadline) {
+        // The upstream's wait counts once the request body is complete (a policy or slot wait always).
+        if (!this.#respStarted && now > this.#headDeadline && (this.#reqDone || this.#waiting !== 0)) {
           if (this.#waiting !== 0) {
             this.ctx.logger.warn('request timeout before forwarding (policy verdict or circuit slot)', { route: this.#ruleId })
             return this.#failExchange(504, 'request timeout')

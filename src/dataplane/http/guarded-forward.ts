@@ -47,6 +47,35 @@ export function withDefaultTimeout(route: RoutePlan, limits: HttpLimits): RouteP
   return copy
 }
 
+/** Route copies without their response timeouts: the guard times the wait itself (bodyLast). */
+const untimed = new WeakMap<RoutePlan, RoutePlan>()
+
+/**
+ * A streamed body (no retry or mirror buffers it first): the proxy's timeouts would count the
+ * upload. The route goes without them and the wait for response headers starts when the body has
+ * been read to its end; the body deadline (the guard's 408) governs a slow upload. Returns the
+ * route to forward with and a function that stops the timer, or undefined to keep the route.
+ */
+function bodyLast(route: RoutePlan, state: RequestState, guard: BodyGuard): { route: RoutePlan; stop: () => void } | undefined {
+  if (route.timeoutDisabled || route.retry !== undefined || state.mirrors !== undefined || guard.complete) return undefined
+  const timeoutMs = Math.min(route.requestTimeoutMs ?? Infinity, route.backendTimeoutMs ?? Infinity)
+  if (timeoutMs === Infinity) return undefined
+  let copy = untimed.get(route)
+  if (!copy) untimed.set(route, (copy = { ...route, requestTimeoutMs: undefined, backendTimeoutMs: undefined }))
+  let timer: Timer | undefined
+  let stopped = false
+  guard.whenComplete(() => {
+    if (!stopped) timer = setTimeout(() => guard.upstreamTimeout(), timeoutMs)
+  })
+  return {
+    route: copy,
+    stop: () => {
+      stopped = true
+      if (timer) clearTimeout(timer)
+    },
+  }
+}
+
 export async function forwardWithLimits(
   req: Request,
   state: RequestState,
@@ -75,9 +104,11 @@ export async function forwardWithLimits(
   if (pending) idleStretcher.defer(pending)
   else if (stretched) setIdle(req, conn, wait)
   let res: Response
+  const timed = guard ? bodyLast(effective, state, guard) : undefined
   try {
-    res = await forward(state, effective, pool, responseFilters, deps, streams)
+    res = await forward(state, timed ? timed.route : effective, pool, responseFilters, deps, streams)
   } finally {
+    timed?.stop()
     if (pending) {
       pending.done = true
       stretched = pending.stretched

@@ -104,10 +104,35 @@ export class BodyGuard {
   #reader: BodyReader | undefined
   /** The first read, started early by firstChunk() and consumed by the first pull. */
   #peeked: ReturnType<BodyReader['read']> | undefined
+  /** The whole body has been read (so handed upstream). */
+  #complete = false
+  #onComplete: (() => void) | undefined
 
   private constructor(headers: Headers) {
     this.#length = headers.get('content-length')
     this.#expectsContinue = headers.has('expect')
+  }
+
+  /** The body has been read to its end (by the upstream request). */
+  get complete(): boolean {
+    return this.#complete
+  }
+
+  /** Call `fn` once the body has been read to its end (now if it has been). */
+  whenComplete(fn: () => void): void {
+    if (this.#complete) fn()
+    else this.#onComplete = fn
+  }
+
+  /**
+   * The upstream did not answer in time after the whole body went to it: abort its exchange
+   * (through the guarded request's signal) and answer 504 instead.
+   */
+  upstreamTimeout(): void {
+    if (this.#failure) return
+    this.#failure = closingError(504, 'upstream request timeout')
+    this.#stop()
+    this.#abort.abort(new Error('upstream request timeout'))
   }
 
   /** Set once a limit tripped: the answer to give if the response has not started. */
@@ -205,6 +230,10 @@ export class BodyGuard {
           if (chunk.done) {
             this.#stop()
             controller.close()
+            this.#complete = true
+            const done = this.#onComplete
+            this.#onComplete = undefined
+            done?.()
             return
           }
           received += chunk.value.byteLength

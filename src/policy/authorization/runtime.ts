@@ -5,7 +5,7 @@
  * the `jwt` feature) with every listed claim holding one of its values and every scope in its
  * `scope` claim. Synchronous and head-only.
  */
-import { BlockList, isIP } from 'node:net'
+import { cidrMatcher } from '../cidr.ts'
 import type { PolicyRequest, PolicyRuntime, Verdict } from '../runtime.ts'
 import { claimValue } from '../auth-jwt/runtime.ts'
 import { FORBIDDEN, principalOf } from '../security/request.ts'
@@ -32,8 +32,8 @@ function matcher(rule: AuthorizationRuleSpec): (req: PolicyRequest) => boolean {
   const checks: ((req: PolicyRequest) => boolean)[] = []
   const cidrs = rule.principal.clientCIDRs
   if (cidrs?.length) {
-    const list = blockList(cidrs)
-    checks.push((req) => inList(list, req.clientIp))
+    const inRange = cidrMatcher(cidrs)
+    checks.push((req) => inRange(req.clientIp))
   }
   const jwt = rule.principal.jwt
   if (jwt) {
@@ -58,22 +58,4 @@ function matcher(rule: AuthorizationRuleSpec): (req: PolicyRequest) => boolean {
   return (req) => checks.every((c) => c(req))
 }
 
-function blockList(cidrs: readonly string[]): BlockList {
-  const list = new BlockList()
-  for (const cidr of cidrs) {
-    const slash = cidr.indexOf('/')
-    const address = slash < 0 ? cidr : cidr.slice(0, slash)
-    const family = isIP(address)
-    if (family === 0) continue
-    const prefix = slash < 0 ? (family === 4 ? 32 : 128) : Number(cidr.slice(slash + 1))
-    list.addSubnet(address, prefix, family === 4 ? 'ipv4' : 'ipv6')
-  }
-  return list
-}
 
-function inList(list: BlockList, address: string): boolean {
-  const a = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address
-  const family = isIP(a)
-  if (family === 0) return false
-  return list.check(a, family === 4 ? 'ipv4' : 'ipv6')
-}

@@ -2,7 +2,8 @@
  * Runtimes of ClientTrafficPolicy's request features (spec.ts). Both are client-phase and
  * head-only: a rule with only these keeps the front's direct path.
  */
-import { BlockList, isIP } from 'node:net'
+import { isIP } from 'node:net'
+import { cidrMatcher } from '../cidr.ts'
 import type { PolicyRuntime, PolicyRequest, Verdict } from '../runtime.ts'
 import type { ClientIpDetectionSpec, RequestIdSpec } from './spec.ts'
 
@@ -47,9 +48,9 @@ function detector(spec: ClientIpDetectionSpec): (req: PolicyRequest) => Verdict 
   const xff = spec.xForwardedFor
   const cidrs = xff?.trustedCIDRs
   if (cidrs && cidrs.length > 0) {
-    const trusted = blockList(cidrs)
+    const trusted = cidrMatcher(cidrs)
     return (req) => {
-      if (!inList(trusted, req.peerIp)) return undefined
+      if (!trusted(req.peerIp)) return undefined
       const value = req.header('x-forwarded-for')
       if (value === null) return undefined
       const entries = value.split(',')
@@ -59,7 +60,7 @@ function detector(spec: ClientIpDetectionSpec): (req: PolicyRequest) => Verdict 
         if (entry === '') continue
         if (isIP(entry) === 0) return undefined
         candidate = entry
-        if (!inList(trusted, entry)) break
+        if (!trusted(entry)) break
       }
       if (candidate !== '') req.clientIp = candidate
       return undefined
@@ -92,24 +93,7 @@ function firstEntry(value: string): string {
   return (comma < 0 ? value : value.slice(0, comma)).trim()
 }
 
-function blockList(cidrs: readonly string[]): BlockList {
-  const list = new BlockList()
-  for (const cidr of cidrs) {
-    const slash = cidr.indexOf('/')
-    const address = slash < 0 ? cidr : cidr.slice(0, slash)
-    const family = isIP(address)
-    if (family === 0) continue
-    const prefix = slash < 0 ? (family === 4 ? 32 : 128) : Number(cidr.slice(slash + 1))
-    list.addSubnet(address, prefix, family === 4 ? 'ipv4' : 'ipv6')
-  }
-  return list
-}
 
-function inList(list: BlockList, address: string): boolean {
-  const family = isIP(address)
-  if (family === 0) return false
-  return list.check(address, family === 4 ? 'ipv4' : 'ipv6')
-}
 
 /**
  * `headers.requestID`: the X-Request-Id sent upstream.

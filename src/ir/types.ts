@@ -166,6 +166,12 @@ export interface WeightedBackend {
   readonly invalid?: string
   /** Per-backendRef filters (RequestHeaderModifier, ResponseHeaderModifier, URLRewrite, RequestMirror). */
   readonly filters: readonly HttpFilter[]
+  /**
+   * TLSRoute backends only: the Service port's BackendTLSPolicy. A route on a Terminate listener
+   * re-encrypts to the backend with it (invalid: the connection is refused rather than sent in
+   * plaintext); Passthrough ignores it.
+   */
+  readonly backendTls?: BackendTls | { readonly invalid: string }
 }
 
 export interface BackendTarget {

@@ -22,7 +22,8 @@ export interface RefProblem {
   readonly silent?: boolean
 }
 
-export type BackendResolution = { readonly pool: string } | { readonly problem: RefProblem }
+/** `tls`: the Service port's BackendTLSPolicy effect, for L4 uses (TLSRoute on a Terminate listener re-encrypts with it). */
+export type BackendResolution = { readonly pool: string; readonly tls?: BackendTls | { readonly invalid: string } } | { readonly problem: RefProblem }
 
 /**
  * What resolving a route's references does to the translation as a whole: the Gateways now
@@ -199,6 +200,10 @@ export class Backends {
       if (tls && 'invalid' in tls) return { problem: { reason: '', message: `BackendTLSPolicy for Service ${ns}/${name}: ${tls.invalid}`, silent: true } }
     }
     if (register) this.#emit({ pool: key, service, port, use })
+    if (use === 'tcp') {
+      const tls = this.tlsFor(ns, name, str(port.name))
+      if (tls) return { pool: key, tls }
+    }
     return { pool: key }
   }
 

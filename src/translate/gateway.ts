@@ -387,7 +387,8 @@ function resolveListenerTls(ctx: Context, gw: K8sObject, state: ListenerState, t
 /** What a port speaks; listeners on one port must agree (UDP lives beside the TCP family). */
 function portFamily(l: ListenerState): { transport: 'tcp' | 'udp'; family: string } {
   if (l.protocol === 'UDP') return { transport: 'udp', family: 'UDP' }
-  if (l.protocol === 'TLS') return { transport: 'tcp', family: `TLS-${l.tlsMode}` }
+  // Terminate and Passthrough share a port (TLSRouteModeMixed): the SNI picks which one serves
+  if (l.protocol === 'TLS') return { transport: 'tcp', family: 'TLS' }
   return { transport: 'tcp', family: l.protocol }
 }
 

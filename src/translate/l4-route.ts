@@ -44,7 +44,8 @@ export function translateL4Route(route: K8sObject, backends: Backends, gateways:
       const r = backends.resolve(route, ref, use, gateways, register && weight > 0)
       if ('problem' in r && !r.problem.silent) problems.push(r.problem)
       if (weight === 0) continue
-      out.push('problem' in r ? { weight, invalid: r.problem.message, filters: [] } : { weight, target: { pool: r.pool }, filters: [] })
+      if ('problem' in r) out.push({ weight, invalid: r.problem.message, filters: [] })
+      else out.push({ weight, target: { pool: r.pool }, filters: [], ...(r.tls && route.kind === 'TLSRoute' ? { backendTls: r.tls } : {}) })
     }
     const proxyProtocol = policies?.l4ProxyProtocol(route, str(rule.name))
     const backendPolicies = l4BackendPolicies(policies?.rulePolicies(route, str(rule.name)), route.kind === 'UDPRoute')

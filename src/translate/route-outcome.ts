@@ -71,7 +71,11 @@ export function grpcRouteOutcome(ctx: Context, route: K8sObject, gateways: Reado
 export function l4RouteOutcome(ctx: Context, route: K8sObject, gateways: ReadonlyMap<string, GatewayState>, backends: Backends, policies?: PolicyIndex): RouteOutcome {
   const l4: L4Contribution[] = []
   return guard(ctx, route, gateways, backends, [], l4, (parents, gws, register) => {
-    const t = translateL4Route(route, backends, gws, register, policies)
+    // BackendTLSPolicy ancestors: only Gateways where the route terminates TLS (and so re-encrypts)
+    const reencrypting = gws.filter((g) =>
+      parents.some((p) => p.accepted.status === 'True' && p.attachments.some((a) => a.gateway.key === g && a.listener.protocol === 'TLS' && a.listener.tlsMode === 'Terminate')),
+    )
+    const t = translateL4Route(route, backends, route.kind === 'TLSRoute' ? reencrypting : [], register, policies)
     for (const p of parents)
       if (p.accepted.status === 'True')
         for (const a of p.attachments)

@@ -144,6 +144,8 @@ export function buildL4Ports(listeners: readonly ListenerState[], contributions:
         backends: r.backends,
       }
       if (l.protocol === 'TLS' && l.tlsMode === 'Terminate' && l.tls) route.terminate = l.tls
+      // a BackendTLSPolicy only matters where the gateway terminates (and so re-encrypts)
+      else if (r.backends.some((b) => b.backendTls)) route.backends = r.backends.map(({ backendTls: _, ...b }) => b)
       if (r.proxyProtocol) route.proxyProtocol = r.proxyProtocol
       // Gateway-wide and listener backend features, replaced by name by the route's and rule's
       const backendPolicies = mergeByName(l4BackendPolicies(policies?.listenerPolicies(l), p.protocol === 'UDP'), r.policies)

@@ -3,14 +3,16 @@
  * route's backendRefs, then the pool's own load-balancing picker (shared with the HTTP data plane
  * through upstream/) chooses the endpoint.
  */
-import type { BackendPool, WeightedBackend } from '../../ir/types.ts'
-import { buildPool, type RuntimePool } from '../upstream/pool.ts'
+import type { BackendPool, BackendTls, WeightedBackend } from '../../ir/types.ts'
+import { subjectAltNameCheck } from '../upstream/backend-identity.ts'
+import { buildPool, type RuntimePool, type UpstreamTls } from '../upstream/pool.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'
 import { variantIr, variantKey, type BackendSettings } from '../upstream/variants.ts'
 
 export type BackendChoice =
-  | { readonly kind: 'endpoint'; readonly member: PoolMember; readonly pool: RuntimePool }
+  /** `tls`: re-encrypt to the endpoint (BackendTLSPolicy; TLSRoute on a Terminate listener only). */
+  | { readonly kind: 'endpoint'; readonly member: PoolMember; readonly pool: RuntimePool; readonly tls?: UpstreamTls }
   /** The connection must be refused: invalid backendRef, no backends, or no ready endpoint. */
   | { readonly kind: 'reject'; readonly reason: string }
 
@@ -18,6 +20,7 @@ interface WeightedOption {
   readonly weight: number
   readonly pool?: RuntimePool
   readonly invalid?: string
+  readonly tls?: UpstreamTls
 }
 
 /** L4 has no request headers; pickers that hash on a header simply see none. */
@@ -56,7 +59,7 @@ export class BackendChooser {
     if (!option.pool) return { kind: 'reject', reason: 'backend pool missing from snapshot' }
     const member = option.pool.pick({ clientIp, headers: NO_HEADERS, now: Date.now(), avoid })
     if (!member) return { kind: 'reject', reason: `no ready endpoints in ${option.pool.key}` }
-    return { kind: 'endpoint', member, pool: option.pool }
+    return option.tls ? { kind: 'endpoint', member, pool: option.pool, tls: option.tls } : { kind: 'endpoint', member, pool: option.pool }
   }
 
   /**
@@ -91,14 +94,23 @@ export class PoolCache {
     private readonly registry: EndpointRegistry,
   ) {}
 
-  /** `settings` (BackendTrafficPolicy on the route): its backends go through pool variants "<pool>#<id>". */
-  chooser(backends: readonly WeightedBackend[], settings?: BackendSettings): BackendChooser {
+  /**
+   * `settings` (BackendTrafficPolicy on the route): its backends go through pool variants "<pool>#<id>".
+   * `reencrypt` (TLSRoute on a Terminate listener): a backend's BackendTLSPolicy applies; an
+   * invalid one refuses the connection rather than send plaintext.
+   */
+  chooser(backends: readonly WeightedBackend[], settings?: BackendSettings, reencrypt = false): BackendChooser {
     return new BackendChooser(
-      backends.map((backend) => ({
-        weight: backend.weight,
-        invalid: backend.invalid,
-        pool: backend.target ? this.#pool(backend.target.pool, settings?.pool ? settings : undefined) : undefined,
-      })),
+      backends.map((backend) => {
+        const policy = reencrypt ? backend.backendTls : undefined
+        const invalid = backend.invalid ?? (policy && 'invalid' in policy ? `BackendTLSPolicy: ${policy.invalid}` : undefined)
+        return {
+          weight: backend.weight,
+          invalid,
+          pool: backend.target ? this.#pool(backend.target.pool, settings?.pool ? settings : undefined) : undefined,
+          ...(policy && !('invalid' in policy) ? { tls: upstreamTls(policy) } : {}),
+        }
+      }),
     )
   }
 
@@ -109,5 +121,14 @@ export class PoolCache {
       this.#built.set(built, ir ? buildPool(settings ? variantIr(ir, settings) : ir, this.registry) : undefined)
     }
     return this.#built.get(built)
+  }
+}
+
+/** node:tls connect options for a BackendTLSPolicy, as HTTP pools use them (upstream/pool.ts). */
+function upstreamTls(policy: BackendTls): UpstreamTls {
+  return {
+    serverName: policy.hostname,
+    ...(policy.caPem ? { ca: policy.caPem } : {}),
+    ...(policy.subjectAltNames.length ? { checkServerIdentity: subjectAltNameCheck(policy.subjectAltNames) } : {}),
   }
 }

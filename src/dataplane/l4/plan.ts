@@ -38,6 +38,8 @@ export interface PortPlan {
   readonly sni: SniTable<CompiledRoute>
   /** ClientTrafficPolicy settings (PROXY protocol, connection limit, idle timeout); UDP ignores them. */
   readonly connection?: ConnectionSettings
+  /** tls-terminate only: some routes are Passthrough (no `tls`), chosen by SNI like the others. */
+  readonly mixed?: boolean
 }
 
 export interface L4Plan {
@@ -103,16 +105,14 @@ export function compileL4(snapshot: Snapshot, registry: EndpointRegistry, certif
       problems.push(`l4: port ${l4.port} appears twice in the snapshot (${l4.protocol}); keeping the first`)
       continue
     }
-    if (mode === 'tls-terminate' && l4.routes.some((route) => !route.terminate)) {
-      problems.push(`l4: port ${l4.port} mixes TLS passthrough and terminate routes; passthrough routes ignored`)
-    }
-    const routes = l4.routes
-      .filter((route) => mode !== 'tls-terminate' || route.terminate)
-      .map((route) => compileRoute(route, pools, certificates, problems))
+    const routes = l4.routes.map((route) => compileRoute(route, pools, certificates, problems))
     const sni = new SniTable(
       routes.map((route) => ({ hostnames: mode === 'tcp' || mode === 'udp' ? [] : route.hostnames, route })),
     )
-    ports.set(key, { port: l4.port, mode, routes, sni, connection: l4.connection })
+    // Terminate and Passthrough routes on one port: the terminate listener reads each ClientHello
+    // itself and splices the Passthrough names (routes without `tls`) to their backends untouched.
+    const mixed = mode === 'tls-terminate' && routes.some((route) => !route.tls)
+    ports.set(key, { port: l4.port, mode, routes, sni, connection: l4.connection, ...(mixed ? { mixed } : {}) })
   }
   return { plan: { revision: snapshot.revision, ports }, problems }
 }
@@ -133,5 +133,5 @@ function compileRoute(
   if (route.terminate) {
     tls = certificates.contextsFor(route.terminate.certificates, (problem) => problems.push(`l4: ${route.id}: ${problem}`))
   }
-  return { id: route.id, owner: route.owner, hostnames: route.hostnames, backends: pools.chooser(route.backends, route.policies?.length ? backendSettings(route.policies) : undefined), tls, proxyProtocol: route.proxyProtocol }
+  return { id: route.id, owner: route.owner, hostnames: route.hostnames, backends: pools.chooser(route.backends, route.policies?.length ? backendSettings(route.policies) : undefined, route.terminate !== undefined), tls, proxyProtocol: route.proxyProtocol }
 }

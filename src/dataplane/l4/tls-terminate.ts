@@ -14,7 +14,7 @@
  */
 import { connect, createServer as createNetServer, type Server as NetServer, type Socket as NetSocket } from 'node:net'
 import { Duplex } from 'node:stream'
-import { createServer, TLSSocket, type SecureContext, type Server } from 'node:tls'
+import { connect as tlsConnect, createServer, TLSSocket, type SecureContext, type Server } from 'node:tls'
 import type { Logger } from '../log.ts'
 import { buildProxyHeader, ProxyHeaderReader, type ProxyEndpoints } from '../proxy-protocol.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'
@@ -40,7 +40,8 @@ const REMOVED_ROUTE_DRAIN_MS = 5_000
 
 /** A spliced connection and what it was routed to, for the check on each swap. */
 interface Terminated {
-  readonly client: TLSSocket
+  /** The TLS socket; on a mixed port, for a Passthrough route, the raw socket. */
+  readonly client: NetSocket
   readonly backend: NetSocket
   readonly routeId: string
   readonly endpoint: string
@@ -90,7 +91,7 @@ export class TerminateListener {
   /** Serve the fallback route's certificate to clients that send no SNI (SNICallback is not called then). */
   refresh(): void {
     const pems = this.options.currentPlan()?.sni.match(undefined)?.tls?.defaultPems
-      ?? this.options.currentPlan()?.routes[0]?.tls?.defaultPems
+      ?? this.options.currentPlan()?.routes.find((route) => route.tls)?.tls?.defaultPems
     if (!pems || pems.cert === this.#defaultCertificate) return
     try {
       this.#server.setSecureContext({ cert: pems.cert, key: pems.key })
@@ -152,16 +153,20 @@ export class TerminateListener {
     this.#clients++
     socket.once('close', () => this.#clients--)
     this.#track(socket)
-    if (settings?.proxyProtocol) this.#readPreamble(socket, settings.proxyProtocol.optional)
+    // A mixed port reads the ClientHello itself: its SNI picks Terminate or Passthrough.
+    if (settings?.proxyProtocol || this.options.currentPlan()?.mixed) this.#readPreamble(socket, settings?.proxyProtocol)
     else this.#server.emit('connection', socket)
   }
 
-  /** PROXY header, then ClientHello, read off the raw socket; then TLS over a stream that starts with the hello. */
-  #readPreamble(socket: NetSocket, optional: boolean): void {
+  /**
+   * PROXY header (when `proxy`), then ClientHello, read off the raw socket; then TLS over a stream
+   * that starts with the hello, or, for a Passthrough route of a mixed port, the raw bytes spliced.
+   */
+  #readPreamble(socket: NetSocket, proxy: { readonly optional: boolean } | undefined): void {
     const { logger, port } = this.options
-    const reader = new ProxyHeaderReader(optional)
+    const reader = new ProxyHeaderReader(proxy?.optional ?? true)
     let endpoints: ProxyEndpoints | undefined
-    let headerDone = false
+    let headerDone = proxy === undefined
     let hello: Uint8Array = new Uint8Array(0)
     const timer = setTimeout(() => refuse('PROXY header or ClientHello timeout'), CLIENT_HELLO_TIMEOUT_MS)
     const refuse = (reason: string) => {
@@ -190,7 +195,18 @@ export class TerminateListener {
       }
       if (parsed.kind === 'invalid') return refuse(`not a TLS ClientHello: ${parsed.reason}`)
       const serverName = parsed.serverName === undefined ? undefined : normalise(parsed.serverName)
-      const context = this.#contextFor(serverName)
+      const plan = this.options.currentPlan()
+      const route = plan?.sni.match(serverName) ?? (serverName === undefined ? plan?.routes[0] : undefined)
+      if (route && !route.tls) {
+        // Passthrough: the client's TLS goes to the backend as it came, ClientHello first.
+        socket.off('data', onData)
+        socket.off('end', onEnd)
+        clearTimeout(timer)
+        socket.pause()
+        this.#forward(socket, endpoints, serverName, hello)
+        return
+      }
+      const context = route?.tls?.contextFor(serverName)
       if (!context) return refuse(`no TLSRoute certificate for ${serverName ?? '(no SNI)'}`)
       socket.off('data', onData)
       socket.off('end', onEnd)
@@ -204,21 +220,22 @@ export class TerminateListener {
     socket.once('end', onEnd)
   }
 
-  /** The certificate the SNI asks for (what SNICallback does for connections node:tls reads itself). */
-  #contextFor(serverName: string | undefined): SecureContext | undefined {
-    const plan = this.options.currentPlan()
-    const route = plan?.sni.match(serverName) ?? (serverName === undefined ? plan?.routes[0] : undefined)
-    return route?.tls?.contextFor(serverName)
-  }
-
   /** `endpoints`: the client as its PROXY header said (undefined: the TLS socket's own peer). */
   #accept(client: TLSSocket, endpoints: ProxyEndpoints | undefined): void {
-    const { logger, registry, port } = this.options
     this.#track(client)
-    client.on('error', (error) => logger.debug('l4: TLS client error', { port, error: error.message }))
+    client.on('error', (error) => this.options.logger.debug('l4: TLS client error', { port: this.options.port, error: error.message }))
     const serverName = typeof client.servername === 'string' ? normalise(client.servername) : undefined
+    this.#forward(client, endpoints, serverName, undefined)
+  }
+
+  /**
+   * Connects the route's backend and joins the two. `client` is the decrypted TLS socket, or (with
+   * `head`, the ClientHello already read) the raw socket of a Passthrough route on a mixed port.
+   */
+  #forward(client: NetSocket, endpoints: ProxyEndpoints | undefined, serverName: string | undefined, head: Uint8Array | undefined): void {
+    const { logger, registry, port } = this.options
     const plan = this.options.currentPlan()
-    const route = plan?.sni.match(serverName)
+    const route = plan?.sni.match(serverName) ?? (head && serverName === undefined ? plan?.routes[0] : undefined)
     const choice = route?.backends.choose(endpoints?.sourceAddress ?? client.remoteAddress ?? '')
     if (!route || !choice || choice.kind === 'reject') {
       logger.debug('l4: terminated connection rejected', { port, serverName, reason: choice?.kind === 'reject' ? choice.reason : 'no route' })
@@ -226,27 +243,50 @@ export class TerminateListener {
       return
     }
     const state = choice.member.state
-    const backend = connect({ host: state.address, port: state.port, allowHalfOpen: true, noDelay: true })
-    this.#track(backend)
-    // Queued until connected, ahead of every client byte.
-    if (route.proxyProtocol) backend.write(buildProxyHeader(route.proxyProtocol, endpoints ?? socketEndpoints(client)))
+    const raw = connect({ host: state.address, port: state.port, allowHalfOpen: true, noDelay: true })
+    this.#track(raw)
+    // Queued until connected, ahead of every client byte (and, when re-encrypting, of the handshake).
+    if (route.proxyProtocol) raw.write(buildProxyHeader(route.proxyProtocol, endpoints ?? socketEndpoints(client)))
+    if (head) raw.write(head)
+    // BackendTLSPolicy: TLS again to the backend, verified against the policy's CA (or the system
+    // store), SNI = its hostname, and its subjectAltNames when listed. A failed verification
+    // closes the client; nothing is ever sent in plaintext.
+    const upstream = head ? undefined : choice.tls
+    const backend: NetSocket = upstream
+      ? tlsConnect({
+          socket: raw,
+          servername: upstream.serverName,
+          ...(upstream.ca ? { ca: upstream.ca } : {}),
+          ...(upstream.checkServerIdentity ? { checkServerIdentity: upstream.checkServerIdentity } : {}),
+          rejectUnauthorized: true,
+          allowHalfOpen: true,
+        } as Parameters<typeof tlsConnect>[0])
+      : raw
+    if (backend !== raw) {
+      this.#track(backend)
+      backend.once('close', () => raw.destroy())
+      raw.once('close', () => backend.destroy())
+    }
     const timer = setTimeout(() => {
       logger.debug('l4: backend connect timed out', { port, route: route.id, endpoint: state.key })
       backend.destroy()
       client.destroy()
     }, this.options.connectTimeoutMs)
     let counted = false
-    backend.once('connect', () => {
-      clearTimeout(timer)
+    // The endpoint answered (TCP); when re-encrypting, the connect timeout also covers the handshake.
+    raw.once('connect', () => {
+      if (!upstream) clearTimeout(timer)
       state.inFlight++
       counted = true
       registry.recordSuccess(state)
     })
-    backend.on('error', (error) => {
+    if (upstream) backend.once('secureConnect', () => clearTimeout(timer))
+    raw.on('error', (error) => {
       if (!counted) registry.recordFailure(state)
       logger.debug('l4: backend error', { port, route: route.id, endpoint: state.key, error: error.message })
     })
-    backend.once('close', () => {
+    if (backend !== raw) backend.on('error', (error) => logger.debug('l4: backend TLS error', { port, route: route.id, endpoint: state.key, error: error.message }))
+    raw.once('close', () => {
       clearTimeout(timer)
       if (counted) state.inFlight--
     })
@@ -265,6 +305,7 @@ export class TerminateListener {
     client.once('close', () => this.#connections.delete(connection))
     client.pipe(backend)
     backend.pipe(client)
+    if (head) client.resume()
     joinClose(client, backend)
     joinClose(backend, client)
   }

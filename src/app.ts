@@ -21,6 +21,7 @@ import { Translator } from './translate/index.ts'
 import { KubeClient, KubernetesSource } from './sources/kubernetes/index.ts'
 import { addressesFromService, KubernetesStatusSink } from './status/kubernetes.ts'
 import { LeaseElector } from './status/leader.ts'
+import { PolicyStatusLog } from './policy/status-log.ts'
 import { hostname as machineName } from 'node:os'
 import type { HttpLimits } from './dataplane/http/limits.ts'
 import { ActiveProber } from './dataplane/upstream/health-prober.ts'
@@ -126,7 +127,8 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
     store,
     translate: (view) => translator.translate(view),
     consumers: [consumer],
-    sinks: kube ? [status, kube.sink] : [status],
+    // Rejected or conflicted policies are logged once per change (their status says the same).
+    sinks: kube ? [status, new PolicyStatusLog(logger), kube.sink] : [status, new PolicyStatusLog(logger)],
     logger,
   })
   metrics.collect('portico_config_rebuilds_total', 'Rebuilds (translate, validate, apply) run so far', () => [[undefined, controller.rebuilds]], 'counter')

@@ -14,7 +14,7 @@
  */
 import { connect, createServer as createNetServer, type Server as NetServer, type Socket as NetSocket } from 'node:net'
 import { Duplex } from 'node:stream'
-import { connect as tlsConnect, createServer, TLSSocket, type SecureContext, type Server } from 'node:tls'
+import { connect as tlsConnect, createServer, TLSSocket, type Server } from 'node:tls'
 import type { Logger } from '../log.ts'
 import { buildProxyHeader, ProxyHeaderReader, type ProxyEndpoints } from '../proxy-protocol.ts'
 import type { EndpointRegistry } from '../upstream/registry.ts'

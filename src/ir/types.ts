@@ -8,6 +8,7 @@
 
 /** Where an IR element came from, so logs and metrics point back at a manifest. */
 import type { ConnectionSettings, PolicyIr } from '../policy/kind.ts'
+import type { ExtAuthSpec } from '../policy/ext-auth/spec.ts'
 
 export interface OwnerRef {
   readonly kind: string
@@ -126,15 +127,7 @@ export type HttpFilter =
   | { readonly type: 'URLRewrite'; readonly hostname?: string; readonly path?: PathModifier }
   | { readonly type: 'RequestMirror'; readonly backend: BackendTarget; readonly percent: number }
   /** Gateway API ExternalAuth (GEP-1494, HTTP): the extAuth runtime's spec (src/policy/ext-auth/spec.ts). */
-  | {
-      readonly type: 'ExternalAuth'
-      readonly pool: string
-      readonly path: string
-      readonly headersToExtAuth: readonly string[]
-      readonly headersToBackend: readonly string[]
-      readonly failOpen: boolean
-      readonly timeoutMs: number
-    }
+  | ({ readonly type: 'ExternalAuth' } & ExtAuthSpec)
   | {
       readonly type: 'CORS'
       readonly allowOrigins: readonly string[]

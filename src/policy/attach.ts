@@ -24,13 +24,12 @@
  * Gateways are its parents, which rule names it has) are computed on every translation, from
  * the few routes policies name.
  */
-import type { PolicyIr } from './kind.ts'
-import type { ConnectionSettings } from './kind.ts'
+import type { ConnectionSettings, PolicyIr } from './kind.ts'
 import { POLICY_CRDS, type PolicyKind } from './crds.ts'
 import { validate } from './schema.ts'
 import { GATEWAY_API_GROUP, targetRefsOf, type TargetRef } from './targets.ts'
 import { policyIr, TRANSLATORS, type Feature } from './translators.ts'
-import { translateContext } from './translate-context.ts'
+import { findByKey, translateContext } from './translate-context.ts'
 import type { BackendEffect, Backends } from '../translate/backends.ts'
 import { condition } from '../status/conditions.ts'
 import { keyOf, type K8sObject } from '../store/kinds.ts'
@@ -556,17 +555,6 @@ function toIr(winners: Iterable<Winner> | undefined): readonly PolicyIr[] | unde
   return out.length ? out.sort((a, b) => cmp(a.name, b.name)) : undefined
 }
 
-/** Binary search in a view list (views are sorted by key: viewOf and ResourceStore.view both). */
-function findByKey(list: readonly K8sObject[], key: string): K8sObject | undefined {
-  let lo = 0
-  let hi = list.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if (keyOf(list[mid]!) < key) lo = mid + 1
-    else hi = mid
-  }
-  return lo < list.length && keyOf(list[lo]!) === key ? list[lo] : undefined
-}
 
 /** "ns/name" of our Gateways a route names in its parentRefs. */
 function parentGateways(route: K8sObject, gateways: ReadonlyMap<string, GatewayState>): string[] {

@@ -56,7 +56,8 @@ export function translateContext(view: ResourceView, kind: string, namespace: st
   }
 }
 
-function findByKey(list: readonly K8sObject[], key: string): K8sObject | undefined {
+/** Binary search in a view list (views are sorted by key: viewOf and ResourceStore.view both); a miss scans, for hand-made unsorted views. */
+export function findByKey(list: readonly K8sObject[], key: string): K8sObject | undefined {
   let lo = 0
   let hi = list.length
   while (lo < hi) {

@@ -139,6 +139,18 @@ export class RequestMetrics {
   readonly retries = new Map<string, number>()
   /** Label sets for requests that matched no rule, per port plan. */
   readonly #unrouted = new WeakMap<PortPlan, LabelSet>()
+  /** gRPC calls by label text (route, rule, service, method, grpc_code): [calls, duration seconds sum]. */
+  readonly grpc = new Map<string, [number, number]>()
+
+  /** One finished gRPC call (dataplane/http2/grpc-metrics.ts builds the label text once per method). */
+  grpcCall(labels: string, seconds: number): void {
+    const cell = this.grpc.get(labels)
+    if (!cell) this.grpc.set(labels, [1, seconds])
+    else {
+      cell[0]++
+      cell[1] += seconds
+    }
+  }
 
   labels(gateway: string, listener: string, route: string, rule: string, backend: string): LabelSet {
     const key = `${gateway}|${listener}|${route}|${rule}|${backend}`
@@ -200,7 +212,7 @@ export class RequestMetrics {
     }
     const streams: [string, number, number, number, number, number][] = []
     for (const [key, s] of this.streams) streams.push([key, s.opened, s.closed, s.bytesIn, s.bytesOut, s.messages])
-    return { sets, streams, retries: [...this.retries] }
+    return { sets, streams, retries: [...this.retries], grpc: [...this.grpc].map(([k, [n, sum]]) => [k, n, sum] as [string, number, number]) }
   }
 }
 
@@ -210,6 +222,7 @@ export interface MetricsExport {
   readonly sets: readonly ExportedSet[]
   readonly streams: readonly [string, number, number, number, number, number][]
   readonly retries?: readonly [string, number][]
+  readonly grpc?: readonly [string, number, number][]
 }
 
 /** This process's request metrics (each worker thread has its own module instance). */
@@ -342,6 +355,21 @@ export function renderRequestMetrics(all: readonly MetricsExport[]): string {
   out += `# HELP portico_upstream_request_duration_seconds Time from the request sent upstream to the backend's last response byte\n# TYPE portico_upstream_request_duration_seconds histogram\n${upstream}`
   out += `# HELP portico_http_request_bytes_total Request bytes received from clients (head and body)\n# TYPE portico_http_request_bytes_total counter\n${bytesIn}`
   out += `# HELP portico_http_response_bytes_total Response bytes sent to clients (head and body)\n# TYPE portico_http_response_bytes_total counter\n${bytesOut}`
+  const grpc = new Map<string, [number, number]>()
+  for (const ex of all) for (const [k, n, sum] of ex.grpc ?? []) {
+    const c = grpc.get(k)
+    if (!c) grpc.set(k, [n, sum])
+    else {
+      c[0] += n
+      c[1] += sum
+    }
+  }
+  if (grpc.size > 0) {
+    out += `# HELP portico_grpc_calls_total gRPC calls answered, by route, rule, service, method and grpc-status code\n# TYPE portico_grpc_calls_total counter\n`
+    for (const [k, [n]] of grpc) out += `portico_grpc_calls_total{${k}} ${n}\n`
+    out += `# HELP portico_grpc_call_duration_seconds_sum Seconds gRPC calls lasted (from the request head to the trailers), summed\n# TYPE portico_grpc_call_duration_seconds_sum counter\n`
+    for (const [k, [, sum]] of grpc) out += `portico_grpc_call_duration_seconds_sum{${k}} ${sum}\n`
+  }
   out += `# HELP portico_http_local_replies_total Answers the gateway made itself, by reason (no_route, unauthorized, rate_limited, circuit_open, ...)\n# TYPE portico_http_local_replies_total counter\n${local}`
   const kinds: Record<string, [string, string][]> = {}
   for (const [key, [opened = 0, closed = 0, bin = 0, bout = 0, messages = 0]] of streams) {

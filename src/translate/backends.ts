@@ -245,7 +245,8 @@ export class Backends {
     if (uses.has('udp')) protocol = 'udp'
     else if (!uses.has('http')) protocol = 'tcp'
     else if (tls && !('invalid' in tls)) protocol = 'https'
-    else if (app === 'kubernetes.io/h2c') protocol = 'h2c'
+    // gRPC backends: h2c with prior knowledge (appProtocol grpc is what many charts write).
+    else if (app === 'kubernetes.io/h2c' || app === 'grpc') protocol = 'h2c'
     else if (app === 'kubernetes.io/ws') protocol = 'ws'
     else protocol = 'http'
     const pool: { -readonly [K in keyof BackendPool]: BackendPool[K] } = {

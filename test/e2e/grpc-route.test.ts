@@ -4,9 +4,7 @@
  * h2c backends (appProtocol kubernetes.io/h2c). What this proves: method matches route calls to
  * the right backend, header filters apply, message bytes stream through, and a gRPC error the
  * backend sends as Trailers-Only (grpc-status in the response head) reaches the client.
- * What does not work yet (see README "GRPCRoute"): trailers of a normal gRPC response are not
- * relayed (the pipeline is Bun.serve's fetch Response, which has no trailers), so a real gRPC
- * client sees "Call ended without gRPC status" on successful calls.
+ * Calls are served by the h2 server (src/dataplane/http2); test/grpc has the @grpc/grpc-js tests.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'
 import http2, { type Http2Server, type ServerHttp2Stream } from 'node:http2'
@@ -143,8 +141,9 @@ test('a Trailers-Only gRPC error from the backend reaches the client', async () 
   expect(r.headers['grpc-message']).toBe('not found')
 })
 
-test('a method no rule matches is not routed', async () => {
+test('a method no rule matches is answered UNIMPLEMENTED (HTTP 200, Trailers-Only)', async () => {
   const r = await call('/other.Service/Call')
   expect(r.headers['x-backend']).toBeUndefined()
-  expect(Number(r.headers[':status'])).toBe(404) // an HTTP 404, not yet grpc-status UNIMPLEMENTED
+  expect(Number(r.headers[':status'])).toBe(200)
+  expect(r.headers['grpc-status']).toBe('12')
 })

@@ -22,6 +22,7 @@ import { bunHeaderLimit, resolveLimits, type HttpLimits } from './limits.ts'
 import { closingError, rejectMalformed, sawUpgradeHeader } from './request-guard.ts'
 import { HttpFront } from './front/http-front.ts'
 import { LinkPools } from './front/links.ts'
+import { H2Server } from '../http2/server.ts'
 
 export interface HttpDataplaneOptions {
   /** Address to bind, default '0.0.0.0'. */
@@ -263,10 +264,10 @@ export class HttpDataplane {
         Bun.serve({
           port: 0,
           hostname: '127.0.0.1',
-          // h2c with prior knowledge, spliced by the front (experimental in Bun 1.4.5, verified).
-          http2: true,
           ...this.#requestOptions(irPort, peerOf),
         }),
+      // h2c with prior knowledge, spliced by the front: gRPC with trailers, other h2 through the pipeline.
+      serveH2: (peerOf) => H2Server.start({ irPort, active: this.active, deps: this.#deps, limits: this.limits, peerOf, listenerPort: () => this.boundPort(0) ?? 0 }),
     })
     if (typeof front === 'string') {
       this.#logger.error('http server failed to bind', { port: irPort, error: front })

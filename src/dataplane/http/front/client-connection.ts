@@ -309,7 +309,7 @@ export class ClientConnection implements LinkOwner {
       }
       // Deadlines start from the exact time (the sweep's coarse clock could make them fire early).
       if (this.#headStarted === 0) this.#headStarted = Date.now()
-      // h2c with prior knowledge: the whole connection goes to the inner server (Bun speaks h2c).
+      // h2c with prior knowledge: the whole connection goes to the h2 server (#startTunnel).
       if (this.#served === 0) {
         const start = latin1(buf, 0, Math.min(buf.byteLength, H2_PREFACE.length))
         if (H2_PREFACE.startsWith(start)) {
@@ -624,6 +624,10 @@ export class ClientConnection implements LinkOwner {
   #startTunnel(): void {
     this.#phase = Phase.Tunnel
     this.ctx.inFlight++
+    // h2c prior knowledge goes to the h2 server when there is one (it relays gRPC trailers); it
+    // reads the client from ctx.peers by this link's local port, like the inner server.
+    const h2 = this.ctx.h2Port?.()
+    if (h2 !== undefined && !this.#inner) this.#inner = openLink(undefined, 'inner', '127.0.0.1', h2, this)
     this.#link = this.#innerLink()
     const buf = this.#buffered
     this.#buffered = undefined

@@ -21,6 +21,8 @@ export interface FrontContext {
   readonly peers: Map<number, TlsPeer>
   /** Port of the inner Bun.serve that runs the full pipeline. */
   innerPort(): number
+  /** Port of the h2 server (gRPC trailers) h2c prior-knowledge connections go to; absent: the inner server. */
+  h2Port?(): number
   /** Stopping: finish what is in flight, keep no connection alive. */
   draining: boolean
   /** Exchanges in progress on this port (overload shedding). */

@@ -2,7 +2,7 @@
  * One plain-HTTP listener port: a Bun.listen socket server speaking HTTP/1.1 itself
  * (client-connection.ts), with a Bun.serve on loopback behind it for everything the front does
  * not forward on its own (filters, redirects, retries, mirrors, TLS and h2c backends,
- * WebSocket upgrades, h2c from clients).
+ * WebSocket upgrades), and the h2 server (dataplane/http2) for h2c prior-knowledge clients.
  *
  * Why not Bun.serve on the public port: measured on Bun 1.4.5, a proxied small GET cost 24 µs of
  * CPU through Bun.serve + Request/Response objects and ~14 µs as bytes on Bun.listen; and
@@ -32,6 +32,8 @@ export interface HttpFrontOptions {
   readonly logger: Logger
   /** Start the inner Bun.serve (loopback, port 0) with the data plane's request pipeline. */
   readonly serveInner: (peerOf: (peerPort: number | undefined) => TlsPeer | undefined) => Server<undefined>
+  /** Start the h2 server (dataplane/http2/server.ts) that h2c prior-knowledge connections are spliced to; absent: the inner Bun.serve. */
+  readonly serveH2?: (peerOf: (peerPort: number | undefined) => TlsPeer | undefined) => { readonly port: number; stop(force?: boolean): Promise<void> }
 }
 
 /** Timeouts are checked this often: their precision. */
@@ -158,6 +160,7 @@ export class HttpFront {
   readonly #ctx: FrontContext
   readonly #listener: TCPSocketListener<FrontSocketData>
   readonly #inner: Server<undefined>
+  readonly #h2: { readonly port: number; stop(force?: boolean): Promise<void> } | undefined
   readonly #sweep: Timer
   readonly #connections = new Set<FrontSocketData>()
   readonly #baseLimits: HttpLimits
@@ -185,8 +188,12 @@ export class HttpFront {
       inFlight: 0,
     }
     this.#ctx = ctx
-    inner = options.serveInner((peerPort) => (peerPort === undefined ? undefined : peers.get(peerPort)))
+    const peerOf = (peerPort: number | undefined) => (peerPort === undefined ? undefined : peers.get(peerPort))
+    inner = options.serveInner(peerOf)
     this.#inner = inner
+    const h2 = options.serveH2?.(peerOf)
+    this.#h2 = h2
+    if (h2) ctx.h2Port = () => h2.port
     try {
       // Bun.listen honours reusePort at runtime (verified in 1.4.5) but its types omit it. Half-open:
       // a client may send its request and shut its side; the answer still has to reach it.
@@ -224,6 +231,7 @@ export class HttpFront {
       this.#listener = Bun.listen<FrontSocketData>(listenOptions)
     } catch (err) {
       void inner.stop(true)
+      void h2?.stop(true)
       throw err
     }
     this.#sweep = setInterval(() => {
@@ -282,7 +290,7 @@ export class HttpFront {
     while (this.#connections.size > 0 && Date.now() < deadline) await Bun.sleep(20)
     for (const conn of [...this.#connections]) conn.forceClose()
     clearInterval(this.#sweep)
-    await this.#inner.stop(true)
+    await Promise.all([this.#inner.stop(true), this.#h2?.stop(true)])
   }
 }
 

@@ -8,6 +8,7 @@ import { LIMIT_FLAGS, parseLimitFlags, type HttpLimits } from './dataplane/http/
 import { isBindAddress, isLoopbackAddress } from './admin/auth.ts'
 import { redactRedisUrl, redisUrlProblem } from './shared/redis.ts'
 import type { TelemetryOptions } from './telemetry/observe.ts'
+import { version as packageVersion } from '../package.json'
 
 export interface CliOptions {
   configDir: string
@@ -51,6 +52,24 @@ export interface CliOptions {
 
 export class UsageError extends Error {}
 
+/**
+ * `portico --version`: the package.json version plus the git revision. The container build bakes
+ * the revision in (`bun build --define process.env.PORTICO_REVISION=...`, docker/Dockerfile);
+ * run from a checkout it is asked of git, so a dev binary never claims a release's revision.
+ */
+export function versionLine(): string {
+  return `portico ${packageVersion} (${process.env.PORTICO_REVISION || gitRevision() || 'unknown revision'})`
+}
+
+function gitRevision(): string | undefined {
+  try {
+    const git = Bun.spawnSync(['git', 'rev-parse', 'HEAD'], { cwd: import.meta.dir, stdout: 'pipe', stderr: 'ignore' })
+    return git.exitCode === 0 ? git.stdout.toString().trim() : undefined
+  } catch {
+    return undefined // no git on PATH
+  }
+}
+
 export const USAGE = `usage: portico [options]
   --config-dir DIR          folder of Gateway API manifests to serve and watch (env CONFIG_DIR; default routes/)
   --admin-port N            admin API port: /resources /config /problems, plus /healthz /readyz /metrics (env ADMIN_PORT; default 9901)
@@ -80,7 +99,8 @@ ${LIMIT_FLAGS.map((f) => `  ${`${f.flag} ${f.unit === 'bytes' ? 'SIZE' : f.unit 
   --request-metrics on|off  per-route request counters and histograms in /metrics (env REQUEST_METRICS; default on)
   --otlp-endpoint URL       export a span per request over OTLP/HTTP JSON, e.g. http://collector:4318 (env OTEL_EXPORTER_OTLP_ENDPOINT)
   --trace-sample-ratio R    share of new traces sampled, 0..1; an incoming traceparent's flag wins (env OTEL_TRACES_SAMPLER_ARG; default 1)
-  -h, --help                show this help`
+  -h, --help                show this help
+  --version                 print the version and the git revision it was built from, then exit`
 
 const FLAGS: Record<string, keyof CliOptions> = {
   '--config-dir': 'configDir',

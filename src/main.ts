@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 /** Entry point: read flags and environment, start Portico, stop cleanly on SIGTERM/SIGINT. */
-import { parseCli, readAdminTokenFile, UsageError, USAGE, type CliOptions } from './cli.ts'
+import { parseCli, readAdminTokenFile, UsageError, USAGE, versionLine, type CliOptions } from './cli.ts'
 import { createLogger } from './telemetry/logger.ts'
 
 /** Bad flags, addresses or token files: one line on stderr, exit code 2, before anything starts. */
@@ -16,6 +16,10 @@ function usageCheck<T>(f: () => T): T {
 
 // Subcommands (status, routes, describe, validate: src/commands.ts) run and exit; anything else starts the gateway.
 const first = process.argv[2]
+if (first === '--version') {
+  process.stdout.write(versionLine() + '\n')
+  process.exit(0)
+}
 if (first === 'status' || first === 'routes' || first === 'describe' || first === 'validate') {
   const { runCommand } = await import('./commands.ts')
   process.exit(await runCommand(process.argv.slice(2)))

@@ -8,7 +8,7 @@ import { KINDS, RESOURCE_KINDS } from '../../src/store/kinds.ts'
 const root = join(import.meta.dir, '../..')
 const deployDir = join(root, 'docker/deploy')
 const docs: any[] = readdirSync(deployDir)
-  .filter((f) => f.endsWith('.yaml'))
+  .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
   .sort()
   .flatMap((f) =>
     parseAllDocuments(readFileSync(join(deployDir, f), 'utf8')).map((d) => {
@@ -101,8 +101,13 @@ describe('docker/Dockerfile', () => {
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
 
   test('builds with the Bun version the project pins, compiles one binary, runs it as non-root', () => {
+    // the bases are build arguments (docker/build-image.sh passes local stand-ins); their defaults are the public images
+    const beforeFirstFrom = dockerfile.slice(0, dockerfile.search(/^FROM /m))
+    const args = Object.fromEntries([...beforeFirstFrom.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1], m[2]]))
+    expect(args).toEqual({ BUN_IMAGE: `oven/bun:${pkg.devDependencies.bun}`, RUNTIME_IMAGE: 'gcr.io/distroless/cc-debian12:nonroot' })
     const froms = [...dockerfile.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1])
-    expect(froms).toEqual([`oven/bun:${pkg.devDependencies.bun}`, 'gcr.io/distroless/cc-debian12:nonroot'])
+    expect(froms).toEqual(['${BUN_IMAGE}', '${RUNTIME_IMAGE}'])
+    for (const label of ['source', 'version', 'revision']) expect(dockerfile).toContain(`org.opencontainers.image.${label}=`)
     expect(dockerfile).toMatch(/bun build --compile .*src\/main\.ts src\/worker\.ts --outfile \/out\/portico/)
     expect(dockerfile).toMatch(/^USER 65532:65532$/m)
     expect(dockerfile).toMatch(/^HEALTHCHECK NONE$/m)

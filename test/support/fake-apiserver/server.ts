@@ -70,7 +70,9 @@ class ApiError extends Error {
 const encoder = new TextEncoder()
 const clone = <T>(v: T): T => structuredClone(v)
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z')
-const BUILT_IN_GROUPS = ['', 'discovery.k8s.io', 'coordination.k8s.io']
+// groups compiled into kube-apiserver (strategic merge patch, lists without apiVersion/kind); the
+// last five are served only when a test asks for them (test/kubernetes/deploy-apply.test.ts)
+const BUILT_IN_GROUPS = ['', 'discovery.k8s.io', 'coordination.k8s.io', 'apps', 'rbac.authorization.k8s.io', 'policy', 'networking.k8s.io', 'apiextensions.k8s.io']
 const PRECREATED_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease']
 
 export class FakeApiServer {

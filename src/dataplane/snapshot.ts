@@ -19,6 +19,7 @@ import { buildPool, type RuntimePool } from './upstream/pool.ts'
 import { usesHttp1Client } from './http/http1-forward.ts'
 import { dnsNamesOf, withinListener } from './http/tls/sni-names.ts'
 import { endpointKey, type EndpointRegistry } from './upstream/registry.ts'
+import { compileComposite, compositePoolKeys, type CompositePlan } from './composite/plan.ts'
 
 export interface Plan {
   readonly revision: number
@@ -120,6 +121,8 @@ export interface BackendChoice {
   readonly chain: Chain
   readonly requestFilters: readonly RequestHook[]
   readonly responseFilters: readonly ResponseHook[]
+  /** A Composite backendRef (src/dataplane/composite): served by calling its members; `pool` is undefined. */
+  readonly composite?: CompositePlan
 }
 
 export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
@@ -255,6 +258,7 @@ function poolKeysOf(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | unde
   if (rule.action.kind === 'forward')
     for (const b of rule.action.backends) {
       if (b.target) keys.push(b.target.pool)
+      if (b.composite) keys.push(...compositePoolKeys(b.composite))
       mirrors(b.filters)
     }
   return keys
@@ -388,13 +392,15 @@ function compileChoice(backend: WeightedBackend, id: string, ctx: CompileContext
   const pool = shared && variant ? variant(shared) : shared
   const invalid = backend.invalid ?? (backend.target && !pool ? `pool ${backend.target.pool} not in snapshot` : undefined)
   const chain = compileChain(filterFeatures(backend.filters, id), ctx)
+  const composite = backend.composite && !backend.invalid ? compileComposite(backend.composite, ctx.pools, variant) : undefined
   return {
     weight: backend.weight,
     pool: invalid ? undefined : pool,
-    invalid: invalid ?? (pool ? undefined : 'no backend target'),
+    invalid: invalid ?? (pool || composite ? undefined : 'no backend target'),
     chain,
     requestFilters: chain.request,
     responseFilters: chain.response,
+    ...(composite ? { composite } : {}),
   }
 }
 

@@ -165,6 +165,8 @@ export interface WeightedBackend {
    * plaintext); Passthrough ignores it.
    */
   readonly backendTls?: BackendTls | { readonly invalid: string }
+  /** A Composite backendRef (gateway.portico.dev): members called together, answers merged (src/dataplane/composite). */
+  readonly composite?: CompositeIr
 }
 
 export interface BackendTarget {
@@ -213,6 +215,50 @@ export interface SessionPersistence {
   readonly type: 'Cookie' | 'Header'
   readonly name: string
   readonly absoluteTimeoutMs?: number
+}
+
+// ---------------------------------------------------------------- Composite (aggregation)
+
+/** A Composite (gateway.portico.dev/v1alpha1) resolved: what src/dataplane/composite runs. */
+export interface CompositeIr {
+  /** "composite/<ns>/<name>": the metric label and sticky-session identity. */
+  readonly id: string
+  /** Overall deadline (ms) for every member together. */
+  readonly timeoutMs: number
+  /** Two members set the same top-level key: 502 naming it (Error), or the first / last member's value. */
+  readonly onConflict: 'Error' | 'First' | 'Last'
+  /** Status of an answer missing an optional member. */
+  readonly partialStatus: 200 | 206
+  /** Names for `{param}` in member paths, from the incoming path ("/profile/{id}"); absent: query parameters only. */
+  readonly pathPattern?: string
+  /** In declared order: the merge order. */
+  readonly members: readonly CompositeMemberIr[]
+}
+
+export interface CompositeMemberIr {
+  /** The member label in errors, metrics and spans: `name`, else the backendRef's name. */
+  readonly name: string
+  /** Key into Snapshot.pools; absent when the backendRef did not resolve (the member always fails). */
+  readonly pool?: string
+  readonly invalid?: string
+  /** Path (and query) template: "/users/{id}", "/orders?user={id}". */
+  readonly path: string
+  /** Absent: the client's method. */
+  readonly method?: string
+  /** Own deadline inside the overall one (ms). */
+  readonly timeoutMs?: number
+  readonly required: boolean
+  /** Dot path to unwrap before shaping ("data"). */
+  readonly target?: string
+  /** Fields kept / removed (dot paths). */
+  readonly allow?: readonly string[]
+  readonly deny?: readonly string[]
+  /** Top-level renames, [from, to], in declared order. */
+  readonly mapping?: readonly (readonly [string, string])[]
+  /** Nest the member's JSON under this key. */
+  readonly group?: string
+  /** Send (part of) the client's JSON body: `allow` empty = all of it. Absent: no body. */
+  readonly requestBody?: { readonly allow: readonly string[] }
 }
 
 // ---------------------------------------------------------------- L4

@@ -79,7 +79,8 @@ function checksOf(rule: HttpRule): RuleCheck[] {
 function checkTarget(b: WeightedBackend, where: string, out: RuleCheck[]): void {
   if (!Number.isInteger(b.weight) || b.weight < 0) out.push(`${where}: weight ${b.weight} must be a non-negative integer`)
   if (b.target) out.push({ pool: b.target.pool, problem: `${where}: pool ${b.target.pool} is not defined` })
-  if (!b.target && !b.invalid) out.push(`${where}: backend has neither a target nor an invalid reason`)
+  if (!b.target && !b.invalid && !b.composite) out.push(`${where}: backend has neither a target nor an invalid reason`)
+  for (const m of b.composite?.members ?? []) if (m.pool) out.push({ pool: m.pool, problem: `${where}: composite member pool ${m.pool} is not defined` })
   b.filters.forEach((f) => checkFilter(f, where, out))
 }
 

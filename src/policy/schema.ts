@@ -9,7 +9,7 @@
  * supported, rather than the field vanishing silently.
  */
 
-export type Schema = ObjectSchema | StringSchema | IntegerSchema | BooleanSchema | ArraySchema | QuantitySchema | UnsupportedSchema
+export type Schema = ObjectSchema | StringSchema | IntegerSchema | BooleanSchema | ArraySchema | QuantitySchema | UnsupportedSchema | MapSchema
 
 interface Common {
   readonly description?: string
@@ -66,6 +66,12 @@ export interface QuantitySchema extends Common {
 /** Envoy Gateway's pattern for quantities (e.g. compression's minContentLength). */
 export const QUANTITY_PATTERN = '^[1-9]+[0-9]*([EPTGMK]i|[EPTGMk])?$'
 
+/** A map with free keys and values of one schema (CRD additionalProperties), e.g. a field rename table. */
+export interface MapSchema extends Common {
+  readonly type: 'map'
+  readonly values: Schema
+}
+
 export interface UnsupportedSchema extends Common {
   readonly type: 'unsupported'
 }
@@ -82,6 +88,7 @@ export const boolean = (extra: Omit<BooleanSchema, 'type'> = {}): BooleanSchema 
 export const array = (items: Schema, extra: Omit<ArraySchema, 'type' | 'items'> = {}): ArraySchema => ({ type: 'array', items, ...extra })
 export const duration = (description?: string): StringSchema => ({ type: 'string', duration: true, pattern: DURATION_PATTERN, ...(description ? { description } : {}) })
 export const quantity = (description?: string): QuantitySchema => ({ type: 'quantity', ...(description ? { description } : {}) })
+export const map = (values: Schema, extra: Omit<MapSchema, 'type' | 'values'> = {}): MapSchema => ({ type: 'map', values, ...extra })
 export const unsupported = (description?: string): UnsupportedSchema => ({ type: 'unsupported', ...(description ? { description } : {}) })
 
 /** Exactly one of these fields is set (a Rule in both forms). */
@@ -153,6 +160,10 @@ export function validate(schema: Schema, value: unknown, path: string, out: Sche
         if (!Number.isInteger(value) || value < 0) fail('must be a non-negative integer or a quantity such as "2Ki"')
       } else if (typeof value !== 'string' || !new RegExp(QUANTITY_PATTERN).test(value)) fail(`${JSON.stringify(value)} must be an integer or a quantity such as "2Ki"`)
       break
+    case 'map':
+      if (!isMap(value)) return fail('must be a map'), out
+      for (const [k, v] of Object.entries(value)) validate(schema.values, v, `${path}.${k}`, out)
+      break
     case 'array':
       if (!Array.isArray(value)) return fail('must be a list'), out
       if (schema.minItems !== undefined && value.length < schema.minItems) fail(`must have at least ${schema.minItems} item(s)`)
@@ -195,6 +206,8 @@ export function toOpenApi(schema: Schema): Record<string, unknown> {
     }
     case 'boolean':
       return { ...d, type: 'boolean' }
+    case 'map':
+      return { ...d, type: 'object', additionalProperties: toOpenApi(schema.values) }
     case 'quantity':
       return { ...d, anyOf: [{ type: 'integer' }, { type: 'string' }], pattern: QUANTITY_PATTERN, 'x-kubernetes-int-or-string': true }
     case 'array': {

@@ -70,6 +70,8 @@ export const RESOURCE_KINDS = [
   gw('ReferenceGrant', 'referenceGrants', 'referencegrants', 'world'),
   gw('BackendTLSPolicy', 'backendTLSPolicies', 'backendtlspolicies', 'world', 'ancestors'),
   ...POLICY_CRDS.map((c) => ({ kind: c.kind, group: POLICY_GROUP, namespaced: true, view: c.view, plural: c.plural, role: 'world', status: 'ancestors' }) as const),
+  // a backendRef kind (src/translate/composite.ts): members called together, answers merged
+  { kind: 'Composite', group: POLICY_GROUP, namespaced: true, view: 'composites', plural: 'composites', role: 'world', status: 'own' },
   { kind: 'Service', group: '', namespaced: true, view: 'services', plural: 'services', role: 'world' },
   { kind: 'EndpointSlice', group: 'discovery.k8s.io', namespaced: true, view: 'endpointSlices', plural: 'endpointslices', role: 'endpoints' },
   { kind: 'Secret', group: '', namespaced: true, view: 'secrets', plural: 'secrets', role: 'world' },

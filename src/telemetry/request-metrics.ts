@@ -195,6 +195,22 @@ export class RequestMetrics {
     this.retries.set(key, (this.retries.get(key) ?? 0) + 1)
   }
 
+  /**
+   * Composite member calls (src/dataplane/composite), by label text: [count, durSum, ...buckets].
+   * Labels come from the Composite (its id and member names) and a fixed outcome set.
+   */
+  readonly members = new Map<string, number[]>()
+
+  /** One member call of a Composite: outcome ok, error, timeout, not_json or unavailable. */
+  member(composite: string, member: string, outcome: string, seconds: number): void {
+    const key = `composite="${esc(composite)}",member="${esc(member)}",outcome="${outcome}"`
+    let m = this.members.get(key)
+    if (!m) this.members.set(key, (m = new Array<number>(NB + 3).fill(0)))
+    m[0]!++
+    m[1]! += seconds
+    m[2 + bucketOf(seconds)]!++
+  }
+
   stream(kind: string, labels: string): StreamCounters {
     const key = `${kind}|${labels}`
     let s = this.streams.get(key)
@@ -212,7 +228,7 @@ export class RequestMetrics {
     }
     const streams: [string, number, number, number, number, number][] = []
     for (const [key, s] of this.streams) streams.push([key, s.opened, s.closed, s.bytesIn, s.bytesOut, s.messages])
-    return { sets, streams, retries: [...this.retries], grpc: [...this.grpc].map(([k, [n, sum]]) => [k, n, sum] as [string, number, number]) }
+    return { sets, streams, retries: [...this.retries], grpc: [...this.grpc].map(([k, [n, sum]]) => [k, n, sum] as [string, number, number]), members: [...this.members].map(([k, v]) => [k, [...v]] as [string, number[]]) }
   }
 }
 
@@ -223,6 +239,7 @@ export interface MetricsExport {
   readonly streams: readonly [string, number, number, number, number, number][]
   readonly retries?: readonly [string, number][]
   readonly grpc?: readonly [string, number, number][]
+  readonly members?: readonly [string, number[]][]
 }
 
 /** This process's request metrics (each worker thread has its own module instance). */
@@ -350,6 +367,7 @@ export function renderRequestMetrics(all: readonly MetricsExport[]): string {
   let out = ''
   out += `# HELP portico_http_retries_total Upstream attempts repeated per the rule's retry policy\n# TYPE portico_http_retries_total counter\n`
   for (const [k, n] of retries) out += `portico_http_retries_total{${k}} ${n}\n`
+  out += renderMembers(all)
   out += `# HELP portico_http_requests_total HTTP requests answered, by route, backend, method and status code\n# TYPE portico_http_requests_total counter\n${requests}`
   out += `# HELP portico_http_request_duration_seconds Time from the request head to the last response byte\n# TYPE portico_http_request_duration_seconds histogram\n${duration}`
   out += `# HELP portico_upstream_request_duration_seconds Time from the request sent upstream to the backend's last response byte\n# TYPE portico_upstream_request_duration_seconds histogram\n${upstream}`
@@ -397,6 +415,28 @@ export function renderRequestMetrics(all: readonly MetricsExport[]): string {
     }
   }
   return out
+}
+
+/** Composite member calls: a counter and a latency histogram per (composite, member, outcome). */
+function renderMembers(all: readonly MetricsExport[]): string {
+  const merged = new Map<string, number[]>()
+  for (const ex of all)
+    for (const [k, v] of ex.members ?? []) {
+      const m = merged.get(k)
+      if (!m) merged.set(k, [...v])
+      else for (let i = 0; i < v.length; i++) m[i]! += v[i]!
+    }
+  if (merged.size === 0) return ''
+  let count = ''
+  let dur = ''
+  for (const [labels, v] of merged) {
+    count += `portico_composite_member_requests_total{${labels}} ${v[0]}\n`
+    dur += histogram('portico_composite_member_duration_seconds', labels, v.slice(2), v[1]!, v[0]!)
+  }
+  return (
+    `# HELP portico_composite_member_requests_total Calls to Composite members, by composite, member and outcome (ok, error, timeout, not_json, unavailable)\n# TYPE portico_composite_member_requests_total counter\n${count}` +
+    `# HELP portico_composite_member_duration_seconds Time from a Composite member call to its whole answer\n# TYPE portico_composite_member_duration_seconds histogram\n${dur}`
+  )
 }
 
 function streamHelp(kind: string, name: string): string {

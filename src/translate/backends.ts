@@ -142,6 +142,11 @@ export class Backends {
     this.#memo = memo
   }
 
+  /** The translation's lookup tables (Composite resolution reads the view through it). */
+  get context(): Context {
+    return this.#ctx
+  }
+
   /** Runs `fn` with resolve()'s effects recorded instead of applied; returns them. */
   recording(fn: () => void): BackendEffect[] {
     const log: BackendEffect[] = []
@@ -169,14 +174,15 @@ export class Backends {
    * Resolves one backendRef of a route (or a mirror filter). `register` records the pool as
    * used; pass false to validate only (e.g. weight-0 refs still get status).
    */
-  resolve(route: K8sObject, ref: Record<string, unknown>, use: PoolUse, gateways: readonly string[], register = true): BackendResolution {
+  resolve(route: K8sObject, ref: Record<string, unknown>, use: PoolUse, gateways: readonly string[], register = true, fromGroup: string = GATEWAY_GROUP): BackendResolution {
     const routeNs = nsOf(route)
     const group = str(ref.group) ?? ''
     const kind = str(ref.kind) ?? 'Service'
     const name = str(ref.name) ?? ''
     const ns = str(ref.namespace) ?? routeNs
     if (group !== '' || kind !== 'Service') return { problem: { reason: REASON.InvalidKind, message: `backendRef kind ${group ? `${group}/` : ''}${kind} is not supported` } }
-    if (!isReferenceAllowed({ group: GATEWAY_GROUP, kind: route.kind, namespace: routeNs }, { group: '', kind: 'Service', namespace: ns, name }, this.#ctx.view.referenceGrants))
+    // `route` may be another referrer (a Composite, group gateway.portico.dev): grants name its group
+    if (!isReferenceAllowed({ group: fromGroup, kind: route.kind, namespace: routeNs }, { group: '', kind: 'Service', namespace: ns, name }, this.#ctx.view.referenceGrants))
       return { problem: { reason: REASON.RefNotPermitted, message: `backendRef to Service ${ns}/${name} is not permitted by any ReferenceGrant` } }
     const service = this.#ctx.service(ns, name)
     if (!service) return { problem: { reason: REASON.BackendNotFound, message: `Service ${ns}/${name} not found` } }

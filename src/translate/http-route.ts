@@ -12,6 +12,7 @@ import { generationOf, nsOf } from './context.ts'
 import { parseDuration } from './duration.ts'
 import { parseByteSize } from './byte-size.ts'
 import { translateFilters, type FilterEnv } from './filters.ts'
+import { isCompositeRef, resolveComposite } from './composite.ts'
 import { wantsStripPath, withStripPath } from './compat.ts'
 import type { RankedRule } from './precedence.ts'
 import { COND, REASON } from './reasons.ts'
@@ -208,7 +209,18 @@ function translateBackends(rule: Json, env: FilterEnv, problems: string[]): { ac
     if (filters.needsPrefixMatch) needsPrefixMatch = true
     // weight 0 (or a redirect instead of forwarding): no traffic to this backend, but the
     // reference is still validated for status
-    const r = env.backends.resolve(env.route, ref, 'http', env.gateways, env.register && weight > 0 && !filters.redirect)
+    const register = env.register && weight > 0 && !filters.redirect
+    if (isCompositeRef(ref)) {
+      // gateway.portico.dev Composite: members called together (translate/composite.ts)
+      const c = resolveComposite(env.route, ref, env.backends, env.gateways, register)
+      if ('problem' in c) env.refProblems.push(c.problem)
+      else env.refProblems.push(...c.problems)
+      if (weight === 0) continue
+      if (filters.redirect) redirects.push(filters.redirect)
+      choices.push('problem' in c ? { weight, invalid: c.problem.message, filters: [] } : { weight, composite: c.composite, filters: filters.filters as HttpFilter[] })
+      continue
+    }
+    const r = env.backends.resolve(env.route, ref, 'http', env.gateways, register)
     if ('problem' in r && !r.problem.silent) env.refProblems.push(r.problem)
     if (weight === 0) continue
     if (filters.redirect) redirects.push(filters.redirect)

@@ -5,6 +5,7 @@ import { PolicyIndex } from '../policy/attach.ts'
 import { applyBackendTlsPolicies } from './backend-tls.ts'
 import { Backends } from './backends.ts'
 import { Context } from './context.ts'
+import { compositeStatuses } from './composite.ts'
 import { buildGateways, gatewayClasses, gatewayStatus, listenerSetStatus, type GatewayState } from './gateway.ts'
 import { applyOutcome, grpcRouteOutcome, httpRouteOutcome, l4RouteOutcome, type OutcomeSink } from './route-outcome.ts'
 import { buildHttpPorts, buildL4Ports, programmedListeners, virtualHostsFrom, type HttpContribution, type L4Contribution } from './snapshot.ts'
@@ -39,6 +40,7 @@ export function translate(view: ResourceView, opts: TranslateOptions): Translate
     for (const s of g.listenerSets ?? []) status[keyOf(s.set)] = listenerSetStatus(s)
   }
   finishPolicies()
+  compositeStatuses(backends, status)
   policies.writeStatus(view, byKey, ctx.opts.controllerName, status)
 
   return {

@@ -24,6 +24,7 @@ import { PolicyIndex } from '../policy/attach.ts'
 import { applyBackendTlsPolicies } from './backend-tls.ts'
 import { Backends, PoolMemo } from './backends.ts'
 import { Context } from './context.ts'
+import { compositeStatuses } from './composite.ts'
 import { buildGateways, gatewayClasses, gatewayStatus, listenerSetStatus, type GatewayState, type ListenerState } from './gateway.ts'
 import { grpcRouteOutcome, httpRouteOutcome, l4RouteOutcome, type RouteOutcome } from './route-outcome.ts'
 import { buildHttpPorts, buildL4Ports, programmedListeners } from './snapshot.ts'
@@ -119,6 +120,7 @@ export class Translator {
       for (const s of g.listenerSets ?? []) status[keyOf(s.set)] = listenerSetStatus(s)
     }
     finishPolicies()
+    compositeStatuses(backends, status)
     policies.writeStatus(view, world.byKey, ctx.opts.controllerName, status)
 
     const listeners = world.listeners

@@ -19,6 +19,7 @@ import type { HttpLimits } from './limits.ts'
 import { BodyGuard } from './request-guard.ts'
 import { forwardWithLimits } from './guarded-forward.ts'
 import type { WebSocketUpgrader } from './websocket.ts'
+import { serveComposite } from '../composite/serve.ts'
 
 export interface Connection {
   readonly clientIp: string
@@ -89,6 +90,7 @@ async function serveRequest(req: Request, port: PortPlan, conn: Connection, deps
         return local(obs, finishLocal(state, action.respond(state), route.responseFilters))
       case 'forward': {
         const choice = chooseBackend(action)
+        if (choice?.composite) return await composite(choice, state, route, deps, conn, obs)
         if (!choice || !choice.pool) {
           deps.logger.debug('invalid backend', { route: route.id, reason: choice?.invalid ?? 'all weights are zero' })
           return errorResponse(500, 'invalid backend')
@@ -115,6 +117,19 @@ async function serveRequest(req: Request, port: PortPlan, conn: Connection, deps
     deps.logger.error('request failed', { port: conn.listenerPort, error: String(err) })
     return errorResponse(500, 'internal error')
   }
+}
+
+/** A Composite backendRef: its backendRef filters, then the members (src/dataplane/composite/serve.ts). */
+async function composite(choice: BackendChoice, state: RequestState, route: RoutePlan, deps: ProxyDeps, conn: Connection, obs: PipelineObs | undefined): Promise<Response> {
+  if (conn.upgradeWebSocket) return errorResponse(400, 'a Composite backend does not take WebSocket upgrades')
+  if (choice.requestFilters.length > 0) {
+    let verdict: Verdict | Promise<Verdict> = runRequestHooks(choice.requestFilters, state)
+    if (verdict instanceof Promise) verdict = await verdict
+    if (verdict) return local(obs, finishLocal(state, replyResponse(verdict), route.responseFilters))
+  }
+  if (obs) obs.tUp = performance.now()
+  const res = await serveComposite(choice.composite!, state, route, deps, obs?.span)
+  return finishLocal(state, finishLocal(state, res, choice.responseFilters), route.responseFilters)
 }
 
 function forwardOn(

@@ -20,6 +20,7 @@ import { usesHttp1Client } from './http/http1-forward.ts'
 import { dnsNamesOf, withinListener } from './http/tls/sni-names.ts'
 import { endpointKey, type EndpointRegistry } from './upstream/registry.ts'
 import { compileComposite, compositePoolKeys, type CompositePlan } from './composite/plan.ts'
+import { compileSticky, type StickyPlan } from './http/sticky.ts'
 
 export interface Plan {
   readonly revision: number
@@ -110,6 +111,8 @@ export interface ForwardPlan {
   /** Running sums of weights, for one random draw per request. */
   readonly cumulative: readonly number[]
   readonly totalWeight: number
+  /** sessionPersistence with several backendRefs: the client is pinned to its variant (http/sticky.ts). */
+  readonly sticky?: StickyPlan
 }
 
 export interface BackendChoice {
@@ -316,8 +319,9 @@ function compileRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | und
     backendTimeoutMs: positive(rule.timeouts?.backendRequestMs),
     timeoutDisabled: rule.timeouts?.requestMs === 0,
     retry,
-    direct: headOnly && retry === undefined && isDirectAction(action, (pool) => usesHttp1Client(pool) && pool.cookie === undefined),
-    directWebSocket: headOnly && isDirectAction(action, (pool) => (pool.ir.protocol === 'http' || pool.ir.protocol === 'ws') && pool.tls === undefined),
+    // a sticky variant choice reads and sets the session cookie: the pipeline's job (handler.ts)
+    direct: headOnly && retry === undefined && !sticky(action) && isDirectAction(action, (pool) => usesHttp1Client(pool) && pool.cookie === undefined),
+    directWebSocket: headOnly && !sticky(action) && isDirectAction(action, (pool) => (pool.ir.protocol === 'http' || pool.ir.protocol === 'ws') && pool.tls === undefined),
   }
 }
 
@@ -361,6 +365,10 @@ export function retryPlan(retry: HttpRetry): RetryPlan {
 
 const ALL_FAILURES: ReadonlySet<string> = new Set(['refused', 'reset', 'timeout'])
 
+function sticky(action: ActionPlan): boolean {
+  return action.kind === 'forward' && action.sticky !== undefined
+}
+
 function isDirectAction(action: ActionPlan, poolOk: (pool: RuntimePool) => boolean): boolean {
   if (action.kind !== 'forward' || action.totalWeight <= 0) return false
   return action.choices.every((c) => c.pool !== undefined && poolOk(c.pool) && c.chain.entries.length === 0)
@@ -382,6 +390,8 @@ function compileAction(rule: HttpRule, ctx: CompileContext, variant?: (base: Run
         total += Math.max(0, choice.weight)
         cumulative.push(total)
       }
+      const session = rule.sessionPersistence
+      if (session && choices.length > 1) return { kind: 'forward', choices, cumulative, totalWeight: total, sticky: compileSticky(session, action.backends) }
       return { kind: 'forward', choices, cumulative, totalWeight: total }
     }
   }
@@ -406,12 +416,18 @@ function compileChoice(backend: WeightedBackend, id: string, ctx: CompileContext
 
 /** One random draw over the weights; zero-weight choices are never picked. Undefined when all weights are 0. */
 export function chooseBackend(plan: ForwardPlan): BackendChoice | undefined {
+  const i = chooseIndex(plan)
+  return i === undefined ? undefined : plan.choices[i]
+}
+
+/** chooseBackend's draw, as an index into plan.choices. */
+export function chooseIndex(plan: ForwardPlan): number | undefined {
   if (plan.totalWeight <= 0) return undefined
-  if (plan.choices.length === 1) return plan.choices[0]
+  if (plan.choices.length === 1) return 0
   const draw = Math.random() * plan.totalWeight
   const cumulative = plan.cumulative
-  for (let i = 0; i < cumulative.length; i++) if (draw < cumulative[i]!) return plan.choices[i]
-  return plan.choices[plan.choices.length - 1]
+  for (let i = 0; i < cumulative.length; i++) if (draw < cumulative[i]!) return i
+  return plan.choices.length - 1
 }
 
 function positive(ms: number | undefined): number | undefined {

@@ -4,7 +4,8 @@
  * the backend's filters → proxy). Reads the plan once.
  */
 import type { BackendChoice, PortPlan, RoutePlan } from '../snapshot.ts'
-import { chooseBackend } from '../snapshot.ts'
+import { chooseBackend, chooseIndex, type ForwardPlan } from '../snapshot.ts'
+import { assignHook, pinnedIndex } from './sticky.ts'
 import { normalizeHost } from './match.ts'
 import { RequestState } from './context.ts'
 import { runRequestHooks, type Chain, type ResponseHook } from './chain.ts'
@@ -89,8 +90,12 @@ async function serveRequest(req: Request, port: PortPlan, conn: Connection, deps
       case 'redirect':
         return local(obs, finishLocal(state, action.respond(state), route.responseFilters))
       case 'forward': {
-        const choice = chooseBackend(action)
-        if (choice?.composite) return await composite(choice, state, route, deps, conn, obs)
+        let choice: BackendChoice | undefined
+        // sessionPersistence: the variant the client was pinned to, else a weighted draw it is pinned to from now on
+        let assign: ResponseHook | undefined
+        if (action.sticky) [choice, assign] = stickyChoice(action, state)
+        else choice = chooseBackend(action)
+        if (choice?.composite) return await composite(choice, state, route, deps, conn, obs, assign)
         if (!choice || !choice.pool) {
           deps.logger.debug('invalid backend', { route: route.id, reason: choice?.invalid ?? 'all weights are zero' })
           return errorResponse(500, 'invalid backend')
@@ -107,7 +112,7 @@ async function serveRequest(req: Request, port: PortPlan, conn: Connection, deps
           if ((telemetry.log !== undefined || obs.span !== undefined) && state.generateRequestId && state.requestId === undefined) state.setUpstreamHeader('x-request-id', crypto.randomUUID())
         }
         if (choice.pool.members.length === 0) return errorResponse(503, 'no healthy upstream')
-        const responseFilters = [route.responseFilters, choice.responseFilters]
+        const responseFilters = assign ? [route.responseFilters, choice.responseFilters, [assign]] : [route.responseFilters, choice.responseFilters]
         if (conn.upgradeWebSocket) return await conn.upgradeWebSocket(state, route, choice.pool, responseFilters, port)
         if (route.chain.bodies.length > 0) return await wrapBodies(route.chain, state, await forwardOn(req, state, route, choice.pool, responseFilters, deps, conn, body?.guard))
         return await forwardOn(req, state, route, choice.pool, responseFilters, deps, conn, body?.guard)
@@ -120,7 +125,7 @@ async function serveRequest(req: Request, port: PortPlan, conn: Connection, deps
 }
 
 /** A Composite backendRef: its backendRef filters, then the members (src/dataplane/composite/serve.ts). */
-async function composite(choice: BackendChoice, state: RequestState, route: RoutePlan, deps: ProxyDeps, conn: Connection, obs: PipelineObs | undefined): Promise<Response> {
+async function composite(choice: BackendChoice, state: RequestState, route: RoutePlan, deps: ProxyDeps, conn: Connection, obs: PipelineObs | undefined, assign: ResponseHook | undefined): Promise<Response> {
   if (conn.upgradeWebSocket) return errorResponse(400, 'a Composite backend does not take WebSocket upgrades')
   if (choice.requestFilters.length > 0) {
     let verdict: Verdict | Promise<Verdict> = runRequestHooks(choice.requestFilters, state)
@@ -129,7 +134,19 @@ async function composite(choice: BackendChoice, state: RequestState, route: Rout
   }
   if (obs) obs.tUp = performance.now()
   const res = await serveComposite(choice.composite!, state, route, deps, obs?.span)
+  if (assign) assign(state, res.headers, res.status)
   return finishLocal(state, finishLocal(state, res, choice.responseFilters), route.responseFilters)
+}
+
+/** The pinned variant when the client's session names one still in the rule; else a new draw and the hook that pins it. */
+function stickyChoice(action: ForwardPlan, state: RequestState): [BackendChoice | undefined, ResponseHook | undefined] {
+  const sticky = action.sticky!
+  const now = Date.now()
+  const pinned = pinnedIndex(sticky, state, now)
+  if (pinned !== undefined) return [action.choices[pinned], undefined]
+  const drawn = chooseIndex(action)
+  if (drawn === undefined) return [undefined, undefined]
+  return [action.choices[drawn], assignHook(sticky, drawn, now)]
 }
 
 function forwardOn(

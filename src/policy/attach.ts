@@ -82,8 +82,9 @@ interface RouteAttachments {
   readonly rules: Map<string, Map<string, Winner>>
 }
 
-const ROUTE_LISTS: Readonly<Record<string, 'httpRoutes' | 'tcpRoutes' | 'tlsRoutes' | 'udpRoutes'>> = {
+const ROUTE_LISTS: Readonly<Record<string, 'httpRoutes' | 'grpcRoutes' | 'tcpRoutes' | 'tlsRoutes' | 'udpRoutes'>> = {
   HTTPRoute: 'httpRoutes',
+  GRPCRoute: 'grpcRoutes',
   TCPRoute: 'tcpRoutes',
   TLSRoute: 'tlsRoutes',
   UDPRoute: 'udpRoutes',
@@ -142,7 +143,8 @@ function translateEntry(kind: PolicyKind, policy: K8sObject, view: ResourceView,
 function unsupportedOn(f: Feature, targetKind: string): string | undefined {
   if (f.scope === 'l4route') return targetKind === 'TCPRoute' || targetKind === 'TLSRoute' ? undefined : `${f.name} applies to TCPRoute and TLSRoute targets only`
   if (f.scope === 'connection') return targetKind === 'Gateway' ? undefined : `${f.name} applies to Gateway targets only`
-  if (targetKind === 'Gateway' || targetKind === 'HTTPRoute') return undefined
+  // a gRPC call is an HTTP/2 request: every request feature applies to GRPCRoute as to HTTPRoute
+  if (targetKind === 'Gateway' || targetKind === 'HTTPRoute' || targetKind === 'GRPCRoute') return undefined
   // BackendTrafficPolicy backend features reach the pools of TCPRoute and TLSRoute rules too
   // (UDPRoute: load balancing only); everything else acts on HTTP requests.
   if (targetKind === 'TCPRoute' || targetKind === 'TLSRoute') return (L4_FEATURES as readonly string[]).includes(f.name) ? undefined : `${f.name} acts on HTTP requests only: it applies to Gateway and HTTPRoute targets, not to ${targetKind}`

@@ -27,12 +27,15 @@ export interface EchoAnswer {
 export interface EchoBackend {
   readonly name: string
   readonly port: number
+  /** Download messages written so far (accepted by grpc-js), and Upload/Bidi messages received. */
+  readonly stats: { sent: number; received: number }
   stop(): Promise<void>
 }
 
 /** A gRPC echo backend on 127.0.0.1 (h2c, or TLS when `tls` is given). */
 export async function startEchoBackend(name: string, tls?: { key: string; cert: string }): Promise<EchoBackend> {
   const server = new grpc.Server()
+  const stats = { sent: 0, received: 0 }
   const unary = (path: string) => (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
     const headers: Record<string, string> = {}
     for (const [k, v] of Object.entries(call.metadata.toJSON())) headers[k] = (v as (string | Buffer)[]).map(String).join(',')
@@ -63,6 +66,7 @@ export async function startEchoBackend(name: string, tls?: { key: string; cert: 
       // Echo every message back, pausing the input while the output is full.
       Bidi: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
         call.on('data', (m: Buffer) => {
+          stats.received++
           if (!call.write(m)) {
             call.pause()
             call.once('drain', () => call.resume())
@@ -74,6 +78,7 @@ export async function startEchoBackend(name: string, tls?: { key: string; cert: 
         let count = 0
         let bytes = 0
         call.on('data', (m: Buffer) => {
+          stats.received++
           count++
           bytes += m.length
         })
@@ -86,6 +91,7 @@ export async function startEchoBackend(name: string, tls?: { key: string; cert: 
         const pump = () => {
           while (sent < count) {
             sent++
+            stats.sent++
             if (!call.write(payload)) return void call.once('drain', pump)
           }
           call.end()
@@ -104,6 +110,7 @@ export async function startEchoBackend(name: string, tls?: { key: string; cert: 
   return {
     name,
     port,
+    stats,
     stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())).then(() => server.forceShutdown()),
   }
 }

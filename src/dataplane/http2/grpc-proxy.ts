@@ -215,8 +215,20 @@ class GrpcCall {
         up.close(NGHTTP2_CANCEL)
         return this.fail(grpcStatusForHttp(status), `upstream answered HTTP ${status}`)
       }
-      if (trailersOnlyAnswer) this.#status = Number(head['grpc-status'])
-      this.#respond(out, !trailersOnlyAnswer)
+      if (trailersOnlyAnswer) {
+        // One HEADERS frame with END_STREAM, as the backend sent it: gRPC clients read a status
+        // from a head only when it ends the stream.
+        this.#status = Number(head['grpc-status'])
+        this.#responded = true
+        up.resume()
+        try {
+          this.stream.respond(out, { endStream: true })
+        } catch {
+          // the client reset the stream meanwhile
+        }
+        return
+      }
+      this.#respond(out, true)
       up.pipe(this.stream)
     })
     up.on('trailers', (trailers: IncomingHttpHeaders) => {

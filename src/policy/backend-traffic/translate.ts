@@ -49,6 +49,6 @@ function features(spec: Record<string, any>): Feature[] | string {
 export const backendTrafficPolicy: PolicyTranslator = {
   kind: 'BackendTrafficPolicy',
   schema,
-  targetKinds: ['Gateway', 'HTTPRoute', 'TCPRoute', 'TLSRoute', 'UDPRoute'],
+  targetKinds: ['Gateway', 'HTTPRoute', 'GRPCRoute', 'TCPRoute', 'TLSRoute', 'UDPRoute'],
   features,
 }

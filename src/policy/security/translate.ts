@@ -383,7 +383,7 @@ function validCidr(c: string): boolean {
 export const securityPolicy: PolicyTranslator = {
   kind: 'SecurityPolicy',
   schema,
-  targetKinds: ['Gateway', 'HTTPRoute'],
+  targetKinds: ['Gateway', 'HTTPRoute', 'GRPCRoute'],
   features,
   failClosed: true,
 }

@@ -6,7 +6,8 @@
  * live across rebuilds; COLD=1 translates from scratch every round (translate(view, opts)).
  * CHANGE picks the change: route (default: one new route, the "new route → first 200" path),
  * endpoints (the upstream's EndpointSlice: pools only) or service (the upstream Service: a new
- * world, everything rebuilt).
+ * world, everything rebuilt). `total` is what a change waits for before it serves; the status
+ * map is merged after (the controller publishes it once the plan is live).
  *
  *   npx bun bench/profile-rebuild.ts                  # ROUTES=5000 ROUNDS=10 CHANGE=route
  *   npx bun --cpu-prof-md --cpu-prof-dir=/tmp/prof bench/profile-rebuild.ts
@@ -32,7 +33,7 @@ const translator = new Translator(opts)
 const translateView = process.env.COLD === '1' ? (view: ReturnType<typeof store.view>) => translate(view, opts) : (view: ReturnType<typeof store.view>) => translator.translate(view)
 compile(translateView(store.view()).ir, registry) // start-up build, untimed
 
-const phases: Record<string, number[]> = { view: [], translate: [], validate: [], compile: [], total: [] }
+const phases: Record<string, number[]> = { view: [], translate: [], validate: [], compile: [], total: [], 'status (after)': [] }
 for (let k = 0; k < ROUNDS; k++) {
   const change =
     CHANGE === 'endpoints' ? localService('upstream', 9090).replace('127.0.0.1', `127.0.0.${2 + k}`) : CHANGE === 'service' ? localService('upstream', 9090).replace('port: 80,', `port: 80, appProtocol: x${k},`) : prefixRoute(`new-${k}`, `/new-${k}`)
@@ -46,6 +47,9 @@ for (let k = 0; k < ROUNDS; k++) {
   const t3 = performance.now()
   compile(result.ir, registry)
   const t4 = performance.now()
+  // the controller reads the status map once the plan is live (merged on first read)
+  void result.status
+  phases['status (after)']!.push(performance.now() - t4)
   if (problems.length) throw new Error(problems.join("\n"))
   if (result.ir.http[0]?.listeners[0] === undefined) throw new Error("nothing attached: check the GatewayClass")
   phases.view!.push(t1 - t0)

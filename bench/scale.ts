@@ -10,7 +10,12 @@
  * a new route to its first 200 (p50/p99 over ROUNDS additions), and from editing one route in the
  * file that holds all of them to its first 200, with the errors the load saw.
  *
- *   npx bun bench/scale.ts              # SIZES=10,1000,5000 DURATION=5 ROUNDS=20 WORKERS=1
+ * POLICIES=1 attaches two policies to every route (a BackendTrafficPolicy with retries and a
+ * SecurityPolicy authorization that allows loopback), so the same figures show what per-route
+ * policies cost; the requests are still answered 200.
+ *
+ *   npx bun bench/scale.ts              # SIZES=10,1000,5000 DURATION=5 ROUNDS=20 WORKERS=1 POLICIES=0 BASE_PORT=21700
+ *   SIZES=10,10000 npx bun bench/scale.ts
  */
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -21,10 +26,14 @@ const SIZES = (process.env.SIZES ?? '10,1000,5000').split(',').map(Number)
 const DURATION = Number(process.env.DURATION ?? 5)
 const ROUNDS = Number(process.env.ROUNDS ?? 20)
 const WORKERS = Number(process.env.WORKERS ?? 1)
-const UPSTREAM_PORT = 21700
-const GATEWAY_PORT = 21701
-const ADMIN_PORT = 21702
+const POLICIES = process.env.POLICIES === '1'
+const BASE_PORT = Number(process.env.BASE_PORT ?? 21700)
+const UPSTREAM_PORT = BASE_PORT
+const GATEWAY_PORT = BASE_PORT + 1
+const ADMIN_PORT = BASE_PORT + 2
 const root = join(import.meta.dir, '..')
+/** Access log lines would go to this terminal: off unless ACCESS_LOG=on (as in bench/http.ts). */
+const ACCESS_LOG = process.env.ACCESS_LOG === 'on' ? 'on' : 'off'
 
 if (!Bun.which('wrk')) {
   console.error('wrk not found: apt-get install -y wrk')
@@ -32,6 +41,27 @@ if (!Bun.which('wrk')) {
 }
 
 const upstream = Bun.spawn([process.execPath, '-e', `Bun.serve({ port: ${UPSTREAM_PORT}, hostname: '127.0.0.1', fetch: () => new Response('hello from upstream!') })`], { stdout: 'ignore', stderr: 'inherit' })
+
+/** One route, with its two policies when POLICIES=1. */
+function route(name: string, prefix: string): string {
+  if (!POLICIES) return prefixRoute(name, prefix)
+  const target = `targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: ${name} }]`
+  return `${prefixRoute(name, prefix)}---
+apiVersion: gateway.portico.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: { name: ${name} }
+spec:
+  ${target}
+  retry: { numRetries: 2, retryOn: { triggers: [gateway-error, reset] } }
+---
+apiVersion: gateway.portico.dev/v1alpha1
+kind: SecurityPolicy
+metadata: { name: ${name} }
+spec:
+  ${target}
+  authorization: { defaultAction: Deny, rules: [{ name: loopback, action: Allow, principal: { clientCIDRs: [127.0.0.0/8] } }] }
+`
+}
 
 function writeAtomically(dir: string, name: string, text: string) {
   const tmp = join(dir, `.tmp-${name}`)
@@ -53,9 +83,9 @@ try {
   for (const n of SIZES) {
     const dir = mkdtempSync(join(tmpdir(), `portico-scale-${n}-`))
     writeFileSync(join(dir, 'base.yaml'), gatewayManifests(GATEWAY_PORT, UPSTREAM_PORT))
-    writeFileSync(join(dir, 'routes.yaml'), Array.from({ length: n }, (_, i) => prefixRoute(`r${i}`, `/r${i}`)).join('---\n'))
+    writeFileSync(join(dir, 'routes.yaml'), Array.from({ length: n }, (_, i) => route(`r${i}`, `/r${i}`)).join('---\n'))
     const t0 = performance.now()
-    const gw = Bun.spawn([process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--admin-port', String(ADMIN_PORT), '--workers', String(WORKERS), '--log-level', 'warn'], { stdout: 'inherit', stderr: 'inherit' })
+    const gw = Bun.spawn([process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--admin-port', String(ADMIN_PORT), '--workers', String(WORKERS), '--log-level', 'warn', '--access-log', ACCESS_LOG], { stdout: ACCESS_LOG === 'on' ? 'ignore' : 'inherit', stderr: 'inherit' })
     try {
       await waitFor(`http://127.0.0.1:${ADMIN_PORT}/readyz`, 600)
       const startupMs = performance.now() - t0
@@ -86,13 +116,13 @@ try {
         }
         const latencies: number[] = []
         for (let k = 0; k < ROUNDS; k++) {
-          latencies.push(await firstOk(() => writeAtomically(dir, `new-${k}.yaml`, prefixRoute(`new-${k}`, `/new-${k}`)), `/new-${k}/x`))
+          latencies.push(await firstOk(() => writeAtomically(dir, `new-${k}.yaml`, route(`new-${k}`, `/new-${k}`)), `/new-${k}/x`))
           await Bun.sleep(200)
         }
         // one route edited inside the file that holds all n: only its document is parsed again
         const edits: number[] = []
         for (let k = 0; k < ROUNDS; k++) {
-          const routes = Array.from({ length: n }, (_, i) => prefixRoute(`r${i}`, i === k ? `/edited-${k}` : `/r${i}`))
+          const routes = Array.from({ length: n }, (_, i) => route(`r${i}`, i === k ? `/edited-${k}` : `/r${i}`))
           edits.push(await firstOk(() => writeAtomically(dir, 'routes.yaml', routes.join('---\n')), `/edited-${k}/x`))
           await Bun.sleep(200)
         }
@@ -112,7 +142,7 @@ try {
       await gw.exited
     }
   }
-  console.log(`route scale, ${WORKERS} worker(s), wrk -t1 -c64 -d${DURATION}s to a route in the middle of the table`)
+  console.log(`route scale, ${WORKERS} worker(s)${POLICIES ? ', 2 policies on every route' : ''}, wrk -t1 -c64 -d${DURATION}s to a route in the middle of the table`)
   console.log('routes  startup ms  rebuild ms  RSS idle MiB  RSS after load   req/s   p99 ms  errors')
   for (const r of rows)
     console.log(`${String(r.routes).padStart(6)}  ${r.startupMs.toFixed(0).padStart(10)}  ${r.rebuildMs.toFixed(1).padStart(10)}  ${r.rssIdle.toFixed(0).padStart(12)}  ${r.rss.toFixed(0).padStart(14)}  ${r.rps.toFixed(0).padStart(7)}  ${r.p99.toFixed(2).padStart(7)}  ${r.errors}`)

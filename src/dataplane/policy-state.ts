@@ -9,6 +9,15 @@ import type { PolicyStateView } from '../policy/runtime.ts'
 
 export class PolicyStateRegistry implements PolicyStateView {
   readonly #states = new Map<string, object>()
+  #epoch = 0
+
+  /**
+   * Changes whenever a held state is dropped: until it changes, every state peek() returned stays
+   * the one held for its id (a new id gets a new state, but that never replaces one).
+   */
+  get epoch(): number {
+    return this.#epoch
+  }
 
   obtain<T extends object>(id: string, create: () => T): T {
     let state = this.#states.get(id)
@@ -26,7 +35,11 @@ export class PolicyStateRegistry implements PolicyStateView {
 
   /** Forget ids not in the live plan (called once a plan compiled). */
   retain(liveIds: ReadonlySet<string>): void {
-    for (const id of this.#states.keys()) if (!liveIds.has(id)) this.#states.delete(id)
+    for (const id of this.#states.keys())
+      if (!liveIds.has(id)) {
+        this.#states.delete(id)
+        this.#epoch++
+      }
   }
 
   get size(): number {

@@ -136,6 +136,8 @@ export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
     pools.set(key, runtimePool(pool, registry, memo))
     for (const ep of pool.endpoints) liveEndpoints.add(endpointKey(ep.address, ep.port))
   }
+  if (!samePools(memo.lastPools, pools)) memo.poolsEpoch++
+  memo.lastPools = pools
   const ports = new Map<number, PortPlan>()
   const livePolicies = new Set<string>()
   const livePools = new Set<string>(pools.keys())
@@ -171,6 +173,20 @@ interface CompileMemo {
   readonly policyState: PolicyStateRegistry
   /** Pool variants per shared runtime pool and settings id (rebuilt with their base pool). */
   readonly variants: WeakMap<RuntimePool, Map<string, RuntimePool>>
+  /**
+   * Changes when a compile's pools differ from the previous one's (a key added or dropped, or
+   * bound to another RuntimePool). A rule memo checked in the same pools epoch and policy-state
+   * epoch is reused without looking at its pools and states again: a new route among 10,000
+   * then costs a lookup per unchanged rule, not a walk over each one's dependencies.
+   */
+  poolsEpoch: number
+  lastPools: ReadonlyMap<string, RuntimePool> | undefined
+}
+
+function samePools(a: ReadonlyMap<string, RuntimePool> | undefined, b: ReadonlyMap<string, RuntimePool>): boolean {
+  if (!a || a.size !== b.size) return false
+  for (const [key, pool] of b) if (a.get(key) !== pool) return false
+  return true
 }
 
 type VariantOf = (base: RuntimePool, settings: BackendSettings) => RuntimePool
@@ -188,13 +204,16 @@ interface RuleMemo {
   readonly uses: readonly (readonly [string, RuntimePool | undefined])[]
   /** The policy state objects the chain bound at compile time (reused only while they are still the live ones). */
   readonly states: readonly (readonly [string, object])[]
+  /** The epochs (CompileMemo.poolsEpoch, PolicyStateRegistry.epoch) in which `uses` and `states` were last found current. */
+  poolsEpoch: number
+  statesEpoch: number
 }
 
 const memos = new WeakMap<EndpointRegistry, CompileMemo>()
 
 function memoFor(registry: EndpointRegistry): CompileMemo {
   let memo = memos.get(registry)
-  if (!memo) memos.set(registry, (memo = { pools: new WeakMap(), rules: new WeakMap(), policyState: new PolicyStateRegistry(), variants: new WeakMap() }))
+  if (!memo) memos.set(registry, (memo = { pools: new WeakMap(), rules: new WeakMap(), policyState: new PolicyStateRegistry(), variants: new WeakMap(), poolsEpoch: 0, lastPools: undefined }))
   return memo
 }
 
@@ -233,7 +252,14 @@ function memoizedRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | un
   let byListener = memo.rules.get(rule)
   const cached = byListener?.get(listenerKey)
   const state = memo.policyState
-  if (cached && cached.uses.every(([key, pool]) => pools.get(key) === pool) && cached.states.every(([id, obj]) => state.peek(id) === obj)) return cached.plan
+  if (cached) {
+    if (cached.poolsEpoch === memo.poolsEpoch && cached.statesEpoch === state.epoch) return cached.plan
+    if (usesCurrent(cached, pools, state)) {
+      cached.poolsEpoch = memo.poolsEpoch
+      cached.statesEpoch = state.epoch
+      return cached.plan
+    }
+  }
   // The states the chain binds, so that a reuse can check they are still the live ones.
   const states: (readonly [string, object])[] = []
   const tracking: PolicyStateView = {
@@ -245,8 +271,15 @@ function memoizedRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | un
   }
   const plan = compileRule(rule, listenerPolicies, pools, tracking, variant)
   if (!byListener) memo.rules.set(rule, (byListener = new Map()))
-  byListener.set(listenerKey, { plan, uses: poolKeysOf(rule, listenerPolicies).map((key) => [key, pools.get(key)] as const), states })
+  byListener.set(listenerKey, { plan, uses: poolKeysOf(rule, listenerPolicies).map((key) => [key, pools.get(key)] as const), states, poolsEpoch: memo.poolsEpoch, statesEpoch: state.epoch })
   return plan
+}
+
+/** Whether every pool and policy state a memoized rule bound is still the live one. */
+function usesCurrent(cached: RuleMemo, pools: ReadonlyMap<string, RuntimePool>, state: PolicyStateRegistry): boolean {
+  for (const [key, pool] of cached.uses) if (pools.get(key) !== pool) return false
+  for (const [id, obj] of cached.states) if (state.peek(id) !== obj) return false
+  return true
 }
 
 /** Every pool key compileRule looks up for this rule: backend targets, RequestMirror filters (rule and backend level), and the pools policies call. */

@@ -70,12 +70,16 @@ const NO_ROUTES: Routes = { objects: [], outcomes: [] }
 export class Translator {
   readonly #opts: TranslateOptions
   #world: World | undefined
+  /** Completes the previous result's status before this translation changes what it reads. */
+  #settlePrevious: (() => void) | undefined
 
   constructor(opts: TranslateOptions) {
     this.#opts = opts
   }
 
   translate(view: ResourceView): TranslateResult {
+    this.#settlePrevious?.()
+    this.#settlePrevious = undefined
     try {
       return this.#translate(view)
     } catch (e) {
@@ -132,7 +136,19 @@ export class Translator {
       pools: backends.pools(),
     }
     world.pools.rotate()
-    return { ir, status: mergeStatus(status, world.totals) }
+    // The status map (one entry per route) is merged on first read, not here: the controller
+    // reads it once the snapshot is live, so a new route among thousands serves without waiting
+    // for it. It reads world.totals, which the next translation changes, so that one settles it
+    // first: a result's status is always the one of its own view.
+    let merged: StatusMap | undefined
+    const settle = (): StatusMap => (merged ??= mergeStatus(status, world.totals))
+    this.#settlePrevious = settle
+    return {
+      ir,
+      get status() {
+        return settle()
+      },
+    }
   }
 
   /** The previous world if nothing a route reads changed, else a fresh, empty one. */

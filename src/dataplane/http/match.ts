@@ -253,24 +253,32 @@ const INDEX_MIN_RULES = 16
  * up the rules with its exact path, those whose prefix is one of its element-wise prefixes, and
  * the regex rules, then tests them in their original order, so the first rule that matches is
  * the same one a full scan would find.
+ *
+ * An index entry is a rule's position, or the positions (ascending) when several rules share the
+ * path: at thousands of routes almost every path is one rule's, and a number costs no array
+ * (memory per route, and the table is rebuilt with every plan).
  */
 export class RuleTable<R extends MatchableRule> {
-  readonly #exact = new Map<string, number[]>()
-  readonly #prefix = new Map<string, number[]>()
+  readonly #exact = new Map<string, Positions>()
+  readonly #prefix = new Map<string, Positions>()
   readonly #unindexed: number[] = []
   readonly #indexed: boolean
 
   constructor(readonly rules: readonly R[]) {
     this.#indexed = rules.length >= INDEX_MIN_RULES
     if (!this.#indexed) return
-    rules.forEach((rule, i) => {
-      const key = rule.matcher.pathIndex
-      if (!key) return this.#unindexed.push(i)
+    for (let i = 0; i < rules.length; i++) {
+      const key = rules[i]!.matcher.pathIndex
+      if (!key) {
+        this.#unindexed.push(i)
+        continue
+      }
       const map = key.kind === 'exact' ? this.#exact : this.#prefix
-      const list = map.get(key.value)
-      if (list) list.push(i)
-      else map.set(key.value, [i])
-    })
+      const held = map.get(key.value)
+      if (held === undefined) map.set(key.value, i)
+      else if (typeof held === 'number') map.set(key.value, [held, i])
+      else held.push(i)
+    }
   }
 
   first(input: MatchInput): R | undefined {
@@ -280,6 +288,10 @@ export class RuleTable<R extends MatchableRule> {
       return undefined
     }
     const candidates = this.#candidates(input.path)
+    if (candidates.length === 1 && typeof candidates[0] === 'number') {
+      const rule = rules[candidates[0]]!
+      return rule.matcher.matches(input) ? rule : undefined
+    }
     // Each list is in precedence order: repeatedly test the lowest index among their heads.
     const heads = new Array<number>(candidates.length).fill(0)
     for (;;) {
@@ -288,8 +300,9 @@ export class RuleTable<R extends MatchableRule> {
       for (let c = 0; c < candidates.length; c++) {
         const list = candidates[c]!
         const head = heads[c]!
-        if (head < list.length && (best < 0 || list[head]! < best)) {
-          best = list[head]!
+        const at = typeof list === 'number' ? (head === 0 ? list : -1) : head < list.length ? list[head]! : -1
+        if (at >= 0 && (best < 0 || at < best)) {
+          best = at
           from = c
         }
       }
@@ -300,27 +313,30 @@ export class RuleTable<R extends MatchableRule> {
     }
   }
 
-  #candidates(path: string): number[][] {
-    const lists: number[][] = []
+  #candidates(path: string): Positions[] {
+    const lists: Positions[] = []
     const exact = this.#exact.get(path)
-    if (exact) lists.push(exact)
+    if (exact !== undefined) lists.push(exact)
     if (this.#prefix.size > 0) {
       // Element-wise prefixes of the path: "", then up to each "/", then the whole path.
       const catchAll = this.#prefix.get('')
-      if (catchAll) lists.push(catchAll)
+      if (catchAll !== undefined) lists.push(catchAll)
       for (let slash = path.indexOf('/', 1); slash > 0; slash = path.indexOf('/', slash + 1)) {
         const list = this.#prefix.get(path.slice(0, slash))
-        if (list) lists.push(list)
+        if (list !== undefined) lists.push(list)
       }
       if (path !== '') {
         const whole = this.#prefix.get(path)
-        if (whole) lists.push(whole)
+        if (whole !== undefined) lists.push(whole)
       }
     }
     if (this.#unindexed.length > 0) lists.push(this.#unindexed)
     return lists
   }
 }
+
+/** Positions of the rules under one index key: one, or several in ascending order. */
+type Positions = number | number[]
 
 function compileListener<R extends MatchableRule>(listener: HttpListener, compileRule: (rule: VirtualHost['rules'][number], listener: HttpListener) => R): CompiledListener<R> {
   // Gather rules per hostname first: two virtual hosts with the same name keep the first's

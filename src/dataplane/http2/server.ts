@@ -51,9 +51,10 @@ export interface H2ServerOptions {
   readonly maxConcurrentStreams?: number
 }
 
-/** Per client connection: who it is, resolved on its first stream. */
+/** Per client connection: who it is (resolved on its first stream) and its open streams. */
 interface SessionInfo {
   peer: H2Peer | undefined
+  streams: number
 }
 
 export class H2Server {
@@ -61,6 +62,7 @@ export class H2Server {
   readonly #options: H2ServerOptions
   readonly #peers = new Map<number, H2Peer>()
   readonly #sessions = new Map<Http2Session, SessionInfo>()
+  #stopping: Promise<void> | undefined
 
   private constructor(options: H2ServerOptions) {
     this.#options = options
@@ -69,9 +71,15 @@ export class H2Server {
       maxSessionMemory: 64,
     })
     this.#server.on('session', (session: Http2Session) => {
-      this.#sessions.set(session, { peer: undefined })
+      this.#sessions.set(session, { peer: undefined, streams: 0 })
       session.on('close', () => this.#sessions.delete(session))
       session.on('error', () => {})
+      // A connection without streams for the keep-alive timeout gets GOAWAY (the front's tunnel
+      // has no idle timer of its own). Quiet streams are left alone: grpc-timeout bounds a call.
+      session.setTimeout(options.limits.keepAliveIdleSeconds * 1000, () => {
+        if ((this.#sessions.get(session)?.streams ?? 0) === 0) session.close()
+      })
+      if (this.#stopping) session.close()
     })
     this.#server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.#onStream(stream, headers))
     this.#server.on('error', (err: Error) => options.deps.logger.error('h2 server error', { port: options.irPort, error: err.message }))
@@ -98,21 +106,29 @@ export class H2Server {
     if (localPort !== undefined) this.#peers.delete(localPort)
   }
 
+  /** Peers registered and not yet closed (tests). */
+  get peerCount(): number {
+    return this.#peers.size
+  }
+
   /** Client connections open now (tests). */
   get sessionCount(): number {
     return this.#sessions.size
   }
 
-  /** Stop accepting; open connections get GOAWAY and finish their streams, or are cut when `force`. */
-  async stop(force = false): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+  /**
+   * Stop accepting; open connections get GOAWAY and finish their streams, or are cut when
+   * `force`. May be called again (e.g. graceful first, forced after a grace period).
+   */
+  stop(force = false): Promise<void> {
+    this.#stopping ??= new Promise<void>((resolve) => this.#server.close(() => resolve()))
     for (const session of this.#sessions.keys()) (force ? session.destroy() : session.close())
-    await closed
+    return this.#stopping
   }
 
   #peerOf(session: Http2Session): H2Peer | undefined {
     let info = this.#sessions.get(session)
-    if (!info) this.#sessions.set(session, (info = { peer: undefined }))
+    if (!info) this.#sessions.set(session, (info = { peer: undefined, streams: 0 }))
     if (info.peer) return info.peer
     const localPort = session.socket?.remotePort
     info.peer = this.#options.peerOf?.(localPort) ?? (localPort === undefined ? undefined : this.#peers.get(localPort))
@@ -129,7 +145,13 @@ export class H2Server {
       else stream.close(http2.constants.NGHTTP2_REFUSED_STREAM)
       return
     }
-    const peer = this.#peerOf(stream.session!)
+    const session = stream.session!
+    const peer = this.#peerOf(session)
+    const info = this.#sessions.get(session)
+    if (info) {
+      info.streams++
+      stream.once('close', () => info.streams--)
+    }
     const listenerPort = options.irPort === 0 ? (options.listenerPort?.() ?? 0) : options.irPort
     const clientIp = peer?.clientIp ?? stream.session?.socket?.remoteAddress ?? ''
     if (grpc) {

@@ -285,6 +285,8 @@ export class HttpFront {
     const ctx = this.#ctx
     ctx.draining = true
     this.#listener.stop(false)
+    // h2 clients get GOAWAY now: no new streams, open ones finish within the grace period.
+    void this.#h2?.stop(force)
     for (const conn of [...this.#connections]) (force ? conn.forceClose() : conn.drain())
     const deadline = Date.now() + (force ? 0 : graceMs)
     while (this.#connections.size > 0 && Date.now() < deadline) await Bun.sleep(20)

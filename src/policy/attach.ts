@@ -36,6 +36,7 @@ import { keyOf, type K8sObject } from '../store/kinds.ts'
 import type { ResourceView } from '../store/store.ts'
 import type { GatewayState, ListenerState } from '../translate/gateway.ts'
 import type { Condition, StatusMap } from '../translate/types.ts'
+import { KongIndex } from '../kong/index.ts'
 
 const MAX_ANCESTORS = 16
 
@@ -226,8 +227,12 @@ export class PolicyIndex {
    */
   readonly backendEffects: BackendEffect[] = []
 
+  /** Kong's KongPlugins and KongConsumers (src/kong): the second configuration surface onto the same features. */
+  readonly kong: KongIndex | undefined
+
   private constructor(view: ResourceView, gateways: readonly GatewayState[], programmed: readonly ListenerState[], withPolicies: boolean, backends: Backends | undefined) {
     if (withPolicies) for (const crd of POLICY_CRDS) for (const p of view[crd.view]) this.#entries.push(entryOf(crd.kind, p, view, backends, this.backendEffects))
+    this.kong = withPolicies ? KongIndex.build(view) : undefined
     this.#entries.sort((a, b) => a.created - b.created || cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`) || cmp(a.kind, b.kind))
     const ours = new Map(gateways.map((g) => [g.key, g]))
     const allGateways = new Set(view.gateways.map((g) => `${g.metadata.namespace ?? 'default'}/${g.metadata.name}`))
@@ -453,6 +458,7 @@ export class PolicyIndex {
    * by key (the routes policies name), so its cost follows the number of policies.
    */
   writeStatus(view: ResourceView, gateways: ReadonlyMap<string, GatewayState>, controllerName: string, status: StatusMap): void {
+    this.kong?.writeStatus(status)
     const routeInfo = new Map<string, { route: K8sObject; parents: string[]; rules: Set<string> } | null>()
     const lookup = (routeKey: string) => {
       if (routeInfo.has(routeKey)) return routeInfo.get(routeKey)!

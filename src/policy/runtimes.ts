@@ -17,6 +17,12 @@ import { extAuthRuntime } from './ext-auth/runtime.ts'
 import { externalAuthFilterRuntime } from './ext-auth/filter.ts'
 import { oidcRuntime } from './auth-oidc/runtime.ts'
 import { circuitBreakerRuntime, healthCheckRuntime, loadBalancerRuntime, retryRuntime } from './backend-traffic/runtime.ts'
+import { aclRuntime } from './acl/runtime.ts'
+import { corsPolicyRuntime } from './cors/runtime.ts'
+import { correlationIdRuntime } from './correlation-id/runtime.ts'
+import { requestSizeLimitRuntime } from './request-size/runtime.ts'
+import { requestTransformRuntime, responseTransformRuntime } from './transformer/runtime.ts'
+import { perConsumerRuntime } from './per-consumer/runtime.ts'
 import { corsRuntime, requestHeaderModifierRuntime, requestMirrorRuntime, responseHeaderModifierRuntime, urlRewriteRuntime } from '../dataplane/http/filters/runtimes.ts'
 
 export const RUNTIMES: { readonly [K in PolicyName]: PolicyRuntime<K> } = {
@@ -43,4 +49,12 @@ export const RUNTIMES: { readonly [K in PolicyName]: PolicyRuntime<K> } = {
   RequestMirror: requestMirrorRuntime,
   CORS: corsRuntime,
   ExternalAuth: externalAuthFilterRuntime,
+  // Kong's plugins without an earlier runtime (src/kong translates KongPlugins onto all of these)
+  acl: aclRuntime,
+  cors: corsPolicyRuntime,
+  correlationId: correlationIdRuntime,
+  requestSizeLimit: requestSizeLimitRuntime,
+  requestTransform: requestTransformRuntime,
+  responseTransform: responseTransformRuntime,
+  perConsumer: perConsumerRuntime(() => RUNTIMES),
 }

@@ -5,6 +5,7 @@
  */
 
 import { POLICY_CRDS, POLICY_GROUP } from '../policy/crds.ts'
+import { KONG_KINDS } from '../kong/kinds.ts'
 
 export interface ObjectMeta {
   name: string
@@ -77,6 +78,8 @@ export const RESOURCE_KINDS = [
   { kind: 'Secret', group: '', namespaced: true, view: 'secrets', plural: 'secrets', role: 'world' },
   { kind: 'ConfigMap', group: '', namespaced: true, view: 'configMaps', plural: 'configmaps', role: 'world' },
   { kind: 'Namespace', group: '', namespaced: false, view: 'namespaces', plural: 'namespaces', role: 'world' },
+  // Kong Ingress Controller's KongPlugin, KongClusterPlugin, KongConsumer (src/kong)
+  ...KONG_KINDS,
 ] as const satisfies readonly ResourceKind[]
 
 /** A ResourceView field name. */

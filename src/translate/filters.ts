@@ -150,6 +150,8 @@ export function translateFilters(raw: unknown, env: FilterEnv, scope: 'rule' | '
         break
       }
       case 'ExtensionRef':
+        // a KongPlugin for this rule: src/kong reads it (see KongIndex.rule)
+        if (str(obj(f.extensionRef)?.group) === 'configuration.konghq.com' && str(obj(f.extensionRef)?.kind) === 'KongPlugin') break
         out.unsupported.push(`ExtensionRef ${str(obj(f.extensionRef)?.kind) ?? ''} ${str(obj(f.extensionRef)?.name) ?? ''} is not supported`.replace(/\s+/g, ' '))
         break
       default:

@@ -4,7 +4,8 @@
  * Synchronous and head-only: the rule keeps the front's direct path.
  */
 import type { PolicyRequest, PolicyRuntime, Verdict } from '../runtime.ts'
-import { cookieValue, queryParam, unauthorized, withoutCookie } from '../security/request.ts'
+import { authenticateConsumer, kongError, type ConsumerIdentity } from '../consumer/identity.ts'
+import { cookieValue, principalOf, queryParam, unauthorized, withoutCookie } from '../security/request.ts'
 import type { ApiKeyAuthSpec } from './spec.ts'
 
 const CHALLENGE = unauthorized('API-Key realm="portico"')
@@ -17,19 +18,36 @@ export const apiKeyAuthRuntime: PolicyRuntime<'apiKeyAuth'> = {
   order: 10,
   compile(ir) {
     const spec = ir.spec
-    const byHash = new Map<string, { clientID: string; sha256: string }>()
+    const byHash = new Map<string, { clientID: string; sha256: string; consumer?: ConsumerIdentity }>()
     for (const c of spec.credentials) byHash.set(c.sha256, c)
     const extract = extractor(spec)
     const forward = spec.forwardClientIDHeader
     const sanitize = spec.sanitize
+    const kong = spec.errorStyle === 'kong'
+    const anonymous = spec.anonymous
+    // Kong: a missing key is answered with the scheme's challenge, an unknown one without
+    const refuse = (req: PolicyRequest, missing: boolean): Verdict => {
+      if (anonymous) {
+        authenticateConsumer(req, anonymous)
+        return undefined
+      }
+      if (!kong) return CHALLENGE
+      return missing ? kongError(req, 401, 'No API key found in request', [['www-authenticate', 'Key realm="kong"']]) : kongError(req, 401, 'Invalid authentication credentials')
+    }
     return {
       headOnly: true,
       onRequest(req: PolicyRequest): Verdict {
+        if (spec.skipPreflight && req.method === 'OPTIONS') return undefined
+        // with an anonymous fallback, auth plugins are OR-ed: one credential is enough
+        if (anonymous) {
+          const known = principalOf(req)?.consumer
+          if (known && !known.anonymous) return undefined
+        }
         const found = extract(req)
-        if (!found) return CHALLENGE
+        if (!found) return refuse(req, true)
         const digest = Bun.SHA256.hash(found.key, 'base64')
         const hit = byHash.get(digest)
-        if (!hit || !sameDigest(hit.sha256, digest)) return CHALLENGE
+        if (!hit || !sameDigest(hit.sha256, digest)) return refuse(req, false)
         if (sanitize) {
           if (found.header) req.removeUpstreamHeader(found.header)
           if (found.cookie) {
@@ -39,6 +57,7 @@ export const apiKeyAuthRuntime: PolicyRuntime<'apiKeyAuth'> = {
           }
         }
         if (forward) req.setUpstreamHeader(forward, hit.clientID)
+        if (hit.consumer) authenticateConsumer(req, hit.consumer)
         return undefined
       },
     }

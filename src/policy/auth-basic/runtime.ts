@@ -11,7 +11,8 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { PolicyRequest, PolicyRuntime, Verdict } from '../runtime.ts'
-import { BoundedCache, unauthorized } from '../security/request.ts'
+import { BoundedCache, principalOf, unauthorized } from '../security/request.ts'
+import { authenticateConsumer, kongError } from '../consumer/identity.ts'
 
 const CHALLENGE = unauthorized('Basic realm="portico", charset="UTF-8"')
 
@@ -30,13 +31,30 @@ export const basicAuthRuntime: PolicyRuntime<'basicAuth'> = {
     const decoy = ir.spec.htpasswd.find((e) => e.hash.startsWith('$2'))?.hash
     const forward = ir.spec.forwardUsernameHeader
     const state = ctx.state.obtain<State>(ir.id, () => ({ verified: new BoundedCache(10_000), pending: new Map() }))
+    const consumers = ir.spec.consumers
+    const anonymous = ir.spec.anonymous
+    const kong = ir.spec.errorStyle === 'kong'
     const accept = (req: PolicyRequest, user: string): Verdict => {
       if (forward) req.setUpstreamHeader(forward, user)
+      if (ir.spec.hideCredentials) req.removeUpstreamHeader('authorization')
+      const consumer = consumers?.[user]
+      if (consumer) authenticateConsumer(req, consumer)
       return undefined
     }
-    return {
-      headOnly: true,
-      onRequest(req) {
+    const refused = (req: PolicyRequest): Verdict => {
+      if (anonymous) {
+        authenticateConsumer(req, anonymous)
+        return undefined
+      }
+      return kong ? kongError(req, 401, 'Unauthorized', [['www-authenticate', 'Basic realm="service"']]) : CHALLENGE
+    }
+    const check = (req: PolicyRequest): Verdict | Promise<Verdict> => {
+      const v = verify(req)
+      if (v === CHALLENGE) return refused(req)
+      if (v instanceof Promise) return v.then((x) => (x === CHALLENGE ? refused(req) : x))
+      return v
+    }
+    const verify = (req: PolicyRequest): Verdict | Promise<Verdict> => {
         const header = req.header('authorization')
         if (header === null || header.length < 7 || header.slice(0, 6).toLowerCase() !== 'basic ') return CHALLENGE
         const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8')
@@ -69,6 +87,16 @@ export const basicAuthRuntime: PolicyRuntime<'basicAuth'> = {
           })
         }
         return pending.then((ok) => (ok ? accept(req, user) : CHALLENGE))
+    }
+    return {
+      headOnly: true,
+      onRequest(req) {
+        if (ir.spec.skipPreflight && req.method === 'OPTIONS') return undefined
+        if (anonymous) {
+          const known = principalOf(req)?.consumer
+          if (known && !known.anonymous) return undefined
+        }
+        return check(req)
       },
     }
   },

@@ -9,6 +9,7 @@ import { cidrMatcher } from '../cidr.ts'
 import type { PolicyRequest, PolicyRuntime, Verdict } from '../runtime.ts'
 import { claimValue } from '../auth-jwt/runtime.ts'
 import { FORBIDDEN, principalOf } from '../security/request.ts'
+import { kongError } from '../consumer/identity.ts'
 import type { AuthorizationRuleSpec } from './spec.ts'
 
 export const authorizationRuntime: PolicyRuntime<'authorization'> = {
@@ -17,12 +18,14 @@ export const authorizationRuntime: PolicyRuntime<'authorization'> = {
   order: 0,
   compile(ir) {
     const rules = ir.spec.rules.map((r) => ({ allow: r.action === 'Allow', matches: matcher(r) }))
-    const byDefault: Verdict = ir.spec.defaultAction === 'Allow' ? undefined : FORBIDDEN
+    const deny = ir.spec.deny
+    const refuse = deny ? (req: PolicyRequest) => kongError(req, deny.status, deny.message) : () => FORBIDDEN
+    const allowByDefault = ir.spec.defaultAction === 'Allow'
     return {
       headOnly: true,
       onRequest(req) {
-        for (const r of rules) if (r.matches(req)) return r.allow ? undefined : FORBIDDEN
-        return byDefault
+        for (const r of rules) if (r.matches(req)) return r.allow ? undefined : refuse(req)
+        return allowByDefault ? undefined : refuse(req)
       },
     }
   },

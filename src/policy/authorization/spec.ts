@@ -19,6 +19,8 @@ export interface AuthorizationRuleSpec {
 export interface AuthorizationSpec {
   readonly defaultAction: 'Allow' | 'Deny'
   readonly rules: readonly AuthorizationRuleSpec[]
+  /** How a denied request is answered (Kong's ip-restriction `status`/`message`, as Kong's JSON); default a plain 403. */
+  readonly deny?: { readonly status: number; readonly message: string; readonly style: 'kong' }
 }
 
 declare module '../kind.ts' {

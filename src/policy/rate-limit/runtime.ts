@@ -24,7 +24,8 @@ import { logThrottled } from './env.ts'
 import { countGlobal, bucketKey } from './global-store.ts'
 import { sharedCounters, type SharedCounters } from './local-store.ts'
 import { compileSelectors, type Selector } from './selectors.ts'
-import { UNIT_SECONDS, type RateLimitRule, type RateLimitSpec } from './spec.ts'
+import { UNIT_SECONDS, type RateLimitRule, type RateLimitSpec, type RateLimitUnit } from './spec.ts'
+import { kongError } from '../consumer/identity.ts'
 
 const M_ALLOWED = 2
 const M_LIMITED = 3
@@ -43,6 +44,7 @@ interface CompiledRule {
   readonly distinct: boolean
   /** Metric slot in the shared table. */
   readonly metric: number
+  readonly unit: RateLimitUnit
 }
 
 /** Where a request stands against the rule closest to its limit. */
@@ -50,6 +52,8 @@ interface Standing {
   limit: number
   remaining: number
   resetAt: number
+  /** headerStyle kong: every rule's standing, for the per-unit headers. */
+  units?: { unit: RateLimitUnit; limit: number; remaining: number }[]
 }
 
 const h32 = (s: string, seed: number) => Bun.hash.murmur32v3(s, seed) | 0 || 1
@@ -74,6 +78,7 @@ function compileRules(rules: readonly RateLimitRule[], policyId: string, bucketS
       b: h32(base, 0x7f),
       distinct: JSON.stringify(r.clientSelectors).includes('"Distinct"'),
       metric: counters.metricSlot(ma, mb),
+      unit: r.unit,
     }
   })
 }
@@ -89,6 +94,14 @@ function standingHeaders(s: Standing, nowSec: number): [string, string][] {
 function limitedReply(s: Standing, nowSec: number, withHeaders: boolean): LocalReply {
   const retryAfter = String(Math.max(1, s.resetAt - nowSec))
   return { status: 429, headers: withHeaders ? [['retry-after', retryAfter], ...standingHeaders(s, nowSec)] : [['retry-after', retryAfter]], body: 'rate limited\n' }
+}
+
+/** Kong's rate-limiting headers: per unit, then the RateLimit-* draft headers of the closest rule. */
+function kongHeaders(s: Standing, nowSec: number): [string, string][] {
+  const out: [string, string][] = []
+  for (const u of s.units ?? []) out.push([`x-ratelimit-limit-${u.unit.toLowerCase()}`, String(u.limit)], [`x-ratelimit-remaining-${u.unit.toLowerCase()}`, String(u.remaining)])
+  out.push(['ratelimit-limit', String(s.limit)], ['ratelimit-remaining', String(s.remaining)], ['ratelimit-reset', String(Math.max(0, s.resetAt - nowSec))])
+  return out
 }
 
 const UNAVAILABLE: LocalReply = { status: 503, body: 'rate limit service unavailable\n' }
@@ -109,11 +122,20 @@ export const rateLimitRuntime: PolicyRuntime<'rateLimit'> = {
     // Kept across swaps under the policy id (the counters themselves live in shared memory).
     const state = ctx.state.obtain(ir.id, () => ({ globalErrors: 0 }))
     // Standing of allowed requests, for the response hook (responseHeaders: All only).
-    const standings = headers === 'All' ? new WeakMap<PolicyRequest, Standing>() : undefined
+    const kong = spec.headerStyle === 'kong'
+    const standings = headers === 'All' || (kong && headers !== 'None') ? new WeakMap<PolicyRequest, Standing>() : undefined
+    const refuse = (req: PolicyRequest, s: Standing, nowSec: number): LocalReply => {
+      if (!kong) return limitedReply(s, nowSec, headers !== 'None')
+      const retryAfter: [string, string] = ['retry-after', String(Math.max(1, s.resetAt - nowSec))]
+      return kongError(req, 429, 'API rate limit exceeded', headers === 'None' ? [retryAfter] : [retryAfter, ...kongHeaders(s, nowSec)])
+    }
+    /** headerStyle kong: the rule closest to its limit with every rule's standing attached. */
+    const withUnits = (s: Standing | undefined, units: Standing['units']): Standing | undefined => (s && units ? { ...s, units } : s)
 
     const runLocal = (req: PolicyRequest, now: number): Verdict | Standing | undefined => {
       let worst: Standing | undefined
       let over: Standing | undefined
+      const units: Standing['units'] = kong ? [] : undefined
       for (let i = 0; i < local.length; i++) {
         const r = local[i]!
         const part = r.select(req)
@@ -123,13 +145,14 @@ export const rateLimitRuntime: PolicyRuntime<'rateLimit'> = {
         const hit = counters.hit(a, b, r.unitSeconds, r.cost, now)
         const remaining = Math.max(0, r.requests - hit.count)
         const limited = hit.count > r.requests
+        if (units) units.push({ unit: r.unit, limit: r.requests, remaining })
         counters.count(r.metric, limited ? M_LIMITED : M_ALLOWED)
         if (limited && !r.shadow) {
           if (!over || hit.resetAt > over.resetAt) over = { limit: r.requests, remaining: 0, resetAt: hit.resetAt }
         } else if (!worst || remaining < worst.remaining) worst = { limit: r.requests, remaining, resetAt: hit.resetAt }
       }
-      if (over) return limitedReply(over, Math.floor(now / 1000), headers !== 'None')
-      return worst
+      if (over) return refuse(req, withUnits(over, units)!, Math.floor(now / 1000))
+      return withUnits(worst, units)
     }
 
     const runGlobal = (req: PolicyRequest, now: number, localStanding: Standing | undefined): Verdict | Promise<Verdict> => {
@@ -172,11 +195,13 @@ export const rateLimitRuntime: PolicyRuntime<'rateLimit'> = {
       return countGlobal(conn, keys, args!, timeoutMs).then((counts) => {
         let worst = localStanding
         let over: Standing | undefined
+        const units: Standing['units'] = kong ? [...(localStanding?.units ?? [])] : undefined
         for (let i = 0; i < usedRules.length; i++) {
           const r = usedRules[i]!
           const count = Number(counts[i])
           const resetAt = (Math.floor(nowSec / r.unitSeconds) + 1) * r.unitSeconds
           const limited = count > r.requests
+          if (units) units.push({ unit: r.unit, limit: r.requests, remaining: Math.max(0, r.requests - count) })
           counters.count(r.metric, limited ? M_LIMITED : M_ALLOWED)
           if (limited && !r.shadow) {
             if (!over || resetAt > over.resetAt) over = { limit: r.requests, remaining: 0, resetAt }
@@ -185,8 +210,8 @@ export const rateLimitRuntime: PolicyRuntime<'rateLimit'> = {
             if (!worst || remaining < worst.remaining) worst = { limit: r.requests, remaining, resetAt }
           }
         }
-        if (over) return limitedReply(over, Math.floor(Date.now() / 1000), headers !== 'None')
-        return allowed(req, worst)
+        if (over) return refuse(req, withUnits(over, units)!, Math.floor(Date.now() / 1000))
+        return allowed(req, withUnits(worst, units))
       }, fail)
     }
 
@@ -211,7 +236,7 @@ export const rateLimitRuntime: PolicyRuntime<'rateLimit'> = {
             onResponseHead(res: ResponseHeadView, req: PolicyRequest) {
               const s = standings.get(req)
               if (!s || res.status === 429) return
-              for (const [name, value] of standingHeaders(s, Math.floor(Date.now() / 1000))) res.headers.set(name, value)
+              for (const [name, value] of (kong ? kongHeaders : standingHeaders)(s, Math.floor(Date.now() / 1000))) res.headers.set(name, value)
             },
           }
         : {}),

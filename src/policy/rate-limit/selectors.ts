@@ -13,6 +13,7 @@
  */
 import { BlockList, isIP } from 'node:net'
 import type { PolicyRequest } from '../runtime.ts'
+import { principalOf } from '../security/request.ts'
 import type { ClientSelector, PathSelector, ValueSelector } from './spec.ts'
 
 export type Selector = (req: PolicyRequest) => string | undefined
@@ -51,6 +52,14 @@ function compileOne(s: ClientSelector): Selector {
     const inRange = cidrMatcher(s.sourceCIDR.value)
     const distinct = s.sourceCIDR.type === 'Distinct'
     checks.push((req) => (inRange(req.clientIp) ? (distinct ? `ip=${req.clientIp}` : true) : false))
+  }
+  if (s.identity) {
+    const kind = s.identity
+    checks.push((req) => {
+      const c = kind === 'ClientIP' ? undefined : principalOf(req)?.consumer
+      const id = kind === 'Credential' ? c?.credentialId : (c?.id ?? c?.credentialId)
+      return id !== undefined ? `c=${id}` : `ip=${req.clientIp}`
+    })
   }
   for (const h of s.headers ?? []) {
     const name = h.name

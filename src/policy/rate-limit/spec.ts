@@ -47,6 +47,12 @@ export interface ClientSelector {
   readonly methods?: readonly MethodSelector[]
   readonly path?: PathSelector
   readonly sourceCIDR?: SourceCidrSelector
+  /**
+   * Portico extension (Kong's `limit_by`): one bucket per authenticated consumer (Consumer), per
+   * credential (Credential) or per client IP (ClientIP, any address family); a request without
+   * a consumer or credential is counted by its client IP, as Kong does.
+   */
+  readonly identity?: 'Consumer' | 'Credential' | 'ClientIP'
 }
 
 export interface RateLimitRule {
@@ -77,6 +83,13 @@ export interface RateLimitSpec {
    * leaves the front's direct path); None: never (429 still carries Retry-After).
    */
   readonly responseHeaders: 'Limited' | 'All' | 'None'
+  /**
+   * Portico extension: Kong's rate-limiting headers and answers instead: X-RateLimit-Limit-<Unit>
+   * and X-RateLimit-Remaining-<Unit> per rule, RateLimit-Limit/Remaining/Reset of the rule
+   * closest to its limit (on every response unless responseHeaders is None), and 429
+   * `{"message": "API rate limit exceeded"}`.
+   */
+  readonly headerStyle?: 'kong'
 }
 
 export const DEFAULT_GLOBAL_TIMEOUT_MS = 50

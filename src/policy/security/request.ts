@@ -52,9 +52,31 @@ function safeDecode(s: string): string {
 export interface Principal {
   /** JWT claims per provider name. */
   readonly jwt?: Map<string, Record<string, unknown>>
+  /** The consumer a credential belongs to (Kong's consumers; src/policy/consumer). */
+  readonly consumer?: ConsumerIdentity
 }
 
-const principals = new WeakMap<PolicyRequest, { jwt?: Map<string, Record<string, unknown>> }>()
+/**
+ * A consumer as authentication runtimes hand it on: acl reads its groups, rate limits its id,
+ * per-consumer features pick their configuration by it. Plain data (it travels in specs).
+ */
+export interface ConsumerIdentity {
+  readonly id: string
+  readonly username?: string
+  readonly customId?: string
+  readonly groups?: readonly string[]
+  /** Id of the credential that matched (absent for the anonymous consumer). */
+  readonly credentialId?: string
+  readonly anonymous?: boolean
+}
+
+const principals = new WeakMap<PolicyRequest, { jwt?: Map<string, Record<string, unknown>>; consumer?: ConsumerIdentity }>()
+
+export function setConsumer(req: PolicyRequest, consumer: ConsumerIdentity): void {
+  let p = principals.get(req)
+  if (!p) principals.set(req, (p = {}))
+  p.consumer = consumer
+}
 
 export function principalOf(req: PolicyRequest): Principal | undefined {
   return principals.get(req)

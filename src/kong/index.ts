@@ -36,8 +36,6 @@ export interface KongRule {
   readonly policies?: readonly PolicyIr[]
   /** Why the rule cannot be served as configured (each names the plugin). */
   readonly problems: readonly string[]
-  /** request-size-limiting: the rule's body limit. */
-  readonly maxBodyBytes?: number
 }
 
 type Level = PluginEnv['level']
@@ -174,7 +172,6 @@ export class KongIndex {
 
     const names = new Set([...levels.route.keys(), ...levels.service.keys(), ...levels.global.keys(), ...perConsumer.keys()])
     const out: { priority: number; ir: PolicyIr }[] = []
-    let maxBodyBytes: number | undefined
     for (const plugin of names) {
       const base = levels.route.get(plugin) ? { p: levels.route.get(plugin)!, level: 'route' as const } : levels.service.get(plugin) ? { p: levels.service.get(plugin)!, level: 'service' as const } : levels.global.get(plugin) ? { p: levels.global.get(plugin)!, level: 'global' as const } : undefined
       const baseT = base ? this.#translate(base.p, base.level) : undefined
@@ -186,7 +183,6 @@ export class KongIndex {
       const consumers = perConsumer.get(plugin)
       if (!consumers || consumers.size === 0) {
         for (const f of baseT?.features ?? []) out.push({ priority, ir: { name: f.name, id: `${base!.p.id}#${f.name}`, spec: f.spec } as PolicyIr })
-        if (baseT?.maxBodyBytes !== undefined) maxBodyBytes = Math.min(maxBodyBytes ?? Infinity, baseT.maxBodyBytes)
         continue
       }
       const byConsumer: Record<string, PolicyIr> = {}
@@ -219,7 +215,6 @@ export class KongIndex {
     return {
       problems: [...new Set(problems)],
       ...(out.length ? { policies: out.map((o) => o.ir) } : {}),
-      ...(maxBodyBytes !== undefined ? { maxBodyBytes } : {}),
     }
   }
 

@@ -21,8 +21,6 @@ export interface PluginFeature<K extends PolicyName = PolicyName> {
 
 export interface PluginTranslation {
   readonly features: readonly PluginFeature[]
-  /** request-size-limiting: the rule's body limit too, so streamed bodies are bounded. */
-  readonly maxBodyBytes?: number
 }
 
 export interface PluginEnv {
@@ -234,7 +232,7 @@ const requestSizeLimiting: PluginDef = {
     const factor = SIZE_UNITS[unit]
     if (!factor) return `size_unit ${unit} must be bytes, kilobytes or megabytes`
     const maxBytes = size * factor
-    return { features: [feature('requestSizeLimit', { maxBytes, requireContentLength: boolOr(c.require_content_length, false) })], maxBodyBytes: maxBytes }
+    return { features: [feature('requestSizeLimit', { maxBytes, requireContentLength: boolOr(c.require_content_length, false) })] }
   },
 }
 

@@ -77,7 +77,6 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
     if (kong?.problems.length) problems.push(...kong.problems)
     const portico = policies?.rulePolicies(route, str(rule.name))
     const rulePolicies = kong?.policies ? [...(portico ?? []), ...kong.policies] : portico
-    const ruleMaxBody = maxBody.bytes ?? kong?.maxBodyBytes
     const broken = problems.length > 0
     if (broken) unsupported.push(...problems.map((p) => `rule ${ruleIndex}: ${p}`))
     matches.forEach((match, matchIndex) => {
@@ -94,7 +93,7 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
       if (!broken && retry) r.retry = retry
       if (!broken && session) r.sessionPersistence = session
       if (!broken && streamIdle.ms !== undefined) r.streamIdleTimeoutMs = streamIdle.ms
-      if (!broken && ruleMaxBody !== undefined) r.maxBodyBytes = ruleMaxBody
+      if (!broken && maxBody.bytes !== undefined) r.maxBodyBytes = maxBody.bytes
       if (!broken && rulePolicies) r.policies = rulePolicies
       rules.push({ rule: r, created, routeKey: `${ns}/${name}`, ruleIndex, matchIndex })
     })

@@ -1,9 +1,10 @@
 /**
  * `requestSizeLimit` (spec.ts): a declared Content-Length above the limit is refused with 413
  * before the body is read (Kong's answer: "Request size limit exceeded"); with
- * requireContentLength a request without one gets 411. A streamed (chunked) body is bounded by
- * the rule's body limit, which the Kong translation sets to the same size (HttpRule.maxBodyBytes).
- * Head-only.
+ * requireContentLength a request without one gets 411. It runs in the chain, after
+ * authentication (as Kong's priorities order it), so an unauthenticated client learns nothing
+ * about sizes. A streamed (chunked) body without Content-Length is not measured here: the
+ * gateway's body limit (--max-body-size, portico.dev/max-body-size) still bounds it. Head-only.
  */
 import type { PolicyRuntime } from '../runtime.ts'
 import { kongError } from '../consumer/identity.ts'

@@ -12,6 +12,7 @@ import type { CompileContext, PolicyStateView } from '../policy/runtime.ts'
 import { PortRouter, RuleMatcher, type MatchableRule } from './http/match.ts'
 import { compileChain, filterFeatures, mergePolicies, ruleFeatures, type Chain, type RequestHook, type ResponseHook } from './http/chain.ts'
 import { backendSettings, variantIr, type BackendSettings } from './upstream/variants.ts'
+import type { RequestBufferSpec } from '../policy/request-buffer/spec.ts'
 import { compileRedirect } from './http/filters/redirect.ts'
 import { PolicyStateRegistry } from './policy-state.ts'
 import type { RequestState } from './http/context.ts'
@@ -52,6 +53,8 @@ export interface PortPlan {
   readonly tls: readonly TlsEntry[] | undefined
   /** Changes iff the certificates change: the server restarts only then (Bun cannot reload certs). */
   readonly tlsFingerprint: string
+  /** Some rule of the port has a requestBuffer policy (the front then matches a body's head before holding it). */
+  readonly hasRequestBuffer: boolean
 }
 
 export interface RoutePlan extends MatchableRule {
@@ -82,6 +85,8 @@ export interface RoutePlan extends MatchableRule {
   readonly policyIds: readonly string[]
   /** Keys of the pool variants its backends use (BackendTrafficPolicy settings; upstream/variants.ts). */
   readonly variantKeys: readonly string[]
+  /** BackendTrafficPolicy requestBuffer.limit: bodies are received whole before going upstream, larger ones get 413. */
+  readonly requestBufferBytes: number | undefined
 }
 
 export interface RetryPlan {
@@ -233,18 +238,22 @@ function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>, me
     if (key === undefined) listenerKeys.set(listener, (key = listener.policies && listener.policies.length > 0 ? JSON.stringify(listener.policies) : ''))
     return key
   }
+  let hasRequestBuffer = false
+  const router = new PortRouter(port.listeners, (rule, listener) => {
+    const plan = memoizedRule(rule, listener.policies, keyOf(listener), pools, memo, variant)
+    for (const id of plan.policyIds) livePolicies.add(id)
+    for (const key of plan.variantKeys) livePools.add(key)
+    if (plan.requestBufferBytes !== undefined) hasRequestBuffer = true
+    return plan
+  })
   return {
     ir: port,
     port: port.port,
     scheme: port.protocol === 'HTTPS' ? 'https' : 'http',
-    router: new PortRouter(port.listeners, (rule, listener) => {
-      const plan = memoizedRule(rule, listener.policies, keyOf(listener), pools, memo, variant)
-      for (const id of plan.policyIds) livePolicies.add(id)
-      for (const key of plan.variantKeys) livePools.add(key)
-      return plan
-    }),
+    router,
     tls,
     tlsFingerprint: tls ? Bun.hash(JSON.stringify(tls)).toString(36) : '',
+    hasRequestBuffer,
   }
 }
 
@@ -337,6 +346,7 @@ function compileRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | und
   const headOnly = chain.direct
   // An HTTPRoute rule's own retry (GEP-1731) wins over a BackendTrafficPolicy's.
   const ruleRetry = rule.retry ?? settings?.retry
+  const buffer = rule.policies?.length || listenerPolicies?.length ? mergePolicies(listenerPolicies, rule.policies).find((p) => p.name === 'requestBuffer') : undefined
   const retry = ruleRetry && ruleRetry.attempts > 0 ? retryPlan(ruleRetry) : undefined
   return {
     id: rule.id,
@@ -347,6 +357,7 @@ function compileRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | und
     responseFilters: chain.response,
     policyIds: action.kind === 'forward' ? [...chain.ids, ...action.choices.flatMap((c) => c.chain.ids)] : chain.ids,
     variantKeys: settings?.pool && action.kind === 'forward' ? action.choices.flatMap((c) => (c.pool ? [c.pool.key] : [])) : [],
+    requestBufferBytes: buffer ? (buffer.spec as RequestBufferSpec).limitBytes : undefined,
     action,
     requestTimeoutMs: positive(rule.timeouts?.requestMs),
     backendTimeoutMs: positive(rule.timeouts?.backendRequestMs),

@@ -16,6 +16,7 @@ import { authorizationRuntime } from './authorization/runtime.ts'
 import { extAuthRuntime } from './ext-auth/runtime.ts'
 import { externalAuthFilterRuntime } from './ext-auth/filter.ts'
 import { oidcRuntime } from './auth-oidc/runtime.ts'
+import { requestBufferRuntime } from './request-buffer/runtime.ts'
 import { circuitBreakerRuntime, healthCheckRuntime, loadBalancerRuntime, retryRuntime } from './backend-traffic/runtime.ts'
 import { aclRuntime } from './acl/runtime.ts'
 import { corsPolicyRuntime } from './cors/runtime.ts'
@@ -42,6 +43,7 @@ export const RUNTIMES: { readonly [K in PolicyName]: PolicyRuntime<K> } = {
   healthCheck: healthCheckRuntime,
   circuitBreaker: circuitBreakerRuntime,
   retry: retryRuntime,
+  requestBuffer: requestBufferRuntime,
   // HTTPRoute filters (core), in the transform phase in manifest order.
   RequestHeaderModifier: requestHeaderModifierRuntime,
   ResponseHeaderModifier: responseHeaderModifierRuntime,

@@ -74,7 +74,8 @@ beforeAll(async () => {
   ;(RUNTIMES as Record<string, PolicyRuntime>).requestID = scripted
   backend = startRawBackend((r, c) => c.write(ok(`${r.target} ${r.body.length}`)))
   other = startRawBackend((r, c) => c.write(ok(`other ${r.target}`)))
-  gw = await startFront(simple(0, [policyRule()], [pool('p1', [backend.port])]), { upstreamTimeoutMs: 1500 })
+  // Bodies stream (no request buffering): these tests send body bytes while the verdict is pending.
+  gw = await startFront(simple(0, [policyRule()], [pool('p1', [backend.port])]), { upstreamTimeoutMs: 1500, requestBufferBytes: 0 })
 })
 
 afterAll(async () => {

@@ -29,7 +29,8 @@ beforeAll(async () => {
   })
   stallBe = startRawBackend((r, c) => c.write(ok(`${r.method} ${r.target} ${r.body.length}`)))
   gw = await startFront(snapshot(routes(), [pool('p1', [be.port])]), { upstreamTimeoutMs: 1000, bodyTimeoutMs: 10_000 })
-  strict = await startFront(snapshot(routes(), [pool('p1', [stallBe.port])]), { upstreamTimeoutMs: 1000, bodyTimeoutMs: 1500 })
+  // Streamed bodies (no request buffering): the backend sees the stalled request and must see it aborted.
+  strict = await startFront(snapshot(routes(), [pool('p1', [stallBe.port])]), { upstreamTimeoutMs: 1000, bodyTimeoutMs: 1500, requestBufferBytes: 0 })
 })
 
 afterAll(async () => {

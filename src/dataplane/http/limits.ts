@@ -35,6 +35,13 @@ export interface HttpLimits {
   readonly bodyTimeoutMs: number
   /** Wait for response headers when a route sets no Gateway API timeout; → 504. 0 = none. */
   readonly upstreamTimeoutMs: number
+  /**
+   * Request bodies up to this size are received whole before the backend is called, larger ones
+   * stream (BackendTrafficPolicy requestBuffer sets it per route, and refuses larger ones). 0 = stream all.
+   */
+  readonly requestBufferBytes: number
+  /** Bytes all connections of one worker may hold buffered that way; beyond it bodies stream. 0 = no cap. */
+  readonly requestBufferTotalBytes: number
 }
 
 export const DEFAULT_LIMITS: HttpLimits = {
@@ -54,6 +61,11 @@ export const DEFAULT_LIMITS: HttpLimits = {
   bodyTimeoutMs: 300_000,
   // nginx proxy_read_timeout 60 s (Envoy's route timeout is 15 s, too short for reports and exports).
   upstreamTimeoutMs: 60_000,
+  // nginx buffers every body (client_body_buffer_size 16k in memory, the rest in a temp file);
+  // we keep bodies in memory only, so only small ones by default: most API requests fit.
+  requestBufferBytes: 64 * 1024,
+  // 1,000 connections each holding a full 64 KiB buffer; more than that stream.
+  requestBufferTotalBytes: 64 * 1024 * 1024,
 }
 
 /** Bun's request head limit (--max-http-header-size), read from how this process was started. */
@@ -110,6 +122,8 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
   { flag: '--stream-idle-timeout', env: 'STREAM_IDLE_TIMEOUT', key: 'streamIdleSeconds', unit: 'seconds', help: 'streamed bodies (SSE, uploads) silent for S seconds are cut; 0 = never (default 120; per route: portico.dev/stream-idle-timeout)' },
   { flag: '--header-timeout', env: 'HEADER_TIMEOUT', key: 'headerTimeoutMs', unit: 'seconds', help: 'a client gets S seconds to send a request head, else 408 and close; 0 = none (default 10)' },
   { flag: '--body-timeout', env: 'BODY_TIMEOUT', key: 'bodyTimeoutMs', unit: 'seconds', help: 'a client gets S seconds to send a whole request body, else 408; 0 = none (default 300)' },
+  { flag: '--request-buffer-size', env: 'REQUEST_BUFFER_SIZE', key: 'requestBufferBytes', unit: 'bytes', help: 'request bodies up to this size are received whole before the backend is called (slow clients hold no backend connection); larger ones stream; 0 = stream all (default 64Ki; per route: BackendTrafficPolicy requestBuffer)' },
+  { flag: '--request-buffer-total', env: 'REQUEST_BUFFER_TOTAL', key: 'requestBufferTotalBytes', unit: 'bytes', help: 'request body bytes one worker may hold buffered at once; beyond it bodies stream; 0 = no cap (default 64Mi)' },
   { flag: '--upstream-timeout', env: 'UPSTREAM_TIMEOUT', key: 'upstreamTimeoutMs', unit: 'seconds', help: 'wait for response headers when a route sets no timeout, else 504; 0 = none (default 60)' },
 ]
 

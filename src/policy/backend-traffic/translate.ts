@@ -2,7 +2,7 @@
  * BackendTrafficPolicy (Envoy Gateway's api/v1alpha1/backendtrafficpolicy_types.go field names):
  * how the gateway talks to backends. Features: `proxyProtocol` (send a PROXY protocol header to
  * the backends of a TCPRoute or TLSRoute), `compression`/`compressor` (src/policy/compression/),
- * `loadBalancer`, `healthCheck`, `circuitBreaker`, `retry` (./backend.ts: Gateway and HTTPRoute
+ * `requestBuffer` (src/policy/request-buffer/), `loadBalancer`, `healthCheck`, `circuitBreaker`, `retry` (./backend.ts: Gateway and HTTPRoute
  * targets, the first three also TCPRoute and TLSRoute, UDPRoute loadBalancer only (attach.ts
  * unsupportedOn); folded into pool variants by the data plane); every other Envoy Gateway field
  * is accepted by the schema and reported as not supported yet.
@@ -13,10 +13,11 @@ import { policySpecSchema } from '../targets.ts'
 import type { Feature, PolicyTranslator } from '../translators.ts'
 import { COMPRESSION_FIELDS, compressionFeature } from '../compression/translate.ts'
 import { RATE_LIMIT_FIELDS, rateLimitFeature } from '../rate-limit/translate.ts'
+import { REQUEST_BUFFER_FIELDS, requestBufferFeature } from '../request-buffer/translate.ts'
 
 const UNSUPPORTED = [
   'admissionControl', 'bandwidthLimit', 'connection', 'dns', 'faultInjection', 'http2',
-  'httpUpgrade', 'mergeType', 'requestBuffer', 'responseOverride', 'routingType', 'tcpKeepalive', 'telemetry',
+  'httpUpgrade', 'mergeType', 'responseOverride', 'routingType', 'tcpKeepalive', 'telemetry',
   'timeout', 'useClientProtocol',
 ] as const
 
@@ -28,6 +29,7 @@ const schema = policySpecSchema(['Gateway', 'HTTPRoute', 'GRPCRoute', 'TCPRoute'
   ...COMPRESSION_FIELDS,
   ...RATE_LIMIT_FIELDS,
   ...BACKEND_FIELDS,
+  ...REQUEST_BUFFER_FIELDS,
   ...Object.fromEntries(UNSUPPORTED.map((f) => [f, unsupported()])),
 })
 
@@ -40,6 +42,9 @@ function features(spec: Record<string, any>): Feature[] | string {
   const rateLimit = rateLimitFeature(spec)
   if (typeof rateLimit === 'string') return rateLimit
   if (rateLimit) out.push(rateLimit)
+  const buffer = requestBufferFeature(spec)
+  if (typeof buffer === 'string') return buffer
+  if (buffer) out.push(buffer)
   const backend = backendFeatures(spec)
   if (typeof backend === 'string') return backend
   out.push(...backend)

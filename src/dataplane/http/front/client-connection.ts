@@ -30,6 +30,7 @@ import { blankLineAt, latin1 } from '../wire-text.ts'
 import { openLink, wireBytes, type Link, type LinkOwner } from './links.ts'
 import type { FrontContext } from './context.ts'
 import { closeFrame, FrameTracker } from './ws-frames.ts'
+import { HeldBody, HoldResult } from './request-buffer.ts'
 import { methodIndex, reasonForStatus, reasonIndex, requestMetrics, LOCAL_REASONS, type LabelSet } from '../../../telemetry/request-metrics.ts'
 import { logExchange, logStream, telemetry } from '../../../telemetry/observe.ts'
 import { traceparentOf, type SpanContext } from '../../../telemetry/tracing.ts'
@@ -37,6 +38,8 @@ import { traceparentOf, type SpanContext } from '../../../telemetry/tracing.ts'
 const enum Phase {
   /** Waiting for (or reading) a request head. */
   Idle,
+  /** A head is parsed; its body is being received whole before the backend is called (request-buffer.ts). */
+  Buffering,
   /** A request is being forwarded and its response relayed. */
   Exchange,
   /** After a 101 or an h2c preface: bytes both ways, no parsing. */
@@ -201,6 +204,9 @@ export class ClientConnection implements LinkOwner {
   /** The client's traceparent is replaced by ours (tracing on). */
   #dropTraceparent = false
   #wsStart = 0
+  /** The request whose body is being received whole (Phase.Buffering). */
+  #held: HeldBody | undefined
+  #heldDeadline = Infinity
 
   constructor(
     readonly socket: Socket<ClientConnection>,
@@ -241,6 +247,8 @@ export class ClientConnection implements LinkOwner {
         // Still waiting for the client to take the last answer: no new exchange yet.
         if (!this.#serveOnDrain) this.#serveBuffered()
         return
+      case Phase.Buffering:
+        return this.#holdMore(data)
     }
   }
 
@@ -268,6 +276,7 @@ export class ClientConnection implements LinkOwner {
     // Complete requests wait for the client to read: they are served as it drains, then we close.
     if (this.#phase === Phase.Idle && this.#serveOnDrain) return
     if (this.#phase === Phase.Idle) return this.#buffered ? this.#reject(new RequestHeadError(400, 'incomplete request')) : this.#endClient()
+    if (this.#phase === Phase.Buffering) return this.#reject(new RequestHeadError(400, 'incomplete request body'))
     if (this.#phase === Phase.Tunnel) this.#link?.socket?.shutdown()
     // A body cut short can never complete: give up on the exchange now.
     // (While a verdict is awaited the body may be buffered whole: checked once it is fed.)
@@ -278,6 +287,7 @@ export class ClientConnection implements LinkOwner {
   onClose(): void {
     if (this.#phase === Phase.Closed) return
     const wasExchange = this.#phase === Phase.Exchange || this.#phase === Phase.Tunnel
+    this.#releaseHeld()
     this.#phase = Phase.Closed
     this.ctx.connections.delete(this)
     if (wasExchange) this.#abandonExchange()
@@ -329,8 +339,55 @@ export class ClientConnection implements LinkOwner {
       if (head instanceof RequestHeadError) return this.#reject(head)
       this.#buffered = head.headBytes < buf.byteLength ? buf.subarray(head.headBytes) : undefined
       this.#headStarted = 0
+      if (this.#hold(head, buf)) return
       this.#start(head, buf)
     }
+  }
+
+  // ---- request buffering (request-buffer.ts) ----
+
+  /** Receive this request's body whole before starting it, when it qualifies; true when held (or refused). */
+  #hold(head: RequestHead, buf: Uint8Array): boolean {
+    if (!head.chunked && head.contentLength <= 0) return false
+    const ctx = this.ctx
+    const limits = ctx.limits
+    const port = ctx.active.current?.ports.get(ctx.irPort)
+    // The rule decides the limits (matched again when the exchange starts: only requests with a body pay twice).
+    const rule = port && head.path !== '' ? port.router.match(normalizeHost(head.host), head) : undefined
+    const held = HeldBody.start(head, buf.subarray(0, head.headBytes), this.#buffered, rule?.requestBufferBytes, limits.requestBufferBytes, limits.requestBufferTotalBytes, rule?.ir.maxBodyBytes ?? limits.maxBodyBytes)
+    if (held === undefined) return false
+    if (held === HoldResult.TooLarge) {
+      this.#reject(new RequestHeadError(413, 'request body too large'))
+      return true
+    }
+    this.#held = held
+    this.#buffered = undefined
+    this.#phase = Phase.Buffering
+    this.#heldDeadline = limits.bodyTimeoutMs > 0 ? Date.now() + limits.bodyTimeoutMs : Infinity
+    return true
+  }
+
+  #holdMore(data: Uint8Array): void {
+    const result = this.#held!.add(data)
+    if (result === HoldResult.More) return
+    if (result === HoldResult.TooLarge) {
+      this.#releaseHeld()
+      return this.#reject(new RequestHeadError(413, 'request body too large'))
+    }
+    // Complete, or too much to hold: the exchange starts with what is here (the rest streams).
+    const held = this.#held!
+    this.#held = undefined
+    this.#buffered = held.take()
+    this.#phase = Phase.Idle
+    // (An exchange that ends at once serves what was pipelined behind it from #finish.)
+    this.#start(held.head, held.headBytes)
+  }
+
+  #releaseHeld(): void {
+    const held = this.#held
+    if (held === undefined) return
+    this.#held = undefined
+    held.release()
   }
 
   /** `buf` starts with the head's bytes (the inner path writes them unchanged). */
@@ -419,7 +476,10 @@ export class ClientConnection implements LinkOwner {
 
   #startDirect(head: RequestHead, rule: RoutePlan, pool: RuntimePool, webSocket: boolean, host: string, buf: Uint8Array): void {
     const ctx = this.ctx
-    const limit = rule.ir.maxBodyBytes ?? ctx.limits.maxBodyBytes
+    let limit = rule.ir.maxBodyBytes ?? ctx.limits.maxBodyBytes
+    // A requestBuffer policy's limit bounds the body even when it streamed (the worker's buffers were full).
+    const buffered = rule.requestBufferBytes
+    if (buffered !== undefined && (limit === 0 || buffered < limit)) limit = buffered
     if (limit > 0 && head.contentLength > limit) return this.#respondLocal(413, 'request body too large', true)
     this.#reqLimit = limit
     this.#obsRule = rule
@@ -1202,6 +1262,7 @@ export class ClientConnection implements LinkOwner {
 
   /** A malformed head: answer and close (what follows on the connection cannot be trusted). */
   #reject(error: RequestHeadError): void {
+    this.#releaseHeld()
     this.#buffered = undefined
     this.#phase = Phase.Exchange
     this.ctx.inFlight++
@@ -1251,6 +1312,7 @@ export class ClientConnection implements LinkOwner {
       this.#closeAfterFlush = true
       return
     }
+    this.#releaseHeld()
     if (this.#phase !== Phase.Closed) {
       if (this.#phase === Phase.Exchange || this.#phase === Phase.Tunnel) this.#abandonExchange()
       this.#phase = Phase.Closed
@@ -1262,6 +1324,7 @@ export class ClientConnection implements LinkOwner {
 
   #destroyClient(): void {
     this.#clientQueue.length = 0
+    this.#releaseHeld()
     if (this.#phase !== Phase.Closed) {
       if (this.#phase === Phase.Exchange || this.#phase === Phase.Tunnel) this.#abandonExchange()
       this.#phase = Phase.Closed
@@ -1481,6 +1544,11 @@ export class ClientConnection implements LinkOwner {
         if (!this.#reqDone && now > this.#bodyDeadline) return this.#failExchange(408, 'request body timeout')
         // A stream (either way) silent for too long; waiting for a head is bounded by its own deadline.
         if (this.#streamIdleMs > 0 && (this.#respStarted || !this.#reqDone) && now - this.#lastActivity > this.#streamIdleMs) return this.#destroyClient()
+        return
+      case Phase.Buffering:
+        // The whole-body deadline (a slow upload is the client's fault: 408), and a body that stopped coming.
+        if (now > this.#heldDeadline) return this.#reject(new RequestHeadError(408, 'request body timeout'))
+        if (limits.streamIdleSeconds > 0 && now - this.#lastActivity > limits.streamIdleSeconds * 1000) return this.#destroyClient()
         return
       case Phase.Tunnel:
         if (this.#wsIdleMs <= 0) return

@@ -14,6 +14,7 @@ import { EndpointRegistry, HealthTable } from './dataplane/upstream/registry.ts'
 import { registryStats } from './dataplane/upstream/stats.ts'
 import { configureTelemetry, flushTelemetry } from './telemetry/observe.ts'
 import { requestMetrics } from './telemetry/request-metrics.ts'
+import { overloadLines } from './dataplane/overload/metrics.ts'
 
 declare const self: Worker
 
@@ -49,12 +50,16 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       // Request metrics for the main thread's /metrics (cumulative; merged there at scrape).
       let lastSets = -1
       let lastCount = -1
+      let lastOverload = ''
       setInterval(() => {
         let count = 0
         for (const set of requestMetrics.sets.values()) for (const c of set.cells.values()) count += c.count
         for (const s of requestMetrics.streams.values()) count += s.opened + s.closed
-        if (count === lastCount && requestMetrics.sets.size === lastSets) return
+        // Overload gauges (open connections, lag) move without requests.
+        const overload = JSON.stringify(overloadLines())
+        if (count === lastCount && requestMetrics.sets.size === lastSets && overload === lastOverload) return
         lastCount = count
+        lastOverload = overload
         lastSets = requestMetrics.sets.size
         reply({ type: 'telemetry', metrics: requestMetrics.export() })
       }, 1000).unref()

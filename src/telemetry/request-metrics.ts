@@ -11,6 +11,7 @@
  * Cardinality: label values come from the route table only (no paths, no client hosts); method
  * is one of METHODS or OTHER; code is the status code; reason is one of LOCAL_REASONS.
  */
+import { overloadLines, renderOverload } from '../dataplane/overload/metrics.ts'
 import type { PortPlan, RoutePlan } from '../dataplane/snapshot.ts'
 import type { RuntimePool } from '../dataplane/upstream/pool.ts'
 
@@ -228,7 +229,7 @@ export class RequestMetrics {
     }
     const streams: [string, number, number, number, number, number][] = []
     for (const [key, s] of this.streams) streams.push([key, s.opened, s.closed, s.bytesIn, s.bytesOut, s.messages])
-    return { sets, streams, retries: [...this.retries], grpc: [...this.grpc].map(([k, [n, sum]]) => [k, n, sum] as [string, number, number]), members: [...this.members].map(([k, v]) => [k, [...v]] as [string, number[]]) }
+    return { sets, streams, retries: [...this.retries], grpc: [...this.grpc].map(([k, [n, sum]]) => [k, n, sum] as [string, number, number]), members: [...this.members].map(([k, v]) => [k, [...v]] as [string, number[]]), overload: overloadLines() }
   }
 }
 
@@ -240,6 +241,8 @@ export interface MetricsExport {
   readonly retries?: readonly [string, number][]
   readonly grpc?: readonly [string, number, number][]
   readonly members?: readonly [string, number[]][]
+  /** Connection admission and load shedding (dataplane/overload/metrics.ts). */
+  readonly overload?: readonly [string, number][]
 }
 
 /** This process's request metrics (each worker thread has its own module instance). */
@@ -368,6 +371,7 @@ export function renderRequestMetrics(all: readonly MetricsExport[]): string {
   out += `# HELP portico_http_retries_total Upstream attempts repeated per the rule's retry policy\n# TYPE portico_http_retries_total counter\n`
   for (const [k, n] of retries) out += `portico_http_retries_total{${k}} ${n}\n`
   out += renderMembers(all)
+  out += renderOverload(all.map((ex) => ex.overload))
   out += `# HELP portico_http_requests_total HTTP requests answered, by route, backend, method and status code\n# TYPE portico_http_requests_total counter\n${requests}`
   out += `# HELP portico_http_request_duration_seconds Time from the request head to the last response byte\n# TYPE portico_http_request_duration_seconds histogram\n${duration}`
   out += `# HELP portico_upstream_request_duration_seconds Time from the request sent upstream to the backend's last response byte\n# TYPE portico_upstream_request_duration_seconds histogram\n${upstream}`

@@ -117,15 +117,24 @@ describe('request buffering', () => {
     expect(heldRequestBytes()).toBe(0)
   }, 60_000)
 
-  test('a chunked body is held until its last chunk and forwarded intact', async () => {
+  test('a chunked body streams by default (it may be a deliberate stream)', async () => {
+    const c = await client(gw.port)
+    c.s.write(`${head('/streamed-chunks', 'Transfer-Encoding: chunked')}5\r\nhello\r\n`)
+    await until(() => be.received().includes('POST /streamed-chunks '), 5000, 'upstream request head')
+    c.s.write('0\r\n\r\n')
+    await until(() => statusesOf(c.text()).length === 1)
+    c.s.destroy()
+  })
+
+  test('under a requestBuffer policy a chunked body is held until its last chunk and forwarded intact', async () => {
     const before = be.requests.length
     const c = await client(gw.port)
-    c.s.write(`${head('/chunked', 'Transfer-Encoding: chunked')}5\r\nhello\r\n`)
+    c.s.write(`${head('/policy/chunked', 'Transfer-Encoding: chunked')}5\r\nhello\r\n`)
     await until(() => heldRequestBytes() > 0, 5000, 'held')
     c.s.write('6\r\n world\r\n')
     await Bun.sleep(50)
     expect(be.requests.length).toBe(before)
-    expect(be.received()).not.toContain('POST /chunked ')
+    expect(be.received()).not.toContain('POST /policy/chunked ')
     c.s.write('0\r\n\r\n')
     await until(() => statusesOf(c.text()).length === 1)
     c.s.destroy()

@@ -7,6 +7,10 @@
  * sockets: servers open for new ports and close for removed ones. Route changes never touch
  * sockets; every request reads `active.current` once and resolves its port from that plan.
  */
+import { ConnectionGate } from '../overload/connection-gate.ts'
+import { LoadShedder } from '../overload/load-shedder.ts'
+import { addOverloadGauges } from '../overload/metrics.ts'
+import { heldRequestBytes } from './front/request-buffer.ts'
 import type { Server } from 'bun'
 import type { Snapshot } from '../../ir/types.ts'
 import { ActiveSnapshot, compile, type Plan, type PortPlan } from '../snapshot.ts'
@@ -102,7 +106,19 @@ export class HttpDataplane {
     this.active = new ActiveSnapshot()
     this.websockets = new WebSocketProxy({ registry: this.registry, logger: this.#logger })
     this.#deps = { registry: this.registry, logger: this.#logger }
+    this.gate = new ConnectionGate(this.limits)
+    this.shedder = new LoadShedder(this.limits)
+    this.#removeGauges = addOverloadGauges(() => [
+      ['portico_connections_open', this.gate.open],
+      ['portico_request_buffer_bytes', heldRequestBytes()],
+    ])
   }
+
+  /** Admission of client connections on this plane's HTTP listeners (per worker). */
+  readonly gate: ConnectionGate
+  /** Sheds new requests while this worker is overloaded. */
+  readonly shedder: LoadShedder
+  readonly #removeGauges: () => void
 
   /** Compile and publish a snapshot, then open/close servers so ports match it. Never throws for bind errors. */
   async apply(snapshot: Snapshot): Promise<ApplyResult> {
@@ -189,6 +205,8 @@ export class HttpDataplane {
   async stop(force = false, graceMs = 10_000): Promise<void> {
     // WebSockets never finish by themselves: tell both ends we are going away (1001) now.
     this.websockets.closeAll(1001, 'gateway shutting down')
+    this.shedder.stop()
+    this.#removeGauges()
     const servers = [...this.#servers]
     const https = [...this.#https.values()]
     this.#servers.clear()
@@ -260,6 +278,8 @@ export class HttpDataplane {
       links: directLinks,
       limits: this.limits,
       logger: this.#logger,
+      gate: this.gate,
+      shedder: this.shedder,
       serveInner: (peerOf) =>
         Bun.serve({
           port: 0,

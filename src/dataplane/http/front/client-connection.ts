@@ -31,6 +31,7 @@ import { openLink, wireBytes, type Link, type LinkOwner } from './links.ts'
 import type { FrontContext } from './context.ts'
 import { closeFrame, FrameTracker } from './ws-frames.ts'
 import { HeldBody, HoldResult } from './request-buffer.ts'
+import { overloadCounters } from '../../overload/metrics.ts'
 import { methodIndex, reasonForStatus, reasonIndex, requestMetrics, LOCAL_REASONS, type LabelSet } from '../../../telemetry/request-metrics.ts'
 import { logExchange, logStream, telemetry } from '../../../telemetry/observe.ts'
 import { traceparentOf, type SpanContext } from '../../../telemetry/tracing.ts'
@@ -67,6 +68,8 @@ const COUNT_PAYLOAD = (slice: Uint8Array) => {
   decodedBytes += slice.byteLength
 }
 
+const SHED_REPLY: LocalReply = { status: 503, headers: [['retry-after', '1']], body: 'overloaded\n' }
+
 const REASONS: Record<number, string> = {
   200: 'OK',
   204: 'No Content',
@@ -89,6 +92,8 @@ const REASONS: Record<number, string> = {
 
 export class ClientConnection implements LinkOwner {
   readonly clientIp: string
+  /** The peer address this connection holds a gate slot for (overload/connection-gate.ts), until released. */
+  admitted: string | undefined
   #phase = Phase.Idle
   /** Client bytes not consumed yet: a partial head, or pipelined requests. */
   #buffered: Uint8Array | undefined
@@ -446,6 +451,7 @@ export class ClientConnection implements LinkOwner {
     // Overload: a cheap answer instead of queueing without bound.
     const max = ctx.limits.maxConcurrentRequests
     if (max > 0 && ctx.inFlight > max) return this.#respondLocal(503, 'overloaded', true)
+    if (ctx.shedder.overloaded) return this.#shed()
     const port = ctx.active.current?.ports.get(ctx.irPort)
     this.#obsPort = port
     // The port left the plan while this connection drains: nothing routes here any more.
@@ -1231,6 +1237,14 @@ export class ClientConnection implements LinkOwner {
       this.#reqDone = true
     }
     this.#finish()
+  }
+
+  /** The worker is overloaded (load-shedder.ts): 503, come back in a second, to another instance if there is one. */
+  #shed(): void {
+    overloadCounters.shed++
+    this.#localReason = reasonIndex('overloaded')
+    this.#closeAfter = true
+    this.#replyLocal(SHED_REPLY)
   }
 
   /** A chain's local answer (a policy said no): the same fields the pipeline would send. */

@@ -5,6 +5,8 @@ import type { Logger } from '../../log.ts'
 import type { HttpLimits } from '../limits.ts'
 import type { TlsPeer } from '../tls/generation.ts'
 import type { LinkPools } from './links.ts'
+import type { LoadShedder } from '../../overload/load-shedder.ts'
+import type { ConnectionGate } from '../../overload/connection-gate.ts'
 
 export interface FrontContext {
   /** Gateway listener port from the IR (the plan's key for this port). */
@@ -27,4 +29,8 @@ export interface FrontContext {
   draining: boolean
   /** Exchanges in progress on this port (overload shedding). */
   inFlight: number
+  /** The data plane's load shedder: while overloaded, new requests get 503 + Retry-After. */
+  readonly shedder: LoadShedder
+  /** Connection admission; a connection gives its slot back when its socket closes (http-front.ts). */
+  readonly gate: ConnectionGate
 }

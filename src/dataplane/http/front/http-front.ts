@@ -20,6 +20,8 @@ import type { TlsPeer } from '../tls/generation.ts'
 import { ClientConnection } from './client-connection.ts'
 import type { FrontContext } from './context.ts'
 import type { LinkPools } from './links.ts'
+import type { ConnectionGate } from '../../overload/connection-gate.ts'
+import type { LoadShedder } from '../../overload/load-shedder.ts'
 
 export interface HttpFrontOptions {
   readonly irPort: number
@@ -30,6 +32,9 @@ export interface HttpFrontOptions {
   readonly links: LinkPools
   readonly limits: HttpLimits
   readonly logger: Logger
+  /** The data plane's connection admission (caps per worker, per client, accept rate). */
+  readonly gate: ConnectionGate
+  readonly shedder: LoadShedder
   /** Start the inner Bun.serve (loopback, port 0) with the data plane's request pipeline. */
   readonly serveInner: (peerOf: (peerPort: number | undefined) => TlsPeer | undefined) => Server<undefined>
   /** Start the h2 server (dataplane/http2/server.ts) that h2c prior-knowledge connections are spliced to; absent: the inner Bun.serve. */
@@ -56,10 +61,10 @@ const HANDLERS: SocketHandler<FrontSocketData> = {
     }
   },
   close(socket) {
-    socket.data?.onClose()
+    closed(socket.data)
   },
   error(socket) {
-    socket.data?.onClose()
+    closed(socket.data)
   },
   end(socket) {
     try {
@@ -68,6 +73,17 @@ const HANDLERS: SocketHandler<FrontSocketData> = {
       failed(socket.data, err)
     }
   },
+}
+
+/** Close and error both end a socket: the connection's slot in the gate is given back once. */
+function closed(conn: FrontSocketData | undefined): void {
+  if (conn === undefined) return
+  const ip = conn.admitted
+  if (ip !== undefined) {
+    conn.admitted = undefined
+    conn.ctx.gate.release(ip)
+  }
+  conn.onClose()
 }
 
 /** A bug in request handling costs one connection, never the process. */
@@ -90,6 +106,8 @@ const PROXY_HEADER_TIMEOUT_MS = 10_000
  */
 class ProxyPreamble {
   readonly isLongLived = false
+  /** The peer address this connection holds a gate slot for (ConnectionGate), until released. */
+  admitted: string | undefined
   readonly #reader: ProxyHeaderReader
   readonly #deadline: number
   #done = false
@@ -112,6 +130,9 @@ class ProxyPreamble {
     this.#done = true
     const ctx = this.ctx
     const conn = new ClientConnection(this.socket as Socket<ClientConnection>, ctx, result.header?.addresses?.sourceAddress)
+    // The gate counted the proxy's address: that slot stays with the socket.
+    conn.admitted = this.admitted
+    this.admitted = undefined
     this.socket.data = conn
     this.connections.delete(this)
     this.connections.add(conn)
@@ -186,6 +207,8 @@ export class HttpFront {
       innerPort: () => inner!.port!,
       draining: false,
       inFlight: 0,
+      gate: options.gate,
+      shedder: options.shedder,
     }
     this.#ctx = ctx
     const peerOf = (peerPort: number | undefined) => (peerPort === undefined ? undefined : peers.get(peerPort))
@@ -205,23 +228,25 @@ export class HttpFront {
         socket: {
           ...HANDLERS,
           open: (socket) => {
-            socket.setNoDelay(true)
             const settings = this.#settings
-            if (settings !== undefined) {
-              // Per worker, like nginx's limit_conn without a shared zone: over it, closed at once.
-              if (settings.maxConnections !== undefined && connections.size >= settings.maxConnections) {
-                socket.end()
-                return
-              }
-              if (settings.proxyProtocol) {
-                const preamble = new ProxyPreamble(socket, ctx, settings.proxyProtocol.optional, connections)
-                socket.data = preamble
-                connections.add(preamble)
-                if (ctx.draining) preamble.drain()
-                return
-              }
+            // Per worker, like nginx's limit_conn without a shared zone: over a cap the socket is
+            // closed before anything is read or allocated for it; established ones are untouched.
+            const ip = socket.remoteAddress
+            if (options.gate.admit(ip, connections.size, settings?.maxConnections) !== undefined) {
+              socket.terminate()
+              return
+            }
+            socket.setNoDelay(true)
+            if (settings?.proxyProtocol) {
+              const preamble = new ProxyPreamble(socket, ctx, settings.proxyProtocol.optional, connections)
+              preamble.admitted = ip
+              socket.data = preamble
+              connections.add(preamble)
+              if (ctx.draining) preamble.drain()
+              return
             }
             const conn = new ClientConnection(socket as Socket<ClientConnection>, ctx)
+            conn.admitted = ip
             socket.data = conn
             connections.add(conn)
             if (ctx.draining) conn.drain()

@@ -64,6 +64,9 @@ export class HeldBody {
     if (head.expect || head.upgrade) return undefined
     // Over the body limit: the exchange refuses it at once (413), nothing to wait for.
     if (maxBody > 0 && head.contentLength > maxBody) return undefined
+    // A chunked body of unknown length may be a deliberate stream (events, a long upload): held
+    // only where a policy asks for it; by default only bodies whose whole length is announced.
+    if (head.chunked && policyLimit === undefined) return undefined
     let limit = policyLimit ?? defaultLimit
     if (limit <= 0) return undefined
     // A chunked body past the body limit streams into the exchange's own 413 as soon as it is.

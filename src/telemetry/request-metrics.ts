@@ -202,7 +202,7 @@ export class RequestMetrics {
    */
   readonly members = new Map<string, number[]>()
 
-  /** One member call of a Composite: outcome ok, error, timeout, not_json or unavailable. */
+  /** One member call of a Composite: outcome ok, error, timeout, not_json, unavailable or cancelled. */
   member(composite: string, member: string, outcome: string, seconds: number): void {
     const key = `composite="${esc(composite)}",member="${esc(member)}",outcome="${outcome}"`
     let m = this.members.get(key)
@@ -438,7 +438,7 @@ function renderMembers(all: readonly MetricsExport[]): string {
     dur += histogram('portico_composite_member_duration_seconds', labels, v.slice(2), v[1]!, v[0]!)
   }
   return (
-    `# HELP portico_composite_member_requests_total Calls to Composite members, by composite, member and outcome (ok, error, timeout, not_json, unavailable)\n# TYPE portico_composite_member_requests_total counter\n${count}` +
+    `# HELP portico_composite_member_requests_total Calls to Composite members, by composite, member and outcome (ok, error, timeout, not_json, unavailable, cancelled)\n# TYPE portico_composite_member_requests_total counter\n${count}` +
     `# HELP portico_composite_member_duration_seconds Time from a Composite member call to its whole answer\n# TYPE portico_composite_member_duration_seconds histogram\n${dur}`
   )
 }

@@ -13,6 +13,7 @@
  *    `X-Portico-Completed: false`, status `partialStatus`, and `Cache-Control: no-store` so an
  *    incomplete answer is never cached;
  *  - two members set the same key with onConflict Error → 502 naming the key.
+ * A failed required member ends the request at once: the other calls are cancelled.
  */
 import type { RoutePlan } from '../snapshot.ts'
 import { RequestState } from '../http/context.ts'
@@ -25,7 +26,7 @@ import { bodyFor, isObject, mergeMembers, shapeMember } from './shape.ts'
 import { expand, pathParams } from './template.ts'
 
 /** Why a member call did not give a usable answer (also the metric's outcome label). */
-type Failure = 'error' | 'timeout' | 'not_json' | 'unavailable'
+type Failure = 'error' | 'timeout' | 'not_json' | 'unavailable' | 'cancelled'
 type Outcome = { readonly value: unknown } | { readonly failure: Failure }
 
 /** Largest client body read for splitting (bigger bodies are refused with 413). */
@@ -55,13 +56,17 @@ export async function serveComposite(plan: CompositePlan, state: RequestState, r
   base.set('accept', 'application/json')
   base.set('accept-encoding', 'identity')
 
-  const outcomes = await Promise.all(plan.members.map((m, i) => callMember(m, targets[i]!, state, route, deps, base, body, span, ir.id)))
+  const cancel = new AbortController()
+  const outcomes = await settle(plan, (m, i) => callMember(m, targets[i]!, state, route, deps, base, body, span, ir.id, cancel.signal))
+  cancel.abort()
 
   let incomplete = false
   const parts: [string, Record<string, unknown>][] = []
   for (let i = 0; i < plan.members.length; i++) {
     const m = plan.members[i]!.ir
-    const o = outcomes[i]!
+    const o = outcomes[i]
+    // still running: a required member failed first (it is named below, or was named above)
+    if (o === undefined) continue
     if ('failure' in o) {
       if (m.required) return json(502, o.failure === 'not_json' ? { error: 'member answered with something other than JSON', member: m.name } : { error: 'required member failed', member: m.name }, false)
       incomplete = true
@@ -74,6 +79,21 @@ export async function serveComposite(plan: CompositePlan, state: RequestState, r
   const merged = mergeMembers(parts, ir.onConflict)
   if ('conflict' in merged) return json(502, { error: 'conflicting key', key: merged.conflict, members: merged.members }, false)
   return json(incomplete ? ir.partialStatus : 200, merged.body, !incomplete)
+}
+
+/** Every member's outcome, or sooner: as soon as a required member failed (the rest stay undefined). */
+function settle(plan: CompositePlan, call: (m: MemberPlan, i: number) => Promise<Outcome>): Promise<(Outcome | undefined)[]> {
+  const outcomes = new Array<Outcome | undefined>(plan.members.length)
+  return new Promise((resolve) => {
+    let left = plan.members.length
+    plan.members.forEach((m, i) =>
+      call(m, i).then((o) => {
+        outcomes[i] = o
+        left--
+        if (left === 0 || ('failure' in o && m.ir.required)) resolve([...outcomes])
+      }),
+    )
+  })
 }
 
 function json(status: number, value: unknown, complete?: boolean): Response {
@@ -112,11 +132,12 @@ async function callMember(
   clientBody: Record<string, unknown> | undefined,
   span: SpanContext | undefined,
   compositeId: string,
+  cancel: AbortSignal,
 ): Promise<Outcome> {
   const started = performance.now()
   const startMs = Date.now()
   const child: SpanContext | undefined = span && { traceId: span.traceId, parentId: span.spanId, spanId: newSpanId(), sampled: span.sampled, tracestate: span.tracestate }
-  const outcome = await attempt(m, target, state, route, deps, base, clientBody, child)
+  const outcome = await attempt(m, target, state, route, deps, base, clientBody, child, cancel)
   const seconds = (performance.now() - started) / 1000
   const label = 'failure' in outcome ? outcome.failure : 'ok'
   if (telemetry.metrics) requestMetrics.member(compositeId, m.ir.name, label, seconds)
@@ -134,6 +155,7 @@ async function attempt(
   base: Headers,
   clientBody: Record<string, unknown> | undefined,
   child: SpanContext | undefined,
+  cancel: AbortSignal,
 ): Promise<Outcome> {
   const pool = m.pool
   if (!pool || pool.members.length === 0) return { failure: 'unavailable' }
@@ -146,14 +168,21 @@ async function attempt(
     headers.set('content-type', 'application/json')
     headers.set('content-length', String(Buffer.byteLength(payload)))
   }
-  // The member's own deadline; aborting also ends the call (the member request's signal).
+  // The member's own deadline, or the composite giving up (a required member failed); either
+  // aborts the call (the member request's signal).
   const controller = new AbortController()
   let timer: ReturnType<typeof setTimeout> | undefined
-  const expired = new Promise<'timeout'>((resolve) => {
+  let onCancel: (() => void) | undefined
+  const expired = new Promise<{ failure: 'timeout' | 'cancelled' }>((resolve) => {
     timer = setTimeout(() => {
       controller.abort()
-      resolve('timeout')
+      resolve({ failure: 'timeout' })
     }, m.timeoutMs)
+    onCancel = () => {
+      controller.abort()
+      resolve({ failure: 'cancelled' })
+    }
+    cancel.addEventListener('abort', onCancel, { once: true })
   })
   try {
     const req = new Request(`http://${state.host || 'composite'}${target.path}${target.query}`, {
@@ -167,13 +196,13 @@ async function attempt(
     memberState.generateRequestId = state.generateRequestId
     const memberRoute: RoutePlan = { ...route, requestTimeoutMs: m.timeoutMs, backendTimeoutMs: undefined, timeoutDisabled: false }
     const res = await Promise.race([forward(memberState, memberRoute, pool, [], deps), expired])
-    if (res === 'timeout') return { failure: 'timeout' }
+    if (!(res instanceof Response)) return res
     if (res.status < 200 || res.status > 299) {
       void res.body?.cancel().catch(() => {})
       return { failure: localResponses.has(res) && res.status === 504 ? 'timeout' : 'error' }
     }
     const text = await Promise.race([res.text(), expired])
-    if (text === 'timeout') return { failure: 'timeout' }
+    if (typeof text !== 'string') return text
     try {
       return { value: JSON.parse(text) as unknown }
     } catch {
@@ -181,8 +210,9 @@ async function attempt(
     }
   } catch (err) {
     deps.logger.debug('composite member failed', { member: m.ir.name, error: String(err) })
-    return { failure: controller.signal.aborted ? 'timeout' : 'error' }
+    return { failure: cancel.aborted ? 'cancelled' : controller.signal.aborted ? 'timeout' : 'error' }
   } finally {
     clearTimeout(timer)
+    cancel.removeEventListener('abort', onCancel!)
   }
 }

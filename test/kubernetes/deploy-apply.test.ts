@@ -75,7 +75,7 @@ describe.skipIf(!kubectl)('kubectl apply -k docker/deploy', () => {
     // a manifest file added without a line in kustomization.yaml would not be installed
     expect(rendered.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual(manifestObjects())
     const crds = rendered.filter((d) => d.kind === 'CustomResourceDefinition').map((d) => d.metadata.name).sort()
-    expect(crds).toEqual(['backendtrafficpolicies.gateway.portico.dev', 'clienttrafficpolicies.gateway.portico.dev', 'securitypolicies.gateway.portico.dev'])
+    expect(crds).toEqual(['backendtrafficpolicies.gateway.portico.dev', 'clienttrafficpolicies.gateway.portico.dev', 'composites.gateway.portico.dev', 'securitypolicies.gateway.portico.dev'])
     for (const crd of rendered.filter((d) => d.kind === 'CustomResourceDefinition')) {
       // what the API server requires of a CRD: one storage version, a structural schema per served version
       expect(crd.spec.versions.filter((v: any) => v.storage)).toHaveLength(1)

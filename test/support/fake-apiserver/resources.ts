@@ -74,6 +74,7 @@ export const DEFAULT_RESOURCES: readonly ResourceType[] = [
   gateway('BackendTLSPolicy', 'backendtlspolicies', ['v1alpha3'], { shortNames: ['btlspolicy'] }),
   // Portico's own CRDs, as docker/deploy/10-crd-*.yaml installs them
   ...POLICY_CRDS.map((c) => gateway(c.kind, c.plural, [POLICY_VERSION], { group: POLICY_GROUP, singular: c.singular, shortNames: c.shortNames, categories: ['portico'] })),
+  gateway('Composite', 'composites', [POLICY_VERSION], { group: POLICY_GROUP, singular: 'composite', shortNames: ['comp'], categories: ['portico'] }),
   // Kong Ingress Controller's kinds, as docker/deploy/optional/kong installs them
   ...KONG_KINDS.map((k) => gateway(k.kind, k.plural, ['v1'], { group: KONG_GROUP, namespaced: k.namespaced, status: 'status' in k, categories: ['kong-ingress-controller'] })),
 ]

@@ -16,30 +16,13 @@ import { validateSnapshot } from '../src/ir/validate.ts'
 import { compile } from '../src/dataplane/snapshot.ts'
 import { SnapshotDecoder, SnapshotEncoder } from '../src/dataplane/snapshot-wire.ts'
 import { EndpointRegistry } from '../src/dataplane/upstream/registry.ts'
-import { gatewayManifests, prefixRoute } from './lib.ts'
+import { gatewayManifests } from './lib.ts'
+import { scaleRoute } from './scale-routes.ts'
 
 const ROUTES = Number(process.env.ROUTES ?? 10000)
 const POLICIES = process.env.POLICIES === '1'
 
-function route(name: string, prefix: string): string {
-  if (!POLICIES) return prefixRoute(name, prefix)
-  const target = `targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: ${name} }]`
-  return `${prefixRoute(name, prefix)}---
-apiVersion: gateway.portico.dev/v1alpha1
-kind: BackendTrafficPolicy
-metadata: { name: ${name} }
-spec:
-  ${target}
-  retry: { numRetries: 2, retryOn: { triggers: [gateway-error, reset] } }
----
-apiVersion: gateway.portico.dev/v1alpha1
-kind: SecurityPolicy
-metadata: { name: ${name} }
-spec:
-  ${target}
-  authorization: { defaultAction: Deny, rules: [{ name: loopback, action: Allow, principal: { clientCIDRs: [127.0.0.0/8] } }] }
-`
-}
+const route = (name: string, prefix: string) => scaleRoute(name, prefix, POLICIES)
 
 const keep: unknown[] = []
 let last = 0

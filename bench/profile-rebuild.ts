@@ -1,62 +1,102 @@
 #!/usr/bin/env bun
 /**
- * Where a rebuild's time goes at N HTTPRoutes, in process, on demand (never in CI): parse the
- * manifests once, build once (start-up, untimed), then time store view → translate → validate →
- * compile after one change, ROUNDS times. Like the controller, one Translator and one registry
- * live across rebuilds; COLD=1 translates from scratch every round (translate(view, opts)).
- * CHANGE picks the change: route (default: one new route, the "new route → first 200" path),
- * endpoints (the upstream's EndpointSlice: pools only) or service (the upstream Service: a new
- * world, everything rebuilt). `total` is what a change waits for before it serves; the status
- * map is merged after (the controller publishes it once the plan is live).
+ * Where a rebuild's time goes at N HTTPRoutes, in process, on demand (never in CI): the file
+ * source's parse (with its per-file memo) and the store ingest, then store view → translate →
+ * validate → compile after one change, ROUNDS times. Like the gateway, one Translator, one
+ * registry and one memo per file live across rebuilds; COLD=1 translates from scratch every
+ * round (translate(view, opts)). CHANGE picks the change:
+ *   route (default)  a new file with one new route (the "new route → first 200" path)
+ *   edit             one route edited inside the file that holds all N
+ *   endpoints        the upstream's EndpointSlice (pools only)
+ *   service          the upstream Service (a new world: everything rebuilt)
+ * `total` is what a change waits for before it serves; the status map is merged after (the
+ * controller publishes it once the plan is live). Each phase is reported as wall ms and as CPU
+ * ms of this process (process.cpuUsage: user + system, GC threads included), which a loaded
+ * machine disturbs far less than wall time.
  *
- *   npx bun bench/profile-rebuild.ts                  # ROUTES=5000 ROUNDS=10 CHANGE=route
+ *   npx bun bench/profile-rebuild.ts                  # ROUTES=10000 ROUNDS=20 CHANGE=route POLICIES=0
  *   npx bun --cpu-prof-md --cpu-prof-dir=/tmp/prof bench/profile-rebuild.ts
  */
 import { ResourceStore } from '../src/store/store.ts'
-import { parseManifests } from '../src/sources/manifests.ts'
+import { StoreIngest } from '../src/store/ingest.ts'
+import { ManifestMemo, parseManifests } from '../src/sources/manifests.ts'
 import { translate, Translator } from '../src/translate/index.ts'
 import { validateSnapshot } from '../src/ir/validate.ts'
 import { compile } from '../src/dataplane/snapshot.ts'
 import { EndpointRegistry } from '../src/dataplane/upstream/registry.ts'
-import { gatewayManifests, localService, percentile, prefixRoute } from './lib.ts'
+import { gatewayManifests, localService, percentile } from './lib.ts'
+import { scaleRoute } from './scale-routes.ts'
 
-const ROUTES = Number(process.env.ROUTES ?? 5000)
-const ROUNDS = Number(process.env.ROUNDS ?? 10)
+const ROUTES = Number(process.env.ROUTES ?? 10000)
+const ROUNDS = Number(process.env.ROUNDS ?? 20)
 const CHANGE = process.env.CHANGE ?? 'route'
+const POLICIES = process.env.POLICIES === '1'
+const route = (name: string, prefix: string) => scaleRoute(name, prefix, POLICIES)
 
 const store = new ResourceStore()
-const text = [gatewayManifests(8080, 9090), ...Array.from({ length: ROUTES }, (_, i) => prefixRoute(`r${i}`, `/r${i}`))].join('---\n')
-for (const o of parseManifests(text, 'bench').objects) store.upsert(o)
+const ingest = new StoreIngest(store)
+const memos = new Map<string, ManifestMemo>()
+/** What FileSource does with a changed file: parse with the file's memo, replace its objects. */
+function load(origin: string, text: string): void {
+  let memo = memos.get(origin)
+  if (!memo) memos.set(origin, (memo = new ManifestMemo()))
+  const { objects, problems } = parseManifests(text, origin, memo)
+  if (problems.length) throw new Error(JSON.stringify(problems))
+  ingest.replaceOrigin(origin, objects, problems)
+}
+const routesText = (edited?: number) => Array.from({ length: ROUTES }, (_, i) => route(`r${i}`, i === edited ? `/edited-${edited}` : `/r${i}`)).join('---\n')
+load('base.yaml', gatewayManifests(8080, 9090))
+load('routes.yaml', routesText())
 const registry = new EndpointRegistry()
 const opts = { controllerName: 'portico.dev/gateway-controller' }
 const translator = new Translator(opts)
 const translateView = process.env.COLD === '1' ? (view: ReturnType<typeof store.view>) => translate(view, opts) : (view: ReturnType<typeof store.view>) => translator.translate(view)
 compile(translateView(store.view()).ir, registry) // start-up build, untimed
 
-const phases: Record<string, number[]> = { view: [], translate: [], validate: [], compile: [], total: [], 'status (after)': [] }
+const PHASES = ['parse+store', 'view', 'translate', 'validate', 'compile', 'total', 'status (after)'] as const
+const wall: Record<string, number[]> = Object.fromEntries(PHASES.map((p) => [p, []]))
+const cpu: Record<string, number[]> = Object.fromEntries(PHASES.map((p) => [p, []]))
+let mark = { wall: 0, cpu: 0 }
+const now = () => {
+  const u = process.cpuUsage()
+  return { wall: performance.now(), cpu: (u.user + u.system) / 1000 }
+}
+const lap = (phase: string) => {
+  const t = now()
+  wall[phase]!.push(t.wall - mark.wall)
+  cpu[phase]!.push(t.cpu - mark.cpu)
+  mark = t
+}
 for (let k = 0; k < ROUNDS; k++) {
-  const change =
-    CHANGE === 'endpoints' ? localService('upstream', 9090).replace('127.0.0.1', `127.0.0.${2 + k}`) : CHANGE === 'service' ? localService('upstream', 9090).replace('port: 80,', `port: 80, appProtocol: x${k},`) : prefixRoute(`new-${k}`, `/new-${k}`)
-  for (const o of parseManifests(change, 'bench').objects) store.upsert(o)
-  const t0 = performance.now()
+  // the text is made outside the timing, like a file written by someone else
+  const [origin, text] =
+    CHANGE === 'edit'
+      ? ['routes.yaml', routesText(k)]
+      : CHANGE === 'endpoints'
+        ? ['base.yaml', gatewayManifests(8080, 9090).replace('[127.0.0.1]', `[127.0.0.${2 + k}]`)]
+        : CHANGE === 'service'
+          ? ['base.yaml', gatewayManifests(8080, 9090).replace('port: 80,', `port: 80, appProtocol: x${k},`)]
+          : [`new-${k}.yaml`, route(`new-${k}`, `/new-${k}`)]
+  Bun.gc(true) // garbage from making the text is not the rebuild's
+  const start = (mark = now())
+  load(origin, text)
+  lap('parse+store')
   const view = store.view()
-  const t1 = performance.now()
+  lap('view')
   const result = translateView(view)
-  const t2 = performance.now()
+  lap('translate')
   const problems = validateSnapshot(result.ir)
-  const t3 = performance.now()
+  lap('validate')
   compile(result.ir, registry)
-  const t4 = performance.now()
+  lap('compile')
+  wall.total!.push(mark.wall - start.wall)
+  cpu.total!.push(mark.cpu - start.cpu)
   // the controller reads the status map once the plan is live (merged on first read)
   void result.status
-  phases['status (after)']!.push(performance.now() - t4)
-  if (problems.length) throw new Error(problems.join("\n"))
-  if (result.ir.http[0]?.listeners[0] === undefined) throw new Error("nothing attached: check the GatewayClass")
-  phases.view!.push(t1 - t0)
-  phases.translate!.push(t2 - t1)
-  phases.validate!.push(t3 - t2)
-  phases.compile!.push(t4 - t3)
-  phases.total!.push(t4 - t0)
+  lap('status (after)')
+  if (problems.length) throw new Error(problems.join('\n'))
+  if (result.ir.http[0]?.listeners[0] === undefined) throw new Error('nothing attached: check the GatewayClass')
 }
-console.log(`rebuild at ${ROUTES} routes after one change (${CHANGE}), ${ROUNDS} rounds${process.env.COLD === '1' ? ', cold translate' : ''}, ms p50 / max`)
-for (const [name, xs] of Object.entries(phases)) console.log(`${name.padEnd(10)} ${percentile(xs, 50).toFixed(1).padStart(7)} ${Math.max(...xs).toFixed(1).padStart(7)}`)
+console.log(`rebuild at ${ROUTES} routes${POLICIES ? ' (2 policies each)' : ''} after one change (${CHANGE}), ${ROUNDS} rounds${process.env.COLD === '1' ? ', cold translate' : ''}`)
+console.log('phase            wall p50   wall p99    CPU p50    CPU p99  (ms)')
+for (const p of PHASES) console.log(`${p.padEnd(15)} ${[percentile(wall[p]!, 50), percentile(wall[p]!, 99), percentile(cpu[p]!, 50), percentile(cpu[p]!, 99)].map((x) => x.toFixed(1).padStart(10)).join(' ')}`)

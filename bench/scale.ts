@@ -20,7 +20,8 @@
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { gatewayManifests, percentile, prefixRoute, rssMiB, waitFor, wrk } from './lib.ts'
+import { gatewayManifests, percentile, rssMiB, waitFor, wrk } from './lib.ts'
+import { scaleRoute } from './scale-routes.ts'
 
 const SIZES = (process.env.SIZES ?? '10,1000,5000').split(',').map(Number)
 const DURATION = Number(process.env.DURATION ?? 5)
@@ -42,26 +43,7 @@ if (!Bun.which('wrk')) {
 
 const upstream = Bun.spawn([process.execPath, '-e', `Bun.serve({ port: ${UPSTREAM_PORT}, hostname: '127.0.0.1', fetch: () => new Response('hello from upstream!') })`], { stdout: 'ignore', stderr: 'inherit' })
 
-/** One route, with its two policies when POLICIES=1. */
-function route(name: string, prefix: string): string {
-  if (!POLICIES) return prefixRoute(name, prefix)
-  const target = `targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: ${name} }]`
-  return `${prefixRoute(name, prefix)}---
-apiVersion: gateway.portico.dev/v1alpha1
-kind: BackendTrafficPolicy
-metadata: { name: ${name} }
-spec:
-  ${target}
-  retry: { numRetries: 2, retryOn: { triggers: [gateway-error, reset] } }
----
-apiVersion: gateway.portico.dev/v1alpha1
-kind: SecurityPolicy
-metadata: { name: ${name} }
-spec:
-  ${target}
-  authorization: { defaultAction: Deny, rules: [{ name: loopback, action: Allow, principal: { clientCIDRs: [127.0.0.0/8] } }] }
-`
-}
+const route = (name: string, prefix: string) => scaleRoute(name, prefix, POLICIES)
 
 function writeAtomically(dir: string, name: string, text: string) {
   const tmp = join(dir, `.tmp-${name}`)

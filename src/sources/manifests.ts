@@ -17,6 +17,8 @@ export interface ParsedManifests {
  */
 interface ChunkResult {
   readonly objects: readonly K8sObject[]
+  /** keyOf() of each object, worked out once per piece. */
+  readonly keys: readonly string[]
   readonly problems: readonly LoadProblem[]
 }
 
@@ -32,20 +34,35 @@ export class ManifestMemo {
 }
 
 export function parseManifests(text: string, origin: string, memo?: ManifestMemo): ParsedManifests {
-  const objects: K8sObject[] = []
   const problems: LoadProblem[] = []
   const pieces = new Map<string, ChunkResult>()
+  // duplicates inside one origin: the last one wins, as `kubectl apply` of the file would
+  const byKey = new Map<string, K8sObject>()
+  const lineOf = lineCounter(text)
   for (const chunk of documentChunks(text)) {
     const result = memo?.pieces.get(chunk.text) ?? pieces.get(chunk.text) ?? parseChunk(chunk.text, origin)
     pieces.set(chunk.text, result)
-    objects.push(...result.objects)
-    for (const p of result.problems) problems.push({ ...p, line: chunk.firstLine - 1 + (p.line ?? 1) })
+    for (let i = 0; i < result.objects.length; i++) byKey.set(result.keys[i]!, result.objects[i]!)
+    if (result.problems.length === 0) continue
+    const firstLine = lineOf(chunk.start)
+    for (const p of result.problems) problems.push({ ...p, line: firstLine - 1 + (p.line ?? 1) })
   }
   if (memo) memo.pieces = pieces
-  // duplicates inside one origin: the last one wins, as `kubectl apply` of the file would
-  const seen = new Map<string, K8sObject>()
-  for (const o of objects) seen.set(keyOf(o), o)
-  return { objects: [...seen.values()], problems }
+  return { objects: [...byKey.values()], problems }
+}
+
+/**
+ * Line number (1-based) of an offset of `text`, for offsets asked in increasing order: counted
+ * only when a piece has problems to place, so a clean file is never scanned for newlines.
+ */
+function lineCounter(text: string): (offset: number) => number {
+  let at = 0
+  let line = 1
+  return (offset) => {
+    for (let i = text.indexOf('\n', at); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) line++
+    at = offset
+    return line
+  }
 }
 
 function parseChunk(text: string, origin: string): ChunkResult {
@@ -56,11 +73,11 @@ function parseChunk(text: string, origin: string): ChunkResult {
   try {
     docs = YAML.parseAllDocuments(text, { lineCounter: lines, uniqueKeys: false }) as YAML.Document.Parsed[]
   } catch (err) {
-    return { objects, problems: [{ origin, line: 1, message: `cannot parse: ${yamlErrorText(err)}` }] }
+    return { objects, keys: [], problems: [{ origin, line: 1, message: `cannot parse: ${yamlErrorText(err)}` }] }
   }
   if (!Array.isArray(docs)) docs = [docs as unknown as YAML.Document.Parsed]
   for (const doc of docs) parseDocument(doc, lines.linePos(doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0).line, origin, objects, problems)
-  return { objects, problems }
+  return { objects, keys: objects.map(keyOf), problems }
 }
 
 /**
@@ -70,26 +87,19 @@ function parseChunk(text: string, origin: string): ChunkResult {
  * YAML (even inside a block scalar), so the split never changes the meaning; separators with
  * content on the same line (`--- !tag`) stay inside a piece and the parser handles them.
  */
-function* documentChunks(text: string): Generator<{ text: string; firstLine: number }> {
+function documentChunks(text: string): { text: string; start: number }[] {
+  const chunks: { text: string; start: number }[] = []
   const separator = /^---[ \t]*(?:#.*)?$/gm
   let start = 0
-  let line = 1
   let m: RegExpExecArray | null
   while ((m = separator.exec(text)) !== null) {
-    const piece = text.slice(start, m.index)
-    yield { text: piece, firstLine: line }
-    line += countLines(piece) + 1
+    chunks.push({ text: text.slice(start, m.index), start })
     start = m.index + m[0].length
     if (text[start] === '\r') start++ // CRLF files
     if (text[start] === '\n') start++
   }
-  if (start < text.length) yield { text: text.slice(start), firstLine: line }
-}
-
-function countLines(s: string): number {
-  let n = 0
-  for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) n++
-  return n
+  if (start < text.length) chunks.push({ text: text.slice(start), start })
+  return chunks
 }
 
 function parseDocument(doc: YAML.Document.Parsed, line: number, origin: string, objects: K8sObject[], problems: LoadProblem[]): void {

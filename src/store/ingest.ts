@@ -10,6 +10,8 @@ import type { LoadProblem, SourceSink } from '../sources/source.ts'
 
 export class StoreIngest implements SourceSink {
   #owned = new Map<string, Set<string>>()
+  /** Per origin, the objects of its last load and their keys, when that load had no problems. */
+  #last = new Map<string, Map<K8sObject, string>>()
   #problems = new Map<string, readonly LoadProblem[]>()
   #onProblems: (() => void) | undefined
 
@@ -21,6 +23,19 @@ export class StoreIngest implements SourceSink {
   }
 
   replaceOrigin(origin: string, objects: readonly K8sObject[], problems: readonly LoadProblem[]): void {
+    const last = this.#last.get(origin)
+    if (last && problems.length === 0) {
+      this.#last.set(origin, this.#replaceDifference(origin, last, objects))
+      this.#setProblems(origin, problems)
+      return
+    }
+    this.#replaceWhole(origin, objects, problems)
+    if (problems.length === 0) this.#last.set(origin, new Map(objects.map((o) => [o, keyOf(o)])))
+    else this.#last.delete(origin)
+    this.#setProblems(origin, problems)
+  }
+
+  #replaceWhole(origin: string, objects: readonly K8sObject[], problems: readonly LoadProblem[]): void {
     const previous = this.#owned.get(origin) ?? new Set<string>()
     const kept: K8sObject[] = [...objects]
     const keys = new Set(objects.map(keyOf))
@@ -38,13 +53,40 @@ export class StoreIngest implements SourceSink {
     }
     this.store.replaceAll(previous, kept)
     this.#owned.set(origin, keys)
-    this.#setProblems(origin, problems)
+  }
+
+  /**
+   * The same change as #replaceWhole for an origin whose previous load had no problems (so it
+   * owns exactly the keys of `last`), worked out from object identity: the file source hands
+   * back the very same objects for unchanged documents, so editing one route in a file of
+   * 10,000 touches one key instead of keying, comparing and re-setting all of them.
+   */
+  #replaceDifference(origin: string, last: ReadonlyMap<K8sObject, string>, objects: readonly K8sObject[]): Map<K8sObject, string> {
+    const owned = this.#owned.get(origin) ?? new Set<string>()
+    const next = new Map<K8sObject, string>()
+    const sets: [string, K8sObject][] = []
+    for (const o of objects) {
+      const key = last.get(o) ?? keyOf(o)
+      next.set(o, key)
+      // also an unchanged object that another origin replaced since: this load sets it back
+      if (this.store.get(key) !== o) sets.push([key, o])
+    }
+    const setKeys = new Set(sets.map(([key]) => key))
+    const deletes: string[] = []
+    // keys are unique within a load, so a key that left with its object is kept only if a new object took it
+    for (const [o, key] of last) if (!next.has(o) && !setKeys.has(key)) deletes.push(key)
+    for (const key of deletes) owned.delete(key)
+    for (const key of setKeys) owned.add(key)
+    this.#owned.set(origin, owned)
+    this.store.applyChanges(deletes, sets)
+    return next
   }
 
   dropOrigin(origin: string): void {
     const previous = this.#owned.get(origin)
     if (previous) this.store.replaceAll(previous, [])
     this.#owned.delete(origin)
+    this.#last.delete(origin)
     this.#setProblems(origin, [])
   }
 

@@ -138,6 +138,19 @@ export class ResourceStore {
     if (changed) this.#bump()
   }
 
+  /** Deletes `deletes`, then sets each [key, object] of `sets` (unless equal), in a single revision. */
+  applyChanges(deletes: readonly string[], sets: readonly (readonly [string, K8sObject])[]): void {
+    let changed = false
+    for (const key of deletes) if (this.#delete(key)) changed = true
+    for (const [key, o] of sets) {
+      const prev = this.#objects.get(key)
+      if (prev === o || (prev && JSON.stringify(prev) === JSON.stringify(o))) continue
+      this.#set(key, o)
+      changed = true
+    }
+    if (changed) this.#bump()
+  }
+
   get(key: string): K8sObject | undefined {
     return this.#objects.get(key)
   }

@@ -9,6 +9,7 @@ import type { PortPlan } from '../snapshot.ts'
 import { handleRequest, type Connection } from '../http/handler.ts'
 import type { ProxyDeps } from '../http/proxy.ts'
 import type { HttpLimits } from '../http/limits.ts'
+import { literal } from './grpc-status.ts'
 
 const { NGHTTP2_CANCEL } = http2.constants
 
@@ -106,7 +107,7 @@ async function writeResponse(stream: ServerHttp2Stream, res: Response, head: boo
   if (cookies.length > 0) out['set-cookie'] = cookies
   const body = head ? null : res.body
   try {
-    stream.respond(out, { endStream: body === null })
+    stream.respond(literal(out), { endStream: body === null })
   } catch {
     await res.body?.cancel().catch(() => {})
     return

@@ -19,23 +19,37 @@ const seen = new Set<string>()
 
 const esc = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
 
+/** Label text per (rule, path, code), built once: at most rules x MAX_METHODS x codes entries. */
+const labelCache = new Map<string, string>()
+
 export function recordGrpcCall(port: PortPlan, route: RoutePlan | undefined, pool: RuntimePool | undefined, path: string, grpcCode: number, durationMs: number): void {
   if (!telemetry.metrics) return
   const seconds = durationMs / 1000
   const set = route ? requestMetrics.labelsFor(port, route, pool) : requestMetrics.unrouted(port, port.port)
   const local = pool === undefined && grpcCode !== 0
   set.record(POST, 200, local ? reasonIndex(route ? 'policy' : 'no_route') : 0, seconds, -1, 0, 0)
-  const { route: routeName, rule } = route ? parseRuleId(route.id) : { route: '', rule: '' }
-  let service = 'other'
-  let method = 'other'
-  const m = route ? GRPC_PATH.exec(path) : null
-  if (m) {
-    const key = `${m[1]}/${m[2]}`
-    if (seen.has(key) || seen.size < MAX_METHODS) {
-      seen.add(key)
-      service = m[1]!
-      method = m[2]!
+  requestMetrics.grpcCall(grpcLabels(route, path, grpcCode), seconds)
+}
+
+function grpcLabels(route: RoutePlan | undefined, path: string, grpcCode: number): string {
+  let known = false
+  let m: RegExpExecArray | null = null
+  if (route) {
+    if (seen.has(path)) known = true
+    else if ((m = GRPC_PATH.exec(path)) !== null && seen.size < MAX_METHODS) {
+      seen.add(path)
+      known = true
     }
   }
-  requestMetrics.grpcCall(`route="${esc(routeName)}",rule="${esc(rule)}",service="${esc(service)}",method="${esc(method)}",grpc_code="${grpcCode}"`, seconds)
+  const key = `${route?.id ?? ''}|${known ? path : ''}|${grpcCode}`
+  let labels = labelCache.get(key)
+  if (labels === undefined) {
+    m ??= known ? GRPC_PATH.exec(path) : null
+    const { route: routeName, rule } = route ? parseRuleId(route.id) : { route: '', rule: '' }
+    const service = m ? m[1]! : 'other'
+    const method = m ? m[2]! : 'other'
+    labels = `route="${esc(routeName)}",rule="${esc(rule)}",service="${esc(service)}",method="${esc(method)}",grpc_code="${grpcCode}"`
+    labelCache.set(key, labels)
+  }
+  return labels
 }

@@ -31,7 +31,7 @@ import type { ActiveSnapshot } from '../snapshot.ts'
 import type { ProxyDeps } from '../http/proxy.ts'
 import type { HttpLimits } from '../http/limits.ts'
 import type { TlsPeer } from '../http/tls/generation.ts'
-import { isGrpcContentType, GrpcStatus, trailersOnly } from './grpc-status.ts'
+import { isGrpcContentType, GrpcStatus, NO_DATE, trailersOnly } from './grpc-status.ts'
 import { proxyGrpc } from './grpc-proxy.ts'
 import { serveThroughPipeline } from './fetch-bridge.ts'
 
@@ -141,7 +141,7 @@ export class H2Server {
     const grpc = isGrpcContentType(headers['content-type'])
     if (!port) {
       // The port left the plan while this connection drains.
-      if (grpc) stream.respond(trailersOnly(GrpcStatus.UNAVAILABLE, 'listener is gone'), { endStream: true })
+      if (grpc) stream.respond(trailersOnly(GrpcStatus.UNAVAILABLE, 'listener is gone'), { endStream: true, ...NO_DATE })
       else stream.close(http2.constants.NGHTTP2_REFUSED_STREAM)
       return
     }

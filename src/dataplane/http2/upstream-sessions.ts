@@ -16,8 +16,16 @@ export class UpstreamSession {
   usable = true
   /** The error that ended the session (ECONNREFUSED...), for calls that die with it. */
   error: Error | undefined
+  /** Settles once: undefined when connected, or the error the connect failed with (refused, TLS). */
+  readonly ready: Promise<Error | undefined>
 
-  constructor(readonly session: ClientHttp2Session) {}
+  constructor(readonly session: ClientHttp2Session) {
+    this.ready = new Promise((resolve) => {
+      session.once('connect', () => resolve(undefined))
+      session.once('error', (err: Error) => resolve(err))
+      session.once('close', () => resolve(this.error ?? new Error('session closed')))
+    })
+  }
 }
 
 class OriginPool {

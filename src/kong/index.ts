@@ -54,7 +54,6 @@ export class KongIndex {
   /** Plugin keys named by some HTTPRoute or Service (a consumer's plugin there is scoped to it). */
   readonly #onRoutesOrServices = new Set<string>()
   readonly #translations = new Map<string, PluginTranslation | string>()
-  readonly #consumerProblems = new Map<Consumer, string[]>()
 
   static build(view: ResourceView): KongIndex | undefined {
     const kongInUse = view.kongPlugins.length > 0 || view.kongClusterPlugins.length > 0 || view.kongConsumers.length > 0
@@ -65,18 +64,21 @@ export class KongIndex {
     this.#view = view
     for (const o of [...view.kongPlugins, ...view.kongClusterPlugins]) this.#objects.set(keyOf(o), readPluginObject(o, view))
     this.#consumers = readConsumers(view)
-    this.#usable = usable(this.#consumers)
     for (const o of view.kongClusterPlugins) if (o.metadata.labels?.[GLOBAL_LABEL] === 'true') this.#globals.push(this.#asResolved(keyOf(o)))
+    // a consumer whose plugins cannot apply is rejected (fail closed: its credentials open nothing)
+    const attached = new Map<Consumer, KongPluginObject[]>()
     for (const c of this.#consumers) {
-      const problems: string[] = []
+      const plugins: KongPluginObject[] = []
       for (const ref of c.plugins) {
         const r = this.#resolve(ref, { group: KONG_GROUP, kind: 'KongConsumer', namespace: c.namespace })
-        if ('problem' in r) problems.push(r.problem)
-        else if (isAuthPlugin(r.plugin)) problems.push(`${r.label}: plugin ${r.plugin} cannot be attached to a consumer`)
-        else if (c.problems.length === 0) this.#byConsumers.set(r.key, [...(this.#byConsumers.get(r.key) ?? []), { consumer: c, plugin: r }])
+        if ('problem' in r) c.problems.push(r.problem)
+        else if (isAuthPlugin(r.plugin)) c.problems.push(`${r.label}: plugin ${r.plugin} cannot be attached to a consumer`)
+        else plugins.push(r)
       }
-      this.#consumerProblems.set(c, problems)
+      attached.set(c, plugins)
     }
+    this.#usable = usable(this.#consumers)
+    for (const c of this.#usable) for (const p of attached.get(c) ?? []) this.#byConsumers.set(p.key, [...(this.#byConsumers.get(p.key) ?? []), { consumer: c, plugin: p }])
     const note = (refs: readonly string[], from: { group: string; kind: string; namespace: string }) => {
       for (const ref of refs) {
         const r = this.#resolve(ref, from)
@@ -222,7 +224,7 @@ export class KongIndex {
   writeStatus(status: StatusMap): void {
     for (const c of this.#consumers) {
       const gen = typeof c.object.metadata.generation === 'number' ? c.object.metadata.generation : undefined
-      const problems = [...c.problems, ...(this.#consumerProblems.get(c) ?? [])]
+      const problems = c.problems
       const notes = [...c.warnings, ...c.unread.map((u) => `credential ${u} is not supported yet`)]
       const cond = problems.length
         ? condition('Programmed', 'False', 'Invalid', [...problems, ...notes].join('; '), gen)

@@ -25,11 +25,14 @@ server.on('stream', (stream: ServerHttp2Stream, headers) => {
   const chunks: Buffer[] = []
   stream.on('data', (c: Buffer) => chunks.push(c))
   stream.on('end', () => {
+    // h2load resets the calls in flight when its time is up
+    if (stream.destroyed || stream.closed) return
     stream.respond(head, { waitForTrailers: true, sendDate: false } as http2.ServerStreamResponseOptions)
     stream.on('wantTrailers', () => stream.sendTrailers(TRAILERS))
     stream.end(Buffer.concat(chunks))
   })
 })
+process.on('uncaughtException', (err) => console.error('backend:', err.message))
 server.on('sessionError', () => {})
 server.on('session', (s) => s.on('error', () => {}))
 server.listen(port, '127.0.0.1', () => console.log(`grpc bench backend on ${port}`))

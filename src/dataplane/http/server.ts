@@ -1,7 +1,8 @@
 /**
- * HttpDataplane: one Bun.serve per HTTP port of the live plan; HTTPS ports are an HttpsPort
- * (tls/https-port.ts: a TLS front splicing to Bun.serve generations on loopback, for SNI-aware
- * 421s, h2 and certificate rotation without a restart).
+ * HttpDataplane: one HttpFront per HTTP or HTTPS port of the live plan (front/http-front.ts: our
+ * own HTTP/1.1 on Bun.listen, with a Bun.serve on loopback for the full pipeline and h2). On
+ * HTTPS ports the front terminates TLS itself (front/tls-handshake.ts), picking the certificate
+ * by SNI; a certificate change gives new connections new contexts without touching the socket.
  *
  * apply() compiles the IR, publishes the plan (one reference assignment), then reconciles
  * sockets: servers open for new ports and close for removed ones. Route changes never touch
@@ -20,8 +21,8 @@ import { handleRequest, type Connection } from './handler.ts'
 import { errorResponse, type ProxyDeps } from './proxy.ts'
 import type { WebSocketUpgrader } from './websocket.ts'
 import { isWebSocketUpgrade, WebSocketProxy } from './websocket.ts'
-import { HttpsPort } from './tls/https-port.ts'
-import type { TlsPeer } from './tls/generation.ts'
+import { TlsContexts } from './tls/contexts.ts'
+import type { TlsPeer } from './tls/peer.ts'
 import { bunHeaderLimit, resolveLimits, type HttpLimits } from './limits.ts'
 import { closingError, rejectMalformed, sawUpgradeHeader } from './request-guard.ts'
 import { HttpFront } from './front/http-front.ts'
@@ -66,7 +67,9 @@ export interface ApplyResult {
 
 interface RunningServer {
   readonly front: HttpFront
-  readonly protocol: 'HTTP'
+  readonly protocol: 'HTTP' | 'HTTPS'
+  /** HTTPS: the certificates new connections get (a change rotates them). */
+  tlsFingerprint: string | undefined
 }
 
 /** Keep-alive links to upstream endpoints for the fronts' direct path: one set per process (worker). */
@@ -86,7 +89,6 @@ export class HttpDataplane {
   readonly #servers = new Map<number, RunningServer>()
   /** WebSocket sessions of every server of this data plane (closed with 1001 on stop). */
   readonly websockets: WebSocketProxy
-  readonly #https = new Map<number, HttpsPort>()
   /** Last bind error per port, so a port that still cannot bind is reported on every apply. */
   readonly #failed = new Map<number, string>()
   /** What the pipeline needs from the data plane, one object for every request. */
@@ -145,26 +147,16 @@ export class HttpDataplane {
 
     // Close what left the plan or changed protocol first, so a port can switch HTTP <-> HTTPS.
     for (const [port, running] of this.#servers) {
-      if (plan.ports.get(port)?.ir.protocol === 'HTTP') continue
+      if (plan.ports.get(port)?.ir.protocol === running.protocol) continue
       this.#servers.delete(port)
       closed.push(port)
       await this.#stopServer(port, running)
     }
-    for (const [port, https] of this.#https) {
-      if (plan.ports.get(port)?.ir.protocol === 'HTTPS') continue
-      this.#https.delete(port)
-      closed.push(port)
-      // The front socket is released at once; in-flight requests finish in the background.
-      void https.stop(false)
-    }
 
     for (const [port, portPlan] of plan.ports) {
-      if (portPlan.ir.protocol === 'HTTPS') {
-        statuses.push(this.#applyHttps(portPlan, opened, problems))
-        continue
-      }
       const running = this.#servers.get(port)
       if (running) {
+        if (running.protocol === 'HTTPS') problems.push(...this.#rotate(running, portPlan))
         statuses.push({ port, protocol: running.protocol, boundPort: running.front.port })
         continue
       }
@@ -176,9 +168,10 @@ export class HttpDataplane {
         continue
       }
       this.#failed.delete(port)
-      this.#servers.set(port, started)
+      problems.push(...started.problems)
+      this.#servers.set(port, started.running)
       opened.push(port)
-      statuses.push({ port, protocol: started.protocol, boundPort: started.front.port })
+      statuses.push({ port, protocol: started.running.protocol, boundPort: started.running.front.port })
     }
 
     for (const port of this.#failed.keys()) if (!plan.ports.has(port)) this.#failed.delete(port)
@@ -190,12 +183,12 @@ export class HttpDataplane {
 
   /** The port a listener port is actually bound to (for tests and port 0). */
   boundPort(port: number): number | undefined {
-    return this.#servers.get(port)?.front.port ?? this.#https.get(port)?.boundPort
+    return this.#servers.get(port)?.front.port
   }
 
-  /** The HTTPS port object (certificate generations), for tests. */
-  httpsPort(port: number): HttpsPort | undefined {
-    return this.#https.get(port)
+  /** Fingerprint of the certificates an HTTPS port hands new connections (tests). */
+  tlsFingerprint(port: number): string | undefined {
+    return this.#servers.get(port)?.tlsFingerprint
   }
 
   /**
@@ -208,47 +201,24 @@ export class HttpDataplane {
     this.shedder.stop()
     this.#removeGauges()
     const servers = [...this.#servers]
-    const https = [...this.#https.values()]
     this.#servers.clear()
-    this.#https.clear()
-    await Promise.all([
-      ...https.map((port) => withGrace(port.stop(force), graceMs, () => port.stop(true))),
-      ...servers.map(([port, running]) => this.#stopServer(port, running, force, graceMs)),
-    ])
+    await Promise.all(servers.map(([port, running]) => this.#stopServer(port, running, force, graceMs)))
   }
 
-  #applyHttps(portPlan: PortPlan, opened: number[], problems: string[]): PortStatus {
-    const port = portPlan.port
-    const running = this.#https.get(port)
-    if (running) {
-      // A failed rotation keeps the previous certificates serving: a problem, not a port error.
-      problems.push(...running.update(portPlan).problems)
-      return { port, protocol: 'HTTPS', boundPort: running.boundPort }
+  /** New certificates for an HTTPS port: new connections get them, open ones finish on theirs. */
+  #rotate(running: RunningServer, portPlan: PortPlan): string[] {
+    if (portPlan.tlsFingerprint === running.tlsFingerprint) return []
+    const built = TlsContexts.build(portPlan.tls ?? [])
+    if (typeof built === 'string') {
+      // The previous certificates stay live: a problem, not a port error.
+      this.#logger.error('certificate rotation failed; previous certificates stay live', { port: portPlan.port, error: built })
+      return [`port ${portPlan.port}: ${built}`]
     }
-    const started = HttpsPort.start(portPlan, {
-      hostname: this.#hostname,
-      reusePort: this.#sharePorts,
-      logger: this.#logger,
-      serve: (tls, peerOf) =>
-        Bun.serve({
-          port: 0,
-          hostname: '127.0.0.1',
-          tls: tls.map((t) => ({ ...t })),
-          // Experimental in Bun 1.4.5, verified: h2 via ALPN, HTTP/1.1 (and WebSocket upgrades) otherwise.
-          http2: true,
-          ...this.#requestOptions(port, peerOf),
-        }),
-    })
-    if (typeof started === 'string') {
-      this.#failed.set(port, started)
-      problems.push(`port ${port}: ${started}`)
-      return { port, protocol: 'HTTPS', error: started }
-    }
-    this.#failed.delete(port)
-    problems.push(...started.problems)
-    this.#https.set(port, started.port)
-    opened.push(port)
-    return { port, protocol: 'HTTPS', boundPort: started.port.boundPort }
+    running.front.setTls(built.contexts)
+    running.tlsFingerprint = portPlan.tlsFingerprint
+    this.#logger.info('https certificates rotated', { port: portPlan.port })
+    for (const problem of built.problems) this.#logger.warn('certificate skipped', { port: portPlan.port, problem })
+    return built.problems.map((p) => `port ${portPlan.port}: ${p}`)
   }
 
   /** What every Bun.serve of this data plane shares: limits and the request entry point. */
@@ -266,9 +236,18 @@ export class HttpDataplane {
     }
   }
 
-  #start(portPlan: PortPlan): RunningServer | string {
+  #start(portPlan: PortPlan): { running: RunningServer; problems: string[] } | string {
     const irPort = portPlan.port
-    const protocol = 'HTTP'
+    const protocol = portPlan.ir.protocol === 'HTTPS' ? 'HTTPS' : 'HTTP'
+    let tls: TlsContexts | undefined
+    let problems: string[] = []
+    if (protocol === 'HTTPS') {
+      const built = TlsContexts.build(portPlan.tls ?? [])
+      if (typeof built === 'string') return built
+      tls = built.contexts
+      problems = built.problems.map((p) => `port ${irPort}: ${p}`)
+      for (const problem of built.problems) this.#logger.warn('certificate skipped', { port: irPort, problem })
+    }
     const front = HttpFront.start({
       irPort,
       hostname: this.#hostname,
@@ -280,6 +259,7 @@ export class HttpDataplane {
       logger: this.#logger,
       gate: this.gate,
       shedder: this.shedder,
+      ...(tls ? { tls } : {}),
       serveInner: (peerOf) =>
         Bun.serve({
           port: 0,
@@ -293,8 +273,8 @@ export class HttpDataplane {
       this.#logger.error('http server failed to bind', { port: irPort, error: front })
       return front
     }
-    this.#logger.info('http server listening', { port: irPort, boundPort: front.port, protocol })
-    return { front, protocol }
+    this.#logger.info(protocol === 'HTTPS' ? 'https port listening' : 'http server listening', { port: irPort, boundPort: front.port, protocol })
+    return { running: { front, protocol, tlsFingerprint: protocol === 'HTTPS' ? portPlan.tlsFingerprint : undefined }, problems }
   }
 
   /** `peerOf` is set for HTTPS: the TLS front knows the client address and SNI, the inner server sees loopback. */
@@ -353,12 +333,3 @@ class ClientConnection implements Connection {
   }
 }
 
-/** Wait for `stopping` at most `graceMs`, then run `force`. */
-async function withGrace(stopping: Promise<void>, graceMs: number, force: () => Promise<void>): Promise<void> {
-  let timer: Timer | undefined
-  const grace = new Promise<void>((resolve) => {
-    timer = setTimeout(() => resolve(force()), graceMs)
-  })
-  await Promise.race([stopping, grace])
-  clearTimeout(timer)
-}

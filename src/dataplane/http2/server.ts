@@ -30,7 +30,7 @@ import http2, { type Http2Server, type Http2Session, type IncomingHttpHeaders, t
 import type { ActiveSnapshot } from '../snapshot.ts'
 import type { ProxyDeps } from '../http/proxy.ts'
 import type { HttpLimits } from '../http/limits.ts'
-import type { TlsPeer } from '../http/tls/generation.ts'
+import type { TlsPeer } from '../http/tls/peer.ts'
 import { isGrpcContentType, GrpcStatus, NO_DATE, trailersOnly } from './grpc-status.ts'
 import { proxyGrpc } from './grpc-proxy.ts'
 import { serveThroughPipeline } from './fetch-bridge.ts'

@@ -15,6 +15,7 @@
 import type { Socket } from 'bun'
 import { chooseBackend, stillRouted, type PortPlan, type RoutePlan } from '../../snapshot.ts'
 import { normalizeHost } from '../match.ts'
+import { isMisdirected } from '../tls/misdirected.ts'
 import { DROPPED_REQUEST_FIELDS, forwardedElement, forwardingLines, HOP_BY_HOP, nominatedFields, requestIdLine } from '../headers.ts'
 import { isWebSocketUpgrade, REPLAYABLE_METHODS, STANDARD_METHODS, WS_HANDSHAKE_TIMEOUT_MS } from '../constants.ts'
 import { runRequestHooks } from '../chain.ts'
@@ -80,6 +81,7 @@ const REASONS: Record<number, string> = {
   408: 'Request Timeout',
   413: 'Content Too Large',
   414: 'URI Too Long',
+  421: 'Misdirected Request',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   501: 'Not Implemented',
@@ -218,6 +220,10 @@ export class ClientConnection implements LinkOwner {
     readonly ctx: FrontContext,
     /** The client's address when it is not the socket's peer (a PROXY protocol header said so). */
     clientIp?: string,
+    /** HTTPS: the SNI of the ClientHello (a Host that picks another listener gets 421). */
+    readonly serverName?: string,
+    /** HTTPS with frontend mTLS (AllowValidOnly): a failed client-certificate check closes the connection. */
+    readonly requireClientCert = false,
   ) {
     this.clientIp = clientIp ?? socket.remoteAddress
     this.#lastActivity = ctx.clock.now
@@ -459,6 +465,8 @@ export class ClientConnection implements LinkOwner {
 
     // The same matcher the pipeline uses; the head is its own MatchInput.
     const host = normalizeHost(head.host)
+    // HTTPS: the SNI chose a listener (certificate, client validation); a Host of another one is refused.
+    if (this.serverName !== undefined && isMisdirected(port.router, this.serverName, host)) return this.#respondLocal(421, 'misdirected request', true)
     const rule = head.path !== '' ? port.router.match(host, head) : undefined
     // Kept for both paths: a configuration that removes the rule ends this exchange's stream.
     this.#ruleId = rule?.id ?? ''
@@ -739,7 +747,7 @@ export class ClientConnection implements LinkOwner {
       text += `${lines[i]}\r\n`
     }
     if (this.#span) text += `traceparent: ${traceparentOf(this.#span)}\r\n`
-    text += forwardingLines(xff, forwarded, ip, 'http', head.host, this.#forwardedFor(head.host))
+    text += forwardingLines(xff, forwarded, ip, this.ctx.scheme, head.host, this.#forwardedFor(head.host))
     let hasRequestId = head.requestId
     if (edits) {
       for (const [name, value] of edits) if (value !== null) text += `${name}: ${value}\r\n`
@@ -766,7 +774,7 @@ export class ClientConnection implements LinkOwner {
   #forwardedFor(host: string): string {
     if (this.#forwardedHost !== host || this.#forwardedElement === '') {
       this.#forwardedHost = host
-      this.#forwardedElement = forwardedElement(this.clientIp, 'http', host)
+      this.#forwardedElement = forwardedElement(this.clientIp, this.ctx.scheme, host)
       this.#forwardingLinesCache = ''
     }
     return this.#forwardedElement
@@ -775,7 +783,7 @@ export class ClientConnection implements LinkOwner {
   /** Our forwarding fields when the client sent none of its own: the same for every request with this Host. */
   #forwardingLines(host: string): string {
     const element = this.#forwardedFor(host)
-    if (this.#forwardingLinesCache === '') this.#forwardingLinesCache = forwardingLines(undefined, undefined, this.clientIp, 'http', host, element)
+    if (this.#forwardingLinesCache === '') this.#forwardingLinesCache = forwardingLines(undefined, undefined, this.clientIp, this.ctx.scheme, host, element)
     return this.#forwardingLinesCache
   }
 
@@ -844,7 +852,7 @@ export class ClientConnection implements LinkOwner {
     if (link === this.#inner) {
       // The inner server sees loopback: it learns the client's address from this port.
       this.#innerPort = link.socket!.localPort
-      this.ctx.peers.set(this.#innerPort, { clientIp: this.clientIp, serverName: undefined })
+      this.ctx.peers.set(this.#innerPort, { clientIp: this.clientIp, serverName: this.serverName })
     }
   }
 
@@ -1418,7 +1426,7 @@ export class ClientConnection implements LinkOwner {
       userAgent: head?.get('user-agent') ?? undefined,
       reason: LOCAL_REASONS[this.#localReason] ?? '',
       span: this.#span,
-      scheme: 'http',
+      scheme: this.ctx.scheme,
       port: this.ctx.irPort,
     })
   }

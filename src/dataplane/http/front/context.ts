@@ -3,7 +3,7 @@ import type { ActiveSnapshot } from '../../snapshot.ts'
 import type { EndpointRegistry } from '../../upstream/registry.ts'
 import type { Logger } from '../../log.ts'
 import type { HttpLimits } from '../limits.ts'
-import type { TlsPeer } from '../tls/generation.ts'
+import type { TlsPeer } from '../tls/peer.ts'
 import type { LinkPools } from './links.ts'
 import type { LoadShedder } from '../../overload/load-shedder.ts'
 import type { ConnectionGate } from '../../overload/connection-gate.ts'
@@ -11,6 +11,8 @@ import type { ConnectionGate } from '../../overload/connection-gate.ts'
 export interface FrontContext {
   /** Gateway listener port from the IR (the plan's key for this port). */
   readonly irPort: number
+  /** 'https' when the front terminates TLS (forwarding headers, access log). */
+  readonly scheme: 'http' | 'https'
   readonly active: ActiveSnapshot
   readonly registry: EndpointRegistry
   readonly links: LinkPools

@@ -16,12 +16,14 @@ import type { Logger } from '../../log.ts'
 import { portLimits, type HttpLimits } from '../limits.ts'
 import type { ConnectionSettings } from '../../../policy/kind.ts'
 import { ProxyHeaderReader } from '../../proxy-protocol.ts'
-import type { TlsPeer } from '../tls/generation.ts'
+import type { TlsPeer } from '../tls/peer.ts'
 import { ClientConnection } from './client-connection.ts'
 import type { FrontContext } from './context.ts'
 import type { LinkPools } from './links.ts'
 import type { ConnectionGate } from '../../overload/connection-gate.ts'
 import type { LoadShedder } from '../../overload/load-shedder.ts'
+import type { TlsContexts } from '../tls/contexts.ts'
+import { TlsHandshake } from './tls-handshake.ts'
 
 export interface HttpFrontOptions {
   readonly irPort: number
@@ -35,6 +37,8 @@ export interface HttpFrontOptions {
   /** The data plane's connection admission (caps per worker, per client, accept rate). */
   readonly gate: ConnectionGate
   readonly shedder: LoadShedder
+  /** HTTPS: the port's TLS contexts; the front terminates TLS itself (tls-handshake.ts). */
+  readonly tls?: TlsContexts
   /** Start the inner Bun.serve (loopback, port 0) with the data plane's request pipeline. */
   readonly serveInner: (peerOf: (peerPort: number | undefined) => TlsPeer | undefined) => Server<undefined>
   /** Start the h2 server (dataplane/http2/server.ts) that h2c prior-knowledge connections are spliced to; absent: the inner Bun.serve. */
@@ -92,7 +96,7 @@ function failed(conn: FrontSocketData | undefined, err: unknown): void {
 }
 
 /** What a front socket carries: its HTTP connection, or the PROXY header reader before it. */
-type FrontSocketData = ClientConnection | ProxyPreamble
+type FrontSocketData = ClientConnection | ProxyPreamble | TlsHandshake
 
 /** How long a PROXY protocol header may take when the port sets no header timeout. */
 const PROXY_HEADER_TIMEOUT_MS = 10_000
@@ -187,8 +191,12 @@ export class HttpFront {
   readonly #baseLimits: HttpLimits
   /** The port's ClientTrafficPolicy settings as of the last plan (read at each accept). */
   #settings: ConnectionSettings | undefined
+  /** HTTPS: the contexts new connections get (a rotation replaces them; open connections keep theirs). */
+  #tls: TlsContexts | undefined
 
   private constructor(options: HttpFrontOptions) {
+    this.#tls = options.tls
+    const tlsSource = { current: () => this.#tls! }
     const peers = new Map<number, TlsPeer>()
     const connections = this.#connections
     let inner: Server<undefined> | undefined
@@ -196,6 +204,7 @@ export class HttpFront {
     this.#settings = options.active.current?.ports.get(options.irPort)?.ir.connection
     const ctx: FrontContext = {
       irPort: options.irPort,
+      scheme: options.tls ? 'https' : 'http',
       active: options.active,
       registry: options.registry,
       links: options.links,
@@ -237,6 +246,15 @@ export class HttpFront {
               return
             }
             socket.setNoDelay(true)
+            if (this.#tls) {
+              // HTTPS: PROXY header (if asked), ClientHello, then TLS on this socket (tls-handshake.ts).
+              const handshake = new TlsHandshake(socket as Socket<unknown>, ctx, tlsSource, settings?.proxyProtocol?.optional, connections as Set<unknown>)
+              handshake.admitted = ip
+              socket.data = handshake
+              connections.add(handshake)
+              if (ctx.draining) handshake.drain()
+              return
+            }
             if (settings?.proxyProtocol) {
               const preamble = new ProxyPreamble(socket, ctx, settings.proxyProtocol.optional, connections)
               preamble.admitted = ip
@@ -295,6 +313,11 @@ export class HttpFront {
       routed ??= port ? routedEndpoints(port, plan) : new Map()
       conn.onPlan(routed)
     }
+  }
+
+  /** HTTPS: new certificates (or TLS settings) for connections from now on; open ones keep theirs. */
+  setTls(contexts: TlsContexts): void {
+    this.#tls = contexts
   }
 
   /** Connections open on the public port (tests, admin). */

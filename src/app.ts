@@ -58,6 +58,11 @@ export interface PorticoOptions {
   readonly shutdownDelayMs?: number
   /** Data-plane worker threads sharing the listener ports; 1 (default) serves in this thread. */
   readonly workers?: number
+  /**
+   * Test hooks on the admin API (default: PORTICO_TEST_HOOKS=1 in the environment): POST
+   * /debug/crash-worker?worker=N kills a worker thread the way a bug would. Never in production.
+   */
+  readonly testHooks?: boolean
   /** Log level handed to worker threads. */
   readonly logLevel?: string
   /** Kubernetes mode: watch the API server instead of the config folder, and write status back. */
@@ -138,6 +143,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
   metrics.collect('portico_config_rejected', 'Problems that kept the latest snapshot from going live', () => [[undefined, controller.rejected.length]])
   backendMetrics(metrics, () => plane.stats(), () => prober.list(), () => controller.live)
   registerRateLimitMetrics(metrics, () => controller.live)
+  if (plane.restarts !== undefined) metrics.collect('portico_worker_restarts_total', 'Data-plane worker threads that died and were started again with the live snapshot', () => [[undefined, plane.restarts ?? 0]], 'counter')
   controller.onLive(() => logger.info('first snapshot live: ready'))
   // Request metrics (per worker, merged at scrape) after the registry's series.
   const renderMetrics = () => metrics.render() + renderRequestMetrics(plane.requestMetrics())
@@ -156,6 +162,7 @@ export async function startPortico(opts: PorticoOptions): Promise<Portico> {
     endpoints: () => endpointsView(controller.live, prober.list(), plane.stats()),
     routeStats: () => routeStats(plane.requestMetrics()),
     auth,
+    crashWorker: (opts.testHooks ?? process.env.PORTICO_TEST_HOOKS === '1') && plane.crashWorker ? (index) => plane.crashWorker!(index) : undefined,
   })
   const adminServer = Bun.serve({ port: opts.adminPort, hostname: adminAddress, development: false, fetch: (req) => admin.handle(req) })
   logger.info('admin API listening', { address: adminAddress, port: adminServer.port, token: auth?.source ?? 'none' })
@@ -225,6 +232,10 @@ interface Dataplane {
   stats(): DataplaneStats
   /** Request metrics of each data plane (cumulative), merged at scrape. */
   requestMetrics(): MetricsExport[]
+  /** Worker threads restarted after dying (workers only). */
+  readonly restarts?: number
+  /** Test hook: crash worker `index` (workers only). */
+  crashWorker?(index: number): boolean
 }
 
 function inThreadDataplane(logger: Logger, hostname: string, limits: Partial<HttpLimits> | undefined): Dataplane {

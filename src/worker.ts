@@ -69,6 +69,12 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     case 'health':
       health.apply(msg.changes)
       break
+    case 'crash':
+      // Outside this handler, so nothing catches it: the thread dies with its sockets, as a bug would.
+      setTimeout(() => {
+        throw new Error('worker crashed on purpose (test hook)')
+      })
+      break
     case 'apply': {
       let snapshot: Snapshot
       try {

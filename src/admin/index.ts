@@ -37,6 +37,8 @@ export interface AdminDeps {
   routeStats?(): unknown
   /** When set, the config views need `Authorization: Bearer <token>`. */
   readonly auth?: AdminAuth
+  /** Test hook (PORTICO_TEST_HOOKS=1 only): crash a data-plane worker thread; false when there is none. */
+  crashWorker?(index: number): boolean
 }
 
 export function healthPlugin(deps: Pick<AdminDeps, 'ready'>) {
@@ -53,9 +55,9 @@ export function healthPlugin(deps: Pick<AdminDeps, 'ready'>) {
  * The views that show configuration. Every route added here is behind the token check (the
  * hook is local to this plugin, so probes and /metrics stay open).
  */
-export function configPlugin(deps: Pick<AdminDeps, 'objects' | 'statusOf' | 'problems' | 'snapshot' | 'rejected' | 'auth' | 'endpoints' | 'routeStats'>) {
-  const { auth } = deps
-  return new Elysia({ name: 'admin.config' })
+export function configPlugin(deps: Pick<AdminDeps, 'objects' | 'statusOf' | 'problems' | 'snapshot' | 'rejected' | 'auth' | 'endpoints' | 'routeStats' | 'crashWorker'>) {
+  const { auth, crashWorker } = deps
+  const app = new Elysia({ name: 'admin.config' })
     .onBeforeHandle(({ request }) => (auth ? checkAdminToken(auth, request) : undefined))
     .get('/resources', () => resourcesView(deps.objects(), deps.statusOf, deps.problems()))
     .get('/config', ({ set }) => {
@@ -73,6 +75,17 @@ export function configPlugin(deps: Pick<AdminDeps, 'objects' | 'statusOf' | 'pro
       return DASHBOARD_HTML
     })
     .get('/', ({ redirect }) => redirect('/dashboard'))
+  // Only when test hooks are on: the route does not exist otherwise (404), token or not.
+  if (!crashWorker) return app
+  return app.post('/debug/crash-worker', ({ query, set }) => {
+    const index = Number(query.worker ?? 0)
+    if (!Number.isInteger(index) || !crashWorker(index)) {
+      set.status = 404
+      return { error: `no worker ${query.worker}` }
+    }
+    set.status = 202
+    return { crashing: index }
+  })
 }
 
 export function metricsPlugin(deps: Pick<AdminDeps, 'metrics'>) {

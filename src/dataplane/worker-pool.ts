@@ -55,6 +55,7 @@ export class WorkerPool {
   #stopping = false
   /** Consecutive quick deaths per slot, for restart backoff (a worker that cannot start must not spin). */
   readonly #crashes: number[] = []
+  #restarts = 0
 
   constructor(private readonly opts: WorkerPoolOptions) {
     for (let i = 0; i < opts.count; i++) this.#slots.push(this.#spawn(i))
@@ -62,6 +63,19 @@ export class WorkerPool {
 
   get size(): number {
     return this.#slots.length
+  }
+
+  /** Workers that died and were started again (portico_worker_restarts_total). */
+  get restarts(): number {
+    return this.#restarts
+  }
+
+  /** Test hook: make worker `index` die of an uncaught error. False when there is no such worker. */
+  crashWorker(index: number): boolean {
+    const slot = this.#slots[index]
+    if (!slot) return false
+    slot.worker.postMessage({ type: 'crash' } satisfies ToWorker)
+    return true
   }
 
   /** Active health transitions to every worker. */
@@ -147,6 +161,7 @@ export class WorkerPool {
     const onExit = (why: string) => {
       if (this.#stopping || exited) return
       exited = true
+      this.#restarts++
       for (const done of pending.values()) done({ type: 'applied', id: 0, problems: [`worker ${index} died: ${why}`], failedPorts: [] })
       pending.clear()
       const crashes = Date.now() - startedAt < 10_000 ? (this.#crashes[index] ?? 0) + 1 : 1

@@ -13,6 +13,8 @@ export type ToWorker =
   | { type: 'stop'; id: number; drainMs: number }
   /** Active health transitions from the main thread's prober (all of them right after init). */
   | { type: 'health'; changes: readonly HealthChange[] }
+  /** Test hook (PORTICO_TEST_HOOKS=1): die of an uncaught error, as a bug would kill the thread. */
+  | { type: 'crash' }
 
 export type FromWorker =
   | { type: 'ready' }

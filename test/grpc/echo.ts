@@ -27,16 +27,17 @@ export interface EchoAnswer {
 export interface EchoBackend {
   readonly name: string
   readonly port: number
-  /** Download messages written so far (accepted by grpc-js), and Upload/Bidi messages received. */
-  readonly stats: { sent: number; received: number }
+  /** Download messages written so far (accepted by grpc-js), Upload/Bidi messages received, unary calls answered. */
+  readonly stats: { sent: number; received: number; unary: number }
   stop(): Promise<void>
 }
 
 /** A gRPC echo backend on 127.0.0.1 (h2c, or TLS when `tls` is given). */
 export async function startEchoBackend(name: string, tls?: { key: string; cert: string }): Promise<EchoBackend> {
   const server = new grpc.Server()
-  const stats = { sent: 0, received: 0 }
+  const stats = { sent: 0, received: 0, unary: 0 }
   const unary = (path: string) => (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+    stats.unary++
     const headers: Record<string, string> = {}
     for (const [k, v] of Object.entries(call.metadata.toJSON())) headers[k] = (v as (string | Buffer)[]).map(String).join(',')
     const answer: EchoAnswer = { backend: name, method: path, authority: headers[':authority'] ?? '', headers }

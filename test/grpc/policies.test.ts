@@ -50,6 +50,16 @@ spec:
       backendRefs: [{ name: grpc-infra-backend-v2, port: 8080 }]
 ---
 apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: mirrored, namespace: ${NS} }
+spec:
+  parentRefs: [{ name: same-namespace }]
+  hostnames: [mirrored.test]
+  rules:
+    - filters: [{ type: RequestMirror, requestMirror: { backendRef: { name: grpc-infra-backend-v2, port: 8080 } } }]
+      backendRefs: [{ name: grpc-infra-backend-v1, port: 8080 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: { name: plain, namespace: ${NS} }
 spec:
@@ -142,6 +152,20 @@ test('a gRPC error status of the backend reaches the client with its message', a
   const r = await unary(client, 'Echo', {}, 'fail')
   expect(r.code).toBe(grpc.status.NOT_FOUND)
   expect(r.details).toBe('asked to fail')
+})
+
+test('RequestMirror on a GRPCRoute: the call is answered by its backend and copied to the mirror', async () => {
+  const c = echoClient(h.port, 'mirrored.test')
+  try {
+    const mirror = h.backends[1]!.stats
+    const before = mirror.unary
+    const r = await unary(c, 'Echo')
+    expect(r.code).toBe(0)
+    expect(r.answer?.backend).toBe('grpc-infra-backend-v1')
+    await eventually(() => mirror.unary > before || undefined, 5000, 'mirror saw the call')
+  } finally {
+    c.close()
+  }
 })
 
 test('metrics per gRPC method: calls by service, method and grpc_code', async () => {

@@ -264,6 +264,7 @@ class GrpcCall {
     })
     // Request messages flow as the backend's window allows; the client's half-close follows.
     relay(this.stream, up)
+    if (state.mirrors) for (const target of state.mirrors) mirrorCall(this.stream, state, target.pool, headers, this.ctx.logger)
   }
 
   #respond(head: OutgoingHttpHeaders, waitForTrailers: boolean): void {
@@ -341,6 +342,43 @@ class GrpcCall {
     if (this.stream.closed) record()
     else this.stream.once('close', record)
   }
+}
+
+/** A mirror may lag this far behind the call before its copy is dropped (it never slows the call). */
+const MIRROR_MAX_BUFFERED_BYTES = 1024 * 1024
+
+/**
+ * RequestMirror on a GRPCRoute: the same call, fire and forget, to a member of the mirror pool.
+ * It sees the request messages as they stream; its answer is read and dropped. A mirror that
+ * cannot keep up (over MIRROR_MAX_BUFFERED_BYTES queued) is cancelled rather than buffered.
+ */
+function mirrorCall(client: ServerHttp2Stream, state: RequestState, pool: RuntimePool, headers: OutgoingHttpHeaders, logger: Logger): void {
+  const member = pool.pick({ clientIp: state.clientIp, headers: state.headers, now: Date.now() })
+  if (!member) return
+  let copy: ClientHttp2Stream
+  try {
+    copy = upstreamSession(member.origin, pool.tls).session.request({ ...headers, ':scheme': pool.tls ? 'https' : 'http' })
+  } catch (err) {
+    logger.debug('grpc mirror failed', { pool: pool.key, error: errorCode(err) })
+    return
+  }
+  copy.on('error', (err: Error) => logger.debug('grpc mirror failed', { pool: pool.key, error: errorCode(err) }))
+  copy.resume()
+  const onData = (chunk: Buffer) => {
+    if (copy.closed) return
+    if (copy.writableLength > MIRROR_MAX_BUFFERED_BYTES) return void copy.close(NGHTTP2_CANCEL)
+    copy.write(chunk)
+  }
+  const onEnd = () => {
+    if (!copy.closed && !copy.writableEnded) copy.end()
+  }
+  client.on('data', onData)
+  client.once('end', onEnd)
+  client.once('close', () => {
+    client.off('data', onData)
+    // a call that ended without its half-close (cancelled, failed) cancels its copy too
+    if (!copy.writableEnded && !copy.closed) copy.close(NGHTTP2_CANCEL)
+  })
 }
 
 /**

@@ -173,7 +173,7 @@ export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
 interface CompileMemo {
   readonly pools: WeakMap<BackendPool, RuntimePool>
   /** Per rule, per listener policies (their JSON; "" for none): a rule's chain includes its listener's policies. */
-  readonly rules: WeakMap<HttpRule, Map<string, RuleMemo>>
+  readonly rules: WeakMap<HttpRule, RuleMemo>
   /** Policy state lives as long as the registry: kept across swaps, pruned to the live plan's ids. */
   readonly policyState: PolicyStateRegistry
   /** Pool variants per shared runtime pool and settings id (rebuilt with their base pool). */
@@ -204,15 +204,25 @@ function variantPool(base: RuntimePool, settings: BackendSettings, registry: End
   return pool
 }
 
+/**
+ * One compiled rule for one listener-policy key. A rule under several keys (listeners with
+ * different policies) chains them through `next`: almost every rule has one, and a Map per rule
+ * would cost more memory than the plan it points to.
+ */
 interface RuleMemo {
-  readonly plan: RoutePlan
-  readonly uses: readonly (readonly [string, RuntimePool | undefined])[]
+  readonly listenerKey: string
+  next: RuleMemo | undefined
+  plan: RoutePlan
+  uses: readonly (readonly [string, RuntimePool | undefined])[]
   /** The policy state objects the chain bound at compile time (reused only while they are still the live ones). */
-  readonly states: readonly (readonly [string, object])[]
+  states: readonly (readonly [string, object])[]
   /** The epochs (CompileMemo.poolsEpoch, PolicyStateRegistry.epoch) in which `uses` and `states` were last found current. */
   poolsEpoch: number
   statesEpoch: number
 }
+
+/** The empty list every rule without policies or pools shares (a plan holds thousands of rules). */
+const NONE: readonly never[] = Object.freeze([])
 
 const memos = new WeakMap<EndpointRegistry, CompileMemo>()
 
@@ -258,8 +268,9 @@ function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>, me
 }
 
 function memoizedRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | undefined, listenerKey: string, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo, variant: VariantOf): RoutePlan {
-  let byListener = memo.rules.get(rule)
-  const cached = byListener?.get(listenerKey)
+  const first = memo.rules.get(rule)
+  let cached = first
+  while (cached && cached.listenerKey !== listenerKey) cached = cached.next
   const state = memo.policyState
   if (cached) {
     if (cached.poolsEpoch === memo.poolsEpoch && cached.statesEpoch === state.epoch) return cached.plan
@@ -279,8 +290,25 @@ function memoizedRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | un
     },
   }
   const plan = compileRule(rule, listenerPolicies, pools, tracking, variant)
-  if (!byListener) memo.rules.set(rule, (byListener = new Map()))
-  byListener.set(listenerKey, { plan, uses: poolKeysOf(rule, listenerPolicies).map((key) => [key, pools.get(key)] as const), states, poolsEpoch: memo.poolsEpoch, statesEpoch: state.epoch })
+  const keys = poolKeysOf(rule, listenerPolicies)
+  const entry: RuleMemo = {
+    listenerKey,
+    next: undefined,
+    plan,
+    uses: keys.length === 0 ? NONE : keys.map((key) => [key, pools.get(key)] as const),
+    states: states.length === 0 ? NONE : states,
+    poolsEpoch: memo.poolsEpoch,
+    statesEpoch: state.epoch,
+  }
+  if (cached) {
+    // the same key, stale: updated in place (it stays in its chain)
+    cached.plan = entry.plan
+    cached.uses = entry.uses
+    cached.states = entry.states
+    cached.poolsEpoch = entry.poolsEpoch
+    cached.statesEpoch = entry.statesEpoch
+  } else if (first) (entry.next = first.next), (first.next = entry)
+  else memo.rules.set(rule, entry)
   return plan
 }
 
@@ -355,8 +383,8 @@ function compileRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | und
     chain,
     requestFilters: chain.request,
     responseFilters: chain.response,
-    policyIds: action.kind === 'forward' ? [...chain.ids, ...action.choices.flatMap((c) => c.chain.ids)] : chain.ids,
-    variantKeys: settings?.pool && action.kind === 'forward' ? action.choices.flatMap((c) => (c.pool ? [c.pool.key] : [])) : [],
+    policyIds: action.kind === 'forward' && action.choices.some((c) => c.chain.ids.length > 0) ? [...chain.ids, ...action.choices.flatMap((c) => c.chain.ids)] : chain.ids,
+    variantKeys: settings?.pool && action.kind === 'forward' ? action.choices.flatMap((c) => (c.pool ? [c.pool.key] : [])) : NONE,
     requestBufferBytes: buffer ? (buffer.spec as RequestBufferSpec).limitBytes : undefined,
     action,
     requestTimeoutMs: positive(rule.timeouts?.requestMs),

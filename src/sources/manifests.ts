@@ -77,8 +77,11 @@ function parseChunk(text: string, origin: string): ChunkResult {
   }
   if (!Array.isArray(docs)) docs = [docs as unknown as YAML.Document.Parsed]
   for (const doc of docs) parseDocument(doc, lines.linePos(doc.contents?.range?.[0] ?? doc.range?.[0] ?? 0).line, origin, objects, problems)
-  return { objects, keys: objects.map(keyOf), problems }
+  return { objects, keys: objects.map(keyOf), problems: problems.length === 0 ? NO_PROBLEMS : problems }
 }
+
+/** Shared by every piece that parsed cleanly (the memo holds one result per document). */
+const NO_PROBLEMS: readonly LoadProblem[] = Object.freeze([])
 
 /**
  * Splits a stream at bare `---` lines and parses each piece on its own. The YAML library builds a

@@ -61,8 +61,8 @@ export class RuleMatcher {
     this.prefix = type === 'PathPrefix' ? this.#path : undefined
     this.pathIndex = type === 'Exact' ? { kind: 'exact', value } : type === 'PathPrefix' ? { kind: 'prefix', value: this.#path } : undefined
     this.#method = match.method?.toUpperCase()
-    this.#headers = match.headers.map((m) => valueTest(m, m.name.toLowerCase()))
-    this.#query = match.query.map((m) => valueTest(m, m.name))
+    this.#headers = match.headers.length === 0 ? NO_TESTS : match.headers.map((m) => valueTest(m, m.name.toLowerCase()))
+    this.#query = match.query.length === 0 ? NO_TESTS : match.query.map((m) => valueTest(m, m.name))
   }
 
   matches(input: MatchInput): boolean {
@@ -88,6 +88,9 @@ export class RuleMatcher {
     }
   }
 }
+
+/** Shared by every matcher without header or query tests (most of them, at thousands of routes). */
+const NO_TESTS: readonly ValueTest[] = Object.freeze([])
 
 function valueTest(m: StringMatch, name: string): ValueTest {
   return m.type === 'Exact' ? { name, exact: m.value } : { name, regex: fullMatch(m.value) }

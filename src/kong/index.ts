@@ -29,6 +29,7 @@ import { obj, objs, str, type Json } from '../translate/util.ts'
 import { pluginRefs, readConsumers, usable, type Consumer } from './consumers.ts'
 import { GLOBAL_LABEL, KONG_GROUP } from './kinds.ts'
 import { readPluginObject, type KongPluginObject } from './objects.ts'
+import { routeAnnotations, serviceAnnotations, type UpstreamRewrite } from './annotations.ts'
 import { isAuthPlugin, PRIORITY, translatePlugin, type PluginEnv, type PluginTranslation } from './plugins.ts'
 
 export interface KongRule {
@@ -36,6 +37,10 @@ export interface KongRule {
   readonly policies?: readonly PolicyIr[]
   /** Why the rule cannot be served as configured (each names the plugin). */
   readonly problems: readonly string[]
+  /** Upstream Host and path from preserve-host and the Service's host-header and path. */
+  readonly rewrite?: UpstreamRewrite
+  /** konghq.com annotations Portico does not read (said in the route's Accepted message). */
+  readonly ignored?: readonly string[]
 }
 
 type Level = PluginEnv['level']
@@ -55,9 +60,8 @@ export class KongIndex {
   readonly #onRoutesOrServices = new Set<string>()
   readonly #translations = new Map<string, PluginTranslation | string>()
 
-  static build(view: ResourceView): KongIndex | undefined {
-    const kongInUse = view.kongPlugins.length > 0 || view.kongClusterPlugins.length > 0 || view.kongConsumers.length > 0
-    return kongInUse ? new KongIndex(view) : undefined
+  static build(view: ResourceView): KongIndex {
+    return new KongIndex(view)
   }
 
   private constructor(view: ResourceView) {
@@ -132,15 +136,32 @@ export class KongIndex {
     const fromRoute = { group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: ns }
     const routeRefs = [...pluginRefs(route.metadata.annotations), ...extensionRefs(rule)]
     const serviceRefs: { ref: string; namespace: string }[] = []
+    const annotations = routeAnnotations(route)
+    const ignored = [...(annotations?.ignored ?? [])]
+    let rewrite: UpstreamRewrite | undefined
     for (const b of objs(rule.backendRefs)) {
       if ((str(b.group) ?? '') !== '' || (str(b.kind) ?? 'Service') !== 'Service' || !str(b.name)) continue
       const sns = str(b.namespace) ?? ns
       const svc = findByKey(this.#view.services, objectKey('Service', sns, str(b.name)!))
       for (const ref of pluginRefs(svc?.metadata.annotations)) serviceRefs.push({ ref, namespace: sns })
+      // the first Service's host and path (Kong has one service per route)
+      if (!rewrite && svc) {
+        const sa = serviceAnnotations(svc)
+        ignored.push(...(sa?.ignored ?? []))
+        // preserve-host false: the Host KIC's upstream gets, <service>.<namespace>.<port>.svc
+        const hostname = sa?.hostHeader ?? (annotations && !annotations.preserveHost ? `${svc.metadata.name}.${sns}.${typeof b.port === 'number' ? b.port : 80}.svc` : undefined)
+        if (hostname || sa?.path) rewrite = { ...(hostname ? { hostname } : {}), ...(sa?.path ? { servicePath: sa.path } : {}) }
+      }
     }
-    if (routeRefs.length === 0 && serviceRefs.length === 0 && this.#globals.length === 0 && this.#byConsumers.size === 0) return NOTHING
+    const extras = {
+      ...(rewrite ? { rewrite } : {}),
+      ...(ignored.length ? { ignored } : {}),
+    }
+    const httpsOnly: PolicyIr[] = annotations?.httpsStatus ? [{ name: 'requireHttps', id: `kong/${ns}/${route.metadata.name}#requireHttps`, spec: { status: annotations.httpsStatus } } as PolicyIr] : []
+    if (routeRefs.length === 0 && serviceRefs.length === 0 && this.#globals.length === 0 && this.#byConsumers.size === 0)
+      return annotations || rewrite ? { problems: annotations?.problems ?? [], ...(httpsOnly.length ? { policies: httpsOnly } : {}), ...extras } : NOTHING
 
-    const problems: string[] = []
+    const problems: string[] = [...(annotations?.problems ?? [])]
     const levels = { route: new Map<string, KongPluginObject>(), service: new Map<string, KongPluginObject>(), global: new Map<string, KongPluginObject>() }
     const routeKeys = new Set<string>()
     const serviceKeys = new Set<string>()
@@ -214,9 +235,11 @@ export class KongIndex {
       })
     }
     out.sort((a, b) => b.priority - a.priority)
+    const policies = [...httpsOnly, ...out.map((o) => o.ir)]
     return {
       problems: [...new Set(problems)],
-      ...(out.length ? { policies: out.map((o) => o.ir) } : {}),
+      ...(policies.length ? { policies } : {}),
+      ...extras,
     }
   }
 

@@ -24,6 +24,7 @@ import { correlationIdRuntime } from './correlation-id/runtime.ts'
 import { requestSizeLimitRuntime } from './request-size/runtime.ts'
 import { requestTransformRuntime, responseTransformRuntime } from './transformer/runtime.ts'
 import { perConsumerRuntime } from './per-consumer/runtime.ts'
+import { requireHttpsRuntime } from './require-https/runtime.ts'
 import { corsRuntime, requestHeaderModifierRuntime, requestMirrorRuntime, responseHeaderModifierRuntime, urlRewriteRuntime } from '../dataplane/http/filters/runtimes.ts'
 
 export const RUNTIMES: { readonly [K in PolicyName]: PolicyRuntime<K> } = {
@@ -59,4 +60,5 @@ export const RUNTIMES: { readonly [K in PolicyName]: PolicyRuntime<K> } = {
   requestTransform: requestTransformRuntime,
   responseTransform: responseTransformRuntime,
   perConsumer: perConsumerRuntime(() => RUNTIMES),
+  requireHttps: requireHttpsRuntime,
 }

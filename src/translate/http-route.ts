@@ -14,6 +14,7 @@ import { parseByteSize } from './byte-size.ts'
 import { translateFilters, type FilterEnv } from './filters.ts'
 import { isCompositeRef, resolveComposite } from './composite.ts'
 import { wantsStripPath, withStripPath } from './compat.ts'
+import { narrowMatches, routeAnnotations, withUpstreamRewrite } from '../kong/annotations.ts'
 import type { RankedRule } from './precedence.ts'
 import { COND, REASON } from './reasons.ts'
 import type { Condition } from './types.ts'
@@ -43,18 +44,22 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
   const streamIdle = translateStreamIdleTimeout(route)
   const maxBody = translateMaxBodySize(route)
   const stripPath = wantsStripPath(route)
+  // konghq.com/methods and konghq.com/headers.* narrow every rule's matches (src/kong)
+  const kongAnnotations = routeAnnotations(route)
+  const kongIgnored = new Set<string>()
 
   objs(route.spec?.rules).forEach((rule, ruleIndex) => {
     const problems: string[] = []
     if (streamIdle.problem) problems.push(streamIdle.problem)
     if (maxBody.problem) problems.push(maxBody.problem)
     const rawMatches = Array.isArray(rule.matches) && rule.matches.length > 0 ? list(rule.matches) : [{}]
-    const matches = rawMatches.map((m) => {
+    const translated = rawMatches.map((m) => {
       const o = obj(m)
       if (o) return translateMatch(o, problems)
       problems.push('a match must be an object')
       return undefined
     })
+    const matches = kongAnnotations ? narrowMatches(translated, kongAnnotations) : translated
 
     const ruleFilters = translateFilters(rule.filters, env, 'rule')
     problems.push(...ruleFilters.unsupported)
@@ -75,6 +80,7 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
     // Kong's plugins (src/kong) join the rule's policies; one that cannot be honoured is a problem
     const kong = policies?.kong?.rule(route, rule)
     if (kong?.problems.length) problems.push(...kong.problems)
+    for (const a of kong?.ignored ?? []) kongIgnored.add(a)
     const portico = policies?.rulePolicies(route, str(rule.name))
     const rulePolicies = kong?.policies ? [...(portico ?? []), ...kong.policies] : portico
     const broken = problems.length > 0
@@ -86,7 +92,7 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
         owner,
         match,
         // a broken rule must not be skipped silently: it answers 500 (spec for unknown filters)
-        filters: broken ? [] : stripPath ? withStripPath(ruleFilters.filters, matches) : ruleFilters.filters,
+        filters: broken ? [] : withUpstreamRewrite(stripPath ? withStripPath(ruleFilters.filters, matches) : ruleFilters.filters, match, kong?.rewrite, stripPath),
         action: broken ? RESPOND_500 : action,
       }
       if (!broken && timeouts) r.timeouts = timeouts
@@ -105,6 +111,7 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
     : condition(COND.ResolvedRefs, 'True', REASON.ResolvedRefs, 'All references are resolved', gen)
   const result: { -readonly [K in keyof TranslatedRoute]: TranslatedRoute[K] } = { rules, resolvedRefs }
   if (unsupported.length) result.unsupported = condition(COND.Accepted, 'False', REASON.UnsupportedValue, unsupported.join('; '), gen)
+  else if (kongIgnored.size) result.unsupported = condition(COND.Accepted, 'True', REASON.Accepted, `Route is accepted; ignored: ${[...kongIgnored].sort().join(', ')} (not supported yet)`, gen)
   return result
 }
 

@@ -41,6 +41,36 @@ spec:
       port: 80
       targetPort: ${echoPort}
 ---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo-api
+  namespace: default
+  annotations:
+    konghq.com/path: /v2
+    konghq.com/host-header: api.internal
+    konghq.com/connect-timeout: "5000"
+spec:
+  ports:
+    - name: http
+      port: 80
+      targetPort: ${echoPort}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-api-1
+  namespace: default
+  labels:
+    kubernetes.io/service-name: echo-api
+addressType: IPv4
+ports:
+  - name: http
+    port: ${echoPort}
+endpoints:
+  - addresses: ["127.0.0.1"]
+    conditions: { ready: true }
+---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata:
@@ -59,7 +89,7 @@ endpoints:
 }
 
 /** An HTTPRoute on /<name> with konghq.com/plugins (and strip-path, as Kong's guides use). */
-export function kongRoute(name: string, plugins: string, extra = ''): string {
+export function kongRoute(name: string, plugins: string, extra = '', annotations: Record<string, string> = {}, backend = 'echo'): string {
   return `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata:
@@ -67,7 +97,9 @@ metadata:
   namespace: default
   annotations:
     konghq.com/strip-path: "true"
-${plugins ? `    konghq.com/plugins: ${plugins}\n` : ''}spec:
+${plugins ? `    konghq.com/plugins: ${plugins}\n` : ''}${Object.entries(annotations)
+    .map(([k, v]) => `    ${k}: "${v}"\n`)
+    .join('')}spec:
   parentRefs:
     - name: kong
   rules:
@@ -76,7 +108,7 @@ ${plugins ? `    konghq.com/plugins: ${plugins}\n` : ''}spec:
             type: PathPrefix
             value: /${name}
       backendRefs:
-        - name: echo
+        - name: ${backend}
           port: 80
 ${extra}`
 }

@@ -49,6 +49,11 @@ const routes = [
   kongRoute('unknown', 'jwt'),
   kongRoute('missing', 'no-such-plugin'),
   kongRoute('open', ''),
+  kongRoute('secure', '', '', { 'konghq.com/protocols': 'https' }),
+  kongRoute('moved', '', '', { 'konghq.com/protocols': 'https', 'konghq.com/https-redirect-status-code': '301' }),
+  kongRoute('tenants', '', '', { 'konghq.com/methods': 'GET,HEAD', 'konghq.com/headers.x-tenant': 'acme,globex' }),
+  kongRoute('rehost', '', '', { 'konghq.com/preserve-host': 'false' }),
+  kongRoute('svc', '', '', {}, 'echo-api'),
 ].join('---\n')
 
 let echo: EchoUpstream
@@ -249,5 +254,38 @@ describe('fail closed', () => {
     expect(cond('keys')).toMatchObject({ status: 'True' })
     const alex = resources.find((o) => o.kind === 'KongConsumer' && o.metadata.name === 'alex')
     expect(alex.status.conditions[0]).toMatchObject({ type: 'Programmed', status: 'True' })
+  })
+})
+
+describe('konghq.com annotations', () => {
+  test('protocols https: 426 "Please use HTTPS protocol", or the redirect status asked for', async () => {
+    const r = await call('/secure')
+    expect(r.status).toBe(426)
+    expect(r.json.message).toBe('Please use HTTPS protocol')
+    expect(r.upstream).toBeUndefined()
+    const moved = await fetch(`http://127.0.0.1:${port}/moved/a?b=1`, { redirect: 'manual' })
+    expect(moved.status).toBe(301)
+    expect(moved.headers.get('location')).toBe('https://127.0.0.1/moved/a?b=1')
+  })
+
+  test('methods and headers.*: other methods and header values find no route (404)', async () => {
+    expect((await call('/tenants', { headers: { 'x-tenant': 'acme' } })).status).toBe(200)
+    expect((await call('/tenants', { headers: { 'x-tenant': 'globex' } })).status).toBe(200)
+    expect((await call('/tenants', { headers: { 'x-tenant': 'initech' } })).status).toBe(404)
+    expect((await call('/tenants')).status).toBe(404)
+    expect((await call('/tenants', { method: 'POST', headers: { 'x-tenant': 'acme' }, body: '{}' })).status).toBe(404)
+  })
+
+  test('preserve-host false; a Service\'s host-header and path; an annotation Portico does not read is named in Accepted', async () => {
+    const r = await call('/rehost/x')
+    expect(r.upstream!.headers.host).toBe('echo.default.80.svc')
+    expect((await call('/open')).upstream!.headers.host).toBe(`127.0.0.1:${port}`)
+    const s = await call('/svc/items?x=1')
+    expect(s.upstream!.headers.host).toBe('api.internal')
+    expect(s.upstream!.path).toBe('/v2/items?x=1')
+    const resources = (await (await fetch(`http://127.0.0.1:${gw.adminPort}/resources`)).json()) as any[]
+    const accepted = resources.find((o) => o.kind === 'HTTPRoute' && o.metadata.name === 'svc').status.parents[0].conditions.find((c: any) => c.type === 'Accepted')
+    expect(accepted.status).toBe('True')
+    expect(accepted.message).toContain('konghq.com/connect-timeout (Service echo-api)')
   })
 })

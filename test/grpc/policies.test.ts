@@ -179,6 +179,47 @@ test('metrics per gRPC method: calls by service, method and grpc_code', async ()
   expect(text).toContain('grpc_code="8"')
 })
 
+/** gRPC-Web frames of a body: [flag, payload] in order. */
+function frames(body: Uint8Array): [number, Buffer][] {
+  const out: [number, Buffer][] = []
+  const buf = Buffer.from(body)
+  for (let at = 0; at + 5 <= buf.length; ) {
+    const len = buf.readUInt32BE(at + 1)
+    out.push([buf[at]!, buf.subarray(at + 5, at + 5 + len)])
+    at += 5 + len
+  }
+  return out
+}
+
+async function grpcWeb(body: string): Promise<{ status: number; type: string | null; frames: [number, Buffer][] }> {
+  const payload = Buffer.from(body)
+  const frame = Buffer.alloc(5 + payload.length)
+  frame.writeUInt32BE(payload.length, 1)
+  payload.copy(frame, 5)
+  // HTTP/1.1 from a browser-like client: through the front and the pipeline
+  const res = await fetch(`http://127.0.0.1:${h.port}/${SERVICE}/Echo`, { method: 'POST', headers: { host: 'open.test', 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1' }, body: frame })
+  return { status: res.status, type: res.headers.get('content-type'), frames: frames(new Uint8Array(await res.arrayBuffer())) }
+}
+
+test('gRPC-Web over HTTP/1.1: the message, then the trailers in a 0x80 frame', async () => {
+  const r = await grpcWeb('hi')
+  expect(r.status).toBe(200)
+  expect(r.type).toBe('application/grpc-web+proto')
+  expect(r.frames.map(([flag]) => flag)).toEqual([0, 0x80])
+  expect(JSON.parse(r.frames[0]![1].toString()).backend).toBe('grpc-infra-backend-v2')
+  const trailers = r.frames[1]![1].toString()
+  expect(trailers).toContain('grpc-status: 0\r\n')
+  expect(trailers).toContain('x-echo-trailer: grpc-infra-backend-v2\r\n')
+})
+
+test('gRPC-Web: a backend error status arrives in the trailer frame', async () => {
+  const r = await grpcWeb('fail')
+  expect(r.status).toBe(200)
+  const last = r.frames.at(-1)!
+  expect(last[0]).toBe(0x80)
+  expect(last[1].toString()).toContain('grpc-status: 5\r\n')
+})
+
 test('an h2c request of an ordinary HTTPRoute goes through the HTTP pipeline (body both ways)', async () => {
   const session = http2.connect(`http://127.0.0.1:${h.port}`)
   try {

@@ -20,6 +20,7 @@ import { reportOutcome } from './chain.ts'
 import { setUpstreamFields, stripHopByHop, suppressFetchDefaults } from './headers.ts'
 import { fireMirrors } from './filters/mirror.ts'
 import { h2cFetch, type H2cInit } from '../upstream/h2c.ts'
+import { grpcWebFetch, isGrpcWeb } from '../http2/grpc-web.ts'
 import type { StreamGuard } from './streaming.ts'
 import { discardHttp1Body, http1Request, relayHttp1, sendHttp1, upstreamHeaderLines, usesHttp1Client } from './http1-forward.ts'
 import { UpstreamError, type Http1Response } from '../upstream/http1/index.ts'
@@ -272,7 +273,7 @@ async function attemptOnce(
     if (pool.tls) (init as { tls?: unknown }).tls = pool.tls
     if (body instanceof ReadableStream) (init as { duplex?: string }).duplex = 'half'
     // fetch cannot speak h2c: those pools go through a node:http2 session pool with fetch's shape.
-    const send = pool.ir.protocol === 'h2c' ? h2cFetch : fetch
+    const send = isGrpcWeb(state.headers.get('content-type')) && (pool.ir.protocol === 'h2c' || pool.ir.protocol === 'https') ? grpcWebFetch : pool.ir.protocol === 'h2c' ? h2cFetch : fetch
     const res = await send(member.origin + state.path + state.query, init as RequestInit & H2cInit)
     pool.outcome(endpoint, res.status)
     return res

@@ -22,7 +22,7 @@ import type { RuntimePool } from '../upstream/pool.ts'
 import type { PoolMember } from '../upstream/policies/picker.ts'
 import type { Logger } from '../log.ts'
 import { formatGrpcTimeout, GrpcStatus, grpcStatusForHttp, literal, NO_DATE, parseGrpcTimeout, trailersOnly } from './grpc-status.ts'
-import { upstreamSession, type UpstreamSession } from './upstream-sessions.ts'
+import { upstreamSession, whenConnected, type UpstreamSession } from './upstream-sessions.ts'
 import { recordGrpcCall } from './grpc-metrics.ts'
 
 const { NGHTTP2_CANCEL } = http2.constants
@@ -133,7 +133,7 @@ class GrpcCall {
       member = pool.pick({ clientIp: state.clientIp, headers: state.headers, now: Date.now(), tried, avoid: member })
       if (!member || tried.has(member)) return this.fail(GrpcStatus.UNAVAILABLE, 'upstream connect error')
       const session = upstreamSession(member.origin, pool.tls)
-      let error = connected(session)
+      let error = whenConnected(session)
       if (error instanceof Promise) error = await error
       if (this.#finished) return
       if (!error) {
@@ -409,14 +409,6 @@ function relay(from: Readable, to: Writable): () => void {
     from.off('end', onEnd)
     if (waiting) to.off('drain', resume)
   }
-}
-
-/** Wait until the session is connected: undefined, or the error it failed with (refused, TLS). */
-function connected(pooled: UpstreamSession): Promise<Error | undefined> | Error | undefined {
-  if (pooled.error) return pooled.error
-  const session = pooled.session
-  if (!session.connecting) return session.destroyed ? new Error('session closed') : undefined
-  return pooled.ready
 }
 
 /** The backend's head for the client: pseudo-headers and connection-specific fields dropped. */

@@ -94,6 +94,14 @@ export function upstreamSession(origin: string, tls: UpstreamTls | undefined): U
   return pool.acquire()
 }
 
+/** Connected: undefined; or the error the session failed with (refused, TLS verification). */
+export function whenConnected(pooled: UpstreamSession): Promise<Error | undefined> | Error | undefined {
+  if (pooled.error) return pooled.error
+  const session = pooled.session
+  if (!session.connecting) return session.destroyed ? new Error('session closed') : undefined
+  return pooled.ready
+}
+
 /** Close every upstream gRPC session (data plane stop, tests). */
 export function closeUpstreamSessions(): void {
   for (const pool of pools.values()) for (const s of pool.sessions) s.session.destroy()

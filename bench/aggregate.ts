@@ -97,7 +97,7 @@ spec:
     backendRefs: [{ name: orders, port: 80 }]
 `,
 )
-const gateway = Bun.spawn([process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(adminPort), '--log-level', 'warn', '--access-log', 'off'], { stdout: 'inherit', stderr: 'inherit' })
+const gateway = Bun.spawn([process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', process.env.WORKERS ?? '1', '--admin-port', String(adminPort), '--log-level', 'warn', '--access-log', 'off'], { stdout: 'inherit', stderr: 'inherit' })
 
 const base = `http://127.0.0.1:${gwPort}`
 for (let i = 0; ; i++) {
@@ -143,7 +143,7 @@ const all: Record<string, number[]> = { aggregate: [], sequential: [], parallel:
 for (const mode of Object.values(MODES)) await run(mode) // warm-up
 for (let r = 0; r < ROUNDS; r++) for (const [name, mode] of Object.entries(MODES)) all[name]!.push(...(await run(mode)))
 
-console.log(`two-member aggregate vs two client calls; backend work ${BACKEND_MS} ms, ${ROUNDS}×${N} per mode, concurrency ${CONCURRENCY}, 1 worker`)
+console.log(`two-member aggregate vs two client calls; backend work ${BACKEND_MS} ms, ${ROUNDS}×${N} per mode, concurrency ${CONCURRENCY}, ${process.env.WORKERS ?? '1'} worker(s)`)
 const agg = all.aggregate!.sort((a, b) => a - b)
 for (const [name, times] of Object.entries(all)) {
   const s = times.sort((a, b) => a - b)
@@ -152,6 +152,7 @@ for (const [name, times] of Object.entries(all)) {
   console.log(`${name.padEnd(11)} p50 ${p50.toFixed(2).padStart(7)} ms  p99 ${p99.toFixed(2).padStart(7)} ms   aggregate/this: p50 ${(pct(agg, 50) / p50).toFixed(2)}x  p99 ${(pct(agg, 99) / p99).toFixed(2)}x`)
 }
 
+console.log((await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()).split('\n').filter((l) => l.startsWith('portico_composite_member_requests_total')).join('\n'))
 gateway.kill()
 for (const b of backends) b.kill()
 await gateway.exited

@@ -4,9 +4,8 @@
  * per request); response bytes are the Content-Length when there is one.
  */
 import type { PortPlan, RoutePlan } from '../dataplane/snapshot.ts'
-import type { RuntimePool } from '../dataplane/upstream/pool.ts'
 import type { RequestState } from '../dataplane/http/context.ts'
-import { LOCAL_REASONS, methodIndex, reasonForStatus, reasonIndex, requestMetrics } from './request-metrics.ts'
+import { LOCAL_REASONS, methodIndex, reasonForStatus, reasonIndex, requestMetrics, type MetricsBackend } from './request-metrics.ts'
 import { logExchange, telemetry } from './observe.ts'
 import type { SpanContext } from './tracing.ts'
 
@@ -14,7 +13,8 @@ export interface PipelineObs {
   t0: number
   tUp: number
   rule: RoutePlan | undefined
-  pool: RuntimePool | undefined
+  /** The backend label's source: the pool picked, or a Composite. */
+  pool: MetricsBackend | undefined
   /** A policy verdict, direct response or redirect answered. */
   local: boolean
   state: RequestState | undefined

@@ -13,7 +13,6 @@
  */
 import { overloadLines, renderOverload } from '../dataplane/overload/metrics.ts'
 import type { PortPlan, RoutePlan } from '../dataplane/snapshot.ts'
-import type { RuntimePool } from '../dataplane/upstream/pool.ts'
 
 export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE', 'OTHER'] as const
 const METHOD_INDEX = new Map<string, number>(METHODS.map((m, i) => [m, i]))
@@ -129,12 +128,17 @@ export interface StreamCounters {
   messages: number
 }
 
+/** What the `backend` label is read from: a pool (its key), or a Composite (its id; dataplane/composite/plan.ts). */
+export interface MetricsBackend {
+  readonly ir: { readonly key: string }
+}
+
 export class RequestMetrics {
   /** Off: labelsFor still works, record is skipped by callers checking `enabled`. */
   enabled = true
   readonly sets = new Map<string, LabelSet>()
   /** Per port plan: rule → label set per pool (a new plan, a new cache). */
-  readonly #byPlan = new WeakMap<PortPlan, Map<RoutePlan, Map<RuntimePool | undefined, LabelSet>>>()
+  readonly #byPlan = new WeakMap<PortPlan, Map<RoutePlan, Map<MetricsBackend | undefined, LabelSet>>>()
   readonly streams = new Map<string, StreamCounters>()
   /** Retries made per the rule's retry policy, by label text (rare: resolved per retry). */
   readonly retries = new Map<string, number>()
@@ -161,7 +165,7 @@ export class RequestMetrics {
   }
 
   /** The label set of a rule (and the pool it picked) on a port: resolved once per plan. */
-  labelsFor(port: PortPlan, rule: RoutePlan, pool: RuntimePool | undefined): LabelSet {
+  labelsFor(port: PortPlan, rule: RoutePlan, pool: MetricsBackend | undefined): LabelSet {
     let rules = this.#byPlan.get(port)
     if (!rules) this.#byPlan.set(port, (rules = new Map()))
     let pools = rules.get(rule)

@@ -202,6 +202,18 @@ describe('aggregation', () => {
     expect(Object.keys(body)).toEqual(['id', 'name', 'email', 'orders'])
   })
 
+  test('HEAD: members are asked with GET, the client gets the head', async () => {
+    const res = await fetch(`${base}/fast/7`, { method: 'HEAD' })
+    expect(res.status).toBe(200)
+    expect(users.seen.at(-1)!.method).toBe('GET')
+  })
+
+  test('request metrics label the aggregate with the Composite as its backend', async () => {
+    await fetch(`${base}/fast/8`)
+    const text = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`)).text()
+    expect(text).toMatch(/portico_http_requests_total\{[^}]*route="default\/fast",rule="0",backend="composite\/default\/fast",method="GET",code="200"\} [1-9]/)
+  })
+
   test('a required member failing: 502 naming it, no upstream detail', async () => {
     const res = await fetch(`${base}/profile/fail`)
     expect(res.status).toBe(502)

@@ -10,6 +10,8 @@ export interface CompositePlan {
   readonly members: readonly MemberPlan[]
   /** Some member takes (part of) the client's JSON body: it is read once, before the calls. */
   readonly wantsBody: boolean
+  /** The request metrics' `backend` label for requests served by this Composite: its id. */
+  readonly metrics: { readonly ir: { readonly key: string } }
 }
 
 export interface MemberPlan {
@@ -25,7 +27,7 @@ export function compileComposite(ir: CompositeIr, pools: ReadonlyMap<string, Run
     const shared = m.pool ? pools.get(m.pool) : undefined
     return { ir: m, pool: shared && variant ? variant(shared) : shared, timeoutMs: Math.min(m.timeoutMs ?? ir.timeoutMs, ir.timeoutMs) }
   })
-  return { ir, members, wantsBody: ir.members.some((m) => m.requestBody !== undefined) }
+  return { ir, members, wantsBody: ir.members.some((m) => m.requestBody !== undefined), metrics: { ir: { key: ir.id } } }
 }
 
 /** Pool keys a Composite reads (snapshot.ts reuses a compiled rule only while they are the same pools). */

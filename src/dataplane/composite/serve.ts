@@ -159,7 +159,10 @@ async function attempt(
 ): Promise<Outcome> {
   const pool = m.pool
   if (!pool || pool.members.length === 0) return { failure: 'unavailable' }
-  const method = m.ir.method ?? state.method
+  // the route's own request timeout (HTTPRoute timeouts.request) bounds the Composite's
+  const timeoutMs = Math.min(m.timeoutMs, route.requestTimeoutMs ?? Infinity)
+  // a HEAD to the aggregate still needs the members' bodies (Bun drops the body for the client)
+  const method = m.ir.method ?? (state.method === 'HEAD' ? 'GET' : state.method)
   const headers = new Headers(base)
   if (child) headers.set('traceparent', traceparentOf(child))
   let payload: string | undefined
@@ -177,7 +180,7 @@ async function attempt(
     timer = setTimeout(() => {
       controller.abort()
       resolve({ failure: 'timeout' })
-    }, m.timeoutMs)
+    }, timeoutMs)
     onCancel = () => {
       controller.abort()
       resolve({ failure: 'cancelled' })
@@ -185,7 +188,8 @@ async function attempt(
     cancel.addEventListener('abort', onCancel, { once: true })
   })
   try {
-    const req = new Request(`http://${state.host || 'composite'}${target.path}${target.query}`, {
+    // the URL is not what goes upstream (memberState's path, query and authority are)
+    const req = new Request(`http://composite.internal${target.path}${target.query}`, {
       method,
       headers,
       body: payload ?? null,
@@ -194,7 +198,7 @@ async function attempt(
     const memberState = new RequestState(req, method, target.path, target.query, state.host, state.peerIp, state.scheme, state.listenerPort, state.authority)
     memberState.clientIp = state.clientIp
     memberState.generateRequestId = state.generateRequestId
-    const memberRoute: RoutePlan = { ...route, requestTimeoutMs: m.timeoutMs, backendTimeoutMs: undefined, timeoutDisabled: false }
+    const memberRoute: RoutePlan = { ...route, requestTimeoutMs: timeoutMs, backendTimeoutMs: undefined, timeoutDisabled: false }
     const res = await Promise.race([forward(memberState, memberRoute, pool, [], deps), expired])
     if (!(res instanceof Response)) return res
     if (res.status < 200 || res.status > 299) {

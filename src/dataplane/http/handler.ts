@@ -132,7 +132,10 @@ async function composite(choice: BackendChoice, state: RequestState, route: Rout
     if (verdict instanceof Promise) verdict = await verdict
     if (verdict) return local(obs, finishLocal(state, replyResponse(verdict), route.responseFilters))
   }
-  if (obs) obs.tUp = performance.now()
+  if (obs) {
+    obs.tUp = performance.now()
+    obs.pool = choice.composite!.metrics
+  }
   const res = await serveComposite(choice.composite!, state, route, deps, obs?.span)
   if (assign) assign(state, res.headers, res.status)
   return finishLocal(state, finishLocal(state, res, choice.responseFilters), route.responseFilters)

@@ -61,4 +61,19 @@ export interface ConnectionSettings {
   readonly idleTimeoutMs?: number
   /** HTTP: whole request head must arrive within this (ClientTrafficPolicy timeout.http.requestReceivedTimeout). */
   readonly requestReceivedTimeoutMs?: number
+  /** HTTPS ports: protocol settings of the TLS the front terminates (ClientTrafficPolicy tls). */
+  readonly tls?: TlsProtocolSettings
+}
+
+/** ClientTrafficPolicy `tls`, in node:tls spelling (dataplane/http/tls/contexts.ts applies it). */
+export interface TlsProtocolSettings {
+  /** 'TLSv1' .. 'TLSv1.3'; default TLSv1.2. */
+  readonly minVersion?: string
+  readonly maxVersion?: string
+  /** OpenSSL cipher list (':'-separated) for TLS 1.2 and below. */
+  readonly ciphers?: string
+  /** ':'-separated groups, e.g. 'X25519:P-256'. */
+  readonly ecdhCurves?: string
+  /** ALPN protocols offered, in preference order; default h2, http/1.1. */
+  readonly alpnProtocols?: readonly string[]
 }

@@ -13,6 +13,8 @@ import type { HttpListener } from '../../src/ir/types.ts'
 import { makeCertificate } from '../l4/support/servers.ts'
 import { startEcho, type EchoUpstream } from '../support/echo-upstream.ts'
 import { listener, pool, port, rule, snapshot, vhost } from '../dataplane/ir.ts'
+import { clientTrafficPolicy } from '../../src/policy/client-traffic/translate.ts'
+import type { TlsProtocolSettings } from '../../src/policy/kind.ts'
 
 const cert = makeCertificate(['front.test'])
 const prefix = (value: string) => ({ path: { type: 'PathPrefix' as const, value } })
@@ -41,7 +43,7 @@ afterAll(async () => {
 
 function connect(options: tls.ConnectionOptions = {}): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: '127.0.0.1', port: gwPort, servername: 'front.test', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'], ...options })
+    const socket = tls.connect({ host: '127.0.0.1', port: options.port ?? gwPort, servername: 'front.test', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'], ...options })
     socket.once('secureConnect', () => resolve(socket))
     socket.once('error', reject)
   })
@@ -127,5 +129,42 @@ describe('TLS hygiene', () => {
     const cipher = socket.getCipher().name
     socket.destroy()
     expect(cipher).toBe('ECDHE-ECDSA-AES128-GCM-SHA256')
+  })
+})
+
+describe('ClientTrafficPolicy tls', () => {
+  test('translates to the port settings in node:tls spelling', () => {
+    // ClientTrafficPolicy's features read nothing from the translation context.
+    const features = clientTrafficPolicy.features(
+      { tls: { minVersion: '1.3', maxVersion: 'Auto', ciphers: ['ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES128-GCM-SHA256'], ecdhCurves: ['X25519', 'P-256'], alpnProtocols: ['http/1.1'] } },
+      undefined as never,
+    )
+    expect(features).toEqual([
+      { scope: 'connection', name: 'tls', http: { tls: { minVersion: 'TLSv1.3', ciphers: 'ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256', ecdhCurves: 'X25519:P-256', alpnProtocols: ['http/1.1'] } } },
+    ])
+  })
+
+  test('minVersion and alpnProtocols apply to new connections, and follow a change of the policy', async () => {
+    const port2 = new HttpDataplane({ hostname: '127.0.0.1' })
+    const https: HttpListener = { ...listener([vhost('*', [rule()])]), tls: { certificates: [{ certPem: cert.certPem, keyPem: cert.keyPem }] } }
+    const plan = (tls: TlsProtocolSettings | undefined, revision: number) => {
+      const p = port(0, [https], 'HTTPS')
+      return snapshot([tls ? { ...p, connection: { tls } } : p], [pool('p1', [echo.port])], revision)
+    }
+    try {
+      expect((await port2.apply(plan({ minVersion: 'TLSv1.3', alpnProtocols: ['http/1.1'] }, 1))).problems).toEqual([])
+      const at = { port: port2.boundPort(0)! }
+      await expect(connect({ ...at, maxVersion: 'TLSv1.2' })).rejects.toThrow()
+      const s13 = await connect({ ...at, ALPNProtocols: ['h2', 'http/1.1'] })
+      expect([s13.getProtocol(), s13.alpnProtocol]).toEqual(['TLSv1.3', 'http/1.1'])
+      s13.destroy()
+      // The policy goes away: the defaults again (TLS 1.2 accepted, h2 preferred).
+      expect((await port2.apply(plan(undefined, 2))).problems).toEqual([])
+      const s12 = await connect({ ...at, maxVersion: 'TLSv1.2', ALPNProtocols: ['h2', 'http/1.1'] })
+      expect([s12.getProtocol(), s12.alpnProtocol]).toEqual(['TLSv1.2', 'h2'])
+      s12.destroy()
+    } finally {
+      await port2.stop(true)
+    }
   })
 })

@@ -65,6 +65,12 @@ export interface ApplyResult {
   readonly failedPorts?: readonly number[]
 }
 
+/** What new TLS contexts are built for: the certificates and the port's TLS settings (ClientTrafficPolicy tls). */
+function tlsKey(portPlan: PortPlan): string {
+  const settings = portPlan.ir.connection?.tls
+  return settings ? `${portPlan.tlsFingerprint}|${JSON.stringify(settings)}` : portPlan.tlsFingerprint
+}
+
 interface RunningServer {
   readonly front: HttpFront
   readonly protocol: 'HTTP' | 'HTTPS'
@@ -186,7 +192,7 @@ export class HttpDataplane {
     return this.#servers.get(port)?.front.port
   }
 
-  /** Fingerprint of the certificates an HTTPS port hands new connections (tests). */
+  /** Fingerprint of the certificates (and TLS settings) an HTTPS port hands new connections (tests). */
   tlsFingerprint(port: number): string | undefined {
     return this.#servers.get(port)?.tlsFingerprint
   }
@@ -207,15 +213,16 @@ export class HttpDataplane {
 
   /** New certificates for an HTTPS port: new connections get them, open ones finish on theirs. */
   #rotate(running: RunningServer, portPlan: PortPlan): string[] {
-    if (portPlan.tlsFingerprint === running.tlsFingerprint) return []
-    const built = TlsContexts.build(portPlan.tls ?? [])
+    const key = tlsKey(portPlan)
+    if (key === running.tlsFingerprint) return []
+    const built = TlsContexts.build(portPlan.tls ?? [], portPlan.ir.connection?.tls)
     if (typeof built === 'string') {
       // The previous certificates stay live: a problem, not a port error.
       this.#logger.error('certificate rotation failed; previous certificates stay live', { port: portPlan.port, error: built })
       return [`port ${portPlan.port}: ${built}`]
     }
     running.front.setTls(built.contexts)
-    running.tlsFingerprint = portPlan.tlsFingerprint
+    running.tlsFingerprint = key
     this.#logger.info('https certificates rotated', { port: portPlan.port })
     for (const problem of built.problems) this.#logger.warn('certificate skipped', { port: portPlan.port, problem })
     return built.problems.map((p) => `port ${portPlan.port}: ${p}`)
@@ -242,7 +249,7 @@ export class HttpDataplane {
     let tls: TlsContexts | undefined
     let problems: string[] = []
     if (protocol === 'HTTPS') {
-      const built = TlsContexts.build(portPlan.tls ?? [])
+      const built = TlsContexts.build(portPlan.tls ?? [], portPlan.ir.connection?.tls)
       if (typeof built === 'string') return built
       tls = built.contexts
       problems = built.problems.map((p) => `port ${irPort}: ${p}`)
@@ -274,7 +281,7 @@ export class HttpDataplane {
       return front
     }
     this.#logger.info(protocol === 'HTTPS' ? 'https port listening' : 'http server listening', { port: irPort, boundPort: front.port, protocol })
-    return { running: { front, protocol, tlsFingerprint: protocol === 'HTTPS' ? portPlan.tlsFingerprint : undefined }, problems }
+    return { running: { front, protocol, tlsFingerprint: protocol === 'HTTPS' ? tlsKey(portPlan) : undefined }, problems }
   }
 
   /** `peerOf` is set for HTTPS: the TLS front knows the client address and SNI, the inner server sees loopback. */

@@ -7,16 +7,23 @@
  *    (connection.connectionLimit.value), timeout (timeout.http.idleTimeout,
  *    timeout.http.requestReceivedTimeout, timeout.tcp.idleTimeout): the listener port's
  *    ConnectionSettings
+ *  - tls (minVersion, maxVersion, ciphers, ecdhCurves, alpnProtocols): the HTTPS port's TLS
+ *    settings (ConnectionSettings.tls, applied by dataplane/http/tls/contexts.ts)
  * Every other Envoy Gateway field is accepted by the schema and reported as not supported yet.
  */
 import { parseDuration } from '../../translate/duration.ts'
-import type { ConnectionSettings } from '../kind.ts'
+import type { ConnectionSettings, TlsProtocolSettings } from '../kind.ts'
 import { array, boolean, duration, exactlyOne, atMostOne, integer, object, string, unsupported } from '../schema.ts'
 import { policySpecSchema } from '../targets.ts'
 import type { Feature, PolicyTranslator } from '../translators.ts'
 import type { ClientIpDetectionSpec, RequestIdSpec } from './spec.ts'
 
 const REQUEST_ID_ACTIONS = ['PreserveOrGenerate', 'Preserve', 'Generate', 'Disable'] as const
+/** Envoy Gateway's TLSVersion values; Auto means the default. */
+const TLS_VERSIONS = ['Auto', '1.0', '1.1', '1.2', '1.3'] as const
+const NODE_TLS_VERSION: Record<string, string | undefined> = { Auto: undefined, '1.0': 'TLSv1', '1.1': 'TLSv1.1', '1.2': 'TLSv1.2', '1.3': 'TLSv1.3' }
+/** The groups Bun's TLS (BoringSSL) accepts. */
+const ECDH_CURVES = ['X25519', 'P-256', 'P-384', 'P-521', 'X25519MLKEM768'] as const
 
 const schema = policySpecSchema(['Gateway'], {
   tcpKeepalive: unsupported(),
@@ -46,7 +53,19 @@ const schema = policySpecSchema(['Gateway'], {
     },
     { rules: [atMostOne(['xForwardedFor', 'customHeader'], 'customHeader cannot be used in conjunction with xForwardedFor')], description: 'Where the client address comes from.' },
   ),
-  tls: unsupported(),
+  tls: object(
+    {
+      minVersion: string({ enum: TLS_VERSIONS, description: 'Lowest TLS version accepted (default 1.2).' }),
+      maxVersion: string({ enum: TLS_VERSIONS, description: 'Highest TLS version accepted (default 1.3).' }),
+      ciphers: array(string({ minLength: 1, pattern: '^[A-Za-z0-9_-]+$' }), { minItems: 1, description: 'TLS 1.2 cipher suites (OpenSSL names), in server preference order. Default: ECDHE with AES-GCM or ChaCha20-Poly1305 only.' }),
+      ecdhCurves: array(string({ enum: ECDH_CURVES }), { minItems: 1, description: 'Key-exchange groups, in preference order. Default: X25519, P-256, P-384.' }),
+      alpnProtocols: array(string({ enum: ['h2', 'http/1.1', 'http/1.0'] }), { minItems: 1, description: 'ALPN protocols offered, in preference order. Default: h2, http/1.1.' }),
+      signatureAlgorithms: unsupported(),
+      session: unsupported(),
+      clientValidation: unsupported(),
+    },
+    { description: 'TLS settings of the HTTPS listeners (the whole port: listeners sharing a port must agree).' },
+  ),
   path: unsupported(),
   headers: object(
     {
@@ -121,6 +140,18 @@ function features(spec: Json): Feature[] {
   if (pp || spec.enableProxyProtocol === true) {
     const proxyProtocol = { optional: pp?.optional === true }
     out.push({ scope: 'connection', name: 'proxyProtocol', http: { proxyProtocol }, l4: { proxyProtocol } })
+  }
+  const tls = spec.tls as Json | undefined
+  if (tls) {
+    const settings: { -readonly [K in keyof TlsProtocolSettings]: TlsProtocolSettings[K] } = {}
+    const min = NODE_TLS_VERSION[tls.minVersion as string]
+    const max = NODE_TLS_VERSION[tls.maxVersion as string]
+    if (min) settings.minVersion = min
+    if (max) settings.maxVersion = max
+    if (Array.isArray(tls.ciphers)) settings.ciphers = (tls.ciphers as string[]).join(':')
+    if (Array.isArray(tls.ecdhCurves)) settings.ecdhCurves = (tls.ecdhCurves as string[]).join(':')
+    if (Array.isArray(tls.alpnProtocols)) settings.alpnProtocols = [...(tls.alpnProtocols as string[])]
+    if (Object.keys(settings).length) out.push({ scope: 'connection', name: 'tls', http: { tls: settings } })
   }
   const limit = spec.connection?.connectionLimit?.value
   if (typeof limit === 'number') out.push({ scope: 'connection', name: 'connection', http: { maxConnections: limit }, l4: { maxConnections: limit } })

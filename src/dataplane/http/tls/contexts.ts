@@ -9,19 +9,9 @@
 import { createSecureContext, type SecureContext } from 'node:tls'
 import type { TlsEntry } from '../../snapshot.ts'
 import { usableEntries } from './certificates.ts'
+import type { TlsProtocolSettings } from '../../../policy/kind.ts'
 
-/** Protocol settings of a port (ClientTrafficPolicy `tls`), applied to every certificate's context. */
-export interface TlsProtocolSettings {
-  /** 'TLSv1.2' | 'TLSv1.3' (node:tls spelling); default TLSv1.2. */
-  readonly minVersion?: string
-  readonly maxVersion?: string
-  /** OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are always the AEAD ones). */
-  readonly ciphers?: string
-  /** Colon-separated groups, e.g. 'X25519:P-256'. */
-  readonly ecdhCurves?: string
-  /** ALPN protocols offered, in server preference order; default h2, http/1.1. */
-  readonly alpnProtocols?: readonly string[]
-}
+export type { TlsProtocolSettings }
 
 /**
  * Modern default (Mozilla "intermediate" minus DHE): TLS 1.2+ with ECDHE and AEAD suites only, in

@@ -1,12 +1,15 @@
 #!/usr/bin/env bun
 /**
- * L4 benchmark (on demand, not in CI): TCP throughput, TCP ping-pong and UDP round trips, direct
- * to the backends, through Portico and through nginx's stream module, in the same run.
+ * L4 benchmark (on demand, not in CI): TCP download and upload throughput, TCP ping-pong and UDP
+ * round trips, direct to the backends, through Portico, through nginx's stream module and through
+ * haproxy (TCP only, when installed), in the same run.
  *
  *   npx bun bench/l4.ts                          # 3 reps, 512 MiB download, 3 s per ping-pong/UDP cell
  *   REPS=5 BENCH_MB=1024 BENCH_SECONDS=5 npx bun bench/l4.ts
  *   UDP_CLIENTS=200 PP_CONNECTIONS=1,16,64 npx bun bench/l4.ts
- *   NGINX=0 npx bun bench/l4.ts                  # without the nginx target
+ *   NGINX=0 HAPROXY=0 npx bun bench/l4.ts        # without the nginx / haproxy targets
+ *   METRICS=upload REPS=7 npx bun bench/l4.ts    # bulk upload only: UPLOAD_CONNECTIONS (8) clients
+ *                                                # writing 64 KiB blocks into a sink for BENCH_SECONDS
  *   METRICS=pingpong GATEWAY_BUN_FLAGS='--cpu-prof-md --cpu-prof-dir=/tmp/prof' npx bun bench/l4.ts
  *                                                # one kind of cell only (download, pingpong, udp), Portico profiled
  *
@@ -17,7 +20,8 @@
  * time), the backends and this process (the load) to cpu 1, via taskset. Targets are interleaved
  * and their order rotates every repetition so drift on a shared machine hits all alike; the
  * numbers are medians. Proxy CPU (utime+stime from /proc, softirq excluded) per unit of work is
- * the least noisy column when the load core is the limit.
+ * the least noisy column when the load core is the limit. haproxy runs with `nbthread 1` in TCP
+ * mode at its defaults, pinned like nginx.
  */
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -32,7 +36,8 @@ const PP_CONNECTIONS = (process.env.PP_CONNECTIONS ?? '1,32').split(',').map(Num
 const UDP_CLIENTS = Number(process.env.UDP_CLIENTS ?? 100)
 const MESSAGE_BYTES = 64
 const BASE_PORT = Number(process.env.BASE_PORT ?? 21600)
-const METRICS = (process.env.METRICS ?? 'download,pingpong,udp').split(',')
+const METRICS = (process.env.METRICS ?? 'download,upload,pingpong,udp').split(',')
+const UPLOAD_CONNECTIONS = Number(process.env.UPLOAD_CONNECTIONS ?? 8)
 /** Extra bun flags for the Portico process, e.g. --cpu-prof (written when it exits on SIGTERM). */
 const GATEWAY_BUN_FLAGS = (process.env.GATEWAY_BUN_FLAGS ?? '').split(' ').filter(Boolean)
 const PROXY_CPU = 0
@@ -42,11 +47,14 @@ const root = join(import.meta.dir, '..')
 const hasTaskset = Bun.which('taskset') !== null
 const pin = (cpu: number, cmd: string[]) => (hasTaskset ? ['taskset', '-c', String(cpu), ...cmd] : cmd)
 
-type Target = 'direct' | 'portico' | 'nginx'
+type Target = 'direct' | 'portico' | 'nginx' | 'haproxy'
 interface Ports {
   readonly source: number
   readonly echo: number
-  readonly udp: number
+  /** Reads and drops everything (bulk upload). */
+  readonly sink: number
+  /** Undefined where the target has no UDP (haproxy). */
+  readonly udp: number | undefined
 }
 
 // ---------------------------------------------------------------- backends (own process, cpu 1)
@@ -54,6 +62,7 @@ interface Ports {
 async function runBackends(): Promise<void> {
   const source = startSource()
   const echo = startEcho()
+  const sink = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {}, end: (socket) => void socket.end() } })
   const udpEcho = await Bun.udpSocket({
     hostname: '127.0.0.1',
     binaryType: 'uint8array',
@@ -63,7 +72,7 @@ async function runBackends(): Promise<void> {
       },
     },
   })
-  console.log(JSON.stringify({ source: source.port, echo: echo.port, udp: udpEcho.port } satisfies Ports))
+  console.log(JSON.stringify({ source: source.port, echo: echo.port, sink: sink.port, udp: udpEcho.port } satisfies Ports))
   for await (const _ of Bun.stdin.stream()) break
   process.exit(0)
 }
@@ -146,9 +155,10 @@ spec:
   listeners:
     - { name: source, protocol: TCP, port: ${gateway.source} }
     - { name: echo, protocol: TCP, port: ${gateway.echo} }
+    - { name: sink, protocol: TCP, port: ${gateway.sink} }
     - { name: udp, protocol: UDP, port: ${gateway.udp} }
 ---
-${service('source', backends.source, 'TCP')}${service('echo', backends.echo, 'TCP')}${service('udp', backends.udp, 'UDP')}${route('TCPRoute', 'source')}${route('TCPRoute', 'echo')}${route('UDPRoute', 'udp')}`
+${service('source', backends.source, 'TCP')}${service('echo', backends.echo, 'TCP')}${service('sink', backends.sink, 'TCP')}${service('udp', backends.udp!, 'UDP')}${route('TCPRoute', 'source')}${route('TCPRoute', 'echo')}${route('TCPRoute', 'sink')}${route('UDPRoute', 'udp')}`
 }
 
 /** nginx stream proxy, as in ../shared/bench/run.sh: 1 worker, no logs; UDP sessions kept 60 s like Portico's. */
@@ -166,9 +176,34 @@ events { worker_connections 16384; }
 stream {
   server { listen 127.0.0.1:${listen.source} backlog=4096 reuseport; proxy_pass 127.0.0.1:${backends.source}; }
   server { listen 127.0.0.1:${listen.echo} backlog=4096 reuseport; proxy_pass 127.0.0.1:${backends.echo}; }
+  server { listen 127.0.0.1:${listen.sink} backlog=4096 reuseport; proxy_pass 127.0.0.1:${backends.sink}; }
   server { listen 127.0.0.1:${listen.udp} udp reuseport; proxy_pass 127.0.0.1:${backends.udp}; proxy_timeout 60s; }
 }
 `,
+  )
+  return conf
+}
+
+/** haproxy in TCP mode, as in ../shared/bench/run.sh: 1 thread, default buffers, no logs (no UDP). */
+function haproxyConf(dir: string, backends: Ports, listen: Ports): string {
+  const conf = join(dir, 'haproxy.cfg')
+  const pair = (name: string, from: number, to: number) => `frontend fe_${name}
+  bind 127.0.0.1:${from}
+  default_backend be_${name}
+backend be_${name}
+  server s 127.0.0.1:${to}
+`
+  writeFileSync(
+    conf,
+    `global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+${pair('source', listen.source, backends.source)}${pair('echo', listen.echo, backends.echo)}${pair('sink', listen.sink, backends.sink)}`,
   )
   return conf
 }
@@ -204,9 +239,10 @@ async function main(): Promise<void> {
 
   const backends = Bun.spawn([process.execPath, import.meta.path, '--backends'], { stdin: 'pipe', stdout: 'pipe', stderr: 'inherit' })
   const direct = JSON.parse(await firstLine(backends.stdout)) as Ports
-  const portico: Ports = { source: BASE_PORT, echo: BASE_PORT + 1, udp: BASE_PORT + 2 }
+  const portico: Ports = { source: BASE_PORT, echo: BASE_PORT + 1, udp: BASE_PORT + 2, sink: BASE_PORT + 7 }
   const adminPort = BASE_PORT + 3
-  const viaNginx: Ports = { source: BASE_PORT + 4, echo: BASE_PORT + 5, udp: BASE_PORT + 6 }
+  const viaNginx: Ports = { source: BASE_PORT + 4, echo: BASE_PORT + 5, udp: BASE_PORT + 6, sink: BASE_PORT + 8 }
+  const viaHaproxy: Ports = { source: BASE_PORT + 9, echo: BASE_PORT + 10, sink: BASE_PORT + 11, udp: undefined }
 
   const dir = mkdtempSync(join(tmpdir(), 'portico-bench-l4-'))
   const configDir = join(dir, 'manifests')
@@ -219,36 +255,44 @@ async function main(): Promise<void> {
   const nginxBin = findNginx()
   const nginx = nginxBin ? Bun.spawn(pin(PROXY_CPU, [nginxBin, '-p', dir, '-c', nginxConf(dir, direct, viaNginx)]), { stdout: 'inherit', stderr: 'inherit' }) : undefined
 
-  const targets: Target[] = nginx ? ['direct', 'portico', 'nginx'] : ['direct', 'portico']
-  const ports: Record<Target, Ports> = { direct, portico, nginx: viaNginx }
-  const pids: Record<Target, number | undefined> = { direct: undefined, portico: gateway.pid, nginx: nginx?.pid }
+  const haproxyBin = process.env.HAPROXY === '0' ? null : Bun.which('haproxy') ?? Bun.which('haproxy', { PATH: '/usr/sbin:/sbin' })
+  if (process.env.HAPROXY !== '0' && !haproxyBin) console.error('haproxy target skipped: apt-get install -y haproxy')
+  const haproxy = haproxyBin ? Bun.spawn(pin(PROXY_CPU, [haproxyBin, '-f', haproxyConf(dir, direct, viaHaproxy)]), { stdout: 'inherit', stderr: 'inherit' }) : undefined
+
+  const targets: Target[] = ['direct', 'portico', ...(nginx ? (['nginx'] as const) : []), ...(haproxy ? (['haproxy'] as const) : [])]
+  const ports: Record<Target, Ports> = { direct, portico, nginx: viaNginx, haproxy: viaHaproxy }
+  const pids: Record<Target, number | undefined> = { direct: undefined, portico: gateway.pid, nginx: nginx?.pid, haproxy: haproxy?.pid }
 
   try {
     await waitReady(`http://127.0.0.1:${adminPort}/readyz`)
     for (const t of targets) await waitListening(ports[t].echo)
     for (const t of targets) {
       await pingPong(ports[t].echo, 1, 0.2)
-      await udpRoundTrips(ports[t].udp, 4, 0.2)
+      const udpPort = ports[t].udp
+      if (udpPort !== undefined) await udpRoundTrips(udpPort, 4, 0.2)
     }
     // Warm-up (JIT, caches) outside the measured repetitions.
     for (const t of targets) {
       await pingPong(ports[t].echo, 8, 0.5)
-      await udpRoundTrips(ports[t].udp, 8, 0.5)
+      const udpPort = ports[t].udp
+      if (udpPort !== undefined) await udpRoundTrips(udpPort, 8, 0.5)
+      if (METRICS.includes('upload')) await upload(ports[t].sink, UPLOAD_CONNECTIONS, 0.5)
     }
 
     const metrics: Metric[] = [
       ...(METRICS.includes('download') ? [{ name: 'TCP download (MB/s)', unit: 'MiB', run: (p) => download(p.source) } satisfies Metric] : []),
+      ...(METRICS.includes('upload') ? [{ name: `TCP upload x${UPLOAD_CONNECTIONS} (MB/s)`, unit: 'MiB', run: (p) => upload(p.sink, UPLOAD_CONNECTIONS, SECONDS) } satisfies Metric] : []),
       ...(METRICS.includes('pingpong') ? PP_CONNECTIONS.map((n): Metric => ({ name: `TCP ping-pong x${n} (rt/s)`, unit: 'rt', run: (p) => pingPong(p.echo, n, SECONDS) })) : []),
-      ...(METRICS.includes('udp') ? [{ name: `UDP x${UDP_CLIENTS} clients (rt/s)`, unit: 'rt', run: (p) => udpRoundTrips(p.udp, UDP_CLIENTS, SECONDS) } satisfies Metric] : []),
+      ...(METRICS.includes('udp') ? [{ name: `UDP x${UDP_CLIENTS} clients (rt/s)`, unit: 'rt', run: (p) => (p.udp === undefined ? Promise.resolve({ rate: NaN, units: 0 }) : udpRoundTrips(p.udp, UDP_CLIENTS, SECONDS)) } satisfies Metric] : []),
     ]
     console.log(
       `L4 bench: ${REPS} reps interleaved (medians); ${TOTAL_BYTES / 1048576} MiB download on 1 connection, ${SECONDS} s per ping-pong/UDP cell, ${MESSAGE_BYTES} B messages`,
     )
-    console.log(`proxies: Portico src/main.ts --workers 1, nginx ${nginx ? 'worker_processes 1 (stream)' : 'skipped'}; ${hasTaskset ? `proxies on cpu ${PROXY_CPU}, backends + load on cpu ${LOAD_CPU}` : 'unpinned'}\n`)
+    console.log(`proxies: Portico src/main.ts --workers 1, nginx ${nginx ? 'worker_processes 1 (stream)' : 'skipped'}, haproxy ${haproxy ? 'nbthread 1 (TCP only)' : 'skipped'}; ${hasTaskset ? `proxies on cpu ${PROXY_CPU}, backends + load on cpu ${LOAD_CPU}` : 'unpinned'}\n`)
 
     const results: { metric: Metric; values: Record<Target, Sample[]> }[] = []
     for (const metric of metrics) {
-      const values: Record<Target, Sample[]> = { direct: [], portico: [], nginx: [] }
+      const values: Record<Target, Sample[]> = { direct: [], portico: [], nginx: [], haproxy: [] }
       for (let r = 0; r < REPS; r++) {
         const order = targets.map((_, i) => targets[(i + r) % targets.length]!)
         for (const t of order) values[t].push(await measure(metric, ports[t], pids[t]))
@@ -256,32 +300,31 @@ async function main(): Promise<void> {
       results.push({ metric, values })
     }
 
-    const head = ['metric'.padEnd(28), 'direct', 'portico', 'nginx', 'P/direct', 'P/nginx', 'P cpu', 'N cpu', 'cpu P/N', 'lost']
+    const proxies = targets.filter((t) => t !== 'direct' && t !== 'portico')
+    const short = (t: Target) => t[0]!.toUpperCase()
+    const head = ['metric'.padEnd(28), ...targets, 'P/direct', ...proxies.map((t) => `P/${t}`), ...targets.filter((t) => t !== 'direct').map((t) => `${short(t)} cpu`), 'lost']
     console.log(head[0], ...head.slice(1).map((h) => h.padStart(9)))
     for (const { metric, values } of results) {
       const rate = (t: Target) => median(values[t].map((s) => s.rate))
       const cpu = (t: Target) => median(values[t].map((s) => s.cpuUs))
-      const lost = targets.map((t) => values[t].reduce((a, s) => a + s.lost, 0)).join('/')
+      const lost = targets.filter((t) => ports[t].udp !== undefined).map((t) => values[t].reduce((a, s) => a + s.lost, 0)).join('/')
       const row = [
-        fmt(rate('direct')),
-        fmt(rate('portico')),
-        nginx ? fmt(rate('nginx')) : '-',
+        ...targets.map((t) => (Number.isNaN(rate(t)) ? '-' : fmt(rate(t)))),
         (rate('portico') / rate('direct')).toFixed(2),
-        nginx ? (rate('portico') / rate('nginx')).toFixed(2) : '-',
-        cpu('portico').toFixed(1),
-        nginx ? cpu('nginx').toFixed(1) : '-',
-        nginx ? (cpu('portico') / cpu('nginx')).toFixed(2) : '-',
+        ...proxies.map((t) => (Number.isNaN(rate(t)) ? '-' : (rate('portico') / rate(t)).toFixed(2))),
+        ...targets.filter((t) => t !== 'direct').map((t) => (Number.isFinite(cpu(t)) ? cpu(t).toFixed(1) : '-')),
         metric.unit === 'rt' && metric.name.startsWith('UDP') ? lost : '',
       ]
       console.log(metric.name.padEnd(28), ...row.map((v) => v.padStart(9)))
     }
-    console.log(`\ncpu = proxy utime+stime per ${'MiB (download) or round trip'}, in µs; lost = UDP datagrams resent after ${UDP_RESEND_MS} ms (direct/portico${nginx ? '/nginx' : ''})`)
+    console.log(`\ncpu = proxy utime+stime per MiB (download, upload) or round trip, in µs (P = Portico); lost = UDP datagrams resent after ${UDP_RESEND_MS} ms (${targets.filter((t) => ports[t].udp !== undefined).join('/')})`)
   } finally {
     gateway.kill('SIGTERM')
     nginx?.kill('SIGTERM')
+    haproxy?.kill('SIGTERM')
     backends.stdin.write('stop\n')
     backends.stdin.flush()
-    await Promise.all([gateway.exited, nginx?.exited, backends.exited])
+    await Promise.all([gateway.exited, nginx?.exited, haproxy?.exited, backends.exited])
   }
 }
 
@@ -332,6 +375,48 @@ async function download(port: number): Promise<{ rate: number; units: number }> 
   if (received !== TOTAL_BYTES) throw new Error(`download short: ${received} of ${TOTAL_BYTES}`)
   const mib = received / 1048576
   return { rate: mib / seconds, units: mib }
+}
+
+/**
+ * `connections` clients each writing 64 KiB blocks into the sink as fast as their socket takes
+ * them, for `seconds`; MiB/s accepted by the client sockets (what is still in flight in socket
+ * buffers at the end, a few MiB, is counted: small against seconds of traffic).
+ */
+async function upload(port: number, connections: number, seconds: number): Promise<{ rate: number; units: number }> {
+  const block = new Uint8Array(64 * 1024).fill(0x75)
+  let written = 0
+  let running = true
+  const finished: Promise<void>[] = []
+  for (let i = 0; i < connections; i++) {
+    finished.push(
+      new Promise<void>((resolve, reject) => {
+        let offset = 0
+        const pump = (socket: Socket<undefined>) => {
+          while (running) {
+            const n = socket.write(offset === 0 ? block : block.subarray(offset))
+            if (n <= 0) return
+            written += n
+            offset = (offset + n) % block.length
+            if (offset !== 0) return // short write: wait for drain
+          }
+          socket.end()
+        }
+        Bun.connect({
+          hostname: '127.0.0.1',
+          port,
+          socket: { open: pump, drain: pump, data() {}, close: () => resolve(), connectError: (_socket, error) => reject(error) },
+        }).catch(reject)
+      }),
+    )
+  }
+  const started = performance.now()
+  await Bun.sleep(seconds * 1000)
+  running = false
+  const elapsed = (performance.now() - started) / 1000
+  const mib = written / 1048576
+  // a socket waiting for drain ends once it drains; the sink reads to the end
+  await Promise.race([Promise.all(finished), Bun.sleep(2000)])
+  return { rate: mib / elapsed, units: mib }
 }
 
 /** `connections` clients each doing send-64-B / await-64-B-back for `seconds`; total round trips per second. */

@@ -1,11 +1,12 @@
 #!/usr/bin/env bun
 /**
- * Route-scale benchmark, on demand (never in CI). For 10, 1,000 and 5,000 HTTPRoutes (one path
+ * Route-scale benchmark, on demand (never in CI). For 10, 1,000, 5,000 and 10,000 HTTPRoutes (one path
  * prefix each, all on one host, so every request is matched against the whole table):
  *   - start-up: process start → /readyz 200 (load + translate + compile + bind)
  *   - rebuild: the controller's own timing of the latest translate+validate+apply
  *   - RSS of the gateway when idle after start-up (configuration memory) and after a load run
- *   - req/s and p99 of small GETs to a route in the middle of the table
+ *   - req/s and p99 of small GETs to a route in the middle of the table, and the gateway's CPU
+ *     µs per request (utime+stime over the run: what a loaded machine disturbs least)
  * and, at the largest size, under load on an existing route: time from writing a manifest with
  * a new route to its first 200 (p50/p99 over ROUNDS additions), and from editing one route in the
  * file that holds all of them to its first 200, with the errors the load saw.
@@ -14,16 +15,16 @@
  * SecurityPolicy authorization that allows loopback), so the same figures show what per-route
  * policies cost; the requests are still answered 200.
  *
- *   npx bun bench/scale.ts              # SIZES=10,1000,5000 DURATION=5 ROUNDS=20 WORKERS=1 POLICIES=0 BASE_PORT=21700
+ *   npx bun bench/scale.ts              # SIZES=10,1000,5000,10000 DURATION=5 ROUNDS=20 WORKERS=1 POLICIES=0 BASE_PORT=21700
  *   SIZES=10,10000 npx bun bench/scale.ts
  */
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { gatewayManifests, percentile, rssMiB, waitFor, wrk } from './lib.ts'
+import { cpuTicks, gatewayManifests, percentile, rssMiB, TICK_US, waitFor, wrk } from './lib.ts'
 import { scaleRoute } from './scale-routes.ts'
 
-const SIZES = (process.env.SIZES ?? '10,1000,5000').split(',').map(Number)
+const SIZES = (process.env.SIZES ?? '10,1000,5000,10000').split(',').map(Number)
 const DURATION = Number(process.env.DURATION ?? 5)
 const ROUNDS = Number(process.env.ROUNDS ?? 20)
 const WORKERS = Number(process.env.WORKERS ?? 1)
@@ -56,7 +57,7 @@ async function rebuildSeconds(): Promise<number> {
   return Number(/^portico_config_rebuild_seconds (\S+)$/m.exec(text)?.[1])
 }
 
-interface Row { routes: number; startupMs: number; rebuildMs: number; rssIdle: number; rss: number; rps: number; p99: number; errors: number }
+interface Row { routes: number; startupMs: number; rebuildMs: number; rssIdle: number; rss: number; rps: number; p99: number; errors: number; cpuUs: number }
 const rows: Row[] = []
 let churn: { p50: number; p99: number; max: number; editP50: number; editP99: number; loadErrors: number; loadRps: number } | undefined
 
@@ -78,8 +79,10 @@ try {
       // configuration memory; after load RSS also holds garbage the GC has not returned yet
       const rssIdle = rssMiB(gw.pid)
       await wrk(target, { connections: 64, seconds: 1 }) // warm-up
+      const ticks = await cpuTicks(gw.pid)
       const run = await wrk(target, { connections: 64, seconds: DURATION })
-      rows.push({ routes: n, startupMs, rebuildMs, rssIdle, rss: rssMiB(gw.pid), rps: run.rps, p99: run.p99ms, errors: run.errors })
+      const cpuUs = (((await cpuTicks(gw.pid)) - ticks) * TICK_US) / run.requests
+      rows.push({ routes: n, startupMs, rebuildMs, rssIdle, rss: rssMiB(gw.pid), rps: run.rps, p99: run.p99ms, errors: run.errors, cpuUs })
 
       if (n === Math.max(...SIZES)) {
         // new routes while load runs on an existing one
@@ -125,12 +128,15 @@ try {
     }
   }
   console.log(`route scale, ${WORKERS} worker(s)${POLICIES ? ', 2 policies on every route' : ''}, wrk -t1 -c64 -d${DURATION}s to a route in the middle of the table`)
-  console.log('routes  startup ms  rebuild ms  RSS idle MiB  RSS after load   req/s   p99 ms  errors')
+  console.log('routes  startup ms  rebuild ms  RSS idle MiB  RSS after load   req/s   p99 ms  CPU µs/req  errors')
   for (const r of rows)
-    console.log(`${String(r.routes).padStart(6)}  ${r.startupMs.toFixed(0).padStart(10)}  ${r.rebuildMs.toFixed(1).padStart(10)}  ${r.rssIdle.toFixed(0).padStart(12)}  ${r.rss.toFixed(0).padStart(14)}  ${r.rps.toFixed(0).padStart(7)}  ${r.p99.toFixed(2).padStart(7)}  ${r.errors}`)
+    console.log(`${String(r.routes).padStart(6)}  ${r.startupMs.toFixed(0).padStart(10)}  ${r.rebuildMs.toFixed(1).padStart(10)}  ${r.rssIdle.toFixed(0).padStart(12)}  ${r.rss.toFixed(0).padStart(14)}  ${r.rps.toFixed(0).padStart(7)}  ${r.p99.toFixed(2).padStart(7)}  ${r.cpuUs.toFixed(1).padStart(10)}  ${r.errors}`)
   const small = rows.find((r) => r.routes === Math.min(...SIZES))
   const large = rows.find((r) => r.routes === Math.max(...SIZES))
-  if (small && large) console.log(`req/s at ${large.routes} routes vs ${small.routes}: ${(large.rps / small.rps).toFixed(2)}x`)
+  if (small && large) {
+    console.log(`req/s at ${large.routes} routes vs ${small.routes}: ${(large.rps / small.rps).toFixed(2)}x; CPU per request ${(large.cpuUs / small.cpuUs).toFixed(2)}x`)
+    console.log(`RSS idle per route: ${(((large.rssIdle - small.rssIdle) * 1024) / (large.routes - small.routes)).toFixed(1)} KiB`)
+  }
   if (churn)
     console.log(
       `new route → first 200 under load (${ROUNDS} additions at ${Math.max(...SIZES)} routes): p50 ${churn.p50.toFixed(0)} ms, p99 ${churn.p99.toFixed(0)} ms, max ${churn.max.toFixed(0)} ms; ` +

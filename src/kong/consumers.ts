@@ -34,6 +34,14 @@ export interface BasicCredential {
   readonly consumer: ConsumerIdentity
 }
 
+export interface JwtSecret {
+  readonly key: string
+  readonly algorithm: string
+  readonly secret?: string
+  readonly publicKeyPem?: string
+  readonly consumer: ConsumerIdentity
+}
+
 export interface Consumer {
   readonly object: K8sObject
   readonly namespace: string
@@ -44,6 +52,7 @@ export interface Consumer {
   readonly plugins: readonly string[]
   readonly keys: readonly KeyCredential[]
   readonly basics: readonly BasicCredential[]
+  readonly jwts: readonly JwtSecret[]
   /** Credential types Portico does not read yet (jwt, oauth2, hmac-auth...): named in status. */
   readonly unread: readonly string[]
   /** Why it is rejected (a credential another consumer uses too, no username nor custom_id). */
@@ -95,16 +104,25 @@ export function readConsumers(view: ResourceView): Consumer[] {
         const g = secretValue(secret, 'group')
         if (g) groups.push(g)
         else warnings.push(`acl Secret ${namespace}/${secretName} has no group`)
-      } else if (type === 'key-auth' || type === 'basic-auth') pending.push({ type, secret, credentialId })
+      } else if (type === 'key-auth' || type === 'basic-auth' || type === 'jwt') pending.push({ type, secret, credentialId })
       else unread.push(`${type} (Secret ${namespace}/${secretName})`)
     }
     const identity: ConsumerIdentity = { id, ...(username ? { username } : {}), ...(customId ? { customId } : {}), ...(groups.length ? { groups } : {}) }
     const keys: KeyCredential[] = []
     const basics: BasicCredential[] = []
+    const jwts: JwtSecret[] = []
     for (const p of pending) {
       const who = { ...identity, credentialId: p.credentialId }
       const secretLabel = `${namespace}/${p.secret.metadata.name}`
-      if (p.type === 'key-auth') {
+      if (p.type === 'jwt') {
+        const key = secretValue(p.secret, 'key')
+        const algorithm = secretValue(p.secret, 'algorithm') ?? 'HS256'
+        const secret = secretValue(p.secret, 'secret')
+        const pem = secretValue(p.secret, 'rsa_public_key')
+        if (!key) warnings.push(`jwt Secret ${secretLabel} has no key`)
+        else if (algorithm.startsWith('HS') ? !secret : !pem) warnings.push(`jwt Secret ${secretLabel} needs ${algorithm.startsWith('HS') ? 'secret' : 'rsa_public_key'}`)
+        else jwts.push({ key, algorithm, ...(secret ? { secret } : {}), ...(pem && !algorithm.startsWith('HS') ? { publicKeyPem: pem } : {}), consumer: who })
+      } else if (p.type === 'key-auth') {
         const key = secretValue(p.secret, 'key')
         if (!key) warnings.push(`key-auth Secret ${secretLabel} has no key`)
         else keys.push({ sha256: createHash('sha256').update(key).digest('base64'), consumer: who })
@@ -115,7 +133,7 @@ export function readConsumers(view: ResourceView): Consumer[] {
         else basics.push({ username: user, hash: `{SHA}${createHash('sha1').update(password).digest('base64')}`, consumer: who })
       }
     }
-    out.push({ object: o, namespace, name: o.metadata.name, identity, plugins: pluginRefs(o.metadata.annotations), keys, basics, unread, problems, warnings })
+    out.push({ object: o, namespace, name: o.metadata.name, identity, plugins: pluginRefs(o.metadata.annotations), keys, basics, jwts, unread, problems, warnings })
   }
   rejectDuplicates(out)
   return out
@@ -131,6 +149,7 @@ function rejectDuplicates(consumers: Consumer[]): void {
   for (const c of consumers) {
     for (const k of c.keys) note(`a key-auth key`.concat('\u0000', k.sha256), c)
     for (const b of c.basics) note(`basic-auth username ${b.username}`.concat('\u0000'), c)
+    for (const j of c.jwts) note(`jwt key ${j.key}`.concat('\u0000'), c)
     if (c.identity.username) note(`username ${c.identity.username}`.concat('\u0000'), c)
     if (c.identity.customId) note(`custom_id ${c.identity.customId}`.concat('\u0000'), c)
   }

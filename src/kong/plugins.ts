@@ -98,6 +98,37 @@ const basicAuth: PluginDef = {
   },
 }
 
+const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'ES256', 'ES384']
+
+const jwt: PluginDef = {
+  auth: true,
+  fields: ['uri_param_names', 'cookie_names', 'header_names', 'claims_to_verify', 'key_claim_name', 'secret_is_base64', 'anonymous', 'run_on_preflight', 'maximum_expiration', 'realm'],
+  translate(c, env) {
+    const anonymous = anonymousOf(c, env)
+    if (typeof anonymous === 'string') return anonymous
+    const claims = strings(c.claims_to_verify)
+    if (claims.some((x) => x !== 'exp' && x !== 'nbf')) return 'claims_to_verify may list exp and nbf only'
+    const maximum = c.maximum_expiration === undefined ? 0 : c.maximum_expiration
+    if (typeof maximum !== 'number' || maximum < 0) return 'maximum_expiration must be a non-negative number'
+    const credentials = env.consumers.flatMap((x) => x.jwts).filter((j) => JWT_ALGORITHMS.includes(j.algorithm))
+    return {
+      features: [
+        feature('jwtCredentials', {
+          credentials: credentials.map((j) => ({ key: j.key, algorithm: j.algorithm as 'HS256', ...(j.secret ? { secret: j.secret } : {}), ...(j.publicKeyPem ? { publicKeyPem: j.publicKeyPem } : {}), ...(c.secret_is_base64 === true ? { secretIsBase64: true } : {}), consumer: j.consumer })),
+          keyClaim: str(c.key_claim_name) ?? 'iss',
+          headers: (c.header_names === undefined ? ['authorization'] : strings(c.header_names)).map((h) => h.toLowerCase()),
+          params: c.uri_param_names === undefined ? ['jwt'] : strings(c.uri_param_names),
+          cookies: strings(c.cookie_names),
+          claimsToVerify: claims as ('exp' | 'nbf')[],
+          maximumExpiration: maximum,
+          ...(anonymous ? { anonymous } : {}),
+          ...(c.run_on_preflight === false ? { skipPreflight: true } : {}),
+        }),
+      ],
+    }
+  },
+}
+
 const acl: PluginDef = {
   fields: ['allow', 'deny', 'hide_groups_header', 'include_consumer_groups', 'always_use_authenticated_groups'],
   translate(c) {
@@ -313,6 +344,7 @@ const observability = (fields: readonly string[]): PluginDef => ({ fields, trans
 export const PLUGINS: Readonly<Record<string, PluginDef>> = {
   'key-auth': keyAuth,
   'basic-auth': basicAuth,
+  jwt,
   acl,
   'rate-limiting': rateLimiting,
   cors,

@@ -25,6 +25,7 @@ import { requestSizeLimitRuntime } from './request-size/runtime.ts'
 import { requestTransformRuntime, responseTransformRuntime } from './transformer/runtime.ts'
 import { perConsumerRuntime } from './per-consumer/runtime.ts'
 import { requireHttpsRuntime } from './require-https/runtime.ts'
+import { jwtCredentialsRuntime } from './auth-jwt/credentials.ts'
 import { corsRuntime, requestHeaderModifierRuntime, requestMirrorRuntime, responseHeaderModifierRuntime, urlRewriteRuntime } from '../dataplane/http/filters/runtimes.ts'
 
 export const RUNTIMES: { readonly [K in PolicyName]: PolicyRuntime<K> } = {
@@ -61,4 +62,5 @@ export const RUNTIMES: { readonly [K in PolicyName]: PolicyRuntime<K> } = {
   responseTransform: responseTransformRuntime,
   perConsumer: perConsumerRuntime(() => RUNTIMES),
   requireHttps: requireHttpsRuntime,
+  jwtCredentials: jwtCredentialsRuntime,
 }

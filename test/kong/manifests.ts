@@ -5,6 +5,7 @@
  */
 export const KEYS = { alex: 'hello_world', sam: 'sam-Secret-42', eve: 'eve-key-1' }
 export const PASSWORDS = { alice: 'correct horse battery staple' }
+export const JWT_SECRETS = { sam: 'sam-jwt-secret-0123456789abcdef' }
 
 export function gateway(port: number, echoPort: number): string {
   return `apiVersion: gateway.networking.k8s.io/v1
@@ -160,7 +161,8 @@ export function consumers(): string {
     consumer('alex', 'alex', ['alex-key', 'alex-acl'], { customId: 'alex-1', plugins: 'rate-limit-gold' }),
     credential('sam-key', 'key-auth', { key: KEYS.sam }),
     credential('sam-acl', 'acl', { group: 'viewers' }),
-    consumer('sam', 'sam', ['sam-key', 'sam-acl']),
+    credential('sam-jwt', 'jwt', { key: 'sam-issuer', algorithm: 'HS256', secret: JWT_SECRETS.sam }),
+    consumer('sam', 'sam', ['sam-key', 'sam-acl', 'sam-jwt']),
     credential('alice-basic', 'basic-auth', { username: 'alice', password: PASSWORDS.alice }),
     consumer('alice', 'alice', ['alice-basic']),
   ].join('---\n')

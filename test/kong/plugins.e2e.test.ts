@@ -7,7 +7,12 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { Portico } from '../../src/app.ts'
 import { startEcho, type EchoUpstream } from '../support/echo-upstream.ts'
 import { ConfigDir, eventually, freePort, startGateway } from '../e2e/support.ts'
-import { consumers, gateway, KEYS, kongRoute, PASSWORDS, plugin } from './manifests.ts'
+import { generateKeyPairSync } from 'node:crypto'
+import { SignJWT } from 'jose'
+import { consumer, consumers, credential, gateway, JWT_SECRETS, KEYS, kongRoute, PASSWORDS, plugin } from './manifests.ts'
+
+const RSA = generateKeyPairSync('rsa', { modulusLength: 2048 })
+const RSA_PUBLIC_PEM = RSA.publicKey.export({ type: 'spki', format: 'pem' }).toString()
 
 // go-kong FillID("alex") for consumers: uuid5(uuid5(fd02801f-0957-4a15-a55a-c8d9606f30b5, "consumers"), "alex")
 const ALEX_ID = '7fb03465-9587-5b74-af07-260b30881b27'
@@ -35,7 +40,8 @@ const plugins = [
   plugin('add-response-header', 'response-transformer', '  add:\n    headers: ["demo: injected-by-kong"]\n  remove:\n    headers: [x-powered-by]\n'),
   plugin('deny-loopback', 'ip-restriction', '  deny: [127.0.0.0/8, "::1/128"]\n'),
   plugin('one-kb', 'request-size-limiting', '  allowed_payload_size: 1\n  size_unit: kilobytes\n'),
-  plugin('jwt', 'jwt', ''),
+  plugin('jwt', 'jwt', '  claims_to_verify: [exp]\n'),
+  plugin('oauth', 'oauth2', '  scopes: [email]\n'),
   plugin('global-correlation-id', 'correlation-id', '  header_name: X-Correlation-ID\n  echo_downstream: true\n', 'KongClusterPlugin', '  labels:\n    global: "true"\n'),
 ].join('---\n')
 
@@ -46,7 +52,8 @@ const routes = [
   kongRoute('transform', 'transform'),
   kongRoute('ip', 'deny-loopback'),
   kongRoute('size', 'one-kb'),
-  kongRoute('unknown', 'jwt'),
+  kongRoute('unknown', 'oauth'),
+  kongRoute('tokens', 'jwt'),
   kongRoute('missing', 'no-such-plugin'),
   kongRoute('open', ''),
   kongRoute('secure', '', '', { 'konghq.com/protocols': 'https' }),
@@ -68,6 +75,20 @@ beforeAll(async () => {
   cfg.write('gateway.yaml', gateway(port, echo.port))
   cfg.write('plugins.yaml', plugins)
   cfg.write('consumers.yaml', consumers())
+  // an RS256 credential: the PEM indented under stringData
+  cfg.write('rsa-consumer.yaml', [`apiVersion: v1
+kind: Secret
+metadata:
+  name: robot-jwt
+  namespace: default
+  labels:
+    konghq.com/credential: jwt
+stringData:
+  key: robot-issuer
+  algorithm: RS256
+  rsa_public_key: |
+${RSA_PUBLIC_PEM.trim().split('\n').map((l) => `    ${l}`).join('\n')}
+`, consumer('robot', 'robot', ['robot-jwt'])].join('---\n'))
   cfg.write('routes.yaml', routes)
   gw = await startGateway(cfg.dir)
   await eventually(async () => (await fetch(`http://127.0.0.1:${port}/open`)).status === 200, 5000, 'serving')
@@ -248,8 +269,8 @@ describe('fail closed', () => {
     const resources = (await (await fetch(`http://127.0.0.1:${gw.adminPort}/resources`)).json()) as any[]
     const cond = (name: string) => resources.find((o) => o.kind === 'HTTPRoute' && o.metadata.name === name).status.parents[0].conditions.find((c: any) => c.type === 'Accepted')
     expect(cond('unknown')).toMatchObject({ status: 'False' })
-    expect(cond('unknown').message).toContain('plugin jwt is not supported')
-    expect(cond('unknown').message).toContain('KongPlugin default/jwt')
+    expect(cond('unknown').message).toContain('plugin oauth2 is not supported')
+    expect(cond('unknown').message).toContain('KongPlugin default/oauth')
     expect(cond('missing').message).toContain('KongPlugin default/no-such-plugin not found')
     expect(cond('keys')).toMatchObject({ status: 'True' })
     const alex = resources.find((o) => o.kind === 'KongConsumer' && o.metadata.name === 'alex')
@@ -287,5 +308,48 @@ describe('konghq.com annotations', () => {
     const accepted = resources.find((o) => o.kind === 'HTTPRoute' && o.metadata.name === 'svc').status.parents[0].conditions.find((c: any) => c.type === 'Accepted')
     expect(accepted.status).toBe('True')
     expect(accepted.message).toContain('konghq.com/connect-timeout (Service echo-api)')
+  })
+})
+
+describe('jwt with consumer credentials', () => {
+  const hs = (claims: Record<string, unknown>, secret = JWT_SECRETS.sam) =>
+    new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(new TextEncoder().encode(secret))
+  const inMinutes = (m: number) => Math.floor(Date.now() / 1000) + m * 60
+
+  test("a token signed with the consumer's secret (header or ?jwt=): its consumer upstream; Kong's refusals otherwise", async () => {
+    const good = await hs({ iss: 'sam-issuer', exp: inMinutes(5) })
+    for (let i = 0; i < 2; i++) {
+      // the second time from the verified-token cache
+      const ok = await call('/tokens', { headers: { authorization: `Bearer ${good}` } })
+      expect(ok.status).toBe(200)
+      expect(ok.upstream!.headers['x-consumer-username']).toBe('sam')
+    }
+    expect((await call(`/tokens?jwt=${good}`)).status).toBe(200)
+    const none = await call('/tokens')
+    expect(none.status).toBe(401)
+    expect(none.json.message).toBe('Unauthorized')
+    const cases: [string, string][] = [
+      [await hs({ iss: 'sam-issuer', exp: inMinutes(5) }, 'not-the-secret-not-the-secret-xx'), 'Invalid signature'],
+      [await hs({ iss: 'who', exp: inMinutes(5) }), "No credentials found for given 'iss'"],
+      [await hs({ exp: inMinutes(5) }), "No mandatory 'iss' in claims"],
+      [await hs({ iss: 'robot-issuer', exp: inMinutes(5) }), 'Invalid algorithm'],
+    ]
+    for (const [token, message] of cases) {
+      const r = await call('/tokens', { headers: { authorization: `Bearer ${token}` } })
+      expect(r.status).toBe(401)
+      expect(r.json.message).toBe(message)
+      expect(r.upstream).toBeUndefined()
+    }
+    const expired = await call('/tokens', { headers: { authorization: `Bearer ${await hs({ iss: 'sam-issuer', exp: inMinutes(-5) })}` } })
+    expect(expired.status).toBe(401)
+    expect(expired.json).toEqual({ exp: 'token expired' })
+  })
+
+  test('an RS256 credential (rsa_public_key)', async () => {
+    const { createPrivateKey } = await import('node:crypto')
+    const token = await new SignJWT({ iss: 'robot-issuer', exp: Math.floor(Date.now() / 1000) + 300 }).setProtectedHeader({ alg: 'RS256' }).sign(createPrivateKey(RSA.privateKey.export({ type: 'pkcs8', format: 'pem' })))
+    const ok = await call('/tokens', { headers: { authorization: `Bearer ${token}` } })
+    expect(ok.status).toBe(200)
+    expect(ok.upstream!.headers['x-consumer-username']).toBe('robot')
   })
 })

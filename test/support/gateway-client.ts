@@ -1,6 +1,7 @@
 /** Drives gateway-process.ts: the data planes in a child process whose RSS can be sampled. */
 import type { Subprocess } from 'bun'
 import type { Snapshot } from '../../src/ir/types.ts'
+import type { HttpLimits } from '../../src/dataplane/http/limits.ts'
 
 export class GatewayProcess {
   readonly #lines: AsyncIterator<string>
@@ -13,8 +14,8 @@ export class GatewayProcess {
     this.#lines = lines
   }
 
-  static async start(snapshot: Snapshot): Promise<GatewayProcess> {
-    const child = Bun.spawn([process.execPath, new URL('./gateway-process.ts', import.meta.url).pathname, JSON.stringify(snapshot)], {
+  static async start(snapshot: Snapshot, limits?: Partial<HttpLimits>): Promise<GatewayProcess> {
+    const child = Bun.spawn([process.execPath, new URL('./gateway-process.ts', import.meta.url).pathname, JSON.stringify(snapshot), ...(limits ? [JSON.stringify(limits)] : [])], {
       stdin: 'pipe',
       stdout: 'pipe',
       stderr: 'inherit',
@@ -37,6 +38,15 @@ export class GatewayProcess {
     const { value, done } = await this.#lines.next()
     if (done) throw new Error('gateway process exited')
     return (JSON.parse(value) as { rss: number }).rss
+  }
+
+  /** RSS and JS heap after a full garbage collection in the gateway process. */
+  async gc(): Promise<{ rss: number; heap: number }> {
+    this.child.stdin.write('gc\n')
+    this.child.stdin.flush()
+    const { value, done } = await this.#lines.next()
+    if (done) throw new Error('gateway process exited')
+    return JSON.parse(value) as { rss: number; heap: number }
   }
 
   /** Peak RSS sampled every 50 ms while `work` runs. */

@@ -996,6 +996,7 @@ export class ClientConnection implements LinkOwner {
           this.#pool!.outcome(this.#member!, 101)
           // The handshake is one request; the session is counted and logged at its end.
           this.#observe()
+          this.#releaseExchange()
           this.#wsStart = Date.now()
           this.#bytesOut = 0
           this.#wsBytesIn = 0
@@ -1171,6 +1172,7 @@ export class ClientConnection implements LinkOwner {
     // The inner pipeline records its own exchanges (handler.ts); the front records what it served.
     if (this.#t0 !== 0 && (this.#direct || this.#localReason !== 0)) this.#observe()
     this.#t0 = 0
+    this.#releaseExchange()
     if (this.#direct) {
       const member = this.#member!
       member.inFlight--
@@ -1196,6 +1198,22 @@ export class ClientConnection implements LinkOwner {
       return
     }
     this.#serveNext()
+  }
+
+  /**
+   * What only the exchange needed (its heads, for retries and the log) goes with it: an idle
+   * keep-alive connection holds its own fields and nothing else (bench/connections.ts).
+   */
+  #releaseExchange(): void {
+    // The method is a slice of the head's text: holding it would hold the whole head.
+    this.#method = ''
+    this.#obsHead = undefined
+    this.#pickHead = undefined
+    this.#upstreamHead = ''
+    this.#innerHead = undefined
+    this.#respHead = undefined
+    this.#respChunks = undefined
+    this.#reqChunks = undefined
   }
 
   #serveNext(): void {

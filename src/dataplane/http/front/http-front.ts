@@ -263,7 +263,8 @@ export class HttpFront {
               if (ctx.draining) preamble.drain()
               return
             }
-            const conn = new ClientConnection(socket as Socket<ClientConnection>, ctx)
+            // The address string once per connection (each remoteAddress read makes a new one).
+            const conn = new ClientConnection(socket as Socket<ClientConnection>, ctx, ip)
             conn.admitted = ip
             socket.data = conn
             connections.add(conn)

@@ -1,0 +1,173 @@
+/**
+ * Memory per connection on one data plane (issue 21): IDLE keep-alive HTTP connections (each
+ * served one request, then left open) and WS WebSocket sessions (client + backend connection
+ * each), measured as the gateway process's RSS and JS heap growth after a full GC, divided by
+ * the count. Then SLOW clients that read 1 MiB responses slowly (not at all here: the worst
+ * case), to report what the gateway holds per slow reader. Targets: ≤ 2 KiB per idle
+ * keep-alive connection, ≤ 5 KiB per WebSocket pair.
+ *
+ *   npx bun bench/connections.ts                     # IDLE=10000 WS=9000 SLOW=1000
+ *
+ * The gateway (data planes only, test/support/gateway-process.ts) and the backend each run in
+ * their own process; this process is the client. 10,000 WebSocket pairs need 20,000 sockets in
+ * the gateway: more than a 20,000 file-descriptor limit allows, hence WS=9000 by default (raise
+ * `ulimit -n` to run 10,000). On demand only, never in CI. Timers: the front has one sweep
+ * timer per port and the upstream link pool one per pool; no connection owns a timer.
+ */
+import type { Socket } from 'bun'
+import { GatewayProcess, mb } from '../test/support/gateway-client.ts'
+import type { Snapshot } from '../src/ir/types.ts'
+
+const IDLE = Number(process.env.IDLE ?? 10_000)
+const WS = Number(process.env.WS ?? 9_000)
+const SLOW = Number(process.env.SLOW ?? 1_000)
+const BATCH = 500
+
+const BACKEND = `
+const body = Buffer.alloc(1024 * 1024, 120)
+const s = Bun.serve({ port: 0, hostname: '127.0.0.1', idleTimeout: 0,
+  fetch(req, srv) {
+    if (new URL(req.url).pathname.endsWith('/mib')) return new Response(body)
+    return srv.upgrade(req) ? undefined : new Response('ok')
+  },
+  websocket: { idleTimeout: 0, message(ws, m) { ws.send(m) } } })
+console.log(s.port)`
+
+async function startBackend(): Promise<{ port: number; kill(): void }> {
+  const child = Bun.spawn([process.execPath, '-e', BACKEND], { stdout: 'pipe', stderr: 'inherit' })
+  const { value } = await child.stdout.getReader().read()
+  return { port: Number(new TextDecoder().decode(value).trim()), kill: () => child.kill() }
+}
+
+/** Open `n` connections, one request each, answer read, connection kept (keep-alive). */
+async function idleConnections(port: number, n: number, path = '/', readAll = true): Promise<Socket<{ got: string }>[]> {
+  const sockets: Socket<{ got: string }>[] = []
+  for (let i = 0; i < n; i += BATCH) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(BATCH, n - i) }, () =>
+        Bun.connect<{ got: string; done?: () => void }>({
+          hostname: '127.0.0.1',
+          port,
+          data: { got: '' },
+          socket: {
+            data(s, d) {
+              if (!readAll) return
+              s.data.got += d.toString('latin1')
+              if (s.data.got.includes('\r\n\r\nok')) s.data.done?.()
+            },
+          },
+        }),
+      ),
+    )
+    await Promise.all(
+      batch.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.data.done = resolve
+            s.write(`GET ${path} HTTP/1.1\r\nHost: bench\r\n\r\n`)
+            if (!readAll) resolve()
+          }),
+      ),
+    )
+    sockets.push(...batch)
+  }
+  return sockets
+}
+
+async function webSockets(port: number, n: number): Promise<WebSocket[]> {
+  const out: WebSocket[] = []
+  for (let i = 0; i < n; i += BATCH) {
+    const batch = await Promise.all(
+      Array.from(
+        { length: Math.min(BATCH, n - i) },
+        () =>
+          new Promise<WebSocket>((resolve, reject) => {
+            const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { perMessageDeflate: false } as Bun.WebSocketOptions)
+            ws.onopen = () => {
+              ws.onmessage = () => resolve(ws)
+              ws.send('hello')
+            }
+            ws.onerror = reject
+          }),
+      ),
+    )
+    out.push(...batch)
+  }
+  return out
+}
+
+async function settled(gw: GatewayProcess): Promise<{ rss: number; heap: number }> {
+  await Bun.sleep(500)
+  await gw.gc()
+  await Bun.sleep(200)
+  return gw.gc()
+}
+
+const perConn = (delta: number, n: number) => `${Math.round(delta / n)} B (${(delta / n / 1024).toFixed(2)} KiB)`
+
+const backend = await startBackend()
+const snapshot: Snapshot = {
+  revision: 1,
+  l4: [],
+  http: [{ port: 0, protocol: 'HTTP', listeners: [{ id: 'gateway/bench/gw/http', virtualHosts: [{ hostname: '*', rules: [{
+    // A filter: the full pipeline (inner Bun.serve + fetch) serves it, not the front's direct path.
+    id: 'httproute/bench/filtered/rule/0/match/0',
+    owner: { kind: 'HTTPRoute', namespace: 'bench', name: 'filtered' },
+    match: { path: { type: 'PathPrefix', value: '/filtered' }, headers: [], query: [] },
+    filters: [{ type: 'RequestHeaderModifier', set: [['x-f', '1']], add: [], remove: [] }],
+    action: { kind: 'forward', backends: [{ weight: 1, target: { pool: 'bench/app:80' }, filters: [] }] },
+  }, {
+    id: 'httproute/bench/all/rule/0/match/0',
+    owner: { kind: 'HTTPRoute', namespace: 'bench', name: 'all' },
+    match: { path: { type: 'PathPrefix', value: '/' }, headers: [], query: [] },
+    filters: [],
+    action: { kind: 'forward', backends: [{ weight: 1, target: { pool: 'bench/app:80' }, filters: [] }] },
+  }] }] }] }],
+  pools: { 'bench/app:80': { key: 'bench/app:80', endpoints: [{ address: '127.0.0.1', port: backend.port }], protocol: 'http', policy: { type: 'RoundRobin' } } },
+}
+// Idle connections must outlive the measurement: keep-alive at Bun's maximum, streams never cut.
+const gateway = await GatewayProcess.start(snapshot, { keepAliveIdleSeconds: 255, streamIdleSeconds: 0 })
+const results: Record<string, string> = {}
+try {
+  // Warm-up: code paths compiled, pools and buffers allocated once.
+  for (const s of await idleConnections(gateway.port, 200)) s.end()
+  for (const ws of await webSockets(gateway.port, 100)) ws.close()
+  await Bun.sleep(500)
+
+  if (IDLE > 0) {
+    const before = await settled(gateway)
+    const conns = await idleConnections(gateway.port, IDLE)
+    const after = await settled(gateway)
+    results.idle = `${IDLE} idle keep-alive connections: RSS +${mb(after.rss - before.rss)} MiB = ${perConn(after.rss - before.rss, IDLE)}/connection; JS heap ${perConn(after.heap - before.heap, IDLE)}/connection`
+    console.log(results.idle)
+    for (const s of conns) s.end()
+    await Bun.sleep(1000)
+  }
+
+  if (WS > 0) {
+    const before = await settled(gateway)
+    const sessions = await webSockets(gateway.port, WS)
+    const after = await settled(gateway)
+    results.ws = `${WS} WebSocket sessions (client + backend connection each): RSS +${mb(after.rss - before.rss)} MiB = ${perConn(after.rss - before.rss, WS)}/pair; JS heap ${perConn(after.heap - before.heap, WS)}/pair`
+    console.log(results.ws)
+    for (const ws of sessions) ws.close()
+    await Bun.sleep(1000)
+  }
+
+  // Clients that ask for 1 MiB and never read: what the gateway holds for each is what its
+  // socket buffers and the front's queue keep (the upstream is paused), not the response.
+  for (const [name, path] of SLOW > 0 ? [['direct path', '/mib'], ['pipeline path', '/filtered/mib']] : []) {
+    const before = await settled(gateway)
+    const conns = await idleConnections(gateway.port, SLOW, path!, false)
+    for (const s of conns) s.pause()
+    await Bun.sleep(2000)
+    const after = await settled(gateway)
+    results[name!] = `${SLOW} clients not reading 1 MiB responses, ${name}: RSS +${mb(after.rss - before.rss)} MiB = ${perConn(after.rss - before.rss, SLOW)}/slow connection; JS heap ${perConn(after.heap - before.heap, SLOW)}/slow connection`
+    console.log(results[name!])
+    for (const s of conns) s.terminate()
+    await Bun.sleep(1000)
+  }
+} finally {
+  await gateway.stop()
+  backend.kill()
+}

@@ -105,7 +105,7 @@ function manifests(): string {
     baseManifests(port, { users: users.port, orders: orders.port, recs: recs.port, billing: billing.port, a: a.port, b: b.port }).trimEnd(),
     composite(
       'profile',
-      `  timeout: 2s
+      `  timeout: 20s
   partialStatus: 206
   pathPattern: /profile/{id}
   members:
@@ -125,7 +125,7 @@ ${PROFILE_MEMBERS}  - backendRef: { name: recs, port: 80 }
   - { backendRef: { name: recs, port: 80 }, path: /slow, required: false }
 `,
     ),
-    composite('fast', `  pathPattern: /fast/{id}\n  members:\n${PROFILE_MEMBERS}`),
+    composite('fast', `  timeout: 20s\n  pathPattern: /fast/{id}\n  members:\n${PROFILE_MEMBERS}`),
     composite('nonjson', `  members:\n  - backendRef: { name: recs, port: 80 }\n    path: /text\n`),
     composite('conflict-error', `  members:\n  - { backendRef: { name: a, port: 80 }, path: /x }\n  - { backendRef: { name: b, port: 80 }, path: /x }\n`),
     composite('conflict-first', `  onConflict: First\n  members:\n  - { backendRef: { name: a, port: 80 }, path: /x }\n  - { backendRef: { name: b, port: 80 }, path: /x }\n`),
@@ -162,7 +162,7 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${port}`
   cfg.write('m.yaml', manifests())
   gw = await startGateway(cfg.dir)
-  await eventually(async () => (await fetch(`${base}/fast/1`).then((r) => r.status, () => 0)) === 200, 5000, 'serving')
+  await eventually(async () => (await fetch(`${base}/fast/1`).then((r) => r.status, () => 0)) === 200, 20_000, 'serving')
 })
 
 afterAll(async () => {
@@ -191,7 +191,7 @@ describe('aggregation', () => {
         recommendations: null,
       }),
     )
-    expect(orders.seen.at(-1)!.path).toBe('/orders?user=42')
+    expect(orders.seen.some((r) => r.path === '/orders?user=42')).toBe(true)
   })
 
   test('a complete answer is 200 and says so', async () => {
@@ -203,9 +203,9 @@ describe('aggregation', () => {
   })
 
   test('HEAD: members are asked with GET, the client gets the head', async () => {
-    const res = await fetch(`${base}/fast/7`, { method: 'HEAD' })
+    const res = await fetch(`${base}/fast/77`, { method: 'HEAD' })
     expect(res.status).toBe(200)
-    expect(users.seen.at(-1)!.method).toBe('GET')
+    expect(users.seen.filter((r) => r.path === '/users/77').map((r) => r.method)).toEqual(['GET'])
   })
 
   test('request metrics label the aggregate with the Composite as its backend', async () => {
@@ -239,7 +239,8 @@ describe('aggregation', () => {
   test('parameters are encoded: a segment cannot reach another path', async () => {
     const res = await fetch(`${base}/fast/..%2Fadmin`)
     expect(res.status).toBe(200)
-    expect(users.seen.at(-1)!.path).toBe('/users/..%2Fadmin')
+    expect(users.seen.some((r) => r.path === '/users/..%2Fadmin')).toBe(true)
+    expect(users.seen.some((r) => r.path.startsWith('/admin'))).toBe(false)
   })
 
   test('a missing parameter is a 400 naming it', async () => {
@@ -264,7 +265,7 @@ describe('aggregation', () => {
     }
     expect(bodies.size).toBe(1)
     expect([...bodies][0]).toContain('"amount":25')
-  })
+  }, 120_000)
 })
 
 describe('request splitting', () => {
@@ -276,7 +277,7 @@ describe('request splitting', () => {
       created: { user: { name: 'Ada' }, plan: 'pro' },
       billing: { method: 'PUT', got: { card: { number: '4242' }, plan: 'pro' } },
     })
-    const u = users.seen.at(-1)!
+    const u = users.seen.find((r) => r.path === '/users')!
     expect(u.method).toBe('POST')
     expect(u.headers.get('content-type')).toBe('application/json')
   })

@@ -62,6 +62,8 @@ export interface ExchangeRecord {
   readonly span: SpanContext | undefined
   readonly scheme: string
   readonly port: number
+  /** gRPC calls: the grpc-status the client got (the HTTP status is 200 either way). */
+  readonly grpcStatus?: number
 }
 
 /** Access log line and span for a finished exchange (metrics are recorded by the caller). */
@@ -97,6 +99,7 @@ export function logExchange(r: ExchangeRecord): void {
       endpoint: r.endpoint ?? null,
       user_agent: r.userAgent ?? null,
       local_reply: r.reason || null,
+      ...(r.grpcStatus !== undefined ? { grpc_status: r.grpcStatus } : {}),
     })
   }
   const tracer = telemetry.tracer

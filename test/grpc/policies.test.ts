@@ -9,6 +9,7 @@ import http2 from 'node:http2'
 import { eventually, freePort } from '../e2e/support.ts'
 import { echoClient, grpc, SERVICE, unary } from './echo.ts'
 import { GrpcHarness, NS, service } from './harness.ts'
+import { configureTelemetry, flushTelemetry } from '../../src/telemetry/observe.ts'
 
 const h = new GrpcHarness()
 let client: grpc.Client
@@ -165,6 +166,27 @@ test('RequestMirror on a GRPCRoute: the call is answered by its backend and copi
     await eventually(() => mirror.unary > before || undefined, 5000, 'mirror saw the call')
   } finally {
     c.close()
+  }
+})
+
+test('access log: a line per gRPC call with its grpc_status, and the local reply when the gateway answered', async () => {
+  const lines: Record<string, unknown>[] = []
+  configureTelemetry({ accessLog: true }, (chunk) => {
+    for (const l of chunk.split('\n')) if (l) lines.push(JSON.parse(l))
+  })
+  try {
+    expect((await unary(client, 'Echo')).code).toBe(0)
+    expect((await unary(client, 'EchoTwo')).code).toBe(grpc.status.UNAVAILABLE)
+    await eventually(async () => {
+      await flushTelemetry()
+      return lines.length >= 2 || undefined
+    }, 5000, 'access log lines')
+    const echo = lines.find((l) => String(l.path).endsWith('/Echo'))
+    const two = lines.find((l) => String(l.path).endsWith('/EchoTwo'))
+    expect(echo).toMatchObject({ protocol: 'HTTP/2', status: 200, grpc_status: 0, route: `${NS}/open`, local_reply: null, authority: 'open.test' })
+    expect(two).toMatchObject({ grpc_status: 14, local_reply: 'upstream_error' })
+  } finally {
+    configureTelemetry(undefined)
   }
 })
 

@@ -1,5 +1,5 @@
 /**
- * Metrics per gRPC method: every call counts in portico_http_requests_total (its rule and backend,
+ * Telemetry of gRPC calls (the access log line, with grpc_status, when the log is on) and metrics per gRPC method: every call counts in portico_http_requests_total (its rule and backend,
  * POST 200, like any request) and in portico_grpc_calls_total{route, rule, service, method,
  * grpc_code} with its duration (telemetry/request-metrics.ts renders them).
  *
@@ -9,8 +9,9 @@
  */
 import type { PortPlan, RoutePlan } from '../snapshot.ts'
 import type { RuntimePool } from '../upstream/pool.ts'
-import { methodIndex, parseRuleId, reasonIndex, requestMetrics } from '../../telemetry/request-metrics.ts'
-import { telemetry } from '../../telemetry/observe.ts'
+import type { IncomingHttpHeaders } from 'node:http2'
+import { methodIndex, parseRuleId, reasonIndex, requestMetrics, type LocalReason } from '../../telemetry/request-metrics.ts'
+import { logExchange, telemetry } from '../../telemetry/observe.ts'
 
 const MAX_METHODS = 1000
 const GRPC_PATH = /^\/((?:[A-Za-z_][A-Za-z_0-9]*\.)*[A-Za-z_][A-Za-z_0-9]*)\/([A-Za-z_][A-Za-z_0-9]*)$/
@@ -22,13 +23,50 @@ const esc = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace
 /** Label text per (rule, path, code), built once: at most rules x MAX_METHODS x codes entries. */
 const labelCache = new Map<string, string>()
 
-export function recordGrpcCall(port: PortPlan, route: RoutePlan | undefined, pool: RuntimePool | undefined, path: string, grpcCode: number, durationMs: number): void {
-  if (!telemetry.metrics) return
+/** The local-reply reason of a status the gateway made itself. */
+const LOCAL_REASON: Record<number, LocalReason> = { 4: 'upstream_timeout', 7: 'forbidden', 8: 'rate_limited', 12: 'no_route', 13: 'internal', 14: 'upstream_error', 16: 'unauthorized' }
+
+export interface GrpcCallInfo {
+  /** The gateway answered, not the backend. */
+  readonly local: boolean
+  readonly clientIp: string
+  readonly endpoint: string | undefined
+  readonly startMs: number
+}
+
+export function recordGrpcCall(port: PortPlan, route: RoutePlan | undefined, pool: RuntimePool | undefined, headers: IncomingHttpHeaders, grpcCode: number, durationMs: number, info: GrpcCallInfo): void {
+  if (!telemetry.metrics && telemetry.log === undefined) return
+  const path = String(headers[':path'] ?? '')
   const seconds = durationMs / 1000
   const set = route ? requestMetrics.labelsFor(port, route, pool) : requestMetrics.unrouted(port, port.port)
-  const local = pool === undefined && grpcCode !== 0
-  set.record(POST, 200, local ? reasonIndex(route ? 'policy' : 'no_route') : 0, seconds, -1, 0, 0)
-  requestMetrics.grpcCall(grpcLabels(route, path, grpcCode), seconds)
+  const reason = info.local ? (LOCAL_REASON[grpcCode] ?? 'policy') : ''
+  if (telemetry.metrics) {
+    set.record(POST, 200, info.local ? reasonIndex(reason) : 0, seconds, -1, 0, 0)
+    requestMetrics.grpcCall(grpcLabels(route, path, grpcCode), seconds)
+  }
+  if (telemetry.log === undefined) return
+  logExchange({
+    startMs: info.startMs,
+    durationMs,
+    upstreamMs: -1,
+    requestId: (headers['x-request-id'] as string | undefined) ?? undefined,
+    clientIp: info.clientIp,
+    method: 'POST',
+    authority: String(headers[':authority'] ?? ''),
+    path,
+    protocol: 'HTTP/2',
+    status: 200,
+    bytesIn: 0,
+    bytesOut: 0,
+    labels: set,
+    endpoint: info.endpoint,
+    userAgent: (headers['user-agent'] as string | undefined) ?? undefined,
+    reason,
+    span: undefined,
+    scheme: port.scheme,
+    port: port.port,
+    grpcStatus: grpcCode,
+  })
 }
 
 function grpcLabels(route: RoutePlan | undefined, path: string, grpcCode: number): string {

@@ -61,6 +61,9 @@ class GrpcCall {
   #trailers: OutgoingHttpHeaders | undefined
   #deadline: Timer | undefined
   #status = -1
+  /** The gateway answered (a policy, no route, an upstream failure), not the backend. */
+  #local = false
+  #endpoint: string | undefined
   #releaseCircuit: (() => void) | undefined
   /** Stops relaying the backend's messages to the client. */
   #down: (() => void) | undefined
@@ -187,6 +190,7 @@ class GrpcCall {
     const session = this.#session!
     const pool = this.#pool!
     const endpoint = member.state
+    this.#endpoint = endpoint.key
     endpoint.inFlight++
     session.active++
     let counted = true
@@ -289,6 +293,7 @@ class GrpcCall {
   fail(code: number, message: string, extra?: OutgoingHttpHeaders): void {
     if (this.#finished) return
     this.#status = code
+    this.#local = true
     const stream = this.stream
     if (this.#upstream && !this.#upstream.closed) {
       this.#down?.()
@@ -338,7 +343,13 @@ class GrpcCall {
     if (this.#deadline) clearTimeout(this.#deadline)
     this.#releaseCircuitOnce()
     // Recorded when the stream closes, so streaming calls count their whole duration.
-    const record = () => recordGrpcCall(this.port, this.#route, this.#pool, String(this.headers[':path'] ?? ''), this.#status, performance.now() - this.#t0)
+    const record = () =>
+      recordGrpcCall(this.port, this.#route, this.#pool, this.headers, this.#status, performance.now() - this.#t0, {
+        local: this.#local,
+        clientIp: this.ctx.clientIp,
+        endpoint: this.#endpoint,
+        startMs: Date.now() - (performance.now() - this.#t0),
+      })
     if (this.stream.closed) record()
     else this.stream.once('close', record)
   }

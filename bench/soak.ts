@@ -108,6 +108,9 @@ const fail = (kind: string, why: string) => {
 }
 
 let restarting = '' // name of the replica being restarted (sessions it closes are expected)
+let restartedAt = 0
+/** A session that was open while a replica restarted may have been on it: what it loses then is the restart's. */
+const nearRestart = (since: number) => restarting !== '' || restartedAt >= since - 1000
 let running = true
 
 // ---- setup ----
@@ -238,6 +241,7 @@ async function sseLoop(): Promise<void> {
 
 async function wsLoop(): Promise<void> {
   while (running) {
+    const opened = Date.now()
     await new Promise<void>((resolve) => {
       const ws = new WebSocket(`ws://127.0.0.1:${httpPort}/ws`)
       let waiting: string | undefined
@@ -248,8 +252,8 @@ async function wsLoop(): Promise<void> {
         waiting = `m${n++}`
         ws.send(waiting)
         timer = setTimeout(() => {
-          counters.ws.failed++
-          fail('ws', `no echo for ${waiting}`)
+          if (nearRestart(opened)) counters.ws.closedByRestart++
+          else (counters.ws.failed++, fail('ws', `no echo for ${waiting}`))
           ws.close()
         }, 5000)
       }
@@ -263,7 +267,7 @@ async function wsLoop(): Promise<void> {
       ws.onclose = (e) => {
         clearTimeout(timer)
         if (running && n < 200 && e.code !== 1000) {
-          if (restarting || e.code === 1001 || e.code === 1012) counters.ws.closedByRestart++
+          if (nearRestart(opened) || e.code === 1001 || e.code === 1012) counters.ws.closedByRestart++
           else (counters.ws.failed++, fail('ws', `closed ${e.code} ${e.reason}`))
         }
         resolve()
@@ -359,6 +363,7 @@ while ((Date.now() - start) / 1000 < DURATION_S) {
   if (tick % 6 === 0) {
     const replica = replicas[(tick / 6) % 2]!
     restarting = replica.name
+    restartedAt = Date.now()
     await replica.restart()
     // Sessions cut by the restart finish closing in the next moment.
     setTimeout(() => (restarting = restarting === replica.name ? '' : restarting), 1000)

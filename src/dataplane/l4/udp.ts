@@ -74,7 +74,8 @@ export class UdpListener {
         binaryType: 'uint8array',
         socket: {
           data: (_socket, datagram, port, address) => listener.#fromClient(datagram, port, address),
-          error: (_socket, error) => options.logger.debug('l4: udp listener error', { port: options.port, error: error.message }),
+          // Bun may report an error without an Error (seen when a backend's socket closed: ICMP port unreachable); a throw here kills the worker.
+          error: (_socket, error) => options.logger.debug('l4: udp listener error', { port: options.port, error: errorText(error) }),
         },
       })
     } catch (error) {
@@ -187,7 +188,7 @@ export class UdpListener {
             session.bytesOut += reply.byteLength
             if (!this.#socket.send(reply, session.clientPort, session.clientAddress)) this.dropped++
           },
-          error: (_socket, error) => this.options.logger.debug('l4: udp backend error', { endpoint: session.member.state.key, error: error.message }),
+          error: (_socket, error) => this.options.logger.debug('l4: udp backend error', { endpoint: session.member.state.key, error: errorText(error) }),
         },
       })
       if (session.closed) {
@@ -224,4 +225,9 @@ export class UdpListener {
     session.backend?.close()
     if (this.#sessions.get(session.key) === session) this.#sessions.delete(session.key)
   }
+}
+
+/** An error handler's argument as text, whatever Bun passed (found by bench/soak.ts: undefined crashed a worker). */
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
 }

@@ -24,13 +24,16 @@ export class StoreIngest implements SourceSink {
 
   replaceOrigin(origin: string, objects: readonly K8sObject[], problems: readonly LoadProblem[]): void {
     const last = this.#last.get(origin)
-    if (last && problems.length === 0) {
-      this.#last.set(origin, this.#replaceDifference(origin, last, objects))
+    const next = last && problems.length === 0 ? this.#replaceDifference(origin, last, objects) : undefined
+    if (next) {
+      this.#last.set(origin, next)
       this.#setProblems(origin, problems)
       return
     }
     this.#replaceWhole(origin, objects, problems)
-    if (problems.length === 0) this.#last.set(origin, new Map(objects.map((o) => [o, keyOf(o)])))
+    const keyed = new Map(objects.map((o) => [o, keyOf(o)]))
+    // only a clean load with one object per key is a base for the next difference
+    if (problems.length === 0 && new Set(keyed.values()).size === objects.length) this.#last.set(origin, keyed)
     else this.#last.delete(origin)
     this.#setProblems(origin, problems)
   }
@@ -59,24 +62,27 @@ export class StoreIngest implements SourceSink {
    * The same change as #replaceWhole for an origin whose previous load had no problems (so it
    * owns exactly the keys of `last`), worked out from object identity: the file source hands
    * back the very same objects for unchanged documents, so editing one route in a file of
-   * 10,000 touches one key instead of keying, comparing and re-setting all of them.
+   * 10,000 touches one key instead of keying, comparing and re-setting all of them. Undefined
+   * (nothing done) when two objects of the load share a key: which one wins depends on their
+   * order, which only the whole replacement follows.
    */
-  #replaceDifference(origin: string, last: ReadonlyMap<K8sObject, string>, objects: readonly K8sObject[]): Map<K8sObject, string> {
-    const owned = this.#owned.get(origin) ?? new Set<string>()
+  #replaceDifference(origin: string, last: ReadonlyMap<K8sObject, string>, objects: readonly K8sObject[]): Map<K8sObject, string> | undefined {
     const next = new Map<K8sObject, string>()
+    const keys = new Set<string>()
     const sets: [string, K8sObject][] = []
     for (const o of objects) {
       const key = last.get(o) ?? keyOf(o)
+      if (keys.has(key)) return undefined
+      keys.add(key)
       next.set(o, key)
       // also an unchanged object that another origin replaced since: this load sets it back
       if (this.store.get(key) !== o) sets.push([key, o])
     }
-    const setKeys = new Set(sets.map(([key]) => key))
+    const owned = this.#owned.get(origin) ?? new Set<string>()
     const deletes: string[] = []
-    // keys are unique within a load, so a key that left with its object is kept only if a new object took it
-    for (const [o, key] of last) if (!next.has(o) && !setKeys.has(key)) deletes.push(key)
+    for (const [o, key] of last) if (!next.has(o) && !keys.has(key)) deletes.push(key)
     for (const key of deletes) owned.delete(key)
-    for (const key of setKeys) owned.add(key)
+    for (const [key] of sets) owned.add(key)
     this.#owned.set(origin, owned)
     this.store.applyChanges(deletes, sets)
     return next

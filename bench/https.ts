@@ -6,6 +6,7 @@
  *   npx bun bench/https.ts                      # 3 reps x 5 s
  *   REPS=5 DURATION=10 BASE=22600 npx bun bench/https.ts
  *   PORTICO_DIR=/path/to/other/checkout npx bun bench/https.ts   # measure another build (e.g. an older design)
+ *   WORKERS=2 npx bun bench/https.ts            # Portico --workers 2 vs nginx worker_processes 2, both unpinned
  *
  * Measures, for Portico (src/main.ts, 1 worker) and nginx (1 worker, `listen ... ssl http2`,
  * keep-alive upstream), both pinned to cpu 0, load and upstream (nginx, 1 worker) on cpu 1:
@@ -32,6 +33,9 @@ const ADMIN_PORT = BASE + 5
 const PROXY_CPU = 0
 const LOAD_CPU = 1
 const root = process.env.PORTICO_DIR ?? join(import.meta.dir, '..')
+/** Workers of each proxy; above 1 the proxies are not pinned (they share both cores with the load). */
+const WORKERS = Number(process.env.WORKERS ?? 1)
+const pinProxy = (cmd: string[]) => (WORKERS > 1 ? cmd : pin(PROXY_CPU, cmd))
 
 for (const tool of ['wrk', 'h2load', 'nginx', 'openssl']) {
   if (!Bun.which(tool)) {
@@ -68,7 +72,7 @@ const serverBlock = (port: number, c: { cert: string; key: string }) => `
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }`
 writeFileSync(
   nginxConf,
-  `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err warn;
+  `worker_processes ${WORKERS}; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err warn;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   ssl_protocols TLSv1.2 TLSv1.3; ssl_prefer_server_ciphers on;
@@ -114,8 +118,8 @@ spec:
 )
 
 const upstream = Bun.spawn(pin(LOAD_CPU, ['nginx', '-c', upstreamConf, '-e', `${dir}/upstream.err`]), { stdout: 'ignore', stderr: 'inherit' })
-const nginx = Bun.spawn(pin(PROXY_CPU, ['nginx', '-c', nginxConf, '-e', `${dir}/nginx.err`]), { stdout: 'ignore', stderr: 'inherit' })
-const gateway = Bun.spawn(pin(PROXY_CPU, [process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '1', '--admin-port', String(ADMIN_PORT), '--log-level', 'warn', '--access-log', 'off']), {
+const nginx = Bun.spawn(pinProxy(['nginx', '-c', nginxConf, '-e', `${dir}/nginx.err`]), { stdout: 'ignore', stderr: 'inherit' })
+const gateway = Bun.spawn(pinProxy([process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', String(WORKERS), '--admin-port', String(ADMIN_PORT), '--log-level', 'warn', '--access-log', 'off']), {
   cwd: root,
   stdout: 'inherit',
   stderr: 'inherit',
@@ -185,7 +189,8 @@ try {
     for (const t of r % 2 === 0 ? targets : [...targets].reverse()) samples[t].push(await measure(t))
   }
   const m = (t: Target, k: keyof Sample) => median(samples[t].map((s) => s[k]))
-  console.log(`HTTPS vs nginx ${REPS} reps x ${DURATION}s interleaved (medians); proxies 1 worker on cpu ${PROXY_CPU}, upstream nginx + load on cpu ${LOAD_CPU}`)
+  const layout = WORKERS > 1 ? `proxies ${WORKERS} workers unpinned` : `proxies 1 worker on cpu ${PROXY_CPU}`
+  console.log(`HTTPS vs nginx ${REPS} reps x ${DURATION}s interleaved (medians); ${layout}, upstream nginx + load on cpu ${LOAD_CPU}`)
   const rows: [string, keyof Sample, boolean][] = [
     ['h1 TLS1.3 wrk -c64 req/s', 'h1', true],
     ['h1 p99 ms', 'h1p99', false],

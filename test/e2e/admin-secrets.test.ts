@@ -6,6 +6,7 @@
  * response (body or headers) and no log line may carry the private key or a Secret value.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'
+import http2 from 'node:http2'
 import { startEcho, type EchoUpstream } from '../support/echo-upstream.ts'
 import { makeCertificate } from '../l4/support/servers.ts'
 import { privateKeyNeedles } from '../support/secret-needles.ts'
@@ -192,6 +193,39 @@ async function ask(url: string, init: RequestInit & { tls?: unknown } = {}): Pro
   }
 }
 
+/**
+ * The same question over h2c (prior knowledge): the h2 servers behind each HTTP port
+ * (dataplane/http2) listen on loopback and speak only HTTP/2. The answer's url says h2c://.
+ */
+async function askH2c(url: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<Answer | undefined> {
+  const u = new URL(url.replace(/^h2c:/, 'http:'))
+  const session = http2.connect(`http://${u.host}`)
+  session.on('error', () => {})
+  try {
+    return await new Promise<Answer | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), 3000)
+      const req = session.request({ ':method': init.method ?? 'GET', ':path': u.pathname, ...(init.headers?.host ? { ':authority': init.headers.host } : {}), ...Object.fromEntries(Object.entries(init.headers ?? {}).filter(([k]) => k !== 'host')) })
+      let head: http2.IncomingHttpHeaders = {}
+      let body = ''
+      req.setEncoding('utf8')
+      req.on('response', (h) => (head = h))
+      req.on('data', (c: string) => (body += c))
+      req.on('end', () => {
+        clearTimeout(timer)
+        const headers = Object.entries(head).map(([k, v]) => `${k}: ${String(v)}`).join('\n')
+        resolve({ url, status: Number(head[':status'] ?? 0), text: `${headers}\n\n${body}` })
+      })
+      req.on('error', () => {
+        clearTimeout(timer)
+        resolve(undefined)
+      })
+      req.end()
+    })
+  } finally {
+    session.destroy()
+  }
+}
+
 /** Every socket of the process (ss), or without ss the ones known to be there. */
 function sockets(): ListeningSocket[] {
   if (hasSs()) return listeningSockets(proc.pid)
@@ -214,18 +248,20 @@ test('no socket Portico listens on gives out a private key or Secret value, what
   await Promise.all(
     all.map(async (s) => {
       // which of HTTP and HTTPS this socket speaks (a wrong guess waits for the timeout, so ask once)
-      const schemes = (await Promise.all((['http', 'https'] as const).map(async (scheme) => ((await ask(`${scheme}://${hostOf(s)}:${s.port}/`, { tls: TLS })) ? scheme : undefined)))).filter((x) => x !== undefined)
+      const schemes: string[] = (await Promise.all((['http', 'https'] as const).map(async (scheme) => ((await ask(`${scheme}://${hostOf(s)}:${s.port}/`, { tls: TLS })) ? scheme : undefined)))).filter((x) => x !== undefined)
+      if (schemes.length === 0 && (await askH2c(`h2c://${hostOf(s)}:${s.port}/`))) schemes.push('h2c')
       const requests: Promise<Answer | undefined>[] = []
       for (const scheme of schemes) {
+        const send = (url: string, init: { method?: string; headers?: Record<string, string> }) => (scheme === 'h2c' ? askH2c(url, init) : ask(url, { ...init, tls: TLS }))
         for (const path of PATHS)
           for (const headers of [{}, { host: 'secure.example.com' }, { authorization: 'Bearer x' }] as Record<string, string>[])
-            requests.push(ask(`${scheme}://${hostOf(s)}:${s.port}${path}`, { headers, tls: TLS }))
-        for (const method of ['POST', 'HEAD', 'OPTIONS', 'DELETE']) requests.push(ask(`${scheme}://${hostOf(s)}:${s.port}/config`, { method, tls: TLS }))
+            requests.push(send(`${scheme}://${hostOf(s)}:${s.port}${path}`, { headers }))
+        for (const method of ['POST', 'HEAD', 'OPTIONS', 'DELETE']) requests.push(send(`${scheme}://${hostOf(s)}:${s.port}/config`, { method }))
       }
       for (const a of await Promise.all(requests)) if (a) answers.push(a)
     }),
   )
-  // every socket spoke at least one of the two
+  // every socket spoke at least one of HTTP, HTTPS and h2c
   expect(new Set(answers.map((a) => Number(new URL(a.url).port))).size).toBe(all.length)
   // the views were reached: the admin socket answered them with the objects
   const resources = answers.find((a) => a.url === `http://127.0.0.1:${adminPort}/resources` && a.status === 200)

@@ -99,6 +99,18 @@ spec:
 )
 const gateway = Bun.spawn([process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', process.env.WORKERS ?? '1', '--admin-port', String(adminPort), '--log-level', 'warn', '--access-log', 'off'], { stdout: 'inherit', stderr: 'inherit' })
 
+// children never outlive the benchmark (a timeout or Ctrl-C would orphan them)
+const stopChildren = () => {
+  gateway.kill()
+  for (const b of backends) b.kill()
+}
+process.on('exit', stopChildren)
+for (const signal of ['SIGINT', 'SIGTERM'] as const)
+  process.on(signal, () => {
+    stopChildren()
+    process.exit(130)
+  })
+
 const base = `http://127.0.0.1:${gwPort}`
 for (let i = 0; ; i++) {
   if ((await fetch(`${base}/agg/1`).then((r) => r.status, () => 0)) === 200) break

@@ -3,22 +3,10 @@
  * schema: docker/deploy/00-crd-<plural>.yaml are this, rendered (test/policy/crds.test.ts fails
  * when they are out of date; `UPDATE_CRDS=1 npx bun test test/policy/crds.test.ts` rewrites them).
  */
-import { POLICY_CRDS, POLICY_GROUP, POLICY_VERSION, type PolicyCrd, type PolicyKind } from './crds.ts'
+import { CONDITION_SCHEMA, customResourceDefinition } from './crd-builder.ts'
+import { POLICY_CRDS, type PolicyCrd, type PolicyKind } from './crds.ts'
 import { toOpenApi } from './schema.ts'
 import { TRANSLATORS } from './translators.ts'
-
-const condition = {
-  type: 'object',
-  required: ['lastTransitionTime', 'message', 'reason', 'status', 'type'],
-  properties: {
-    lastTransitionTime: { type: 'string', format: 'date-time' },
-    message: { type: 'string', maxLength: 32768 },
-    observedGeneration: { type: 'integer', format: 'int64', minimum: 0 },
-    reason: { type: 'string', maxLength: 1024, minLength: 1, pattern: '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$' },
-    status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
-    type: { type: 'string', maxLength: 316, pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$' },
-  },
-}
 
 /** gateway.networking.k8s.io/v1 PolicyStatus, as Envoy Gateway's policies use it. */
 const POLICY_STATUS = {
@@ -46,7 +34,7 @@ const POLICY_STATUS = {
             },
           },
           controllerName: { type: 'string', maxLength: 253, minLength: 1 },
-          conditions: { type: 'array', maxItems: 8, minItems: 1, items: condition, 'x-kubernetes-list-map-keys': ['type'], 'x-kubernetes-list-type': 'map' },
+          conditions: { type: 'array', maxItems: 8, minItems: 1, items: CONDITION_SCHEMA, 'x-kubernetes-list-map-keys': ['type'], 'x-kubernetes-list-type': 'map' },
         },
       },
     },
@@ -54,40 +42,12 @@ const POLICY_STATUS = {
 }
 
 export function crdManifest(crd: PolicyCrd): Record<string, unknown> {
-  const spec = TRANSLATORS[crd.kind as PolicyKind].schema
-  return {
-    apiVersion: 'apiextensions.k8s.io/v1',
-    kind: 'CustomResourceDefinition',
-    metadata: { name: `${crd.plural}.${POLICY_GROUP}`, labels: { 'app.kubernetes.io/part-of': 'portico' } },
-    spec: {
-      group: POLICY_GROUP,
-      names: { kind: crd.kind, listKind: `${crd.kind}List`, plural: crd.plural, singular: crd.singular, shortNames: [...crd.shortNames], categories: ['portico'] },
-      scope: 'Namespaced',
-      versions: [
-        {
-          name: POLICY_VERSION,
-          served: true,
-          storage: true,
-          subresources: { status: {} },
-          additionalPrinterColumns: [{ name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }],
-          schema: {
-            openAPIV3Schema: {
-              type: 'object',
-              description: `${crd.kind}: Envoy Gateway's field names (gateway.envoyproxy.io/v1alpha1), attached with targetRefs (GEP-713). See README "Policies".`,
-              required: ['spec'],
-              properties: {
-                apiVersion: { type: 'string' },
-                kind: { type: 'string' },
-                metadata: { type: 'object' },
-                spec: toOpenApi(spec),
-                status: POLICY_STATUS,
-              },
-            },
-          },
-        },
-      ],
-    },
-  }
+  return customResourceDefinition({
+    ...crd,
+    description: `${crd.kind}: Envoy Gateway's field names (gateway.envoyproxy.io/v1alpha1), attached with targetRefs (GEP-713). See README "Policies".`,
+    spec: toOpenApi(TRANSLATORS[crd.kind as PolicyKind].schema),
+    status: POLICY_STATUS,
+  })
 }
 
 /** File name under docker/deploy/ → manifest. */

@@ -9,7 +9,8 @@
  * The runtime is src/dataplane/composite/.
  */
 import type { CompositeIr, CompositeMemberIr } from '../ir/types.ts'
-import { POLICY_GROUP, POLICY_VERSION } from '../policy/crds.ts'
+import { CONDITION_SCHEMA, customResourceDefinition } from '../policy/crd-builder.ts'
+import { POLICY_GROUP } from '../policy/crds.ts'
 import { array, boolean, duration, integer, map, object, string, toOpenApi, validate, atMostOne, type ObjectSchema } from '../policy/schema.ts'
 import type { K8sObject } from '../store/kinds.ts'
 import { keyOf } from '../store/kinds.ts'
@@ -220,55 +221,18 @@ export function compositeStatuses(backends: Backends, status: StatusMap): void {
   }
 }
 
-const CONDITION = {
-  type: 'object',
-  required: ['lastTransitionTime', 'message', 'reason', 'status', 'type'],
-  properties: {
-    lastTransitionTime: { type: 'string', format: 'date-time' },
-    message: { type: 'string', maxLength: 32768 },
-    observedGeneration: { type: 'integer', format: 'int64', minimum: 0 },
-    reason: { type: 'string', maxLength: 1024, minLength: 1 },
-    status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
-    type: { type: 'string', maxLength: 316 },
-  },
-}
-
 /** docker/deploy/00-crd-composites.yaml (test/composite/crd.test.ts keeps the file current). */
 export function compositeCrd(): Record<string, unknown> {
-  return {
-    apiVersion: 'apiextensions.k8s.io/v1',
-    kind: 'CustomResourceDefinition',
-    metadata: { name: `composites.${POLICY_GROUP}`, labels: { 'app.kubernetes.io/part-of': 'portico' } },
-    spec: {
-      group: POLICY_GROUP,
-      names: { kind: COMPOSITE_KIND, listKind: 'CompositeList', plural: 'composites', singular: 'composite', shortNames: ['comp'], categories: ['portico'] },
-      scope: 'Namespaced',
-      versions: [
-        {
-          name: POLICY_VERSION,
-          served: true,
-          storage: true,
-          subresources: { status: {} },
-          additionalPrinterColumns: [{ name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }],
-          schema: {
-            openAPIV3Schema: {
-              type: 'object',
-              description: 'Composite: a backendRef kind (group gateway.portico.dev) that calls its members together and merges their JSON answers, or splits a JSON body between them. See README "Aggregation".',
-              required: ['spec'],
-              properties: {
-                apiVersion: { type: 'string' },
-                kind: { type: 'string' },
-                metadata: { type: 'object' },
-                spec: toOpenApi(COMPOSITE_SCHEMA),
-                status: {
-                  type: 'object',
-                  properties: { conditions: { type: 'array', maxItems: 8, items: CONDITION, 'x-kubernetes-list-map-keys': ['type'], 'x-kubernetes-list-type': 'map' } },
-                },
-              },
-            },
-          },
-        },
-      ],
+  return customResourceDefinition({
+    kind: COMPOSITE_KIND,
+    plural: 'composites',
+    singular: 'composite',
+    shortNames: ['comp'],
+    description: 'Composite: a backendRef kind (group gateway.portico.dev) that calls its members together and merges their JSON answers, or splits a JSON body between them. See README "Aggregation".',
+    spec: toOpenApi(COMPOSITE_SCHEMA),
+    status: {
+      type: 'object',
+      properties: { conditions: { type: 'array', maxItems: 8, items: CONDITION_SCHEMA, 'x-kubernetes-list-map-keys': ['type'], 'x-kubernetes-list-type': 'map' } },
     },
-  }
+  })
 }

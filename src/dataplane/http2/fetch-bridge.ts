@@ -9,6 +9,7 @@ import type { PortPlan } from '../snapshot.ts'
 import { handleRequest, type Connection } from '../http/handler.ts'
 import type { ProxyDeps } from '../http/proxy.ts'
 import type { HttpLimits } from '../http/limits.ts'
+import { waitForDrain } from '../upstream/h2c.ts'
 import { literal } from './grpc-status.ts'
 
 const { NGHTTP2_CANCEL } = http2.constants
@@ -122,25 +123,13 @@ async function writeResponse(stream: ServerHttp2Stream, res: Response, head: boo
         await reader.cancel()
         return
       }
-      if (!stream.write(value)) await drained(stream)
+      if (!stream.write(value)) await waitForDrain(stream)
     }
     stream.end()
   } catch {
     // Upstream body failed mid-stream: reset so the client does not take a cut body for a whole one.
     if (!stream.closed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR)
   }
-}
-
-function drained(stream: ServerHttp2Stream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off('drain', done)
-      stream.off('close', done)
-      resolve()
-    }
-    stream.on('drain', done)
-    stream.on('close', done)
-  })
 }
 
 function respondText(stream: ServerHttp2Stream, status: number, text: string): void {

@@ -12,7 +12,7 @@
  * before answering) is sent once more on a fresh session when its body can be replayed, which is
  * what fetch does for a stale keep-alive connection.
  */
-import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
+import http2, { type ClientHttp2Session, type ClientHttp2Stream, type Http2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
 
 const {
   NGHTTP2_CANCEL,
@@ -212,7 +212,8 @@ async function pumpBody(body: ReadableStream<Uint8Array>, stream: ClientHttp2Str
   }
 }
 
-function waitForDrain(stream: ClientHttp2Stream): Promise<void> {
+/** Resolves when an h2 stream (either side's) can take more, or has closed. */
+export function waitForDrain(stream: Http2Stream): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       stream.off('drain', done)

@@ -271,6 +271,8 @@ export class HttpDataplane {
         Bun.serve({
           port: 0,
           hostname: '127.0.0.1',
+          // h2c with prior knowledge (experimental in Bun 1.4.5, verified): h2 clients of ports without gRPC.
+          http2: true,
           ...this.#requestOptions(irPort, peerOf),
         }),
       // h2c with prior knowledge, spliced by the front: gRPC with trailers, other h2 through the pipeline.

@@ -25,8 +25,8 @@ export interface FrontContext {
   readonly peers: Map<number, TlsPeer>
   /** Port of the inner Bun.serve that runs the full pipeline. */
   innerPort(): number
-  /** Port of the h2 server (gRPC trailers) h2c prior-knowledge connections go to; absent: the inner server. */
-  h2Port?(): number
+  /** Port of the h2 server (gRPC trailers) h2 connections go to; absent or undefined (no gRPC on the port): the inner server. */
+  h2Port?(): number | undefined
   /** Stopping: finish what is in flight, keep no connection alive. */
   draining: boolean
   /** Exchanges in progress on this port (overload shedding). */

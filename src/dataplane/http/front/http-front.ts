@@ -225,7 +225,8 @@ export class HttpFront {
     this.#inner = inner
     const h2 = options.serveH2?.(peerOf)
     this.#h2 = h2
-    if (h2) ctx.h2Port = () => h2.port
+    // Only ports that can carry gRPC pay for node:http2; the others' h2 stays on the inner Bun.serve.
+    if (h2) ctx.h2Port = () => (options.active.current?.ports.get(options.irPort)?.servesGrpc ? h2.port : undefined)
     try {
       // Bun.listen honours reusePort at runtime (verified in 1.4.5) but its types omit it. Half-open:
       // a client may send its request and shut its side; the answer still has to reach it.

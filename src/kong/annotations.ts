@@ -8,7 +8,11 @@
  *    `force-ssl-redirect: "true"`: plain-HTTP requests are refused or redirected (requireHttps);
  *  - HTTPRoute `preserve-host: "false"`: the upstream Host is the Service's name (KIC's default
  *    for HTTPRoutes is true, which is also Portico's);
- *  - Service `host-header`: the upstream Host; Service `path`: prefixed to the upstream path.
+ *  - Service `host-header`: the upstream Host; Service `path`: prefixed to the upstream path;
+ *  - Service `read-timeout` (ms): how long the backend may take to answer (the rule's backend
+ *    request timeout, unless the HTTPRoute sets one); Service `retries`: how many times a request
+ *    whose connection failed or was reset is tried again (Kong retries connection failures and
+ *    timeouts, never an answered status; the HTTPRoute's own `retry` wins).
  *
  * Other konghq.com annotations are ignored and said so in the route's Accepted message;
  * tags and KIC's own bookkeeping annotations are ignored silently.
@@ -21,7 +25,7 @@ const PREFIX = 'konghq.com/'
 const SILENT = new Set(['strip-path', 'plugins', 'tags', 'gatewayclass-unmanaged', 'override', 'ingress.class'])
 /** Read here (route / Service). */
 const ROUTE_READ = new Set(['methods', 'protocols', 'https-redirect-status-code', 'force-ssl-redirect', 'preserve-host'])
-const SERVICE_READ = new Set(['host-header', 'path'])
+const SERVICE_READ = new Set(['host-header', 'path', 'read-timeout', 'retries'])
 
 export interface RouteAnnotations {
   readonly methods?: readonly string[]
@@ -104,26 +108,39 @@ export function narrowMatches(matches: readonly (HttpMatch | undefined)[], a: Ro
 export interface ServiceAnnotations {
   readonly hostHeader?: string
   readonly path?: string
+  /** `read-timeout`, in ms. */
+  readonly readTimeoutMs?: number
+  /** `retries`: attempts after the first on connection failures. */
+  readonly retries?: number
   readonly ignored: readonly string[]
+  /** Malformed values: the rules that use the Service answer 500. */
+  readonly problems: readonly string[]
 }
 
 export function serviceAnnotations(svc: K8sObject | undefined): ServiceAnnotations | undefined {
   const a = svc?.metadata.annotations
   if (!a) return undefined
   let any = false
-  let hostHeader: string | undefined
-  let path: string | undefined
+  const out: { -readonly [K in keyof ServiceAnnotations]: ServiceAnnotations[K] } = { ignored: [], problems: [] }
   const ignored: string[] = []
+  const problems: string[] = []
   for (const [key, raw] of Object.entries(a)) {
     if (!key.startsWith(PREFIX) || typeof raw !== 'string') continue
     const name = key.slice(PREFIX.length)
     if (SILENT.has(name)) continue
     any = true
-    if (name === 'host-header') hostHeader = raw
-    else if (name === 'path') path = raw.startsWith('/') ? raw : undefined
-    else if (!SERVICE_READ.has(name)) ignored.push(`${key} (Service ${svc!.metadata.name})`)
+    if (name === 'host-header') out.hostHeader = raw
+    else if (name === 'path') {
+      if (raw.startsWith('/')) out.path = raw
+    } else if (name === 'read-timeout' || name === 'retries') {
+      const n = /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN
+      // Kong's schema: timeouts 1..2^31-2 ms, retries 0..32767
+      if (name === 'read-timeout' && n >= 1 && n <= 2147483646) out.readTimeoutMs = n
+      else if (name === 'retries' && n >= 0 && n <= 32767) out.retries = n
+      else problems.push(`${key} "${raw}" on Service ${svc!.metadata.name} is not a valid ${name === 'retries' ? 'retry count (0-32767)' : 'timeout in milliseconds'}`)
+    } else if (!SERVICE_READ.has(name)) ignored.push(`${key} (Service ${svc!.metadata.name})`)
   }
-  return any ? { ...(hostHeader ? { hostHeader } : {}), ...(path ? { path } : {}), ignored } : undefined
+  return any ? { ...out, ignored, problems } : undefined
 }
 
 /** What a rule's Service annotations and preserve-host ask of the upstream request. */

@@ -18,6 +18,7 @@
  *
  * Built once per world (plugins, consumers, Secrets, Services are all world kinds).
  */
+import type { HttpRetry } from '../ir/types.ts'
 import type { PolicyIr } from '../policy/kind.ts'
 import { findByKey } from '../policy/translate-context.ts'
 import { condition } from '../status/conditions.ts'
@@ -29,7 +30,7 @@ import { obj, objs, str, type Json } from '../translate/util.ts'
 import { pluginRefs, readConsumers, usable, type Consumer } from './consumers.ts'
 import { GLOBAL_LABEL, KONG_GROUP } from './kinds.ts'
 import { readPluginObject, type KongPluginObject } from './objects.ts'
-import { routeAnnotations, serviceAnnotations, type UpstreamRewrite } from './annotations.ts'
+import { routeAnnotations, serviceAnnotations, type ServiceAnnotations, type UpstreamRewrite } from './annotations.ts'
 import { isAuthPlugin, PRIORITY, translatePlugin, type PluginEnv, type PluginTranslation } from './plugins.ts'
 
 export interface KongRule {
@@ -41,6 +42,10 @@ export interface KongRule {
   readonly rewrite?: UpstreamRewrite
   /** konghq.com annotations Portico does not read (said in the route's Accepted message). */
   readonly ignored?: readonly string[]
+  /** The Service's `read-timeout` (ms): the rule's backend request timeout unless the route sets one. */
+  readonly backendTimeoutMs?: number
+  /** The Service's `retries`: retries of connection failures, unless the route sets `retry`. */
+  readonly retry?: HttpRetry
 }
 
 type Level = PluginEnv['level']
@@ -139,14 +144,16 @@ export class KongIndex {
     const annotations = routeAnnotations(route)
     const ignored = [...(annotations?.ignored ?? [])]
     let rewrite: UpstreamRewrite | undefined
+    let service: ServiceAnnotations | undefined
     for (const b of objs(rule.backendRefs)) {
       if ((str(b.group) ?? '') !== '' || (str(b.kind) ?? 'Service') !== 'Service' || !str(b.name)) continue
       const sns = str(b.namespace) ?? ns
       const svc = findByKey(this.#view.services, objectKey('Service', sns, str(b.name)!))
       for (const ref of pluginRefs(svc?.metadata.annotations)) serviceRefs.push({ ref, namespace: sns })
       // the first Service's host and path (Kong has one service per route)
-      if (!rewrite && svc) {
+      if (!rewrite && !service && svc) {
         const sa = serviceAnnotations(svc)
+        service = sa
         ignored.push(...(sa?.ignored ?? []))
         // preserve-host false: the Host KIC's upstream gets, <service>.<namespace>.<port>.svc
         const hostname = sa?.hostHeader ?? (annotations && !annotations.preserveHost ? `${svc.metadata.name}.${sns}.${typeof b.port === 'number' ? b.port : 80}.svc` : undefined)
@@ -156,12 +163,16 @@ export class KongIndex {
     const extras = {
       ...(rewrite ? { rewrite } : {}),
       ...(ignored.length ? { ignored } : {}),
+      ...(service?.readTimeoutMs !== undefined ? { backendTimeoutMs: service.readTimeoutMs } : {}),
+      // Kong retries what never got an answer (connection failures, resets, timeouts), not statuses
+      ...(service?.retries !== undefined ? { retry: { codes: [], attempts: service.retries, backoffMs: 0, triggers: ['connect-failure', 'reset'] } satisfies HttpRetry } : {}),
     }
     const httpsOnly: PolicyIr[] = annotations?.httpsStatus ? [{ name: 'requireHttps', id: `kong/${ns}/${route.metadata.name}#requireHttps`, spec: { status: annotations.httpsStatus } } as PolicyIr] : []
+    const annotationProblems = [...(annotations?.problems ?? []), ...(service?.problems ?? [])]
     if (routeRefs.length === 0 && serviceRefs.length === 0 && this.#globals.length === 0 && this.#byConsumers.size === 0)
-      return annotations || rewrite ? { problems: annotations?.problems ?? [], ...(httpsOnly.length ? { policies: httpsOnly } : {}), ...extras } : NOTHING
+      return annotations || service ? { problems: annotationProblems, ...(httpsOnly.length ? { policies: httpsOnly } : {}), ...extras } : NOTHING
 
-    const problems: string[] = [...(annotations?.problems ?? [])]
+    const problems: string[] = [...annotationProblems]
     const levels = { route: new Map<string, KongPluginObject>(), service: new Map<string, KongPluginObject>(), global: new Map<string, KongPluginObject>() }
     const routeKeys = new Set<string>()
     const serviceKeys = new Set<string>()

@@ -97,6 +97,9 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
       }
       if (!broken && timeouts) r.timeouts = timeouts
       if (!broken && retry) r.retry = retry
+      // Kong Service read-timeout / retries (src/kong) where the route itself says nothing
+      if (!broken && kong?.backendTimeoutMs !== undefined && r.timeouts?.backendRequestMs === undefined) r.timeouts = { ...r.timeouts, backendRequestMs: kong.backendTimeoutMs }
+      if (!broken && kong?.retry && !r.retry) r.retry = kong.retry
       if (!broken && session) r.sessionPersistence = session
       if (!broken && streamIdle.ms !== undefined) r.streamIdleTimeoutMs = streamIdle.ms
       if (!broken && maxBody.bytes !== undefined) r.maxBodyBytes = maxBody.bytes

@@ -6,8 +6,8 @@
  */
 import type { Portico } from '../../src/app.ts'
 import { closeUpstreamSessions } from '../../src/dataplane/http2/upstream-sessions.ts'
-import { ConfigDir, freePort, startGateway } from '../e2e/support.ts'
-import { startEchoBackend, type EchoBackend } from './echo.ts'
+import { ConfigDir, eventually, freePort, startGateway } from '../e2e/support.ts'
+import { echoClient, grpc, startEchoBackend, unary, type EchoBackend } from './echo.ts'
 
 export const NS = 'gateway-conformance-infra'
 
@@ -60,6 +60,28 @@ export class GrpcHarness {
 
   async run(): Promise<void> {
     this.gw = await startGateway(this.cfg.dir)
+  }
+
+  /**
+   * The common setup: one backend, a GRPCRoute `name` sending every call to it, the gateway
+   * running, and a client whose first Echo has succeeded (the route is live).
+   */
+  async startCatchAll(name: string): Promise<grpc.Client> {
+    await this.start(1)
+    this.cfg.write(
+      'route.yaml',
+      `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: ${name}, namespace: ${NS} }
+spec:
+  parentRefs: [{ name: same-namespace }]
+  rules: [{ backendRefs: [{ name: grpc-infra-backend-v1, port: 8080 }] }]
+`,
+    )
+    await this.run()
+    const client = echoClient(this.port)
+    await eventually(async () => (await unary(client, 'Echo')).code === 0 || undefined, 10_000, 'route live')
+    return client
   }
 
   async stop(): Promise<void> {

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import type { Subprocess } from 'bun'
 import { eventually, freePort } from '../e2e/support.ts'
 import { echoClient, grpc, unary } from './echo.ts'
-import { GrpcHarness, NS } from './harness.ts'
+import { GrpcHarness } from './harness.ts'
 
 const h = new GrpcHarness()
 let nginx: Subprocess | undefined
@@ -20,18 +20,9 @@ let dir = ''
 let client: grpc.Client
 
 beforeAll(async () => {
-  await h.start(1)
-  h.cfg.write(
-    'route.yaml',
-    `apiVersion: gateway.networking.k8s.io/v1
-kind: GRPCRoute
-metadata: { name: all, namespace: ${NS} }
-spec:
-  parentRefs: [{ name: same-namespace }]
-  rules: [{ backendRefs: [{ name: grpc-infra-backend-v1, port: 8080 }] }]
-`,
-  )
-  await h.run()
+  // Portico's route is live before nginx goes in front of it
+  const direct = await h.startCatchAll('all')
+  direct.close()
   const bin = Bun.which('nginx') ?? Bun.which('nginx', { PATH: '/usr/sbin:/sbin' })
   if (!bin) throw new Error('nginx is needed for this test (apt-get install nginx; .ci/run installs it)')
   nginxPort = await freePort()

@@ -3,28 +3,14 @@
  * (no new streams), the running call still finishes with its status.
  */
 import { afterAll, beforeAll, expect, test } from 'bun:test'
-import { eventually } from '../e2e/support.ts'
-import { echoClient, grpc, TEST_SERVICE, unary } from './echo.ts'
-import { GrpcHarness, NS } from './harness.ts'
+import { grpc, TEST_SERVICE, unary } from './echo.ts'
+import { GrpcHarness } from './harness.ts'
 
 const h = new GrpcHarness()
 let client: grpc.Client
 
 beforeAll(async () => {
-  await h.start(1)
-  h.cfg.write(
-    'route.yaml',
-    `apiVersion: gateway.networking.k8s.io/v1
-kind: GRPCRoute
-metadata: { name: all, namespace: ${NS} }
-spec:
-  parentRefs: [{ name: same-namespace }]
-  rules: [{ backendRefs: [{ name: grpc-infra-backend-v1, port: 8080 }] }]
-`,
-  )
-  await h.run()
-  client = echoClient(h.port)
-  await eventually(async () => (await unary(client, 'Echo')).code === 0 || undefined, 10_000, 'route live')
+  client = await h.startCatchAll('all')
 })
 
 afterAll(async () => {

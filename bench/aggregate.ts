@@ -16,23 +16,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createServer } from 'node:net'
+import { freePort } from './lib.ts'
 
 const BACKEND_MS = Number(process.env.BACKEND_MS ?? 5)
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
 const N = Number(process.env.N ?? 400)
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 8)
 const root = join(import.meta.dir, '..')
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 const BACKEND = `
 const delay = ${BACKEND_MS}

@@ -1,4 +1,5 @@
 /** Shared pieces of the on-demand benchmarks: wrk runs, readiness polling, medians, manifests. */
+import { createServer } from 'node:net'
 
 export const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
@@ -132,4 +133,15 @@ spec:
   parentRefs: [{ name: bench }]
   rules: [{ matches: [{ path: { type: PathPrefix, value: ${prefix} } }], backendRefs: [{ name: upstream, port: 80 }] }]
 `
+}
+
+/** A port free on loopback now (the OS picks it; the caller binds it next). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer()
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => resolve(port))
+    })
+  })
 }

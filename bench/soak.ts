@@ -16,7 +16,7 @@
  * losses are reported, not failures.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { freePort } from './lib.ts'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Subprocess } from 'bun'
@@ -24,16 +24,6 @@ import type { Subprocess } from 'bun'
 const DURATION_S = Number(process.env.DURATION ?? 300)
 const WARMUP_S = Math.min(60, DURATION_S / 5)
 const root = join(import.meta.dir, '..')
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 /** One backend replica: HTTP (/, /echo, /sse), WebSocket echo, TCP echo, UDP echo. Stops gracefully on SIGTERM. */
 const BACKEND = `

@@ -184,13 +184,14 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 /** The connection settings one feature contributes on a port of this kind. */
 const settingsOf = (f: Feature, http: boolean): ConnectionSettings | undefined => (f.scope === 'connection' ? (http ? f.http : f.l4) : undefined)
 
-const CONNECTION_FIELDS: readonly (keyof ConnectionSettings)[] = ['proxyProtocol', 'maxConnections', 'idleTimeoutMs', 'requestReceivedTimeoutMs', 'tls']
+const CONNECTION_FIELDS: readonly (keyof ConnectionSettings)[] = ['proxyProtocol', 'maxConnections', 'idleTimeoutMs', 'requestReceivedTimeoutMs', 'tls', 'lateResponseHeaders']
 const FIELD_NAMES: Record<keyof ConnectionSettings, (http: boolean) => string> = {
   proxyProtocol: () => 'proxyProtocol',
   maxConnections: () => 'connection.connectionLimit',
   idleTimeoutMs: (http) => (http ? 'timeout.http.idleTimeout' : 'timeout.tcp.idleTimeout'),
   requestReceivedTimeoutMs: () => 'timeout.http.requestReceivedTimeout',
   tls: () => 'tls',
+  lateResponseHeaders: () => 'headers.lateResponseHeaders',
 }
 
 export class PolicyIndex {

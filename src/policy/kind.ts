@@ -63,6 +63,20 @@ export interface ConnectionSettings {
   readonly requestReceivedTimeoutMs?: number
   /** HTTPS ports: protocol settings of the TLS the front terminates (ClientTrafficPolicy tls). */
   readonly tls?: TlsProtocolSettings
+  /** HTTP/HTTPS ports: edits to every response head sent to clients (ClientTrafficPolicy headers.lateResponseHeaders). */
+  readonly lateResponseHeaders?: ResponseHeaderEdits
+}
+
+/**
+ * A Gateway API HTTPHeaderFilter for responses, applied last (after every filter and policy):
+ * `remove` first, then `set` (replaces every field of that name), then `add` (one more field).
+ * Names are never framing or hop-by-hop fields (the translator refuses them).
+ */
+export interface ResponseHeaderEdits {
+  readonly set: readonly (readonly [string, string])[]
+  readonly add: readonly (readonly [string, string])[]
+  /** Lower-case. */
+  readonly remove: readonly string[]
 }
 
 /** ClientTrafficPolicy `tls`, in node:tls spelling (dataplane/http/tls/contexts.ts applies it). */

@@ -21,6 +21,7 @@ import { BodyGuard } from './request-guard.ts'
 import { forwardWithLimits } from './guarded-forward.ts'
 import type { WebSocketUpgrader } from './websocket.ts'
 import { serveComposite } from '../composite/serve.ts'
+import { editResponseHeaders } from '../../policy/client-traffic/response-headers.ts'
 
 export interface Connection {
   readonly clientIp: string
@@ -42,7 +43,17 @@ export interface Connection {
  * undefined when the request was upgraded to a WebSocket (Bun's contract for fetch handlers).
  * `hostHeader` is the client's Host when the caller already read it (server.ts). Never rejects.
  */
-export async function handleRequest(req: Request, port: PortPlan, conn: Connection, deps: ProxyDeps, hostHeader: string | null = req.headers.get('host')): Promise<Response | undefined> {
+export function handleRequest(req: Request, port: PortPlan, conn: Connection, deps: ProxyDeps, hostHeader: string | null = req.headers.get('host')): Promise<Response | undefined> {
+  const edits = port.ir.connection?.lateResponseHeaders
+  if (edits === undefined) return observedRequest(req, port, conn, deps, hostHeader)
+  // ClientTrafficPolicy lateResponseHeaders: every answer of the port, local or relayed, last.
+  return observedRequest(req, port, conn, deps, hostHeader).then((res) => {
+    if (res) editResponseHeaders(res.headers, edits)
+    return res
+  })
+}
+
+async function observedRequest(req: Request, port: PortPlan, conn: Connection, deps: ProxyDeps, hostHeader: string | null): Promise<Response | undefined> {
   if (!telemetry.metrics && telemetry.log === undefined && telemetry.tracer === undefined) return serveRequest(req, port, conn, deps, hostHeader, undefined)
   // Request metrics, access log and span (src/telemetry/pipeline-obs.ts): timed to the response head.
   const obs: PipelineObs = { t0: performance.now(), tUp: 0, rule: undefined, pool: undefined, local: false, state: undefined, span: telemetry.tracer?.start(req.headers.get('traceparent'), req.headers.get('tracestate')) }

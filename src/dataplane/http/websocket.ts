@@ -28,6 +28,7 @@ import { errorResponse, type ProxyDeps } from './proxy.ts'
 import { IdleTimer } from './streaming.ts'
 import { requestMetrics, type StreamCounters } from '../../telemetry/request-metrics.ts'
 import { logStream, telemetry } from '../../telemetry/observe.ts'
+import { editResponseHeaders } from '../../policy/client-traffic/response-headers.ts'
 
 /** Client → backend: pause the client above this many bytes queued towards the backend. */
 const BACKEND_HIGH_WATER = 1024 * 1024
@@ -150,6 +151,8 @@ export class WebSocketProxy {
     const headers = new Headers()
     if (backend.protocol) headers.set('sec-websocket-protocol', backend.protocol)
     for (const filters of responseFilters) for (const filter of filters) filter(state, headers, 101)
+    const late = port.ir.connection?.lateResponseHeaders
+    if (late) editResponseHeaders(headers, late)
 
     const session = new WebSocketSession(backend, route, port.port, member.state.key, this.#sessions, this.deps)
     if (telemetry.metrics || telemetry.log) {

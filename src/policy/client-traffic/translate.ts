@@ -3,6 +3,8 @@
  * how clients connect to a Gateway or one of its listeners. Features:
  *  - clientIPDetection, requestID (headers.requestID; headers.preserveXRequestID: true is the
  *    deprecated spelling of PreserveOrGenerate): request chain entries on the listener
+ *  - headers.lateResponseHeaders: edits to every response of the listener port
+ *    (ConnectionSettings.lateResponseHeaders, applied by the front and the pipeline)
  *  - proxyProtocol (proxyProtocol, or the deprecated enableProxyProtocol: true), connection
  *    (connection.connectionLimit.value), timeout (timeout.http.idleTimeout,
  *    timeout.http.requestReceivedTimeout, timeout.tcp.idleTimeout): the listener port's
@@ -12,7 +14,8 @@
  * Every other Envoy Gateway field is accepted by the schema and reported as not supported yet.
  */
 import { parseDuration } from '../../translate/duration.ts'
-import type { ConnectionSettings, TlsProtocolSettings } from '../kind.ts'
+import type { ConnectionSettings, ResponseHeaderEdits, TlsProtocolSettings } from '../kind.ts'
+import { UNEDITABLE_RESPONSE_FIELDS } from './response-headers.ts'
 import { array, boolean, duration, exactlyOne, atMostOne, integer, object, string, unsupported } from '../schema.ts'
 import { policySpecSchema } from '../targets.ts'
 import type { Feature, PolicyTranslator } from '../translators.ts'
@@ -24,6 +27,13 @@ const TLS_VERSIONS = ['Auto', '1.0', '1.1', '1.2', '1.3'] as const
 const NODE_TLS_VERSION: Record<string, string | undefined> = { Auto: undefined, '1.0': 'TLSv1', '1.1': 'TLSv1.1', '1.2': 'TLSv1.2', '1.3': 'TLSv1.3' }
 /** The groups Bun's TLS (BoringSSL) accepts. */
 const ECDH_CURVES = ['X25519', 'P-256', 'P-384', 'P-521', 'X25519MLKEM768'] as const
+
+/** Gateway API's HTTPHeaderName and HTTPHeader (name, value). */
+const HEADER_NAME = { minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$" } as const
+const HEADER = object(
+  { name: string({ ...HEADER_NAME }), value: string({ minLength: 1, maxLength: 4096, pattern: '^[^\\x00-\\x08\\x0A-\\x1F\\x7F]*$' }) },
+  { required: ['name', 'value'] },
+)
 
 const schema = policySpecSchema(['Gateway'], {
   tcpKeepalive: unsupported(),
@@ -76,7 +86,14 @@ const schema = policySpecSchema(['Gateway'], {
       preserveXRequestID: boolean({ description: 'Deprecated: use requestID: PreserveOrGenerate.' }),
       requestID: string({ enum: REQUEST_ID_ACTIONS, description: 'X-Request-Id: PreserveOrGenerate, Preserve, Generate or Disable.' }),
       earlyRequestHeaders: unsupported(),
-      lateResponseHeaders: unsupported(),
+      lateResponseHeaders: object(
+        {
+          set: array(HEADER, { maxItems: 16, description: 'Fields set on every response (replacing the backend\'s of the same name).' }),
+          add: array(HEADER, { maxItems: 16, description: 'Fields added to every response (after those already there).' }),
+          remove: array(string({ ...HEADER_NAME }), { maxItems: 16, description: 'Fields removed from every response, e.g. Server.' }),
+        },
+        { description: 'Edits to every response of the listener, after all filters and policies (HTTPHeaderFilter). Framing and hop-by-hop fields cannot be edited.' },
+      ),
       host: unsupported(),
       maxRequestHeaderLimit: unsupported(),
     },
@@ -120,7 +137,17 @@ const schema = policySpecSchema(['Gateway'], {
 
 type Json = Record<string, any>
 
-function features(spec: Json): Feature[] {
+/** headers.lateResponseHeaders as edits; undefined when empty; a string when a field may not be edited. */
+function responseHeaderEdits(filter: Json): ResponseHeaderEdits | undefined | string {
+  const pairs = (list: unknown): [string, string][] => ((list as Json[] | undefined) ?? []).map((h) => [h.name as string, h.value as string])
+  const edits: ResponseHeaderEdits = { set: pairs(filter.set), add: pairs(filter.add), remove: ((filter.remove as string[] | undefined) ?? []).map((n) => n.toLowerCase()) }
+  const names = [...edits.set.map(([n]) => n.toLowerCase()), ...edits.add.map(([n]) => n.toLowerCase()), ...edits.remove]
+  const framing = names.find((n) => UNEDITABLE_RESPONSE_FIELDS.has(n))
+  if (framing) return `headers.lateResponseHeaders cannot edit ${framing}: framing and hop-by-hop fields belong to the proxy`
+  return names.length ? edits : undefined
+}
+
+function features(spec: Json): Feature[] | string {
   const out: Feature[] = []
   const ip = spec.clientIPDetection as Json | undefined
   if (ip && (ip.xForwardedFor || ip.customHeader)) {
@@ -134,6 +161,12 @@ function features(spec: Json): Feature[] {
   const headers = spec.headers as Json | undefined
   const action: RequestIdSpec['action'] | undefined = headers?.requestID ?? (headers?.preserveXRequestID === true ? 'PreserveOrGenerate' : undefined)
   if (action) out.push({ scope: 'request', name: 'requestID', spec: { action } })
+  const late = headers?.lateResponseHeaders as Json | undefined
+  if (late) {
+    const edits = responseHeaderEdits(late)
+    if (typeof edits === 'string') return edits
+    if (edits) out.push({ scope: 'connection', name: 'lateResponseHeaders', http: { lateResponseHeaders: edits } })
+  }
 
   // proxyProtocol takes precedence over the deprecated enableProxyProtocol (as in Envoy Gateway)
   const pp = spec.proxyProtocol as Json | undefined

@@ -31,6 +31,7 @@ import { blankLineAt, latin1 } from '../wire-text.ts'
 import { openLink, wireBytes, type Link, type LinkOwner } from './links.ts'
 import type { FrontContext } from './context.ts'
 import { closeFrame, FrameTracker } from './ws-frames.ts'
+import { editResponseHead } from '../../../policy/client-traffic/response-headers.ts'
 import { HeldBody, HoldResult } from './request-buffer.ts'
 import { overloadCounters } from '../../overload/metrics.ts'
 import { methodIndex, reasonForStatus, reasonIndex, requestMetrics, LOCAL_REASONS, type LabelSet } from '../../../telemetry/request-metrics.ts'
@@ -983,6 +984,13 @@ export class ClientConnection implements LinkOwner {
       this.#respHead = buf
       return
     }
+    // ClientTrafficPolicy lateResponseHeaders: the backend's head edited before anything reads
+    // it (the pipeline's heads were edited by the pipeline; interim 1xx go as they came).
+    const edits = this.ctx.lateResponseHeaders
+    if (edits !== undefined && this.#direct && (head.status >= 200 || head.status === 101)) {
+      buf = Buffer.concat([Buffer.from(editResponseHead(latin1(buf, 0, head.headEnd), edits), 'latin1'), buf.subarray(head.headEnd)])
+      head = parseResponseHead(buf, 0, false)!
+    }
     const status = head.status
     if (status < 200) {
       if (status === 101) {
@@ -1252,9 +1260,9 @@ export class ClientConnection implements LinkOwner {
     const closing = close || this.#closeAfter || this.ctx.draining
     this.#status = status
     if (this.#localReason === 0) this.#localReason = reasonIndex(message === 'overloaded' ? 'overloaded' : reasonForStatus(status))
-    this.#writeClient(
-      `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\n${closing ? 'connection: close\r\n' : ''}\r\n${this.#method === 'HEAD' ? '' : body}`,
-    )
+    const head = `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\n${closing ? 'connection: close\r\n' : ''}\r\n`
+    const edits = this.ctx.lateResponseHeaders
+    this.#writeClient(`${edits === undefined ? head : editResponseHead(head, edits)}${this.#method === 'HEAD' ? '' : body}`)
     this.#respStarted = true
     this.#respDone = true
     this.#link = undefined
@@ -1288,7 +1296,9 @@ export class ClientConnection implements LinkOwner {
     const closing = this.#closeAfter || this.ctx.draining || !this.#reqDone
     this.#status = reply.status
     if (this.#localReason === 0) this.#localReason = reasonIndex(reply.status === 503 && reply.headers?.some(([n]) => n === 'x-portico-overload') ? 'circuit_open' : reasonForStatus(reply.status))
-    const head = `HTTP/1.1 ${reply.status} ${REASONS[reply.status] ?? 'Error'}\r\n${fields}content-length: ${body?.byteLength ?? 0}\r\n${closing ? 'connection: close\r\n' : ''}\r\n`
+    const edits = this.ctx.lateResponseHeaders
+    const plain = `HTTP/1.1 ${reply.status} ${REASONS[reply.status] ?? 'Error'}\r\n${fields}content-length: ${body?.byteLength ?? 0}\r\n${closing ? 'connection: close\r\n' : ''}\r\n`
+    const head = edits === undefined ? plain : editResponseHead(plain, edits)
     this.#writeClient(body && this.#method !== 'HEAD' ? Buffer.concat([Buffer.from(head, 'latin1'), body]) : Buffer.from(head, 'latin1'))
     this.#respStarted = true
     this.#respDone = true

@@ -3,6 +3,7 @@ import type { ActiveSnapshot } from '../../snapshot.ts'
 import type { EndpointRegistry } from '../../upstream/registry.ts'
 import type { Logger } from '../../log.ts'
 import type { HttpLimits } from '../limits.ts'
+import type { ResponseHeaderEdits } from '../../../policy/kind.ts'
 import type { TlsPeer } from '../tls/peer.ts'
 import type { LinkPools } from './links.ts'
 import type { LoadShedder } from '../../overload/load-shedder.ts'
@@ -17,6 +18,8 @@ export interface FrontContext {
   readonly registry: EndpointRegistry
   readonly links: LinkPools
   readonly limits: HttpLimits
+  /** ClientTrafficPolicy headers.lateResponseHeaders of the port (follows the plan): edits to every head the front sends. */
+  lateResponseHeaders: ResponseHeaderEdits | undefined
   readonly logger: Logger
   /** Coarse clock (ms), advanced by the front's sweep: idle checks need no Date.now() per event. */
   readonly clock: { now: number }

@@ -209,6 +209,7 @@ export class HttpFront {
       registry: options.registry,
       links: options.links,
       limits: portLimits(options.limits, this.#settings),
+      lateResponseHeaders: this.#settings?.lateResponseHeaders,
       logger: options.logger,
       clock: { now: Date.now() },
       connections: connections as Set<{ sweep(now: number): void }>,
@@ -307,6 +308,7 @@ export class HttpFront {
       // PROXY protocol and the connection limit apply from the next accept; open connections follow the new timeouts from their next sweep.
       this.#settings = settings
       ;(this.#ctx as { limits: HttpLimits }).limits = portLimits(this.#baseLimits, settings)
+      this.#ctx.lateResponseHeaders = settings?.lateResponseHeaders
     }
     let routed: Map<string, Set<string>> | undefined
     for (const conn of [...this.#connections]) {

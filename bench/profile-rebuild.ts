@@ -40,9 +40,9 @@ const memos = new Map<string, ManifestMemo>()
 function load(origin: string, text: string): void {
   let memo = memos.get(origin)
   if (!memo) memos.set(origin, (memo = new ManifestMemo()))
-  const { objects, problems } = parseManifests(text, origin, memo)
+  const { objects, problems, change } = parseManifests(text, origin, memo)
   if (problems.length) throw new Error(JSON.stringify(problems))
-  ingest.replaceOrigin(origin, objects, problems)
+  ingest.replaceOrigin(origin, objects, problems, change)
 }
 const routesText = (edited?: number) => Array.from({ length: ROUTES }, (_, i) => route(`r${i}`, i === edited ? `/edited-${edited}` : `/r${i}`)).join('---\n')
 load('base.yaml', gatewayManifests(8080, 9090))

@@ -28,7 +28,7 @@ export interface FileSourceOptions {
 export class FileSource implements Source {
   readonly name = 'file'
   #contents = new Map<string, string>()
-  /** Per file: its pieces' parse results, so an edit re-parses only the documents that changed. */
+  /** Per file: its last parse, so an edit re-parses only the documents that changed. */
   #memos = new Map<string, ManifestMemo>()
   #watcher: FSWatcher | undefined
   #poll: ReturnType<typeof setInterval> | undefined
@@ -105,10 +105,10 @@ export class FileSource implements Source {
       this.#contents.set(file, text)
       let memo = this.#memos.get(file)
       if (!memo) this.#memos.set(file, (memo = new ManifestMemo()))
-      const { objects, problems } = parseManifests(text, file, memo)
+      const { objects, problems, change } = parseManifests(text, file, memo)
       for (const p of problems)
         this.opts.logger.error('invalid manifest; keeping the last good version', { file: this.#rel(file), line: p.line, object: p.objectKey, error: p.message })
-      sink.replaceOrigin(file, objects, problems)
+      sink.replaceOrigin(file, objects, problems, change)
       this.opts.logger.debug('manifest file loaded', { file: this.#rel(file), objects: objects.length })
     }
   }

@@ -7,8 +7,22 @@ import { keyOf, normalise, objectKey, type K8sObject } from '../store/kinds.ts'
 import type { LoadProblem } from './source.ts'
 
 export interface ParsedManifests {
-  objects: K8sObject[]
-  problems: LoadProblem[]
+  /** Not to be changed: with a memo, the next parse's `change.after` is this very array. */
+  readonly objects: readonly K8sObject[]
+  readonly problems: readonly LoadProblem[]
+  /**
+   * With a memo, when this parse and the previous one were both clean (no problems, one object
+   * per key): what changed, by object identity, so the store can apply an edit among 10,000
+   * objects without walking all of them. `after` is the previous parse's `objects` array: a sink
+   * uses the change only if that is exactly what it last applied for the origin.
+   */
+  readonly change?: ManifestChange
+}
+
+export interface ManifestChange {
+  readonly after: readonly K8sObject[]
+  readonly removed: readonly K8sObject[]
+  readonly added: readonly K8sObject[]
 }
 
 /**
@@ -22,33 +36,213 @@ interface ChunkResult {
   readonly problems: readonly LoadProblem[]
 }
 
+/** One origin's previous parse: its text cut into pieces, in order, with what each parsed to. */
+interface LastParse {
+  readonly text: string
+  /** Offset of each piece's text. */
+  readonly starts: number[]
+  /** End (exclusive) of each piece's text: where the separator line after it starts, or the text's end. */
+  readonly ends: number[]
+  readonly results: ChunkResult[]
+  readonly objects: K8sObject[]
+  /**
+   * No problems and one object per key, so `objects` is the pieces' objects in order and
+   * `firstObject[i]` is the index of piece i's first object there; `byKey` holds every object.
+   */
+  readonly clean: boolean
+  readonly firstObject: number[]
+  readonly byKey: Map<string, K8sObject> | undefined
+}
+
 /**
- * Parse results of one origin's pieces, by their text, from its previous parse. Editing one
- * route in a file of thousands re-parses that route's document only (a full parse of 5,000
- * documents takes ~350 ms), and the unchanged objects come back as the same objects, which
- * the store and the incremental translator recognise without comparing them.
+ * An origin's previous parse, so the next one re-parses only what changed. Editing one route in a
+ * file of thousands: the common prefix and suffix of the old and new text are found by comparing
+ * blocks (native string compares), the pieces inside them are taken over as they were (the same
+ * objects, which the store and the incremental translator recognise without comparing them),
+ * and only the pieces in between are cut and looked at again, where a piece whose text was among
+ * the old ones in between (a moved document) keeps its result too. A full parse of 10,000
+ * documents takes ~1 s; walking 10,000 pieces by text, ~13 ms; this, well under 1 ms.
  */
 export class ManifestMemo {
-  /** Replaced by every parse: only the pieces of the latest one are kept. */
-  pieces: ReadonlyMap<string, ChunkResult> = new Map()
+  last: LastParse | undefined
 }
 
 export function parseManifests(text: string, origin: string, memo?: ManifestMemo): ParsedManifests {
-  const problems: LoadProblem[] = []
-  const pieces = new Map<string, ChunkResult>()
-  // duplicates inside one origin: the last one wins, as `kubectl apply` of the file would
-  const byKey = new Map<string, K8sObject>()
-  const lineOf = lineCounter(text)
+  const last = memo?.last
+  const pieces = last ? incrementalPieces(last, text, origin) : undefined
+  const next = pieces ? (pieces.clean ? pieces.clean : assemble(text, pieces.starts, pieces.ends, pieces.results)) : fullParse(text, origin)
+  if (memo) memo.last = next
+  const problems = next.clean ? [] : problemsOf(text, next)
+  return pieces?.change ? { objects: next.objects, problems, change: pieces.change } : { objects: next.objects, problems }
+}
+
+/** Every piece parsed on its own (the same text parsed once). */
+function fullParse(text: string, origin: string): LastParse {
+  const starts: number[] = []
+  const ends: number[] = []
+  const results: ChunkResult[] = []
+  const seen = new Map<string, ChunkResult>()
   for (const chunk of documentChunks(text)) {
-    const result = memo?.pieces.get(chunk.text) ?? pieces.get(chunk.text) ?? parseChunk(chunk.text, origin)
-    pieces.set(chunk.text, result)
+    let result = seen.get(chunk.text)
+    if (!result) seen.set(chunk.text, (result = parseChunk(chunk.text, origin)))
+    starts.push(chunk.start)
+    ends.push(chunk.start + chunk.text.length)
+    results.push(result)
+  }
+  return assemble(text, starts, ends, results)
+}
+
+/**
+ * The objects of the pieces in order; duplicates inside one origin: the last one wins (as
+ * `kubectl apply` of the file would), at the place of the first.
+ */
+function assemble(text: string, starts: number[], ends: number[], results: ChunkResult[]): LastParse {
+  const byKey = new Map<string, K8sObject>()
+  const firstObject: number[] = []
+  let count = 0
+  let problems = false
+  for (const result of results) {
+    firstObject.push(count)
+    count += result.objects.length
+    if (result.problems.length) problems = true
     for (let i = 0; i < result.objects.length; i++) byKey.set(result.keys[i]!, result.objects[i]!)
+  }
+  const clean = !problems && byKey.size === count
+  return { text, starts, ends, results, objects: [...byKey.values()], clean, firstObject, byKey: clean ? byKey : undefined }
+}
+
+/** The problems of a parse, each at its line in the whole text. */
+function problemsOf(text: string, parse: LastParse): LoadProblem[] {
+  const problems: LoadProblem[] = []
+  const lineOf = lineCounter(text)
+  for (let i = 0; i < parse.results.length; i++) {
+    const result = parse.results[i]!
     if (result.problems.length === 0) continue
-    const firstLine = lineOf(chunk.start)
+    const firstLine = lineOf(parse.starts[i]!)
     for (const p of result.problems) problems.push({ ...p, line: firstLine - 1 + (p.line ?? 1) })
   }
-  if (memo) memo.pieces = pieces
-  return { objects: [...byKey.values()], problems }
+  return problems
+}
+
+/**
+ * The pieces of `text` worked out from the previous parse (see ManifestMemo), and when both
+ * parses are clean, the new parse and the change; undefined when the text cannot be cut that way
+ * (then it is parsed whole).
+ */
+function incrementalPieces(last: LastParse, text: string, origin: string): { starts: number[]; ends: number[]; results: ChunkResult[]; clean?: LastParse; change?: ManifestChange } | undefined {
+  const old = last.text
+  const n = last.starts.length
+  const prefix = commonPrefix(old, text)
+  const suffix = commonSuffix(old, text, Math.min(old.length, text.length) - prefix)
+  const delta = text.length - old.length
+  // Pieces before the first difference, with the separator line after them: the same bytes,
+  // and the character after the separator too (the regex's `$` looks at it).
+  let kept = 0
+  while (kept < n - 1 && last.starts[kept + 1]! < prefix) kept++
+  // Pieces after the last difference, with the separator line before them and the character
+  // before that line (the regex's `^` looks at it).
+  let tail = n
+  while (tail - 1 > kept && tail - 1 >= 1 && last.ends[tail - 2]! - 1 >= old.length - suffix) tail--
+  const from = kept === 0 ? 0 : last.starts[kept]!
+  // where the separator before the first tail piece is in the new text (none: to the end)
+  const until = tail < n ? last.ends[tail - 1]! + delta : undefined
+  const middle = middlePieces(text, from, until)
+  if (!middle) return undefined
+  const oldByText = new Map<string, ChunkResult>()
+  for (let i = kept; i < tail; i++) oldByText.set(old.slice(last.starts[i]!, last.ends[i]!), last.results[i]!)
+  const results = last.results.slice(0, kept)
+  const starts = last.starts.slice(0, kept)
+  const ends = last.ends.slice(0, kept)
+  for (const piece of middle) {
+    let result = oldByText.get(piece.text)
+    if (!result) oldByText.set(piece.text, (result = parseChunk(piece.text, origin)))
+    results.push(result)
+    starts.push(piece.start)
+    ends.push(piece.start + piece.text.length)
+  }
+  for (let i = tail; i < n; i++) {
+    results.push(last.results[i]!)
+    starts.push(last.starts[i]! + delta)
+    ends.push(last.ends[i]! + delta)
+  }
+  const pieces = { starts, ends, results }
+  if (!last.clean) return pieces
+  // Both clean: the objects are the old ones around the new middle; only its keys are checked.
+  const oldMiddle = last.results.slice(kept, tail)
+  const newMiddle = results.slice(kept, kept + middle.length)
+  if (newMiddle.some((r) => r.problems.length > 0)) return pieces
+  const byKey = last.byKey!
+  const removed: K8sObject[] = []
+  const added: K8sObject[] = []
+  const oldObjects = new Set<K8sObject>()
+  for (const r of oldMiddle) for (const o of r.objects) oldObjects.add(o)
+  const middleObjects: K8sObject[] = []
+  for (const r of newMiddle) for (const o of r.objects) middleObjects.push(o)
+  const newObjects = new Set(middleObjects)
+  for (const r of oldMiddle)
+    r.objects.forEach((o, i) => {
+      byKey.delete(r.keys[i]!)
+      if (!newObjects.has(o)) removed.push(o)
+    })
+  for (const r of newMiddle)
+    for (let i = 0; i < r.objects.length; i++) {
+      const key = r.keys[i]!
+      // a key twice: the last one wins at the place of the first, which only the whole assembly follows
+      if (byKey.has(key)) return { ...pieces, clean: undefined }
+      byKey.set(key, r.objects[i]!)
+      if (!oldObjects.has(r.objects[i]!)) added.push(r.objects[i]!)
+    }
+  const firstObject = last.firstObject.slice(0, kept)
+  let count = kept < n ? last.firstObject[kept]! : last.objects.length
+  for (const r of newMiddle) {
+    firstObject.push(count)
+    count += r.objects.length
+  }
+  const tailFrom = tail < n ? last.firstObject[tail]! : last.objects.length
+  for (let i = tail; i < n; i++) firstObject.push(last.firstObject[i]! - tailFrom + count)
+  const objects = last.objects.slice(0, kept < n ? last.firstObject[kept]! : last.objects.length)
+  for (const o of middleObjects) objects.push(o)
+  for (let i = tailFrom; i < last.objects.length; i++) objects.push(last.objects[i]!)
+  const clean: LastParse = { text, starts, ends, results, objects, clean: true, firstObject, byKey }
+  return { ...pieces, clean, change: { after: last.objects, removed, added } }
+}
+
+/**
+ * documentChunks() of text[from, until), where `until` is the start of a separator line (undefined:
+ * the text's end). Undefined if the separators found do not end exactly there.
+ */
+function middlePieces(text: string, from: number, until: number | undefined): { text: string; start: number }[] | undefined {
+  const chunks: { text: string; start: number }[] = []
+  const separator = /^---[ \t]*(?:#.*)?$/gm
+  separator.lastIndex = from
+  let start = from
+  let m: RegExpExecArray | null
+  while ((m = separator.exec(text)) !== null) {
+    if (until !== undefined && m.index > until) return undefined
+    chunks.push({ text: text.slice(start, m.index), start })
+    if (m.index === until) return chunks
+    start = m.index + m[0].length
+    if (text[start] === '\r') start++ // CRLF files
+    if (text[start] === '\n') start++
+  }
+  if (until !== undefined) return undefined
+  if (start < text.length) chunks.push({ text: text.slice(start), start })
+  return chunks
+}
+
+/** Length of the common prefix: block compares (native, no copy), then finer ones. */
+function commonPrefix(a: string, b: string): number {
+  const max = Math.min(a.length, b.length)
+  let i = 0
+  for (let step = 1 << 16; step >= 1; step >>= 4) while (i + step <= max && a.slice(i, i + step) === b.slice(i, i + step)) i += step
+  return i
+}
+
+/** Length of the common suffix, at most `max`. */
+function commonSuffix(a: string, b: string, max: number): number {
+  let i = 0
+  for (let step = 1 << 16; step >= 1; step >>= 4) while (i + step <= max && a.slice(a.length - i - step, a.length - i) === b.slice(b.length - i - step, b.length - i)) i += step
+  return i
 }
 
 /**

@@ -1,4 +1,4 @@
-import { expect, test } from 'bun:test'
+import { describe, expect, test } from 'bun:test'
 import { ManifestMemo, parseManifests } from '../../src/sources/manifests.ts'
 
 test('multi-document YAML: objects normalised, unknown kinds ignored, empty docs skipped', () => {
@@ -102,4 +102,79 @@ test('YAML errors never quote the source: a broken Secret keeps its values out o
   }
   // the wording and the position stay
   expect(parseManifests('a: b: c\n', 'f.yaml').problems[0]!.message).toBe('YAML error: Nested mappings are not allowed in compact mappings at line 1, column 4')
+})
+
+describe('an edit parsed with a memo gives what a parse without one gives', () => {
+  const route = (name: string, path: string) => `apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: { name: ${name} }\nspec:\n  rules: [{ matches: [{ path: { value: ${path} } }] }]\n`
+  const broken = 'apiVersion: v1\nkind: Service\nmetadata: { name: [oops\n'
+  const separators = ['---\n', '---\r\n', '--- # comment\n', '---   \n']
+  function prng(seed: number): () => number {
+    return () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff
+      return seed / 0x7fffffff
+    }
+  }
+  for (const seed of [1, 2, 3, 4, 5, 6]) {
+    test(`random edits of a multi-document file (seed ${seed})`, () => {
+      const random = prng(seed)
+      const pick = <T,>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!
+      let docs = Array.from({ length: 12 }, (_, i) => route(`r${i}`, `/r${i}`))
+      let seps = docs.map(() => pick(separators))
+      const memo = new ManifestMemo()
+      let previous: ReturnType<typeof parseManifests> | undefined
+      let changes = 0
+      for (let step = 0; step < 80; step++) {
+        const what = random()
+        const at = Math.floor(random() * (docs.length + 1))
+        const some = at % Math.max(1, docs.length)
+        const nameOf = (doc: string | undefined) => /name: (\w+)/.exec(doc ?? '')?.[1] ?? `x${step}`
+        if (what < 0.25) docs.splice(at, 0, route(`n${step}`, `/n${step}`))
+        else if (what < 0.45 && docs.length) docs[some] = route(random() < 0.2 ? `r${Math.floor(random() * 14)}` : nameOf(docs[some]), `/e${step}`) // sometimes a key twice
+        else if (what < 0.6 && docs.length) docs.splice(some, 1)
+        else if (what < 0.64) docs.splice(at, 0, broken)
+        else if (what < 0.72 && docs.length > 1) docs.push(docs.splice(some, 1)[0]!) // a move
+        else if (what < 0.78) docs.splice(at, 0, '') // an empty document
+        else if (what < 0.84 && docs.length) docs[some] = `# note ${step}\n${docs[some]}`
+        else if (what < 0.88) seps = seps.map(() => pick(separators))
+        else {
+          // broken documents and repeated names fixed
+          const seen = new Set<string>()
+          docs = docs.filter((d) => d !== broken && !seen.has(nameOf(d)) && (seen.add(nameOf(d)), true))
+        }
+        while (seps.length < docs.length) seps.push(pick(separators))
+        // sometimes no newline at the end, sometimes a trailing separator
+        const tail = random() < 0.2 ? '---\n' : ''
+        let text = docs.map((d, i) => (i === 0 ? d : seps[i]! + d)).join('') + tail
+        if (random() < 0.15) text = text.replace(/\n$/, '')
+        const withMemo = parseManifests(text, 'f.yaml', memo)
+        const whole = parseManifests(text, 'f.yaml')
+        expect(withMemo.objects).toEqual(whole.objects)
+        expect(withMemo.problems).toEqual(whole.problems)
+        if (withMemo.change) {
+          // the change turns the previous objects into these
+          expect(previous).toBeDefined()
+          expect(withMemo.change.after).toBe(previous!.objects)
+          const removed = new Set(withMemo.change.removed)
+          const expected = [...previous!.objects.filter((o) => !removed.has(o)), ...withMemo.change.added]
+          expect(new Set(expected)).toEqual(new Set(withMemo.objects))
+          expect(expected).toHaveLength(withMemo.objects.length)
+          changes++
+        }
+        previous = withMemo
+      }
+      expect(changes).toBeGreaterThan(5) // the clean path was taken, not only the whole assembly
+    })
+  }
+
+  test('one route edited among many: a change of one object, the others kept as they were', () => {
+    const memo = new ManifestMemo()
+    const names = Array.from({ length: 200 }, (_, i) => `r${i}`)
+    const first = parseManifests(names.map((n) => route(n, `/${n}`)).join('---\n'), 'f.yaml', memo)
+    const second = parseManifests(names.map((n) => route(n, n === 'r100' ? '/edited' : `/${n}`)).join('---\n'), 'f.yaml', memo)
+    expect(second.change?.after).toBe(first.objects)
+    expect(second.change?.removed).toEqual([first.objects[100]!])
+    expect(second.change?.added.map((o) => o.metadata.name)).toEqual(['r100'])
+    expect(second.objects[99]).toBe(first.objects[99]!)
+    expect(second.objects[101]).toBe(first.objects[101]!)
+  })
 })

@@ -9,6 +9,7 @@ import { describe, expect, test } from 'bun:test'
 import { StoreIngest } from '../../src/store/ingest.ts'
 import { ResourceStore } from '../../src/store/store.ts'
 import { keyOf, type K8sObject } from '../../src/store/kinds.ts'
+import { ManifestMemo, parseManifests } from '../../src/sources/manifests.ts'
 
 function service(name: string, port: number): K8sObject {
   return { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec: { ports: [{ port }] } } as K8sObject
@@ -75,4 +76,46 @@ describe('StoreIngest by difference', () => {
     ingest.replaceOrigin('f', edited, [])
     expect(store.revision).toBe(before + 1)
   })
+
+  for (const seed of [11, 12, 13, 14]) {
+    test(`files loaded as changes (parseManifests with a memo) hold what a whole replacement holds (seed ${seed})`, () => {
+      const random = prng(seed)
+      const stores = [new ResourceStore(), new ResourceStore()] as const
+      const fast = new StoreIngest(stores[0])
+      const reference = new StoreIngest(stores[1])
+      const doc = (name: string, port: number) => `apiVersion: v1\nkind: Service\nmetadata: { name: ${name} }\nspec: { ports: [{ port: ${port} }] }\n`
+      const files = new Map<string, string[]>([
+        ['a.yaml', Array.from({ length: 10 }, (_, i) => doc(`a${i}`, 80))],
+        ['b.yaml', Array.from({ length: 10 }, (_, i) => doc(`b${i}`, 80))],
+      ])
+      const memos = new Map([...files.keys()].map((f) => [f, new ManifestMemo()]))
+      let applied = 0
+      for (let step = 0; step < 100; step++) {
+        const origin = random() < 0.5 ? 'a.yaml' : 'b.yaml'
+        const docs = files.get(origin)!
+        const what = random()
+        const at = Math.floor(random() * docs.length)
+        // names from a shared pool sometimes, so the two files fight over a key
+        const name = random() < 0.1 ? `shared${Math.floor(random() * 3)}` : random() < 0.1 ? `${origin[0]}${Math.floor(random() * 10)}` : `${origin[0]}n${step}`
+        if (what < 0.3) docs.splice(at, 0, doc(name, step))
+        else if (what < 0.6 && docs.length) docs[at] = docs[at]!.replace(/port: \d+/, `port: ${1000 + step}`)
+        else if (what < 0.8 && docs.length) docs.splice(at, 1)
+        else if (what < 0.83) docs.splice(at, 0, 'kind: [broken\n')
+        else if (what < 0.9) {
+          // broken documents and repeated names fixed
+          const seen = new Set<string>()
+          const nameOf = (d: string) => /name: (\w+)/.exec(d)?.[1]
+          files.set(origin, docs.filter((d) => !d.includes('broken') && !seen.has(nameOf(d)!) && (seen.add(nameOf(d)!), true)))
+        }
+        else if (docs.length) docs[at] = docs[at]!.replace(/name: \w+/, `name: ${name}`)
+        const parsed = parseManifests(files.get(origin)!.join('---\n'), origin, memos.get(origin)!)
+        if (parsed.change) applied++
+        fast.replaceOrigin(origin, parsed.objects, parsed.problems, parsed.change)
+        reference.replaceOrigin(origin, parsed.objects, [...parsed.problems, { origin, message: 'reference', objectKey: 'Service/none/never' }])
+        expect(contents(stores[0])).toEqual(contents(stores[1]))
+        for (const [key, o] of contents(stores[0])) expect(o).toBe(stores[1].get(key)!)
+      }
+      expect(applied).toBeGreaterThan(10) // loads did take the change path
+    })
+  }
 })

@@ -7,6 +7,8 @@
  *   npx bun bench/http.ts                 # 3 reps x 5 s, 64 connections
  *   REPS=5 DURATION=10 CONNECTIONS=128 npx bun bench/http.ts
  *   NGINX=0 npx bun bench/http.ts         # without the nginx target
+ *   FIXED_RATE=8000 npx bun bench/http.ts # the fixed-rate phase at 8000 req/s (default: half the slower of portico and nginx; FIXED=0 skips it)
+ *   PORT_BASE=36500 npx bun bench/http.ts # other ports (default 21500..21509), e.g. beside another run
  *   FETCH=1 npx bun bench/http.ts         # also Portico with fetch() upstream (PORTICO_UPSTREAM_CLIENT=fetch), the old path
  *   POLICIES=requestID,compression npx bun bench/http.ts   # each policy's cost (default: requestID; POLICIES= for none)
  *   POLICIES=compression COMPRESSION=Brotli NGINX=0 RELAY=0 npx bun bench/http.ts
@@ -37,6 +39,11 @@
  * the runtime's floor, so that Portico's CPU per request splits into what Bun costs any proxy
  * and what Portico's HTTP work costs (RELAY=0 to leave it out).
  *
+ * Fixed-rate latency: after the closed-loop (wrk) runs, portico, nginx and direct each take the
+ * same offered rate from bench/open-loop.ts (open loop, latency from each request's intended
+ * send time, so a stall is charged to every request it delays: wrk's closed-loop p99 is not),
+ * interleaved, REPS x DURATION; the ratio printed is portico's p99 over nginx's at that rate.
+ *
  * Needs wrk (apt-get install wrk), and nginx for that target. The upstream is a Bun.serve
  * "hello" in its own process; Portico runs as a separate process from src/main.ts with one
  * worker (--workers 1), nginx with `worker_processes 1` and a keep-alive upstream pool. Layout
@@ -52,15 +59,16 @@ import { cpuTimes, gatewayManifests, median, parseWrk, pin, prefixRoute, TICK_US
 const REPS = Number(process.env.REPS ?? 3)
 const DURATION = Number(process.env.DURATION ?? 5)
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 64)
-const UPSTREAM_PORT = 21500
-const GATEWAY_PORT = 21501
-const ADMIN_PORT = 21502
-const NGINX_PORT = 21503
-const FETCH_GATEWAY_PORT = 21504
-const FETCH_ADMIN_PORT = 21505
-const RELAY_PORT = 21506
-const NOMETRICS_GATEWAY_PORT = 21507
-const NOMETRICS_ADMIN_PORT = 21508
+const PORT_BASE = Number(process.env.PORT_BASE ?? 21500)
+const UPSTREAM_PORT = PORT_BASE
+const GATEWAY_PORT = PORT_BASE + 1
+const ADMIN_PORT = PORT_BASE + 2
+const NGINX_PORT = PORT_BASE + 3
+const FETCH_GATEWAY_PORT = PORT_BASE + 4
+const FETCH_ADMIN_PORT = PORT_BASE + 5
+const RELAY_PORT = PORT_BASE + 6
+const NOMETRICS_GATEWAY_PORT = PORT_BASE + 7
+const NOMETRICS_ADMIN_PORT = PORT_BASE + 8
 /** METRICS=compare: a second gateway with --request-metrics off, same run (the metrics' cost). */
 const COMPARE_METRICS = process.env.METRICS === 'compare'
 /** Access log lines would go to this terminal: off unless ACCESS_LOG=on (its cost, measured apart). */
@@ -106,7 +114,7 @@ interface PolicyBench {
   readonly verify?: (fetchCase: (c: PolicyCase) => Promise<Response>) => Promise<string | undefined>
 }
 
-const REDIS_PORT = 21507
+const REDIS_PORT = PORT_BASE + 9
 /** A rateLimit rule per x-user set too high to refuse anything: what counting costs. */
 const rateLimitBench = (scope: 'local' | 'global'): PolicyBench => ({
   manifest: (_gateway, route) => `apiVersion: gateway.portico.dev/v1alpha1
@@ -331,6 +339,46 @@ async function wrk(t: Target, countCpu = true): Promise<Result> {
   return { ...result, cpuUsPerReq: (ticks * TICK_US) / result.requests, userUsPerReq: (user * TICK_US) / result.requests }
 }
 
+interface OpenLoopResult {
+  readonly achieved: number
+  readonly errors: number
+  readonly unsent: number
+  readonly p50: number
+  readonly p99: number
+  readonly p999: number
+}
+
+/** One open-loop run (bench/open-loop.ts, on the load cpu) at `rate` against a target. */
+async function openLoop(t: Target, rate: number): Promise<OpenLoopResult> {
+  const p = Bun.spawn(pin(LOAD_CPU, [process.execPath, join(import.meta.dir, 'open-loop.ts'), String(t.port), String(rate), String(DURATION), String(CONNECTIONS), t.path ?? '/', ...(t.host ? [t.host] : [])]), { stdout: 'pipe', stderr: 'inherit' })
+  const out = await new Response(p.stdout).text()
+  await p.exited
+  return JSON.parse(out.trim().split('\n').at(-1)!) as OpenLoopResult
+}
+
+/** The same offered rate to each target, interleaved; p99 ratio portico/nginx from this run. */
+async function fixedRate(rate: number, targets: readonly Target[]): Promise<void> {
+  const runs = new Map<string, OpenLoopResult[]>(targets.map((t) => [t.name, []]))
+  for (let r = 0; r < REPS; r++) {
+    const order = targets.map((_, i) => targets[(i + r) % targets.length]!)
+    for (const t of order) runs.get(t.name)!.push(await openLoop(t, rate))
+  }
+  console.log(`\nfixed rate ${rate} req/s (open loop, latency from the intended send time), ${CONNECTIONS} connections, ${REPS} reps x ${DURATION} s interleaved (medians; first second not counted)`)
+  const width = Math.max(8, ...targets.map((t) => t.name.length))
+  console.log(`${'target'.padEnd(width)}  achieved  p50 ms  p99 ms  p99.9 ms  errors  unsent`)
+  const med = (name: string, k: keyof OpenLoopResult) => median(runs.get(name)!.map((x) => x[k]))
+  for (const t of targets) {
+    const xs = runs.get(t.name)!
+    console.log(
+      `${t.name.padEnd(width)}  ${med(t.name, 'achieved').toFixed(0).padStart(8)}  ${med(t.name, 'p50').toFixed(2).padStart(6)}  ${med(t.name, 'p99').toFixed(2).padStart(6)}  ${med(t.name, 'p999').toFixed(2).padStart(8)}  ${String(xs.reduce((a, x) => a + x.errors, 0)).padStart(6)}  ${String(xs.reduce((a, x) => a + x.unsent, 0)).padStart(6)}`,
+    )
+  }
+  if (runs.has('nginx')) {
+    const each = runs.get('portico')!.map((x, i) => (x.p99 / runs.get('nginx')![i]!.p99).toFixed(2)).join(', ')
+    console.log(`fixed-rate p99 portico/nginx: ${(med('portico', 'p99') / med('nginx', 'p99')).toFixed(2)}x (per rep: ${each}), p50 ${(med('portico', 'p50') / med('nginx', 'p50')).toFixed(2)}x`)
+  }
+}
+
 try {
   await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/`)
   await waitFor(`http://127.0.0.1:${ADMIN_PORT}/readyz`)
@@ -416,6 +464,10 @@ try {
   if (fetchGateway) {
     const f = summary('fetch')
     console.log(`ratio portico/fetch:  req/s ${(g.rps / f.rps).toFixed(2)}x, p99 ${(g.p99 / f.p99).toFixed(2)}x, CPU per request ${(g.cpu / f.cpu).toFixed(2)}x`)
+  }
+  if (process.env.FIXED !== '0') {
+    const closedLoop = nginx ? Math.min(g.rps, summary('nginx').rps) : g.rps
+    await fixedRate(Number(process.env.FIXED_RATE ?? Math.round(closedLoop / 2)), targets.filter((t) => t.name === 'direct' || t.name === 'portico' || t.name === 'nginx'))
   }
 } finally {
   gateway.kill('SIGTERM')

@@ -28,6 +28,11 @@ export class GatewayProcess {
     return new GatewayProcess(child, lines, ready.port)
   }
 
+  /** The gateway process (its /proc entries: open files, limits). */
+  get pid(): number {
+    return this.child.pid
+  }
+
   get base(): string {
     return `http://127.0.0.1:${this.port}`
   }

@@ -8,6 +8,18 @@
  * fit, MiB per minute), failed requests per kind, and the gateway's open file descriptors.
  *
  *   DURATION=300 npx bun bench/soak.ts        # the issue asks for DURATION=1800
+ *   DURATION=120 RESTART_EVERY=5 npx bun bench/soak.ts               # restarts in quick succession
+ *   DURATION=120 RESTART_EVERY=5 RESTART_MODE=kill npx bun bench/soak.ts
+ *
+ * RESTART_MODE says how a replica is restarted. `drain` (the default) is a Kubernetes rolling
+ * restart with the usual preStop delay: the replica's endpoints are marked not ready in their
+ * EndpointSlices, DRAIN_MS later (default 1000) it gets SIGTERM, and once it is back it is marked
+ * ready again. `kill` sends SIGTERM while the replica is still listed ready: the gateway learns
+ * that it is going away only from its sockets. A Bun.serve replica closes its keep-alive
+ * connections as it stops (right after each response in flight, without `Connection: close`), so
+ * a request written on one of them at that moment is lost; Portico sends it again only when that
+ * is harmless (README, "Keep-alive races"), so in `kill` mode a POST can fail, as with nginx, Envoy
+ * or Go's ReverseProxy. RESTART_EVERY (default 60) and CHURN_EVERY (default 10) are in seconds.
  *
  * A failure is a request whose route and backend existed: an HTTP error status or a connection
  * error, an SSE stream that ended early, a WebSocket echo missing, a TCP echo missing. A
@@ -22,6 +34,11 @@ import { join } from 'node:path'
 import type { Subprocess } from 'bun'
 
 const DURATION_S = Number(process.env.DURATION ?? 300)
+const RESTART_EVERY_S = Number(process.env.RESTART_EVERY ?? 60)
+const CHURN_EVERY_S = Number(process.env.CHURN_EVERY ?? 10)
+const RESTART_MODE = process.env.RESTART_MODE ?? 'drain'
+if (RESTART_MODE !== 'drain' && RESTART_MODE !== 'kill') throw new Error('RESTART_MODE is drain or kill')
+const DRAIN_MS = Number(process.env.DRAIN_MS ?? 1000)
 const WARMUP_S = Math.min(60, DURATION_S / 5)
 const root = join(import.meta.dir, '..')
 
@@ -94,11 +111,13 @@ const counters = {
 }
 const failures: string[] = []
 const fail = (kind: string, why: string) => {
-  if (failures.length < 50) failures.push(`${new Date().toISOString()} ${kind}: ${why}`)
+  const sinceRestart = restartedAt > 0 ? ` (${Date.now() - restartedAt} ms after replica ${restarts % 2 === 1 ? 'a' : 'b'}'s restart began)` : ''
+  if (failures.length < 50) failures.push(`${new Date().toISOString()} ${kind}: ${why}${sinceRestart}`)
 }
 
 let restarting = '' // name of the replica being restarted (sessions it closes are expected)
 let restartedAt = 0
+let restarts = 0
 /** A session that was open while a replica restarted may have been on it: what it loses then is the restart's. */
 const nearRestart = (since: number) => restarting !== '' || restartedAt >= since - 1000
 let running = true
@@ -109,6 +128,9 @@ const [httpPort, tcpPort, udpPort, adminPort] = [await freePort(), await freePor
 const replicas = [new Replica('a', await freePort(), await freePort(), await freePort()), new Replica('b', await freePort(), await freePort(), await freePort())]
 await Promise.all(replicas.map((r) => r.start()))
 
+/** Replicas marked not ready (drained before a restart). */
+const notReady = new Set<string>()
+const conditions = (r: Replica) => (notReady.has(r.name) ? '{ ready: false, serving: true, terminating: true }' : '{ ready: true }')
 const service = (name: string, protocol: 'TCP' | 'UDP', pick: (r: Replica) => number) => `apiVersion: v1
 kind: Service
 metadata: { name: ${name}, namespace: default }
@@ -119,18 +141,21 @@ kind: EndpointSlice
 metadata: { name: ${name}-1, namespace: default, labels: { kubernetes.io/service-name: ${name} } }
 addressType: IPv4
 ports: [{ name: p, port: ${pick(replicas[0]!)}, protocol: ${protocol} }]
-endpoints: [{ addresses: [127.0.0.1], conditions: { ready: true } }]
+endpoints: [{ addresses: [127.0.0.1], conditions: ${conditions(replicas[0]!)} }]
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: { name: ${name}-2, namespace: default, labels: { kubernetes.io/service-name: ${name} } }
 addressType: IPv4
 ports: [{ name: p, port: ${pick(replicas[1]!)}, protocol: ${protocol} }]
-endpoints: [{ addresses: [127.0.0.1], conditions: { ready: true } }]
+endpoints: [{ addresses: [127.0.0.1], conditions: ${conditions(replicas[1]!)} }]
 `
-writeFileSync(
-  join(dir, 'base.yaml'),
-  `apiVersion: gateway.networking.k8s.io/v1
+/** The base config (gateway, services with the replicas' readiness, routes), replaced atomically. */
+function writeBase(): void {
+  const tmp = join(dir, '.base.tmp')
+  writeFileSync(
+    tmp,
+    `apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: { name: portico }
 spec: { controllerName: portico.dev/gateway-controller }
@@ -169,7 +194,10 @@ spec:
   parentRefs: [{ name: gw, sectionName: udp }]
   rules: [{ backendRefs: [{ name: udp-echo, port: 80 }] }]
 `,
-)
+  )
+  renameSync(tmp, join(dir, 'base.yaml'))
+}
+writeBase()
 
 const gateway = Bun.spawn([process.execPath, join(root, 'src/main.ts'), '--config-dir', dir, '--workers', '2', '--admin-port', String(adminPort), '--probe-port', 'off', '--bind-address', '127.0.0.1', '--log-level', 'warn', '--access-log', 'off'], { stdout: 'ignore', stderr: 'inherit' })
 const pid = gateway.pid
@@ -345,19 +373,36 @@ const start = Date.now()
 const sample = () => samples.push({ t: (Date.now() - start) / 1000, rss: rssMiB(), fds: fds() })
 sample()
 const loops = [httpLoop(), httpLoop(), postLoop(), sseLoop(), sseLoop(), wsLoop(), wsLoop(), tcpLoop(), udpLoop()]
-let tick = 0
+let nextChurn = start + CHURN_EVERY_S * 1000
+let nextRestart = start + RESTART_EVERY_S * 1000
+let nextSample = start + 10_000
 while ((Date.now() - start) / 1000 < DURATION_S) {
-  await Bun.sleep(10_000)
-  tick++
-  churn()
-  if (tick % 6 === 0) {
-    const replica = replicas[(tick / 6) % 2]!
+  await Bun.sleep(Math.max(0, Math.min(nextChurn, nextRestart, nextSample) - Date.now()))
+  const now = Date.now()
+  if (now >= nextChurn) {
+    churn()
+    nextChurn += CHURN_EVERY_S * 1000
+  }
+  if (now >= nextRestart) {
+    const replica = replicas[restarts++ % 2]!
     restarting = replica.name
     restartedAt = Date.now()
+    if (RESTART_MODE === 'drain') {
+      notReady.add(replica.name)
+      writeBase()
+      await Bun.sleep(DRAIN_MS)
+    }
     await replica.restart()
+    if (RESTART_MODE === 'drain') {
+      notReady.delete(replica.name)
+      writeBase()
+    }
     // Sessions cut by the restart finish closing in the next moment.
     setTimeout(() => (restarting = restarting === replica.name ? '' : restarting), 1000)
+    nextRestart = Date.now() + RESTART_EVERY_S * 1000
   }
+  if (Date.now() < nextSample) continue
+  nextSample += 10_000
   sample()
   const s = samples.at(-1)!
   console.log(`t=${s.t.toFixed(0)}s rss=${s.rss.toFixed(1)}MiB fds=${s.fds} http=${counters.http.ok}/${counters.http.failed} post=${counters.post.ok}/${counters.post.failed} sse=${counters.sse.ok}/${counters.sse.failed} ws=${counters.ws.ok}/${counters.ws.failed} tcp=${counters.tcp.ok}/${counters.tcp.failed} udp=${counters.udp.ok}/lost ${counters.udp.lost}`)
@@ -375,7 +420,7 @@ const meanR = after.reduce((a, s) => a + s.rss, 0) / n
 const slope = after.reduce((a, s) => a + (s.t - meanT) * (s.rss - meanR), 0) / after.reduce((a, s) => a + (s.t - meanT) ** 2, 0)
 const failed = counters.http.failed + counters.post.failed + counters.sse.failed + counters.ws.failed + counters.tcp.failed
 console.log('\n=== soak report ===')
-console.log(`duration ${DURATION_S} s, warm-up ${WARMUP_S} s, config changes ${routeN}, backend restarts ${Math.floor(tick / 6)}`)
+console.log(`duration ${DURATION_S} s, warm-up ${WARMUP_S} s, config changes ${routeN} (every ${CHURN_EVERY_S} s), backend restarts ${restarts} (every ${RESTART_EVERY_S} s, mode ${RESTART_MODE}${RESTART_MODE === 'drain' ? `, SIGTERM ${DRAIN_MS} ms after not-ready` : ''})`)
 console.log(`RSS: start ${samples[0]!.rss.toFixed(1)} MiB, after warm-up ${after[0]?.rss.toFixed(1)} MiB, end ${samples.at(-1)!.rss.toFixed(1)} MiB, max ${Math.max(...samples.map((s) => s.rss)).toFixed(1)} MiB; slope after warm-up ${(slope * 60).toFixed(2)} MiB/min`)
 console.log(`fds: start ${samples[0]!.fds}, after warm-up ${after[0]?.fds}, end ${samples.at(-1)!.fds}`)
 console.log(`requests: ${JSON.stringify(counters)}`)

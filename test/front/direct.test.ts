@@ -490,6 +490,49 @@ describe('upstream keep-alive', () => {
     expect(first.status).toBe(200)
     expect([second.status, second.body]).toEqual([503, 'upstream reset before response headers\n'])
   })
+
+  /** One request on a fresh client after a GET that leaves a pooled link behind; the backend's view of both. */
+  async function afterWarmLink(request: string, body: string[]): Promise<{ status: number; body: string; seen: SeenRequest[] }> {
+    const mark = stale.requests.length
+    const c = await RawClient.connect(gw.port)
+    c.write(req('GET', '/stale/warm'))
+    expect((await c.readResponse()).status).toBe(200)
+    c.write(request)
+    // The body may come after the head: what is replayed must be all of it.
+    for (const part of body) {
+      await Bun.sleep(20)
+      c.write(part)
+    }
+    const res = await c.readResponse()
+    c.destroy()
+    // The warm-up GET may itself have met a closing link (and been replayed): only the request under test counts.
+    return { status: res.status, body: res.body, seen: stale.requests.slice(mark).filter((r) => r.method !== 'GET') }
+  }
+
+  test('a PUT whose body came apart from its head is replayed whole when its pooled connection closes unanswered', async () => {
+    const { status, body, seen } = await afterWarmLink(req('PUT', '/stale/put', 'Content-Length: 11'), ['hello', ' world'])
+    expect(status).toBe(200)
+    // Stale link (seq 1, closed unanswered), then the same request on a new connection (seq 0).
+    expect(seen.map((r) => [r.seq, r.method, r.body])).toEqual([
+      [1, 'PUT', 'hello world'],
+      [0, 'PUT', 'hello world'],
+    ])
+    expect(seen[1]!.conn).not.toBe(seen[0]!.conn)
+    expect(body).toBe(`conn ${seen[1]!.conn}`)
+    expect(seen[1]!.head).toBe(seen[0]!.head)
+  })
+
+  test('a POST carrying an Idempotency-Key is replayed; the same POST without one is not', async () => {
+    const keyed = await afterWarmLink(req('POST', '/stale/pay', 'Content-Length: 5', 'Idempotency-Key: "8e03978e"'), ['a=1&b'])
+    expect(keyed.status).toBe(200)
+    expect(keyed.seen.map((r) => [r.seq, r.method, r.body])).toEqual([
+      [1, 'POST', 'a=1&b'],
+      [0, 'POST', 'a=1&b'],
+    ])
+    const plain = await afterWarmLink(req('POST', '/stale/pay', 'Content-Length: 5'), ['a=1&b'])
+    expect([plain.status, plain.body]).toEqual([503, 'upstream reset before response headers\n'])
+    expect(plain.seen.map((r) => [r.seq, r.method])).toEqual([[1, 'POST']])
+  })
 })
 
 describe('failures', () => {

@@ -290,6 +290,23 @@ describe('stale pooled connections', () => {
     expect(server.requests.length).toBe(2)
   })
 
+  test('a POST with bytes in hand is replayed only when it carries an Idempotency-Key', async () => {
+    const { server, agent } = setup((req, conn, reply) => {
+      // Every second request on a connection meets a server that just gave up on it.
+      if (req.index === 1) return conn.socket.end()
+      reply(hello(`conn ${conn.id}`))
+    })
+    const body = new TextEncoder().encode('order=1')
+    await ok(agent.request(server.endpoint, get()))
+    const keyed = await ok(agent.request(server.endpoint, { method: 'POST', target: '/', headers: 'host: h\r\nIdempotency-Key: "8e03978e"\r\n', body }))
+    expect(keyed.attempts).toBe(2)
+    expect((await readAll(keyed.body)).toString()).toBe('conn 1')
+    expect(server.requests.filter((r) => r.method === 'POST').map((r) => new TextDecoder().decode(r.body))).toEqual(['order=1', 'order=1'])
+    // Without the key the same race surfaces: the server may have acted on the first copy.
+    const plain = await failure(agent.request(server.endpoint, { method: 'POST', target: '/', headers: 'host: h\r\n', body }))
+    expect([plain.kind, plain.attempts]).toEqual(['reset', 1])
+  })
+
   test('a failure on a fresh connection is not replayed', async () => {
     const { server, agent } = setup((_req, conn) => conn.socket.end())
     const err = await failure(agent.request(server.endpoint, get()))

@@ -6,6 +6,21 @@ export const STANDARD_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'PO
 /** Idempotent methods (RFC 9110 §9.2.2): replayed once on a fresh connection when a pooled one was closed under the request. */
 export const REPLAYABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 
+/**
+ * Fields by which a client declares that repeating its request is harmless whatever the method
+ * (draft-ietf-httpapi-idempotency-key-header; Go's net/http treats both as making a request replayable).
+ */
+export const IDEMPOTENCY_KEY_FIELDS: readonly string[] = ['idempotency-key', 'x-idempotency-key']
+
+/**
+ * May this request be sent again after a pooled connection closed under it before any response
+ * byte (the backend may have received it)? RFC 9110 §9.2.2: only when its method is idempotent
+ * or the client said repeating it is safe. `has` answers for lower-case field names.
+ */
+export function isReplayable(method: string, has: (name: string) => boolean): boolean {
+  return REPLAYABLE_METHODS.has(method) || IDEMPOTENCY_KEY_FIELDS.some(has)
+}
+
 /** How long a backend WebSocket handshake may take when the route sets no timeout. */
 export const WS_HANDSHAKE_TIMEOUT_MS = 10_000
 

@@ -17,7 +17,7 @@ import { chooseBackend, stillRouted, type PortPlan, type RoutePlan } from '../..
 import { normalizeHost } from '../match.ts'
 import { isMisdirected } from '../tls/misdirected.ts'
 import { DROPPED_REQUEST_FIELDS, forwardedElement, forwardingLines, HOP_BY_HOP, nominatedFields, requestIdLine } from '../headers.ts'
-import { isWebSocketUpgrade, REPLAYABLE_METHODS, STANDARD_METHODS, WS_HANDSHAKE_TIMEOUT_MS } from '../constants.ts'
+import { isReplayable, isWebSocketUpgrade, STANDARD_METHODS, WS_HANDSHAKE_TIMEOUT_MS } from '../constants.ts'
 import { runRequestHooks } from '../chain.ts'
 import type { LocalReply } from '../../../policy/runtime.ts'
 import { HeadRequest } from './head-request.ts'
@@ -57,6 +57,13 @@ const enum Body {
   /** Response only: ends when the upstream closes. */
   UntilClose,
 }
+
+/**
+ * A replayable request is kept for a replay up to this many bytes (head and body as sent); a
+ * bigger one has streamed past what we hold and is never sent twice. The default request buffer
+ * size, so every body the front holds whole stays replayable.
+ */
+const REPLAY_MAX_BYTES = 64 * 1024 + 16 * 1024
 
 /** Pipelined bytes buffered while a request is served; beyond this the client is not read. */
 const MAX_BUFFERED_BYTES = 64 * 1024
@@ -168,6 +175,13 @@ export class ClientConnection implements LinkOwner {
   #serveOnDrain = false
   #closeAfter = false
   #upstreamHead: string | Uint8Array = ''
+  /**
+   * Every byte of a replayable direct request written upstream so far (head, then body as sent),
+   * kept for one replay when a pooled link closes before answering; undefined when the request
+   * may not be replayed (method, no Idempotency-Key) or outgrew REPLAY_MAX_BYTES.
+   */
+  #replay: (string | Uint8Array)[] | undefined
+  #replayBytes = 0
   #retried = false
   #reqBody = Body.None
   #reqRemaining = 0
@@ -433,6 +447,7 @@ export class ClientConnection implements LinkOwner {
     this.#tried = undefined
     this.#pickHead = undefined
     this.#innerHead = undefined
+    this.#replay = undefined
     this.#closeAfter = head.close || ctx.draining
     this.#respStarted = false
     this.#respHead = undefined
@@ -662,6 +677,8 @@ export class ClientConnection implements LinkOwner {
     }
     const text = this.#upstreamHeadText(head, view)
     this.#upstreamHead = head.ascii ? text : Buffer.from(text, 'latin1')
+    this.#replay = !webSocket && isReplayable(head.method, (name) => head.has(name)) ? [] : undefined
+    this.#replayBytes = 0
     this.#tUp = performance.now()
     const endpoint = member.state
     const links = ctx.links.pool(endpoint.key, endpoint.address, endpoint.port)
@@ -687,7 +704,18 @@ export class ClientConnection implements LinkOwner {
    */
   #sendHead(head: string | Uint8Array): void {
     if (!this.#reqDone && this.#buffered) this.#pendingHead = head
-    else this.#link!.write(head)
+    else this.#writeRequest(head)
+  }
+
+  /** Request bytes to the exchange's link, kept while the request is replayable; false when queued (pause the client). */
+  #writeRequest(bytes: string | Uint8Array): boolean {
+    const replay = this.#replay
+    if (replay) {
+      this.#replayBytes += typeof bytes === 'string' ? bytes.length : bytes.byteLength
+      if (this.#replayBytes > REPLAY_MAX_BYTES) this.#replay = undefined
+      else replay.push(bytes)
+    }
+    return this.#link!.write(bytes)
   }
 
   #innerLink(): Link {
@@ -835,8 +863,8 @@ export class ClientConnection implements LinkOwner {
     if (head !== undefined) {
       this.#pendingHead = undefined
       const out = body.byteLength > 0 ? Buffer.concat([typeof head === 'string' ? Buffer.from(head, 'latin1') : head, body]) : head
-      if (!this.#link!.write(out)) this.#pauseForLink()
-    } else if (body.byteLength > 0 && !this.#link!.write(body)) this.#pauseForLink()
+      if (!this.#writeRequest(out)) this.#pauseForLink()
+    } else if (body.byteLength > 0 && !this.#writeRequest(body)) this.#pauseForLink()
     if (this.#reqDone) {
       this.#bodyDeadline = Infinity
       // The wait for the response starts when the backend has the whole request: a slow upload
@@ -929,11 +957,18 @@ export class ClientConnection implements LinkOwner {
       if (this.#retryRefused(link)) return
       return this.#failExchange(502, 'upstream connect error')
     }
-    // A pooled link the server closed while idle, racing our write: replay once on a new one.
-    if (link.served > 0 && !this.#retried && this.#respHead === undefined && this.#reqBody === Body.None && REPLAYABLE_METHODS.has(this.#method)) {
+    // A pooled link closed before any response byte: most likely the server closed it while idle
+    // (keep-alive timeout, shutdown) just as our request went out, but it may also have read the
+    // request and died on it. Sent again once, on a new connection, only when repeating it is
+    // harmless (RFC 9110 §9.2.2: idempotent method or Idempotency-Key) and every byte sent is in
+    // hand; a POST is never sent twice. A refused new connection moves on to another endpoint.
+    if (link.served > 0 && !this.#retried && this.#respHead === undefined && this.#replay) {
       this.#retried = true
-      this.#link = this.ctx.links.pool(member.key, member.address, member.port).connect(this)
-      this.#link.write(this.#upstreamHead)
+      const fresh = this.ctx.links.pool(member.key, member.address, member.port).connect(this)
+      this.#link = fresh
+      let backlogged = false
+      for (const bytes of this.#replay) if (!fresh.write(bytes)) backlogged = true
+      if (backlogged) this.#pauseForLink()
       return
     }
     // A backend may reset on a method it does not know: that must not let a client eject it.
@@ -1218,6 +1253,7 @@ export class ClientConnection implements LinkOwner {
     this.#obsHead = undefined
     this.#pickHead = undefined
     this.#upstreamHead = ''
+    this.#replay = undefined
     this.#innerHead = undefined
     this.#respHead = undefined
     this.#respChunks = undefined

@@ -13,8 +13,8 @@
 import type { SocketHandler } from 'bun'
 import { Http1Connection, PRECISE_TIMEOUT_BELOW_MS, type ConnectionOwner, type Exchange, type Http1Request, type Http1Response } from './connection.ts'
 import { errorCode, UpstreamError } from './errors.ts'
-// Methods whose replay after a stale-connection race cannot do harm (Go's net/http uses the same set).
-import { REPLAYABLE_METHODS } from '../../http/constants.ts'
+// Which requests may be replayed after a stale-connection race (idempotent methods, Idempotency-Key).
+import { isReplayable as replayableRequest } from '../../http/constants.ts'
 
 export interface Http1Endpoint {
   /** Pool key, e.g. "10.0.0.7:8080". */
@@ -280,6 +280,13 @@ class PendingExchange implements Exchange {
   }
 }
 
+/** A body in hand (bytes or none) and a request that may be repeated (RFC 9110 §9.2.2). */
 function isReplayable(req: Http1Request): boolean {
-  return !(req.body instanceof ReadableStream) && REPLAYABLE_METHODS.has(req.method)
+  return !(req.body instanceof ReadableStream) && replayableRequest(req.method, (name) => hasField(req.headers, name))
+}
+
+/** Whether "name: value\r\n" lines hold a field (lower-case `name`, matched case-insensitively). */
+function hasField(lines: string, name: string): boolean {
+  const lower = lines.toLowerCase()
+  return lower.startsWith(`${name}:`) || lower.includes(`\n${name}:`)
 }

@@ -15,10 +15,12 @@ export const IDEMPOTENCY_KEY_FIELDS: readonly string[] = ['idempotency-key', 'x-
 /**
  * May this request be sent again after a pooled connection closed under it before any response
  * byte (the backend may have received it)? RFC 9110 §9.2.2: only when its method is idempotent
- * or the client said repeating it is safe. `has` answers for lower-case field names.
+ * or the client said repeating it is safe. `fields.has` answers for lower-case names.
  */
-export function isReplayable(method: string, has: (name: string) => boolean): boolean {
-  return REPLAYABLE_METHODS.has(method) || IDEMPOTENCY_KEY_FIELDS.some(has)
+export function isReplayable(method: string, fields: { has(name: string): boolean }): boolean {
+  if (REPLAYABLE_METHODS.has(method)) return true
+  for (const name of IDEMPOTENCY_KEY_FIELDS) if (fields.has(name)) return true
+  return false
 }
 
 /** How long a backend WebSocket handshake may take when the route sets no timeout. */

@@ -176,11 +176,13 @@ export class ClientConnection implements LinkOwner {
   #closeAfter = false
   #upstreamHead: string | Uint8Array = ''
   /**
-   * Every byte of a replayable direct request written upstream so far (head, then body as sent),
-   * kept for one replay when a pooled link closes before answering; undefined when the request
-   * may not be replayed (method, no Idempotency-Key) or outgrew REPLAY_MAX_BYTES.
+   * The direct request may be sent again if a pooled link closes before answering (method or
+   * Idempotency-Key) and all of it written so far is kept (no more than REPLAY_MAX_BYTES).
    */
-  #replay: (string | Uint8Array)[] | undefined
+  #replayable = false
+  /** What was written upstream, in order: the first write (usually the whole request), then the rest. */
+  #replayFirst: string | Uint8Array | undefined
+  #replayRest: (string | Uint8Array)[] | undefined
   #replayBytes = 0
   #retried = false
   #reqBody = Body.None
@@ -447,7 +449,7 @@ export class ClientConnection implements LinkOwner {
     this.#tried = undefined
     this.#pickHead = undefined
     this.#innerHead = undefined
-    this.#replay = undefined
+    this.#dropReplay()
     this.#closeAfter = head.close || ctx.draining
     this.#respStarted = false
     this.#respHead = undefined
@@ -677,7 +679,7 @@ export class ClientConnection implements LinkOwner {
     }
     const text = this.#upstreamHeadText(head, view)
     this.#upstreamHead = head.ascii ? text : Buffer.from(text, 'latin1')
-    this.#replay = !webSocket && isReplayable(head.method, (name) => head.has(name)) ? [] : undefined
+    this.#replayable = !webSocket && isReplayable(head.method, head)
     this.#replayBytes = 0
     this.#tUp = performance.now()
     const endpoint = member.state
@@ -709,13 +711,19 @@ export class ClientConnection implements LinkOwner {
 
   /** Request bytes to the exchange's link, kept while the request is replayable; false when queued (pause the client). */
   #writeRequest(bytes: string | Uint8Array): boolean {
-    const replay = this.#replay
-    if (replay) {
+    if (this.#replayable) {
       this.#replayBytes += typeof bytes === 'string' ? bytes.length : bytes.byteLength
-      if (this.#replayBytes > REPLAY_MAX_BYTES) this.#replay = undefined
-      else replay.push(bytes)
+      if (this.#replayBytes > REPLAY_MAX_BYTES) this.#dropReplay()
+      else if (this.#replayFirst === undefined) this.#replayFirst = bytes
+      else (this.#replayRest ??= []).push(bytes)
     }
     return this.#link!.write(bytes)
+  }
+
+  #dropReplay(): void {
+    this.#replayable = false
+    this.#replayFirst = undefined
+    this.#replayRest = undefined
   }
 
   #innerLink(): Link {
@@ -962,13 +970,14 @@ export class ClientConnection implements LinkOwner {
     // request and died on it. Sent again once, on a new connection, only when repeating it is
     // harmless (RFC 9110 §9.2.2: idempotent method or Idempotency-Key) and every byte sent is in
     // hand; a POST is never sent twice. A refused new connection moves on to another endpoint.
-    if (link.served > 0 && !this.#retried && this.#respHead === undefined && this.#replay) {
+    if (link.served > 0 && !this.#retried && this.#respHead === undefined && this.#replayable) {
       this.#retried = true
       const fresh = this.ctx.links.pool(member.key, member.address, member.port).connect(this)
       this.#link = fresh
-      let backlogged = false
-      for (const bytes of this.#replay) if (!fresh.write(bytes)) backlogged = true
-      if (backlogged) this.#pauseForLink()
+      // Queued until the new connection opens: the client is paused until then (onLinkDrain).
+      if (this.#replayFirst !== undefined) fresh.write(this.#replayFirst)
+      for (const bytes of this.#replayRest ?? []) fresh.write(bytes)
+      if (fresh.backlogged) this.#pauseForLink()
       return
     }
     // A backend may reset on a method it does not know: that must not let a client eject it.
@@ -1253,7 +1262,7 @@ export class ClientConnection implements LinkOwner {
     this.#obsHead = undefined
     this.#pickHead = undefined
     this.#upstreamHead = ''
-    this.#replay = undefined
+    this.#dropReplay()
     this.#innerHead = undefined
     this.#respHead = undefined
     this.#respChunks = undefined

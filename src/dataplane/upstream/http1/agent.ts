@@ -282,7 +282,7 @@ class PendingExchange implements Exchange {
 
 /** A body in hand (bytes or none) and a request that may be repeated (RFC 9110 §9.2.2). */
 function isReplayable(req: Http1Request): boolean {
-  return !(req.body instanceof ReadableStream) && replayableRequest(req.method, (name) => hasField(req.headers, name))
+  return !(req.body instanceof ReadableStream) && replayableRequest(req.method, { has: (name) => hasField(req.headers, name) })
 }
 
 /** Whether "name: value\r\n" lines hold a field (lower-case `name`, matched case-insensitively). */

@@ -19,59 +19,49 @@
  * - A policy that fails its schema, or sets a field Portico does not support yet, is
  *   Accepted=False/Invalid with the reasons, contributes nothing, and touches nothing else.
  *
- * The index depends only on policies and Gateways (the translator's "world"), so the Translator
- * builds it once per world; route-dependent parts of status (does the route exist, which
- * Gateways are its parents, which rule names it has) are computed on every translation, from
- * the few routes policies name.
+ * Incremental (for the Translator, which keeps one index per world and calls `sync` with every
+ * view): the cost of a change follows the policies and routes it touches, not how many there are.
+ *  - Each policy object is translated once into an Entry (entry.ts), kept while the object is
+ *    unchanged (unchanged.ts sameObject); across worlds too, while what its translation read
+ *    (Secrets, ConfigMaps, grants; never when it resolved a Service) is unchanged.
+ *  - Targets are indexed: route key → the policies naming that route (a RouteGroup). A change
+ *    to a policy recomputes the groups of its old and new targets only; a route whose merged
+ *    features changed is handed back to the Translator to be translated again.
+ *  - The Gateway side (gateway-attach.ts) is rebuilt whole when a policy with a Gateway target
+ *    changes; routes report overriding Gateway-level features, so their reports are redone only
+ *    when the Gateway-level request-feature winners changed.
+ *  - Status: each route group contributes conditions and Overridden messages to the policies
+ *    it involves; a policy's status is recomputed only when its own contributions changed.
+ * translate() builds the same index from scratch (build); test/policy/attach-incremental.test.ts
+ * holds the two to the same results over random change sequences.
  */
 import type { ConnectionSettings, PolicyIr } from './kind.ts'
 import { POLICY_CRDS, type PolicyKind } from './crds.ts'
-import { validate } from './schema.ts'
-import { GATEWAY_API_GROUP, targetRefsOf, type TargetRef } from './targets.ts'
-import { policyIr, TRANSLATORS, type Feature } from './translators.ts'
-import { findByKey, translateContext } from './translate-context.ts'
+import { GATEWAY_API_GROUP, type TargetRef } from './targets.ts'
+import { TRANSLATORS } from './translators.ts'
+import { findByKey, sameReads } from './translate-context.ts'
+import { cmp, entryOf, entryOrder, misfitMessage, statusKeyOf, unsupportedOn, who, L4_FEATURES, type Entry } from './entry.ts'
+import { ancestorRef, gatewayAncestor, GatewayAttachment, REASON, toIr, type AncestorState, type Winner } from './gateway-attach.ts'
 import type { BackendEffect, Backends } from '../translate/backends.ts'
 import { condition } from '../status/conditions.ts'
 import { keyOf, type K8sObject } from '../store/kinds.ts'
 import type { ResourceView } from '../store/store.ts'
 import type { GatewayState, ListenerState } from '../translate/gateway.ts'
+import { SortedSet } from '../translate/sorted-set.ts'
+import { sameObject } from '../translate/unchanged.ts'
 import type { Condition, StatusMap } from '../translate/types.ts'
 import { KongIndex } from '../kong/index.ts'
 
+export { L4_FEATURES } from './entry.ts'
+
 const MAX_ANCESTORS = 16
 
-interface Entry {
-  readonly policy: K8sObject
-  readonly kind: PolicyKind
-  readonly namespace: string
-  readonly name: string
-  readonly created: number
-  readonly generation?: number
-  /** Why the policy is not accepted anywhere (schema errors, unsupported fields). */
-  readonly invalid?: string
-  readonly features: readonly Feature[]
-  readonly targets: readonly TargetRef[]
-}
-
-/** One feature as merged at some level, with the policy and the ancestor it came through. */
-interface Winner {
-  readonly entry: Entry
-  readonly feature: Feature
-  readonly ancestor: string
-  readonly level: 'gateway' | 'listener' | 'route' | 'rule'
-}
-
-interface AncestorState {
-  readonly ref: Record<string, unknown>
-  accepted: Condition
-  readonly overridden: Set<string>
-  readonly conflicted: Set<string>
-}
-
-/** What a route target resolved to in the index (route existence is checked at status time). */
+/** One target of a policy naming a route (or one of its rules), as resolved in its group. */
 interface RouteClaim {
   readonly entry: Entry
   readonly target: TargetRef
+  /** The target's position in the policy's targetRefs (status reports targets in that order). */
+  readonly index: number
   /** Set when another policy of the same kind holds the same route/rule, or the feature cannot apply there. */
   readonly problem?: { readonly reason: string; readonly message: string }
   /** Invalid, but its (fail-closed) features apply: the target answers 500. */
@@ -79,9 +69,32 @@ interface RouteClaim {
 }
 
 interface RouteAttachments {
-  readonly route: Map<string, Winner>
-  readonly rules: Map<string, Map<string, Winner>>
+  readonly route: ReadonlyMap<string, Winner>
+  readonly rules: ReadonlyMap<string, ReadonlyMap<string, Winner>>
 }
+
+/** What one route adds to one policy's status. */
+interface Contribution {
+  /** Ancestors from the policy's targets on this route: `replace` sets the ancestor, else a problem is not hidden by a success. */
+  readonly claims: { readonly index: number; readonly ancestor: string; readonly ref: Record<string, unknown>; readonly accepted: Condition; readonly replace: boolean }[]
+  readonly overridden: { readonly ancestor: string; readonly message: string }[]
+}
+
+/** The policies naming one route, and what they make of it. */
+interface RouteGroup {
+  readonly key: string
+  /** Oldest first (entryOrder). */
+  readonly entries: Entry[]
+  claims: readonly RouteClaim[]
+  att: RouteAttachments
+  /** rulePolicies results by rule name, while `att` stays the same. */
+  readonly ir: Map<string, readonly PolicyIr[] | undefined>
+  /** By policy status key. */
+  contributions: ReadonlyMap<string, Contribution>
+}
+
+const NO_ATTACHMENTS: RouteAttachments = { route: new Map(), rules: new Map() }
+const NO_OBJECTS: readonly K8sObject[] = []
 
 const ROUTE_LISTS: Readonly<Record<string, 'httpRoutes' | 'grpcRoutes' | 'tcpRoutes' | 'tlsRoutes' | 'udpRoutes'>> = {
   HTTPRoute: 'httpRoutes',
@@ -91,73 +104,7 @@ const ROUTE_LISTS: Readonly<Record<string, 'httpRoutes' | 'grpcRoutes' | 'tcpRou
   UDPRoute: 'udpRoutes',
 }
 
-const REASON = { Accepted: 'Accepted', Invalid: 'Invalid', TargetNotFound: 'TargetNotFound', Conflicted: 'Conflicted', Overridden: 'Overridden' } as const
-
-const timestamp = (v: unknown) => {
-  const t = typeof v === 'string' ? Date.parse(v) : NaN
-  return Number.isNaN(t) ? Number.MAX_SAFE_INTEGER : t
-}
-const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
-const who = (e: Entry) => `${e.kind} ${e.namespace}/${e.name}`
-const gatewayAncestor = (ns: string, name: string, section?: string) => `Gateway/${ns}/${name}/${section ?? ''}`
-
-function ancestorRef(kind: string, namespace: string, name: string, sectionName?: string): Record<string, unknown> {
-  return { group: GATEWAY_API_GROUP, kind, namespace, name, ...(sectionName !== undefined ? { sectionName } : {}) }
-}
-
-/** Reads, validates and translates one policy object. Never throws. */
-function entryOf(kind: PolicyKind, policy: K8sObject, view: ResourceView, backends: Backends | undefined, effects: BackendEffect[]): Entry {
-  const entry = translateEntry(kind, policy, view, backends, effects)
-  if (!entry.invalid || !TRANSLATORS[kind].failClosed) return entry
-  // fail closed: the policy's targets answer 500 (its status says why)
-  const spec = { policy: `${kind} ${entry.namespace}/${entry.name}` }
-  return { ...entry, features: [{ scope: 'request', name: 'policyRejected', spec }] }
-}
-
-function translateEntry(kind: PolicyKind, policy: K8sObject, view: ResourceView, backends: Backends | undefined, effects: BackendEffect[]): Entry {
-  const namespace = policy.metadata.namespace ?? 'default'
-  const base = {
-    policy,
-    kind,
-    namespace,
-    name: policy.metadata.name,
-    created: timestamp(policy.metadata.creationTimestamp),
-    ...(typeof policy.metadata.generation === 'number' ? { generation: policy.metadata.generation } : {}),
-  }
-  const spec = policy.spec
-  const targets = spec && typeof spec === 'object' && !Array.isArray(spec) ? targetRefsOf(spec) : []
-  const t = TRANSLATORS[kind]
-  try {
-    if (spec === undefined || spec === null) return { ...base, targets, features: [], invalid: 'spec is required' }
-    const problems = validate(t.schema, spec, 'spec')
-    const reasons = [...problems.errors, ...problems.unsupported.map((p) => `${p} is not supported yet`)]
-    if (reasons.length) return { ...base, targets, features: [], invalid: reasons.join('; ') }
-    const features = t.features(spec, translateContext(view, kind, namespace, backends, effects))
-    if (typeof features === 'string') return { ...base, targets, features: [], invalid: features }
-    return { ...base, targets, features }
-  } catch (e) {
-    return { ...base, targets, features: [], invalid: `internal error translating this policy: ${e instanceof Error ? e.message : String(e)}` }
-  }
-}
-
-/** Why a feature cannot apply through a target of this kind (undefined: it can). */
-function unsupportedOn(f: Feature, targetKind: string): string | undefined {
-  if (f.scope === 'l4route') return targetKind === 'TCPRoute' || targetKind === 'TLSRoute' ? undefined : `${f.name} applies to TCPRoute and TLSRoute targets only`
-  if (f.scope === 'connection') return targetKind === 'Gateway' ? undefined : `${f.name} applies to Gateway targets only`
-  // a gRPC call is an HTTP/2 request: every request feature applies to GRPCRoute as to HTTPRoute
-  if (targetKind === 'Gateway' || targetKind === 'HTTPRoute' || targetKind === 'GRPCRoute') return undefined
-  // BackendTrafficPolicy backend features reach the pools of TCPRoute and TLSRoute rules too
-  // (UDPRoute: load balancing only); everything else acts on HTTP requests.
-  if (targetKind === 'TCPRoute' || targetKind === 'TLSRoute') return (L4_FEATURES as readonly string[]).includes(f.name) ? undefined : `${f.name} acts on HTTP requests only: it applies to Gateway and HTTPRoute targets, not to ${targetKind}`
-  if (targetKind === 'UDPRoute' && f.name !== 'loadBalancer' && (L4_FEATURES as readonly string[]).includes(f.name)) return `${f.name} is not supported for UDPRoute yet`
-  return targetKind === 'UDPRoute' && f.name === 'loadBalancer' ? undefined : `${f.name} acts on HTTP requests only: it applies to Gateway and HTTPRoute targets, not to ${targetKind}`
-}
-
-/** Why a feature cannot apply, as status says it ("yet" unless the message says it is for good or for now). */
-const misfitMessage = (m: string) => (/ yet\b|HTTP requests only/.test(m) ? m : `${m} (not supported yet)`)
-
-/** Request features that also configure the backends of L4 routes (TCPRoute, TLSRoute; UDPRoute: loadBalancer). */
-export const L4_FEATURES = ['loadBalancer', 'healthCheck', 'circuitBreaker'] as const
+const routeKeyOf = (e: Entry, t: TargetRef) => `${t.kind}/${e.namespace}/${t.name}`
 
 /** The backend features of merged request features that apply to an L4 route of this protocol. */
 export function l4BackendPolicies(policies: readonly PolicyIr[] | undefined, udp: boolean): readonly PolicyIr[] | undefined {
@@ -166,288 +113,247 @@ export function l4BackendPolicies(policies: readonly PolicyIr[] | undefined, udp
 }
 
 /**
- * A BackendTrafficPolicy on one TCP, TLS or UDP listener: its request features must be ones
- * that reach L4 routes (retry, compression, rate limits act on HTTP requests only).
+ * Entries kept across worlds by the Translator (store key → entry), reused while the object
+ * and what its translation read are unchanged.
  */
-function l4ListenerMisfit(e: Entry, g: GatewayState, section: string | undefined): string | undefined {
-  if (section === undefined || e.kind !== 'BackendTrafficPolicy') return undefined
-  const l = g.listeners.find((x) => x.name === section)
-  const routeKind = l?.protocol === 'TCP' ? 'TCPRoute' : l?.protocol === 'TLS' ? 'TLSRoute' : l?.protocol === 'UDP' ? 'UDPRoute' : undefined
-  if (!routeKind) return undefined
-  const f = e.features.find((f) => f.scope === 'request' && unsupportedOn(f, routeKind) !== undefined)
-  if (!f) return undefined
-  return (L4_FEATURES as readonly string[]).includes(f.name) ? `${f.name} is not supported for ${l!.protocol} listeners yet (listener ${section})` : `${f.name} applies to HTTP requests only; listener ${section} is ${l!.protocol}`
-}
+export type PolicyEntryCache = Map<string, Entry>
 
-type Mutable<T> = { -readonly [K in keyof T]: T[K] }
-
-/** The connection settings one feature contributes on a port of this kind. */
-const settingsOf = (f: Feature, http: boolean): ConnectionSettings | undefined => (f.scope === 'connection' ? (http ? f.http : f.l4) : undefined)
-
-const CONNECTION_FIELDS: readonly (keyof ConnectionSettings)[] = ['proxyProtocol', 'maxConnections', 'idleTimeoutMs', 'requestReceivedTimeoutMs', 'tls', 'lateResponseHeaders']
-const FIELD_NAMES: Record<keyof ConnectionSettings, (http: boolean) => string> = {
-  proxyProtocol: () => 'proxyProtocol',
-  maxConnections: () => 'connection.connectionLimit',
-  idleTimeoutMs: (http) => (http ? 'timeout.http.idleTimeout' : 'timeout.tcp.idleTimeout'),
-  requestReceivedTimeoutMs: () => 'timeout.http.requestReceivedTimeout',
-  tls: () => 'tls',
-  lateResponseHeaders: () => 'headers.lateResponseHeaders',
-}
+/** Thrown by sync when two policies share a status key (a hand-made view): the caller translates from scratch. */
+export class PolicyKeyClash extends Error {}
 
 export class PolicyIndex {
-  readonly #entries: Entry[] = []
-  /** Gateway targets: ancestor key → per entry the Accepted condition there. */
-  readonly #gatewayResults = new Map<Entry, Map<string, AncestorState>>()
-  readonly #routeClaims = new Map<string, RouteClaim[]>()
-  readonly #routes = new Map<string, RouteAttachments>()
-  /** Request and connection features per listener, merged (listener beats Gateway). */
-  readonly #listeners = new Map<ListenerState, Map<string, Winner>>()
-  /** The same from Gateway-wide policies only (the fallback when a port's listeners disagree). */
-  readonly #gatewayWide = new Map<ListenerState, Map<string, Winner>>()
-  readonly #listenerIr = new Map<ListenerState, readonly PolicyIr[] | undefined>()
-  readonly #routeIr = new Map<string, readonly PolicyIr[] | undefined>()
-  readonly #httpPorts = new Map<number, ConnectionSettings>()
-  readonly #l4Ports = new Map<string, ConnectionSettings>()
-  /** Overridden / Conflicted messages known from policies and Gateways alone. */
-  readonly #notes = new Map<Entry, Map<string, { overridden: Set<string>; conflicted: Set<string> }>>()
+  /** Kong's KongPlugins and KongConsumers (src/kong): the second configuration surface onto the same features. */
+  readonly kong: KongIndex | undefined
+  readonly #gateways: readonly GatewayState[]
+  readonly #programmed: readonly ListenerState[]
+  readonly #viewGateways: readonly K8sObject[]
+  readonly #enabled: boolean
+  readonly #cache: PolicyEntryCache | undefined
+
+  /** The policy lists of the last synced view, per view field. */
+  readonly #lists = new Map<string, readonly K8sObject[]>()
+  readonly #entries = new Map<K8sObject, Entry>()
+  readonly #byStatusKey = new Map<string, Entry>()
+  readonly #gatewayEntries = new Set<Entry>()
+  #gw: GatewayAttachment
+  readonly #groups = new Map<string, RouteGroup>()
+
+  /** Policy status key → route key → what that route adds to its status. */
+  readonly #received = new Map<string, Map<string, Contribution>>()
+  /** Groups whose contributions must be recomputed (their policies changed). */
+  readonly #groupsToReport = new Set<string>()
+  #reportAll = false
+  /** Policies whose status must be recomputed. */
+  readonly #dirty = new Set<string>()
+  readonly #status = new Map<string, Record<string, unknown>>()
+  readonly #statusKeys = new SortedSet<string>(cmp)
 
   /**
-   * The index for one world. Total: if attaching throws (a bug meeting odd input), no policy
-   * applies and routes are served as without policies, rather than nothing being served.
+   * The index for one view, from scratch (translate()). Total: if attaching throws (a bug
+   * meeting odd input), no policy applies and routes are served as without policies, rather
+   * than nothing being served.
    */
   static build(view: ResourceView, gateways: readonly GatewayState[], programmed: readonly ListenerState[], backends?: Backends): PolicyIndex {
     try {
-      return new PolicyIndex(view, gateways, programmed, true, backends)
+      const index = new PolicyIndex(view, gateways, programmed, true, undefined)
+      index.sync(view, backends)
+      return index
     } catch {
       return new PolicyIndex(view, gateways, programmed, false, undefined)
     }
   }
 
+  /** An empty index for one Translator world (Gateways fixed); `sync` brings in the policies of each view. */
+  static forWorld(view: ResourceView, gateways: readonly GatewayState[], programmed: readonly ListenerState[], cache: PolicyEntryCache): PolicyIndex {
+    return new PolicyIndex(view, gateways, programmed, true, cache)
+  }
+
+  private constructor(view: ResourceView, gateways: readonly GatewayState[], programmed: readonly ListenerState[], enabled: boolean, cache: PolicyEntryCache | undefined) {
+    this.#gateways = gateways
+    this.#programmed = programmed
+    this.#viewGateways = view.gateways
+    this.#enabled = enabled
+    this.#cache = cache
+    this.kong = enabled ? KongIndex.build(view) : undefined
+    this.#gw = new GatewayAttachment([], gateways, programmed, view.gateways)
+  }
+
+  /** Pools every policy calls (ext-auth Services), for a translation from scratch to add once. */
+  get backendEffects(): BackendEffect[] {
+    const out: BackendEffect[] = []
+    for (const e of this.#entries.values()) out.push(...e.effects)
+    return out
+  }
+
+  // ---------------------------------------------------------------- policies in
+
   /**
-   * Pools the policies call (ext-auth Services): recorded while translating them, to be added
-   * to the translation's pool usage once (the Translator: once per world).
+   * Brings the index to the policies of `view`. Returns the keys of routes whose policies
+   * (rulePolicies, l4ProxyProtocol) changed: they must be translated again. `apply` receives
+   * the backend effects of policies added (+1) and removed (-1).
    */
-  readonly backendEffects: BackendEffect[] = []
+  sync(view: ResourceView, backends: Backends | undefined, apply?: (effects: readonly BackendEffect[], sign: 1 | -1) => void): Set<string> {
+    const stale = new Set<string>()
+    if (!this.#enabled) return stale
+    const removed: K8sObject[] = []
+    const added: { kind: PolicyKind; object: K8sObject }[] = []
+    for (const crd of POLICY_CRDS) {
+      const prev = this.#lists.get(crd.view) ?? NO_OBJECTS
+      const next = view[crd.view]
+      if (prev === next) continue
+      this.#lists.set(crd.view, next)
+      this.#pair(prev, next, removed, (object) => added.push({ kind: crd.kind, object }))
+    }
+    if (removed.length === 0 && added.length === 0) return stale
 
-  /** Kong's KongPlugins and KongConsumers (src/kong): the second configuration surface onto the same features. */
-  readonly kong: KongIndex | undefined
-
-  private constructor(view: ResourceView, gateways: readonly GatewayState[], programmed: readonly ListenerState[], withPolicies: boolean, backends: Backends | undefined) {
-    if (withPolicies) for (const crd of POLICY_CRDS) for (const p of view[crd.view]) this.#entries.push(entryOf(crd.kind, p, view, backends, this.backendEffects))
-    this.kong = withPolicies ? KongIndex.build(view) : undefined
-    this.#entries.sort((a, b) => a.created - b.created || cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`) || cmp(a.kind, b.kind))
-    const ours = new Map(gateways.map((g) => [g.key, g]))
-    const allGateways = new Set(view.gateways.map((g) => `${g.metadata.namespace ?? 'default'}/${g.metadata.name}`))
-    // who holds each target: policy kind + target → the oldest entry
-    const held = new Map<string, Entry>()
-    const gatewayWinners = new Map<string, Entry[]>() // "ns/name#section" → holders, oldest first
-    for (const e of this.#entries) {
-      const results = new Map<string, AncestorState>()
-      this.#gatewayResults.set(e, results)
+    const groups = new Set<string>()
+    let gateways = false
+    for (const o of removed) {
+      const e = this.#entries.get(o)!
+      this.#entries.delete(o)
       for (const t of e.targets) {
-        if (t.kind !== 'Gateway') {
-          this.#claimRoute(e, t, held)
+        if (t.kind === 'Gateway') gateways = true
+        else {
+          const g = this.#groups.get(routeKeyOf(e, t))!
+          const at = g.entries.indexOf(e)
+          if (at >= 0) g.entries.splice(at, 1)
+          groups.add(g.key)
+        }
+      }
+      this.#gatewayEntries.delete(e)
+      apply?.(e.effects, -1)
+      const sk = statusKeyOf(e)
+      if (this.#byStatusKey.get(sk) === e) this.#byStatusKey.delete(sk)
+      this.#dirty.add(sk)
+      if (this.#cache?.get(keyOf(o)) === e) this.#cache.delete(keyOf(o))
+    }
+    for (const { kind, object } of added) {
+      const e = this.#entryFor(kind, object, view, backends)
+      this.#entries.set(object, e)
+      const sk = statusKeyOf(e)
+      if (this.#byStatusKey.has(sk)) throw new PolicyKeyClash(`two policies with status key ${sk}`)
+      this.#byStatusKey.set(sk, e)
+      this.#dirty.add(sk)
+      apply?.(e.effects, 1)
+      for (const t of e.targets) {
+        if (t.kind === 'Gateway') {
+          gateways = true
+          this.#gatewayEntries.add(e)
           continue
         }
-        const gwKey = `${e.namespace}/${t.name}`
-        const g = ours.get(gwKey)
-        const anc = gatewayAncestor(e.namespace, t.name, t.sectionName)
-        const state = (accepted: Condition): AncestorState => ({ ref: ancestorRef('Gateway', e.namespace, t.name, t.sectionName), accepted, overridden: new Set(), conflicted: new Set() })
-        const cond = (status: 'True' | 'False', reason: string, message: string) => condition('Accepted', status, reason, message, e.generation)
-        if (!g) {
-          // another controller's Gateway is not ours to report on
-          if (!allGateways.has(gwKey)) {
-            const elsewhere = view.gateways.find((o) => o.metadata.name === t.name)
-            const hint = elsewhere ? ` (a policy attaches only to targets in its own namespace; Gateway ${t.name} is in namespace ${elsewhere.metadata.namespace})` : ''
-            results.set(anc, state(cond('False', REASON.TargetNotFound, `Gateway ${gwKey} not found${hint}`)))
-          }
-          continue
-        }
-        if (e.invalid && e.features.length === 0) {
-          results.set(anc, state(cond('False', REASON.Invalid, e.invalid)))
-          continue
-        }
-        if (t.sectionName !== undefined && !g.listeners.some((l) => l.name === t.sectionName)) {
-          results.set(anc, state(cond('False', REASON.TargetNotFound, `Gateway ${gwKey} has no listener named ${t.sectionName}`)))
-          continue
-        }
-        const misfit = e.features.map((f) => unsupportedOn(f, 'Gateway')).find((m) => m !== undefined) ?? l4ListenerMisfit(e, g, t.sectionName)
-        if (misfit) {
-          results.set(anc, state(cond('False', REASON.Invalid, misfitMessage(misfit))))
-          continue
-        }
-        const claim = `${e.kind}|${gwKey}#${t.sectionName ?? ''}`
-        const holder = held.get(claim)
-        if (holder && holder !== e) {
-          const what = t.sectionName !== undefined ? `listener ${t.sectionName} of Gateway ${gwKey}` : `Gateway ${gwKey}`
-          results.set(anc, state(cond('False', REASON.Conflicted, `${who(holder)} (older) already targets ${what}`)))
-          continue
-        }
-        held.set(claim, e)
-        // an invalid fail-closed policy holds its target (which answers 500) and says why
-        results.set(anc, state(e.invalid ? cond('False', REASON.Invalid, e.invalid) : cond('True', REASON.Accepted, 'Policy has been accepted.')))
-        const w = gatewayWinners.get(`${gwKey}#${t.sectionName ?? ''}`) ?? []
-        if (!w.includes(e)) w.push(e)
-        gatewayWinners.set(`${gwKey}#${t.sectionName ?? ''}`, w)
+        const key = routeKeyOf(e, t)
+        let g = this.#groups.get(key)
+        if (!g) this.#groups.set(key, (g = { key, entries: [], claims: [], att: NO_ATTACHMENTS, ir: new Map(), contributions: new Map() }))
+        if (!g.entries.includes(e)) g.entries.splice(insertionPoint(g.entries, e), 0, e)
+        groups.add(key)
       }
     }
-
-    // Gateway, then listener: merged per listener
-    for (const g of gateways) {
-      const [ns, name] = [g.key.slice(0, g.key.indexOf('/')), g.key.slice(g.key.indexOf('/') + 1)]
-      const wide = new Map<string, Winner>()
-      for (const e of gatewayWinners.get(`${g.key}#`) ?? [])
-        for (const f of e.features) if (!wide.has(f.name)) wide.set(f.name, { entry: e, feature: f, ancestor: gatewayAncestor(ns, name), level: 'gateway' })
-      for (const l of g.listeners) {
-        const merged = new Map(wide)
-        for (const e of gatewayWinners.get(`${g.key}#${l.name}`) ?? [])
-          for (const f of e.features) {
-            const prev = merged.get(f.name)
-            if (prev?.level === 'listener') continue // two kinds with one feature name: the older keeps it
-            if (prev && prev.entry !== e) this.#note(prev.entry, prev.ancestor).overridden.add(`${f.name} on listener ${l.name} by ${who(e)}`)
-            merged.set(f.name, { entry: e, feature: f, ancestor: gatewayAncestor(ns, name, l.name), level: 'listener' })
-          }
-        this.#listeners.set(l, merged)
-        this.#gatewayWide.set(l, wide)
-      }
-      // listeners a ListenerSet adds take the Gateway-wide policies (a set cannot be targeted yet)
-      for (const s of g.listenerSets ?? []) for (const l of s.listeners) {
-        this.#listeners.set(l, new Map(wide))
-        this.#gatewayWide.set(l, wide)
-      }
-    }
-    this.#connectionSettings(programmed)
-
-    // routes and rules: merged per route, rule-level kept apart (rule names are checked per route)
-    for (const [routeKey, claims] of this.#routeClaims) {
-      const att: RouteAttachments = { route: new Map(), rules: new Map() }
-      const [kind, ns, name] = routeKey.split('/') as [string, string, string]
-      for (const c of claims) {
-        if (c.problem && !c.closes) continue
-        const level = c.target.sectionName === undefined ? 'route' : 'rule'
-        const into = level === 'route' ? att.route : (att.rules.get(c.target.sectionName!) ?? att.rules.set(c.target.sectionName!, new Map()).get(c.target.sectionName!)!)
-        for (const f of c.entry.features) if (!into.has(f.name)) into.set(f.name, { entry: c.entry, feature: f, ancestor: `${kind}/${ns}/${name}`, level })
-      }
-      this.#routes.set(routeKey, att)
-    }
+    if (gateways) this.#rebuildGateways()
+    for (const key of groups) this.#regroup(key, stale)
+    return stale
   }
 
-  #claimRoute(e: Entry, t: TargetRef, held: Map<string, Entry>): void {
-    const routeKey = `${t.kind}/${e.namespace}/${t.name}`
-    const claims = this.#routeClaims.get(routeKey) ?? []
-    this.#routeClaims.set(routeKey, claims)
-    let problem: RouteClaim['problem']
-    let closes = false
-    if (e.invalid) {
-      problem = { reason: REASON.Invalid, message: e.invalid }
-      const claim = `${e.kind}|${routeKey}#${t.sectionName ?? ''}`
-      const holder = held.get(claim)
-      if (e.features.length > 0 && (!holder || holder === e)) {
-        held.set(claim, e)
-        closes = true
+  /** Walks two key-sorted lists side by side: unchanged objects keep their entry, the rest is removed or added. */
+  #pair(prev: readonly K8sObject[], next: readonly K8sObject[], removed: K8sObject[], add: (o: K8sObject) => void): void {
+    let i = 0
+    let j = 0
+    while (i < prev.length && j < next.length) {
+      const a = prev[i]!
+      const b = next[j]!
+      if (a === b) {
+        i++
+        j++
+        continue
       }
-    } else if (!TRANSLATORS[e.kind].targetKinds.includes(t.kind)) problem = { reason: REASON.Invalid, message: `${t.kind} targets are not supported yet` }
-    else {
-      const misfit = e.features.map((f) => unsupportedOn(f, t.kind)).find((m) => m !== undefined)
-      if (misfit) problem = { reason: REASON.Invalid, message: misfitMessage(misfit) }
-      else {
-        const claim = `${e.kind}|${routeKey}#${t.sectionName ?? ''}`
-        const holder = held.get(claim)
-        if (holder && holder !== e) {
-          const what = t.sectionName !== undefined ? `rule ${t.sectionName} of ${t.kind} ${e.namespace}/${t.name}` : `${t.kind} ${e.namespace}/${t.name}`
-          problem = { reason: REASON.Conflicted, message: `${who(holder)} (older) already targets ${what}` }
-        } else held.set(claim, e)
+      const before = keyOf(a)
+      const after = keyOf(b)
+      if (before === after && sameObject(a, b)) {
+        // equal but for status: keep the entry under the new object
+        const e = this.#entries.get(a)!
+        this.#entries.delete(a)
+        this.#entries.set(b, e)
+        i++
+        j++
+        continue
       }
+      if (before <= after) removed.push(prev[i++]!)
+      if (before >= after) add(next[j++]!)
     }
-    claims.push({ entry: e, target: t, ...(problem ? { problem } : {}), ...(closes ? { closes } : {}) })
+    while (i < prev.length) removed.push(prev[i++]!)
+    while (j < next.length) add(next[j++]!)
   }
 
-  #note(e: Entry, ancestor: string) {
-    const byAncestor = this.#notes.get(e) ?? this.#notes.set(e, new Map()).get(e)!
-    return byAncestor.get(ancestor) ?? byAncestor.set(ancestor, { overridden: new Set(), conflicted: new Set() }).get(ancestor)!
+  #entryFor(kind: PolicyKind, object: K8sObject, view: ResourceView, backends: Backends | undefined): Entry {
+    if (!this.#cache) return entryOf(kind, object, view, backends)
+    const key = keyOf(object)
+    const kept = this.#cache.get(key)
+    if (kept && (kept.policy === object || sameObject(kept.policy, object)) && sameReads(kept.reads, view)) return kept
+    const e = entryOf(kind, object, view, backends)
+    this.#cache.set(key, e)
+    return e
   }
 
-  /** Per port, the settings all its listeners agree on (see the module comment for disagreement). */
-  #connectionSettings(programmed: readonly ListenerState[]): void {
-    const http = new Map<number, ListenerState[]>()
-    const l4 = new Map<string, ListenerState[]>()
-    for (const l of programmed) {
-      if (l.protocol === 'HTTP' || l.protocol === 'HTTPS') http.set(l.port, [...(http.get(l.port) ?? []), l])
-      else if (l.protocol === 'TCP' || l.protocol === 'TLS') l4.set(`${l.protocol}/${l.port}`, [...(l4.get(`${l.protocol}/${l.port}`) ?? []), l])
-    }
-    for (const [port, ls] of http) {
-      const s = this.#portSettings(ls, true, `port ${port}`)
-      if (s) this.#httpPorts.set(port, s)
-    }
-    for (const [key, ls] of l4) {
-      const s = this.#portSettings(ls, false, `port ${key.slice(key.indexOf('/') + 1)}`)
-      if (s) this.#l4Ports.set(key, s)
-    }
+  #rebuildGateways(): void {
+    const before = this.#gw
+    const entries = [...this.#gatewayEntries].sort(entryOrder)
+    this.#gw = new GatewayAttachment(entries, this.#gateways, this.#programmed, this.#viewGateways)
+    for (const e of before.results.keys()) this.#dirty.add(statusKeyOf(e))
+    for (const e of entries) this.#dirty.add(statusKeyOf(e))
+    // routes report overriding Gateway-level features: redo those reports if the winners changed
+    if (before.signature !== this.#gw.signature) this.#reportAll = true
   }
 
-  #portSettings(listeners: readonly ListenerState[], http: boolean, where: string): ConnectionSettings | undefined {
-    const valueOf = (merged: Map<string, Winner> | undefined, field: keyof ConnectionSettings): { value: unknown; winner?: Winner } => {
-      for (const w of merged?.values() ?? []) {
-        const s = settingsOf(w.feature, http)
-        if (s && s[field] !== undefined) return { value: s[field], winner: w }
-      }
-      return { value: undefined }
+  /** Recomputes a group's claims and merged features after its policies changed. */
+  #regroup(key: string, stale: Set<string>): void {
+    const g = this.#groups.get(key)!
+    const before = g.att
+    if (g.entries.length === 0) {
+      this.#report(key, new Map())
+      this.#groups.delete(key)
+      this.#groupsToReport.delete(key)
+      if (before.route.size || before.rules.size) stale.add(key)
+      return
     }
-    const out: Mutable<ConnectionSettings> = {}
-    for (const field of CONNECTION_FIELDS) {
-      const full = listeners.map((l) => valueOf(this.#listeners.get(l), field))
-      const same = (vs: { value: unknown }[]) => vs.every((v) => JSON.stringify(v.value) === JSON.stringify(vs[0]!.value))
-      let chosen: unknown
-      if (same(full)) chosen = full[0]!.value
-      else {
-        const wide = listeners.map((l) => valueOf(this.#gatewayWide.get(l), field))
-        chosen = same(wide) ? wide[0]!.value : undefined
-        const names = listeners.map((l) => l.name).join(', ')
-        const keeps = chosen === undefined ? 'the port uses the default' : 'the port keeps the Gateway-wide value'
-        for (const v of full)
-          if (v.winner && JSON.stringify(v.value) !== JSON.stringify(chosen))
-            this.#note(v.winner.entry, v.winner.ancestor).conflicted.add(`${FIELD_NAMES[field](http)} differs between the listeners on ${where} (${names}); ${keeps}`)
-      }
-      if (chosen !== undefined) (out as Record<string, unknown>)[field] = chosen
+    g.claims = claimsOf(g)
+    g.att = attachmentsOf(g)
+    if (!sameAttachments(before, g.att)) {
+      stale.add(key)
+      g.ir.clear()
     }
-    return Object.keys(out).length ? out : undefined
+    this.#groupsToReport.add(key)
   }
 
   // ---------------------------------------------------------------- what the IR reads
 
   /** Request features of a listener (Gateway and listener policies merged), or undefined. */
   listenerPolicies(l: ListenerState): readonly PolicyIr[] | undefined {
-    if (this.#listenerIr.has(l)) return this.#listenerIr.get(l)
-    const ir = toIr(this.#listeners.get(l)?.values())
-    this.#listenerIr.set(l, ir)
-    return ir
+    return this.#gw.listenerPolicies(l)
   }
 
   httpPortConnection(port: number): ConnectionSettings | undefined {
-    return this.#httpPorts.get(port)
+    return this.#gw.httpPorts.get(port)
   }
 
   l4PortConnection(protocol: string, port: number): ConnectionSettings | undefined {
-    return this.#l4Ports.get(`${protocol}/${port}`)
+    return this.#gw.l4Ports.get(`${protocol}/${port}`)
   }
 
   /** Request features of one rule of a route (route and rule policies merged), or undefined. */
   rulePolicies(route: K8sObject, ruleName: string | undefined): readonly PolicyIr[] | undefined {
-    const routeKey = keyOf(route)
-    const att = this.#routes.get(routeKey)
-    if (!att) return undefined
-    const memo = `${routeKey}#${ruleName ?? ''}`
-    if (this.#routeIr.has(memo)) return this.#routeIr.get(memo)
-    const merged = new Map(att.route)
-    if (ruleName !== undefined) for (const [n, w] of att.rules.get(ruleName) ?? []) merged.set(n, w)
+    const g = this.#groups.get(keyOf(route))
+    if (!g) return undefined
+    const memo = ruleName ?? ''
+    if (g.ir.has(memo)) return g.ir.get(memo)
+    const merged = new Map(g.att.route)
+    if (ruleName !== undefined) for (const [n, w] of g.att.rules.get(ruleName) ?? []) merged.set(n, w)
     const ir = toIr(merged.values())
-    this.#routeIr.set(memo, ir)
+    g.ir.set(memo, ir)
     return ir
   }
 
   /** BackendTrafficPolicy proxyProtocol for one rule of a TCPRoute/TLSRoute. */
   l4ProxyProtocol(route: K8sObject, ruleName: string | undefined): 'V1' | 'V2' | undefined {
-    const att = this.#routes.get(keyOf(route))
+    const att = this.#groups.get(keyOf(route))?.att
     if (!att) return undefined
     const w = (ruleName !== undefined ? att.rules.get(ruleName)?.get('proxyProtocol') : undefined) ?? att.route.get('proxyProtocol')
     return w?.feature.scope === 'l4route' ? w.feature.proxyProtocol : undefined
@@ -456,117 +362,244 @@ export class PolicyIndex {
   // ---------------------------------------------------------------- status
 
   /**
-   * Writes status.ancestors of every policy we have something to say about. Reads routes only
-   * by key (the routes policies name), so its cost follows the number of policies.
+   * Brings policy status up to date with `view`: `changedRoutes` are the keys of routes added,
+   * changed or removed since the last call (whether a route exists, its parents and its rule
+   * names are part of its policies' status).
    */
+  refreshStatus(view: ResourceView, gateways: ReadonlyMap<string, GatewayState>, controllerName: string, changedRoutes: Iterable<string>): void {
+    if (this.#reportAll) {
+      for (const key of this.#groups.keys()) this.#groupsToReport.add(key)
+      this.#reportAll = false
+    }
+    for (const key of changedRoutes) if (this.#groups.has(key)) this.#groupsToReport.add(key)
+    for (const key of this.#groupsToReport) {
+      const g = this.#groups.get(key)
+      if (g) this.#report(key, this.#contributions(g, routeInfo(view, key, gateways), gateways))
+    }
+    this.#groupsToReport.clear()
+    for (const sk of this.#dirty) {
+      const e = this.#byStatusKey.get(sk)
+      const value = e ? this.#statusOf(e, controllerName) : undefined
+      if (value) this.#status.set(sk, value)
+      else this.#status.delete(sk)
+      this.#statusKeys.touch(sk)
+    }
+    this.#dirty.clear()
+  }
+
+  /** Writes status.ancestors of every policy we have something to say about (and Kong's statuses). */
   writeStatus(view: ResourceView, gateways: ReadonlyMap<string, GatewayState>, controllerName: string, status: StatusMap): void {
     this.kong?.writeStatus(status)
-    const routeInfo = new Map<string, { route: K8sObject; parents: string[]; rules: Set<string> } | null>()
-    const lookup = (routeKey: string) => {
-      if (routeInfo.has(routeKey)) return routeInfo.get(routeKey)!
-      const kind = routeKey.slice(0, routeKey.indexOf('/'))
-      const list = ROUTE_LISTS[kind] ? view[ROUTE_LISTS[kind]] : undefined
-      const route = list ? findByKey(list, routeKey) : undefined
-      const info = route ? { route, parents: parentGateways(route, gateways), rules: ruleNames(route) } : null
-      routeInfo.set(routeKey, info)
-      return info
-    }
+    this.refreshStatus(view, gateways, controllerName, [])
+    for (const [k, v] of this.#status) status[k] = v
+  }
 
-    const byEntry = new Map<Entry, Map<string, AncestorState>>()
-    const ancestorsOf = (e: Entry) => byEntry.get(e) ?? byEntry.set(e, new Map()).get(e)!
-    for (const [e, results] of this.#gatewayResults) {
-      const mine = ancestorsOf(e)
-      for (const [k, s] of results) mine.set(k, { ref: s.ref, accepted: s.accepted, overridden: new Set(), conflicted: new Set() })
+  /** Keys of the policies with a status, sorted (after refreshStatus). */
+  statusKeys(): readonly string[] {
+    return this.#statusKeys.items(
+      (k) => this.#status.has(k),
+      () => this.#status.keys(),
+    )
+  }
+
+  status(key: string): Record<string, unknown> | undefined {
+    return this.#status.get(key)
+  }
+
+  /** Replaces what route `key` adds to policies' status; the policies whose part changed are recomputed. */
+  #report(key: string, next: ReadonlyMap<string, Contribution>): void {
+    const g = this.#groups.get(key)
+    const before = g?.contributions ?? new Map<string, Contribution>()
+    for (const sk of before.keys()) if (!next.has(sk)) this.#received.get(sk)?.delete(key)
+    for (const [sk, c] of next) {
+      let byRoute = this.#received.get(sk)
+      if (!byRoute) this.#received.set(sk, (byRoute = new Map()))
+      byRoute.set(key, c)
     }
-    const addRouteAncestors = (e: Entry, routeKey: string, target: TargetRef, accepted: Condition) => {
-      const info = lookup(routeKey)
-      const mine = ancestorsOf(e)
+    for (const sk of before.keys()) {
+      this.#dirty.add(sk)
+      if (this.#received.get(sk)?.size === 0) this.#received.delete(sk)
+    }
+    for (const sk of next.keys()) this.#dirty.add(sk)
+    if (g) g.contributions = next
+  }
+
+  /** What a route's policies add to their own status (and to the Gateway-level ones they override). */
+  #contributions(g: RouteGroup, info: RouteInfo | undefined, gateways: ReadonlyMap<string, GatewayState>): Map<string, Contribution> {
+    const out = new Map<string, Contribution>()
+    const of = (e: Entry) => {
+      const sk = statusKeyOf(e)
+      let c = out.get(sk)
+      if (!c) out.set(sk, (c = { claims: [], overridden: [] }))
+      return c
+    }
+    for (const c of g.claims) {
+      const e = c.entry
+      const accepted = c.problem
+        ? condition('Accepted', 'False', c.problem.reason, c.problem.message, e.generation)
+        : condition('Accepted', 'True', REASON.Accepted, 'Policy has been accepted.', e.generation)
       if (!info) {
-        const c = accepted.status === 'True' || accepted.reason === REASON.Conflicted ? condition('Accepted', 'False', REASON.TargetNotFound, `${target.kind} ${e.namespace}/${target.name} not found`, e.generation) : accepted
-        mine.set(routeKey, { ref: ancestorRef(target.kind, e.namespace, target.name), accepted: c, overridden: new Set(), conflicted: new Set() })
-        return
+        const notFound = accepted.status === 'True' || accepted.reason === REASON.Conflicted ? condition('Accepted', 'False', REASON.TargetNotFound, `${c.target.kind} ${e.namespace}/${c.target.name} not found`, e.generation) : accepted
+        of(e).claims.push({ index: c.index, ancestor: g.key, ref: ancestorRef(c.target.kind, e.namespace, c.target.name), accepted: notFound, replace: true })
+        continue
       }
-      let c = accepted
-      if (c.status === 'True' && target.sectionName !== undefined && !info.rules.has(target.sectionName))
-        c = condition('Accepted', 'False', REASON.TargetNotFound, `${target.kind} ${e.namespace}/${target.name} has no rule named ${target.sectionName}`, e.generation)
-      for (const g of info.parents) {
-        const [ns, name] = g.split('/') as [string, string]
-        const k = gatewayAncestor(ns, name)
-        const prev = mine.get(k)
-        // one ancestor for several targets behind the same Gateway: a problem is not hidden by a success
-        if (!prev || (prev.accepted.status === 'True' && c.status === 'False'))
-          mine.set(k, { ref: ancestorRef('Gateway', ns, name), accepted: c, overridden: prev?.overridden ?? new Set(), conflicted: prev?.conflicted ?? new Set() })
+      let cond = accepted
+      if (cond.status === 'True' && c.target.sectionName !== undefined && !info.rules.has(c.target.sectionName))
+        cond = condition('Accepted', 'False', REASON.TargetNotFound, `${c.target.kind} ${e.namespace}/${c.target.name} has no rule named ${c.target.sectionName}`, e.generation)
+      for (const p of info.parents) {
+        const [ns, name] = p.split('/') as [string, string]
+        of(e).claims.push({ index: c.index, ancestor: gatewayAncestor(ns, name), ref: ancestorRef('Gateway', ns, name), accepted: cond, replace: false })
       }
     }
-    for (const [routeKey, claims] of this.#routeClaims)
+    if (!info) return out
+
+    // Overridden: a rule's feature over its route's, a route's over its Gateways'
+    const overriddenBy = (w: Winner, message: string) => {
+      const keys = w.level === 'route' || w.level === 'rule' ? info.parents.map((p) => gatewayAncestor(...(p.split('/') as [string, string]))) : [w.ancestor]
+      for (const ancestor of keys) of(w.entry).overridden.push({ ancestor, message })
+    }
+    const where = `${g.key.slice(0, g.key.indexOf('/'))} ${g.key.slice(g.key.indexOf('/') + 1)}`
+    const active: Winner[] = [...g.att.route.values()]
+    for (const [rule, features] of g.att.rules) {
+      if (!info.rules.has(rule)) continue
+      for (const [n, w] of features) {
+        active.push(w)
+        const routeLevel = g.att.route.get(n)
+        if (routeLevel && routeLevel.entry !== w.entry) overriddenBy(routeLevel, `${n} on rule ${rule} of ${where} by ${who(w.entry)}`)
+      }
+    }
+    for (const w of active)
+      for (const p of w.feature.scope === 'request' ? info.parents : []) {
+        for (const l of gateways.get(p)?.listeners ?? []) {
+          const lw = this.#gw.listeners.get(l)?.get(w.feature.name)
+          if (lw && lw.feature.scope === 'request' && lw.entry !== w.entry) overriddenBy(lw, `${w.feature.name} on ${where} by ${who(w.entry)}`)
+        }
+      }
+    // only non-empty parts, so that a policy hears from the routes that concern it
+    for (const [sk, c] of out) if (c.claims.length === 0 && c.overridden.length === 0) out.delete(sk)
+    return out
+  }
+
+  #statusOf(e: Entry, controllerName: string): Record<string, unknown> | undefined {
+    const mine = new Map<string, AncestorState>()
+    for (const [k, s] of this.#gw.results.get(e) ?? []) mine.set(k, { ref: s.ref, accepted: s.accepted, overridden: new Set(), conflicted: new Set() })
+    const received = this.#received.get(statusKeyOf(e))
+    if (received) {
+      // targets in the order the policy lists them: one ancestor for several targets behind the
+      // same Gateway shows the first problem, a success only when there is none
+      const claims = [...received.values()].flatMap((c) => c.claims).sort((a, b) => a.index - b.index)
       for (const c of claims) {
-        const accepted = c.problem
-          ? condition('Accepted', 'False', c.problem.reason, c.problem.message, c.entry.generation)
-          : condition('Accepted', 'True', REASON.Accepted, 'Policy has been accepted.', c.entry.generation)
-        addRouteAncestors(c.entry, routeKey, c.target, accepted)
+        const prev = mine.get(c.ancestor)
+        if (c.replace || !prev || (prev.accepted.status === 'True' && c.accepted.status === 'False'))
+          mine.set(c.ancestor, { ref: c.ref, accepted: c.accepted, overridden: prev?.overridden ?? new Set(), conflicted: prev?.conflicted ?? new Set() })
       }
-
-    // Overridden from routes: a rule's feature over its route's, a route's over its Gateways'
-    const overriddenBy = (w: Winner, parents: readonly string[], message: string) => {
-      const mine = ancestorsOf(w.entry)
-      const keys = w.level === 'route' || w.level === 'rule' ? parents.map((g) => gatewayAncestor(...(g.split('/') as [string, string]))) : [w.ancestor]
-      for (const k of keys) mine.get(k)?.overridden.add(message)
+      for (const c of received.values()) for (const o of c.overridden) mine.get(o.ancestor)?.overridden.add(o.message)
     }
-    for (const [routeKey, att] of this.#routes) {
-      const info = lookup(routeKey)
-      if (!info) continue
-      const where = `${routeKey.slice(0, routeKey.indexOf('/'))} ${routeKey.slice(routeKey.indexOf('/') + 1)}`
-      const active: Winner[] = [...att.route.values()]
-      for (const [rule, features] of att.rules) {
-        if (!info.rules.has(rule)) continue
-        for (const [n, w] of features) {
-          active.push(w)
-          const routeLevel = att.route.get(n)
-          if (routeLevel && routeLevel.entry !== w.entry) overriddenBy(routeLevel, info.parents, `${n} on rule ${rule} of ${where} by ${who(w.entry)}`)
-        }
-      }
-      for (const w of active)
-        for (const g of w.feature.scope === 'request' ? info.parents : []) {
-          const gw = gateways.get(g)
-          for (const l of gw?.listeners ?? []) {
-            const lw = this.#listeners.get(l)?.get(w.feature.name)
-            if (lw && lw.feature.scope === 'request' && lw.entry !== w.entry) overriddenBy(lw, [], `${w.feature.name} on ${where} by ${who(w.entry)}`)
-          }
-        }
+    for (const [k, n] of this.#gw.notes.get(e) ?? []) {
+      const a = mine.get(k)
+      if (!a) continue
+      for (const m of n.overridden) a.overridden.add(m)
+      for (const m of n.conflicted) a.conflicted.add(m)
     }
-    for (const [e, byAncestor] of this.#notes)
-      for (const [k, n] of byAncestor) {
-        const a = ancestorsOf(e).get(k)
-        if (!a) continue
-        for (const m of n.overridden) a.overridden.add(m)
-        for (const m of n.conflicted) a.conflicted.add(m)
-      }
-
-    for (const [e, ancestors] of byEntry) {
-      if (ancestors.size === 0) continue
-      const list = [...ancestors.entries()]
-        .sort(([a], [b]) => cmp(a, b))
-        .slice(0, MAX_ANCESTORS)
-        .map(([, a]) => {
-          const conditions: Condition[] = [a.accepted]
-          if (a.accepted.status === 'True' && a.overridden.size)
-            conditions.push(condition('Overridden', 'True', REASON.Overridden, `This policy is being overridden by more specific policies: ${[...a.overridden].sort().join('; ')}`, e.generation))
-          if (a.accepted.status === 'True' && a.conflicted.size) conditions.push(condition('Conflicted', 'True', REASON.Conflicted, [...a.conflicted].sort().join('; '), e.generation))
-          return { ancestorRef: a.ref, controllerName, conditions }
-        })
-      status[`${e.kind}/${e.namespace}/${e.name}`] = { ancestors: list }
-    }
+    if (mine.size === 0) return undefined
+    const ancestors = [...mine.entries()]
+      .sort(([a], [b]) => cmp(a, b))
+      .slice(0, MAX_ANCESTORS)
+      .map(([, a]) => {
+        const conditions: Condition[] = [a.accepted]
+        if (a.accepted.status === 'True' && a.overridden.size)
+          conditions.push(condition('Overridden', 'True', REASON.Overridden, `This policy is being overridden by more specific policies: ${[...a.overridden].sort().join('; ')}`, e.generation))
+        if (a.accepted.status === 'True' && a.conflicted.size) conditions.push(condition('Conflicted', 'True', REASON.Conflicted, [...a.conflicted].sort().join('; '), e.generation))
+        return { ancestorRef: a.ref, controllerName, conditions }
+      })
+    return { ancestors }
   }
 }
 
-function toIr(winners: Iterable<Winner> | undefined): readonly PolicyIr[] | undefined {
-  const out: PolicyIr[] = []
-  for (const w of winners ?? []) if (w.feature.scope === 'request') out.push(policyIr(w.entry.kind, w.entry.namespace, w.entry.name, w.feature))
-  return out.length ? out.sort((a, b) => cmp(a.name, b.name)) : undefined
+/** Where to insert `e` to keep `entries` oldest first. */
+function insertionPoint(entries: readonly Entry[], e: Entry): number {
+  let i = entries.length
+  while (i > 0 && entryOrder(entries[i - 1]!, e) > 0) i--
+  return i
 }
 
+/** The claims of a route's policies, oldest policy first, each policy's targets in its order. */
+function claimsOf(g: RouteGroup): RouteClaim[] {
+  const held = new Map<string, Entry>()
+  const out: RouteClaim[] = []
+  for (const e of g.entries) e.targets.forEach((t, index) => t.kind !== 'Gateway' && routeKeyOf(e, t) === g.key && out.push(claimOf(e, t, index, g.key, held)))
+  return out
+}
 
-/** "ns/name" of our Gateways a route names in its parentRefs. */
+function claimOf(e: Entry, t: TargetRef, index: number, routeKey: string, held: Map<string, Entry>): RouteClaim {
+  let problem: RouteClaim['problem']
+  let closes = false
+  const claim = `${e.kind}|${routeKey}#${t.sectionName ?? ''}`
+  if (e.invalid) {
+    problem = { reason: REASON.Invalid, message: e.invalid }
+    const holder = held.get(claim)
+    if (e.features.length > 0 && (!holder || holder === e)) {
+      held.set(claim, e)
+      closes = true
+    }
+  } else if (!TRANSLATORS[e.kind].targetKinds.includes(t.kind)) problem = { reason: REASON.Invalid, message: `${t.kind} targets are not supported yet` }
+  else {
+    const misfit = e.features.map((f) => unsupportedOn(f, t.kind)).find((m) => m !== undefined)
+    if (misfit) problem = { reason: REASON.Invalid, message: misfitMessage(misfit) }
+    else {
+      const holder = held.get(claim)
+      if (holder && holder !== e) {
+        const what = t.sectionName !== undefined ? `rule ${t.sectionName} of ${t.kind} ${e.namespace}/${t.name}` : `${t.kind} ${e.namespace}/${t.name}`
+        problem = { reason: REASON.Conflicted, message: `${who(holder)} (older) already targets ${what}` }
+      } else held.set(claim, e)
+    }
+  }
+  return { entry: e, target: t, index, ...(problem ? { problem } : {}), ...(closes ? { closes } : {}) }
+}
+
+/** Features merged per route, rule-level kept apart (rule names are checked per route). */
+function attachmentsOf(g: RouteGroup): RouteAttachments {
+  const route = new Map<string, Winner>()
+  const rules = new Map<string, Map<string, Winner>>()
+  const [kind, ns, name] = g.key.split('/') as [string, string, string]
+  for (const c of g.claims) {
+    if (c.problem && !c.closes) continue
+    const level = c.target.sectionName === undefined ? 'route' : 'rule'
+    const into = level === 'route' ? route : (rules.get(c.target.sectionName!) ?? rules.set(c.target.sectionName!, new Map()).get(c.target.sectionName!)!)
+    for (const f of c.entry.features) if (!into.has(f.name)) into.set(f.name, { entry: c.entry, feature: f, ancestor: `${kind}/${ns}/${name}`, level })
+  }
+  return { route, rules }
+}
+
+function sameWinners(a: ReadonlyMap<string, Winner>, b: ReadonlyMap<string, Winner> | undefined): boolean {
+  if (!b || a.size !== b.size) return false
+  for (const [n, w] of a) {
+    const o = b.get(n)
+    if (!o || o.entry !== w.entry || o.feature !== w.feature) return false
+  }
+  return true
+}
+
+function sameAttachments(a: RouteAttachments, b: RouteAttachments): boolean {
+  if (!sameWinners(a.route, b.route) || a.rules.size !== b.rules.size) return false
+  for (const [rule, winners] of a.rules) if (!sameWinners(winners, b.rules.get(rule))) return false
+  return true
+}
+
+interface RouteInfo {
+  /** "ns/name" of our Gateways the route names in its parentRefs. */
+  readonly parents: readonly string[]
+  readonly rules: ReadonlySet<string>
+}
+
+/** The route a group names, as its policies' status needs it; undefined when it does not exist. */
+function routeInfo(view: ResourceView, routeKey: string, gateways: ReadonlyMap<string, GatewayState>): RouteInfo | undefined {
+  const kind = routeKey.slice(0, routeKey.indexOf('/'))
+  const list = ROUTE_LISTS[kind] ? view[ROUTE_LISTS[kind]] : undefined
+  const route = list ? findByKey(list, routeKey) : undefined
+  return route ? { parents: parentGateways(route, gateways), rules: ruleNames(route) } : undefined
+}
+
 function parentGateways(route: K8sObject, gateways: ReadonlyMap<string, GatewayState>): string[] {
   const ns = route.metadata.namespace ?? 'default'
   const out = new Set<string>()

@@ -13,14 +13,44 @@ import { isReferenceAllowed } from '../translate/reference-grant.ts'
 import { secretValue } from '../translate/tls.ts'
 import { keyOf, objectKey, type K8sObject } from '../store/kinds.ts'
 import type { ResourceView } from '../store/store.ts'
+import { sameObject, sameObjects } from '../translate/unchanged.ts'
 
-export function translateContext(view: ResourceView, kind: string, namespace: string, backends: Backends | undefined, effects: BackendEffect[]): TranslateContext {
-  const allowed = (targetKind: string, ns: string, name: string) =>
-    isReferenceAllowed({ group: POLICY_GROUP, kind, namespace }, { group: '', kind: targetKind, namespace: ns, name }, view.referenceGrants)
-  const lookup = (list: readonly K8sObject[], targetKind: string, name: string, ns: string | undefined): K8sObject | string => {
+/**
+ * What one policy's translation read besides its spec, so that its result can be kept when the
+ * configuration around it changes but none of this did (attach.ts, across Translator worlds).
+ */
+export interface ContextReads {
+  /** Secrets and ConfigMaps looked up, with what was found (undefined: not found). */
+  readonly objects: { readonly kind: 'Secret' | 'ConfigMap'; readonly key: string; readonly found: K8sObject | undefined }[]
+  /** Set when a reference crossed namespaces: the ReferenceGrants the answer depended on. */
+  grants: readonly K8sObject[] | undefined
+  /** A Service was resolved: the result depends on Services, EndpointSlices, BackendTLSPolicies. */
+  services: boolean
+}
+
+/** Whether a translation that read `reads` would read the same from `after`. */
+export function sameReads(reads: ContextReads, after: ResourceView): boolean {
+  if (reads.services) return false
+  if (reads.grants && !sameObjects(reads.grants, after.referenceGrants)) return false
+  for (const r of reads.objects) {
+    const now = findByKey(r.kind === 'Secret' ? after.secrets : after.configMaps, r.key)
+    if (now === r.found) continue
+    if (!now || !r.found || !sameObject(now, r.found)) return false
+  }
+  return true
+}
+
+export function translateContext(view: ResourceView, kind: string, namespace: string, backends: Backends | undefined, effects: BackendEffect[], reads?: ContextReads): TranslateContext {
+  const allowed = (targetKind: string, ns: string, name: string) => {
+    if (reads && ns !== namespace) reads.grants = view.referenceGrants
+    return isReferenceAllowed({ group: POLICY_GROUP, kind, namespace }, { group: '', kind: targetKind, namespace: ns, name }, view.referenceGrants)
+  }
+  const lookup = (list: readonly K8sObject[], targetKind: 'Secret' | 'ConfigMap', name: string, ns: string | undefined): K8sObject | string => {
     const where = ns ?? namespace
     if (!allowed(targetKind, where, name)) return `${targetKind} ${where}/${name} is in another namespace and no ReferenceGrant allows it`
-    const o = findByKey(list, objectKey(targetKind, where, name))
+    const key = objectKey(targetKind, where, name)
+    const o = findByKey(list, key)
+    reads?.objects.push({ kind: targetKind, key, found: o })
     return o ?? `${targetKind} ${where}/${name} not found`
   }
   return {
@@ -43,6 +73,7 @@ export function translateContext(view: ResourceView, kind: string, namespace: st
       return out
     },
     service(ref) {
+      if (reads) reads.services = true
       if (!backends) return 'backend references are not available here'
       const ns = typeof ref.namespace === 'string' ? ref.namespace : namespace
       const name = typeof ref.name === 'string' ? ref.name : ''

@@ -20,7 +20,8 @@
 import type { K8sObject } from '../store/kinds.ts'
 import { keyOf, RESOURCE_KINDS } from '../store/kinds.ts'
 import type { ResourceView } from '../store/store.ts'
-import { PolicyIndex } from '../policy/attach.ts'
+import { POLICY_CRDS } from '../policy/crds.ts'
+import { PolicyIndex, type PolicyEntryCache } from '../policy/attach.ts'
 import { applyBackendTlsPolicies } from './backend-tls.ts'
 import { Backends, PoolMemo } from './backends.ts'
 import { Context } from './context.ts'
@@ -40,7 +41,9 @@ import { cmp } from './util.ts'
  * endpoints, which PoolMemo checks per Service.
  */
 type WorldField = Extract<(typeof RESOURCE_KINDS)[number], { role: 'world' }>['view']
-const WORLD = RESOURCE_KINDS.flatMap((k) => (k.role === 'world' ? [k.view] : [])) as readonly WorldField[]
+/** Policy CRDs are world kinds, but the policy index follows their changes itself (src/policy/attach.ts). */
+const INCREMENTAL_POLICIES: ReadonlySet<string> = new Set(POLICY_CRDS.map((c) => c.view))
+const WORLD = RESOURCE_KINDS.flatMap((k) => (k.role === 'world' && !INCREMENTAL_POLICIES.has(k.view) ? [k.view] : [])) as readonly WorldField[]
 
 /** The route lists of the view, with their outcomes at the same indexes. */
 const ROUTE_LISTS = ['httpRoutes', 'grpcRoutes', 'tlsRoutes', 'tcpRoutes', 'udpRoutes'] as const
@@ -58,7 +61,7 @@ interface World {
   readonly gateways: readonly GatewayState[]
   readonly byKey: ReadonlyMap<string, GatewayState>
   readonly listeners: readonly ListenerState[]
-  /** Policy attachment (policies and Gateways are both world), built at the world's first translation. */
+  /** Policy attachment for this world's Gateways, synced with the policies of every view. */
   policies: PolicyIndex | undefined
   readonly routes: Record<RouteList, Routes>
   readonly totals: RouteTotals
@@ -70,6 +73,8 @@ const NO_ROUTES: Routes = { objects: [], outcomes: [] }
 export class Translator {
   readonly #opts: TranslateOptions
   #world: World | undefined
+  /** Translated policies, kept across worlds while what they read is unchanged. */
+  readonly #policyEntries: PolicyEntryCache = new Map()
   /** Completes the previous result's status before this translation changes what it reads. */
   #settlePrevious: (() => void) | undefined
 
@@ -97,18 +102,22 @@ export class Translator {
     const backends = new Backends(ctx, world.totals.usage, world.pools)
     // policies first: whether a Service speaks TLS changes how its backendRefs resolve
     const finishPolicies = applyBackendTlsPolicies(ctx, backends, status)
-    if (!world.policies) {
-      // once per world: the pools policies call stay in the world's usage until it is rebuilt
-      world.policies = PolicyIndex.build(view, world.gateways, world.listeners, backends)
-      backends.apply(world.policies.backendEffects)
+    const policies = (world.policies ??= PolicyIndex.forWorld(view, world.gateways, world.listeners, this.#policyEntries))
+    let stale: ReadonlySet<string>
+    try {
+      // routes whose attached policies changed are translated again
+      stale = policies.sync(view, backends, (effects, sign) => world.totals.usage.apply(effects, sign))
+    } catch {
+      // half-synced (a bug meeting odd input, or two policies with one status key): from scratch
+      this.#world = undefined
+      return translate(view, this.#opts)
     }
-    const policies = world.policies
 
     const removed: RouteOutcome[] = []
     const added: RouteOutcome[] = []
     for (const list of ROUTE_LISTS) {
       const outcomeOf = list === 'httpRoutes' ? httpRouteOutcome : list === 'grpcRoutes' ? grpcRouteOutcome : l4RouteOutcome
-      world.routes[list] = diff(world.routes[list], view[list], (route) => outcomeOf(ctx, route, world.byKey, backends, policies), removed, added)
+      world.routes[list] = diff(world.routes[list], view[list], (route) => outcomeOf(ctx, route, world.byKey, backends, policies), removed, added, stale)
     }
     for (const o of removed) world.totals.remove(o)
     for (const o of added) world.totals.add(o)
@@ -125,7 +134,8 @@ export class Translator {
     }
     finishPolicies()
     compositeStatuses(backends, status)
-    policies.writeStatus(view, world.byKey, ctx.opts.controllerName, status)
+    policies.kong?.writeStatus(status)
+    policies.refreshStatus(view, world.byKey, ctx.opts.controllerName, changedKeys(removed, added))
 
     const listeners = world.listeners
     const l4 = ROUTE_LISTS.filter((list) => list !== 'httpRoutes' && list !== 'grpcRoutes').flatMap((list) => world.routes[list].outcomes.flatMap((o) => o.l4))
@@ -141,7 +151,7 @@ export class Translator {
     // for it. It reads world.totals, which the next translation changes, so that one settles it
     // first: a result's status is always the one of its own view.
     let merged: StatusMap | undefined
-    const settle = (): StatusMap => (merged ??= mergeStatus(status, world.totals))
+    const settle = (): StatusMap => (merged ??= mergeStatus(status, world.totals, policies))
     this.#settlePrevious = settle
     return {
       ir,
@@ -182,8 +192,8 @@ export class Translator {
  * added. An unsorted list only pairs up less (more recomputing), never wrongly: every object is
  * consumed once, so prev − removed + added = next, as multisets.
  */
-function diff(prev: Routes, next: readonly K8sObject[], compute: (route: K8sObject) => RouteOutcome, removed: RouteOutcome[], added: RouteOutcome[]): Routes {
-  if (prev.objects === next) return prev
+function diff(prev: Routes, next: readonly K8sObject[], compute: (route: K8sObject) => RouteOutcome, removed: RouteOutcome[], added: RouteOutcome[], stale: ReadonlySet<string>): Routes {
+  if (prev.objects === next && stale.size === 0) return prev
   const outcomes = new Array<RouteOutcome>(next.length)
   const take = (j: number) => {
     const o = compute(next[j]!)
@@ -193,6 +203,11 @@ function diff(prev: Routes, next: readonly K8sObject[], compute: (route: K8sObje
   let i = 0
   let j = 0
   while (i < prev.objects.length && j < next.length) {
+    if (stale.size && stale.has(prev.outcomes[i]!.key)) {
+      // attached policies changed: translate it again
+      removed.push(prev.outcomes[i++]!)
+      continue
+    }
     if (prev.objects[i] === next[j]) {
       outcomes[j] = prev.outcomes[i]!
       i++
@@ -215,21 +230,27 @@ function diff(prev: Routes, next: readonly K8sObject[], compute: (route: K8sObje
   return { objects: next, outcomes }
 }
 
-/** Route statuses (kept sorted by RouteTotals) merged with the few others, in key order. */
-function mergeStatus(others: StatusMap, totals: RouteTotals): StatusMap {
-  const routeKeys = totals.statusKeys()
-  const otherKeys = Object.keys(others).sort(cmp)
+/** Keys of the routes whose outcome was added or taken back. */
+function changedKeys(removed: readonly RouteOutcome[], added: readonly RouteOutcome[]): Set<string> {
+  const keys = new Set<string>()
+  for (const o of removed) keys.add(o.key)
+  for (const o of added) keys.add(o.key)
+  return keys
+}
+
+/** Route and policy statuses (each kept sorted) merged with the few others, in key order. */
+function mergeStatus(others: StatusMap, totals: RouteTotals, policies: PolicyIndex): StatusMap {
+  const sources: { keys: readonly string[]; at: number; get: (k: string) => Record<string, unknown> }[] = [
+    { keys: Object.keys(others).sort(cmp), at: 0, get: (k) => others[k]! },
+    { keys: totals.statusKeys(), at: 0, get: (k) => totals.routeStatus(k)! },
+    { keys: policies.statusKeys(), at: 0, get: (k) => policies.status(k)! },
+  ]
   const out: StatusMap = {}
-  let i = 0
-  let j = 0
-  while (i < otherKeys.length || j < routeKeys.length) {
-    if (j >= routeKeys.length || (i < otherKeys.length && otherKeys[i]! < routeKeys[j]!)) {
-      const k = otherKeys[i++]!
-      out[k] = others[k]!
-    } else {
-      const k = routeKeys[j++]!
-      out[k] = totals.routeStatus(k)!
-    }
+  for (;;) {
+    let next: (typeof sources)[number] | undefined
+    for (const s of sources) if (s.at < s.keys.length && (!next || s.keys[s.at]! < next.keys[next.at]!)) next = s
+    if (!next) return out
+    const k = next.keys[next.at++]!
+    out[k] = next.get(k)
   }
-  return out
 }

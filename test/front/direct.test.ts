@@ -529,9 +529,13 @@ describe('upstream keep-alive', () => {
       [1, 'POST', 'a=1&b'],
       [0, 'POST', 'a=1&b'],
     ])
+    const mark = gw.logs.length
     const plain = await afterWarmLink(req('POST', '/stale/pay', 'Content-Length: 5'), ['a=1&b'])
     expect([plain.status, plain.body]).toEqual([503, 'upstream reset before response headers\n'])
     expect(plain.seen.map((r) => [r.seq, r.method])).toEqual([[1, 'POST']])
+    // The log says it was the keep-alive race (a reused connection), not a backend failing fresh ones.
+    const warned = gw.logs.slice(mark).find((l) => l.msg === 'upstream reset before response headers')
+    expect(warned?.fields).toMatchObject({ method: 'POST', reused: true, replayed: false })
   })
 })
 

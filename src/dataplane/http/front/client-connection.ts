@@ -930,7 +930,7 @@ export class ClientConnection implements LinkOwner {
     this.#feedResponseBody(data, 0)
   }
 
-  onLinkClose(link: Link, connected: boolean): void {
+  onLinkClose(link: Link, connected: boolean, error?: Error): void {
     if (link === this.#inner) {
       this.#inner = undefined
       if (this.#innerPort) this.ctx.peers.delete(this.#innerPort)
@@ -982,7 +982,15 @@ export class ClientConnection implements LinkOwner {
     }
     // A backend may reset on a method it does not know: that must not let a client eject it.
     if (STANDARD_METHODS.has(this.#method)) this.#pool!.outcome(member, 'local')
-    this.ctx.logger.warn('upstream reset before response headers', { endpoint: member.key })
+    // Why, for whoever reads the log: a reused connection (the keep-alive race) or a fresh one,
+    // FIN or RST, and whether the request could have been sent again.
+    this.ctx.logger.warn('upstream reset before response headers', {
+      endpoint: member.key,
+      method: this.#method,
+      reused: link.served > 0,
+      close: error ? ((error as { code?: string }).code ?? error.message) : 'fin',
+      replayed: this.#retried,
+    })
     this.#failExchange(503, 'upstream reset before response headers')
   }
 

@@ -5,6 +5,7 @@
  *   npx bun bench/profile-http.ts            # 10 s of wrk -c64 against a small GET
  *   DURATION=20 OUT=/tmp/prof npx bun bench/profile-http.ts
  *   PERF=1 npx bun bench/profile-http.ts     # also `perf record` the gateway (native + kernel time)
+ *   H2=1 npx bun bench/profile-http.ts       # h2c prior knowledge, h2load -c16 -m10: the h2 tunnel to the inner Bun.serve
  *
  * The gateway runs with Bun's --cpu-prof and --cpu-prof-md, pinned to cpu 0; the upstream (a
  * Bun.serve hello) and wrk share cpu 1, so the profile shows the gateway alone. Writes a
@@ -34,14 +35,18 @@ const gateway = Bun.spawn(
 try {
   await waitFor(`http://127.0.0.1:${UPSTREAM_PORT}/`)
   await waitFor(`http://127.0.0.1:${GATEWAY_PORT}/`)
-  const wrk = Bun.spawn(pin(1, ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', `http://127.0.0.1:${GATEWAY_PORT}/`]), { stdout: 'pipe' })
+  // h2: the same small GET as h2c streams (the tunnel the front gives h2 clients, TLS or not).
+  const load = process.env.H2 === '1'
+    ? ['h2load', '-c16', '-m10', '-D', String(DURATION), `http://127.0.0.1:${GATEWAY_PORT}/`]
+    : ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', `http://127.0.0.1:${GATEWAY_PORT}/`]
+  const wrk = Bun.spawn(pin(1, load), { stdout: 'pipe' })
   // perf sees what the JS profiler cannot: native code in Bun and the kernel (syscalls, loopback TCP).
   const perf = process.env.PERF === '1' && Bun.which('perf')
     ? Bun.spawn(['perf', 'record', '-g', '-o', join(OUT, 'perf.data'), '-p', String(gateway.pid), '--', 'sleep', String(Math.max(1, DURATION - 2))], { stdout: 'ignore', stderr: 'inherit' })
     : undefined
   const out = await new Response(wrk.stdout).text()
   await perf?.exited
-  console.log(out.split('\n').filter((l) => /Requests\/sec|99%|50%|errors/.test(l)).join('\n'))
+  console.log(out.split('\n').filter((l) => /Requests\/sec|99%|50%|errors|finished in|status codes/.test(l)).join('\n'))
 } finally {
   gateway.kill('SIGTERM')
   upstream.kill('SIGTERM')

@@ -28,6 +28,7 @@ import { closingError, rejectMalformed, sawUpgradeHeader } from './request-guard
 import { HttpFront } from './front/http-front.ts'
 import { LinkPools } from './front/links.ts'
 import { H2Server } from '../http2/server.ts'
+import { shedResponse } from '../http2/shed.ts'
 
 export interface HttpDataplaneOptions {
   /** Address to bind, default '0.0.0.0'. */
@@ -276,7 +277,7 @@ export class HttpDataplane {
           ...this.#requestOptions(irPort, peerOf),
         }),
       // h2c with prior knowledge, spliced by the front: gRPC with trailers, other h2 through the pipeline.
-      serveH2: (peerOf) => H2Server.start({ irPort, active: this.active, deps: this.#deps, limits: this.limits, peerOf, listenerPort: () => this.boundPort(0) ?? 0 }),
+      serveH2: (peerOf) => H2Server.start({ irPort, active: this.active, deps: this.#deps, limits: this.limits, peerOf, listenerPort: () => this.boundPort(0) ?? 0, shedder: this.shedder }),
     })
     if (typeof front === 'string') {
       this.#logger.error('http server failed to bind', { port: irPort, error: front })
@@ -292,15 +293,17 @@ export class HttpDataplane {
     const portPlan = plan?.ports.get(irPort)
     // The port left the plan but this server is still draining: nothing routes here any more.
     if (!portPlan) return errorResponse(404, 'no route')
+    const address = server.requestIP(req)
+    const peer = peerOf?.(address?.port)
     // Overload sheds new requests with a cheap synchronous answer rather than queueing them all.
+    // HTTP/1.1 requests were shed by the front already; h2 streams reach no front parser, so here.
     const max = this.limits.maxConcurrentRequests
-    if (max > 0 && server.pendingRequests > max) return closingError(503, 'overloaded')
+    if (max > 0 && server.pendingRequests > max) return peer?.h2 ? shedResponse(req.headers.get('content-type')) : closingError(503, 'overloaded')
+    if (peer?.h2 && this.shedder.overloaded) return shedResponse(req.headers.get('content-type'))
     // Read once here and handed down: every header read is a native call.
     const host = req.headers.get('host')
     const malformed = rejectMalformed(req, host, this.limits, this.#checkHeaderBytes)
     if (malformed) return malformed
-    const address = server.requestIP(req)
-    const peer = peerOf?.(address?.port)
     const conn = new ClientConnection(
       server,
       peer ? peer.clientIp : (address?.address ?? ''),

@@ -34,6 +34,7 @@ import type { TlsPeer } from '../http/tls/peer.ts'
 import { isGrpcContentType, GrpcStatus, NO_DATE, trailersOnly } from './grpc-status.ts'
 import { proxyGrpc } from './grpc-proxy.ts'
 import { serveThroughPipeline } from './fetch-bridge.ts'
+import { shedStream } from './shed.ts'
 
 export type H2Peer = TlsPeer
 
@@ -49,6 +50,8 @@ export interface H2ServerOptions {
   readonly listenerPort?: () => number
   /** Streams a client may open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
   readonly maxConcurrentStreams?: number
+  /** The data plane's load shedder: while overloaded, new streams get 503 + Retry-After (gRPC: UNAVAILABLE). */
+  readonly shedder?: { readonly overloaded: boolean }
 }
 
 /** Per client connection: who it is (resolved on its first stream) and its open streams. */
@@ -145,6 +148,8 @@ export class H2Server {
       else stream.close(http2.constants.NGHTTP2_REFUSED_STREAM)
       return
     }
+    // Overload (load-shedder.ts): new streams are refused cheaply; open ones keep going.
+    if (options.shedder?.overloaded) return shedStream(stream, grpc)
     const session = stream.session!
     const peer = this.#peerOf(session)
     const info = this.#sessions.get(session)

@@ -889,7 +889,8 @@ export class ClientConnection implements LinkOwner {
     if (link === this.#inner) {
       // The inner server sees loopback: it learns the client's address from this port.
       this.#innerPort = link.socket!.localPort
-      this.ctx.peers.set(this.#innerPort, { clientIp: this.clientIp, serverName: this.serverName })
+      // A link opened by #startTunnel carries h2: the inner server sheds its streams itself (the front sees no requests in it).
+      this.ctx.peers.set(this.#innerPort, { clientIp: this.clientIp, serverName: this.serverName, h2: this.#phase === Phase.Tunnel })
     }
   }
 

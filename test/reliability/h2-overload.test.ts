@@ -19,7 +19,7 @@ import { eventually } from '../e2e/support.ts'
 
 const be: RawBackend = startRawBackend((r, c) => c.write(ok(`${r.method} ${r.target}`)))
 const h2cBackend = http2.createServer()
-h2cBackend.on('stream', (stream) => {
+h2cBackend.on('stream', (stream: http2.ServerHttp2Stream) => {
   stream.respond({ ':status': 200, 'content-type': 'text/plain' })
   stream.end('h2c backend')
 })

@@ -101,7 +101,7 @@ async function webSockets(port: number, n: number): Promise<WebSocket[]> {
   return out
 }
 
-async function settled(gw: GatewayProcess): Promise<{ rss: number; heap: number }> {
+async function settled(gw: GatewayProcess): Promise<{ rss: number; heap: number; types?: Record<string, number> }> {
   await Bun.sleep(500)
   await gw.gc()
   await Bun.sleep(200)
@@ -117,6 +117,16 @@ async function wsThatFit(pid: number): Promise<number> {
   const fit = Math.min(10_000, Math.floor((soft - open - 8) / 2))
   console.log(`gateway open-file limit ${soft}, ${open} open before the sessions: room for ${fit} WebSocket pairs${fit < 10_000 ? ' (10,000 do not fit)' : ''}`)
   return fit
+}
+
+/** HEAP_TYPES=1: the object types that grew, per connection (where the heap goes). */
+function typeGrowth(before: Record<string, number>, after: Record<string, number>, n: number): string {
+  return Object.entries(after)
+    .map(([type, count]) => [type, (count - (before[type] ?? 0)) / n] as const)
+    .filter(([, per]) => per >= 0.05)
+    .sort((a, b) => b[1] - a[1])
+    .map(([type, per]) => `${type} ${per.toFixed(2)}`)
+    .join(', ')
 }
 
 const perConn = (delta: number, n: number) => `${Math.round(delta / n)} B (${(delta / n / 1024).toFixed(2)} KiB)`
@@ -173,6 +183,7 @@ try {
     const after = await settled(gateway)
     results.idle = `${IDLE} idle keep-alive connections: RSS +${mb(after.rss - before.rss)} MiB = ${perConn(after.rss - before.rss, IDLE)}/connection; JS heap ${perConn(after.heap - before.heap, IDLE)}/connection`
     console.log(results.idle)
+    if (after.types && before.types) console.log('  objects per connection:', typeGrowth(before.types, after.types, IDLE))
     for (const s of conns) s.end()
     await Bun.sleep(1000)
   }

@@ -46,12 +46,12 @@ export class GatewayProcess {
   }
 
   /** RSS and JS heap after a full garbage collection in the gateway process. */
-  async gc(): Promise<{ rss: number; heap: number }> {
+  async gc(): Promise<{ rss: number; heap: number; types?: Record<string, number> }> {
     this.child.stdin.write('gc\n')
     this.child.stdin.flush()
     const { value, done } = await this.#lines.next()
     if (done) throw new Error('gateway process exited')
-    return JSON.parse(value) as { rss: number; heap: number }
+    return JSON.parse(value) as { rss: number; heap: number; types?: Record<string, number> }
   }
 
   /** Peak RSS sampled every 50 ms while `work` runs. */

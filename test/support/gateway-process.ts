@@ -5,6 +5,7 @@
  * stdin line "rss" with {"rss": bytes} ("gc": the same after a full garbage collection, with the
  * JS heap size too); "stop" stops the data planes and exits. argv[3]: optional JSON HTTP limits.
  */
+import { heapStats } from 'bun:jsc'
 import { HttpDataplane } from '../../src/dataplane/http/server.ts'
 import { L4Dataplane } from '../../src/dataplane/l4/server.ts'
 import { silentLogger } from '../../src/dataplane/log.ts'
@@ -28,7 +29,9 @@ for await (const chunk of Bun.stdin.stream()) {
     if (command === 'rss') console.log(JSON.stringify({ rss: process.memoryUsage().rss }))
     if (command === 'gc') {
       Bun.gc(true)
-      console.log(JSON.stringify({ rss: process.memoryUsage().rss, heap: process.memoryUsage().heapUsed }))
+      // HEAP_TYPES=1: live objects by type too (where per-connection memory goes, bench/connections.ts).
+      const types = process.env.HEAP_TYPES ? heapStats().objectTypeCounts : undefined
+      console.log(JSON.stringify({ rss: process.memoryUsage().rss, heap: process.memoryUsage().heapUsed, types }))
     }
     if (command === 'stop') {
       await Promise.all([http.stop(true), l4.stop()])

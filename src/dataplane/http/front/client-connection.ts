@@ -100,6 +100,126 @@ const REASONS: Record<number, string> = {
   505: 'HTTP Version Not Supported',
 }
 
+/**
+ * Everything one exchange needs, from its request head to the end of its response (or of the
+ * tunnel it became). Made when a head arrives and dropped when the exchange ends, so an idle
+ * keep-alive connection holds only ClientConnection's few fields (bench/connections.ts).
+ */
+class Exchange {
+  /** Frame boundaries of a direct WebSocket tunnel, each way; undefined for other tunnels. */
+  toBackend: FrameTracker | undefined = undefined
+  toClient: FrameTracker | undefined = undefined
+  /** The rule a direct exchange or tunnel was routed by (route removal closes its tunnel). */
+  ruleId = ''
+  /** The route's stream idle timeout (0: none): a session without data frames that long is closed. */
+  routeIdleMs = 0
+  wsIdleMs = 0
+  wsLastData = 0
+  /** The gateway is closing the session: a close frame goes each way at the next frame boundary. */
+  wsClose: { readonly code: number; readonly reason: string; toClientSent: boolean; toBackendSent: boolean } | undefined = undefined
+  link: Link | undefined = undefined
+  /**
+   * The direct path awaits a policy verdict (a promise from the chain): nothing goes upstream yet,
+   * client bytes (body, pipelined requests) are only buffered. The wait's number while waiting,
+   * else 0: a verdict that comes back for an exchange that ended meanwhile is dropped.
+   */
+  waiting = 0
+  /** Withdraws a direct request from its circuit's queue (#awaitSlot). */
+  slotAbort: AbortController | undefined = undefined
+  direct = false
+  member: EndpointState | undefined = undefined
+  /** The pool the direct exchange's endpoint came from (passive health, circuit, refused retries). */
+  pool: RuntimePool | undefined = undefined
+  /** The pool whose circuit admitted the exchange (released when it ends). */
+  admitted: RuntimePool | undefined = undefined
+  /** Endpoints that refused this exchange's connection; undefined until one did. */
+  tried: Set<PoolMember> | undefined = undefined
+  poolMember: PoolMember | undefined = undefined
+  pickHead: RequestHead | undefined = undefined
+  pickIp = ''
+  method = ''
+  reqHttp10 = false
+  /** The upstream head, held until the body bytes that came with it are validated. */
+  pendingHead: string | Uint8Array | undefined = undefined
+  upgrade = false
+  /** The request head as sent to the inner server, kept for one replay when its link was closed under us. */
+  innerHead: Uint8Array | undefined = undefined
+  closeAfter = false
+  upstreamHead: string | Uint8Array = ''
+  /**
+   * The direct request may be sent again if a pooled link closes before answering (method or
+   * Idempotency-Key) and all of it written so far is kept (no more than REPLAY_MAX_BYTES).
+   */
+  replayable = false
+  /** What was written upstream, in order: the first write (usually the whole request), then the rest. */
+  replayFirst: string | Uint8Array | undefined = undefined
+  replayRest: (string | Uint8Array)[] | undefined = undefined
+  replayBytes = 0
+  retried = false
+  reqBody = Body.None
+  reqRemaining = 0
+  reqChunks: ChunkedDecoder | undefined = undefined
+  reqDone = true
+  reqBytes = 0
+  reqLimit = 0
+  respStarted = false
+  respHead: Uint8Array | undefined = undefined
+  respBody = Body.None
+  respRemaining = 0
+  respChunks: ChunkedDecoder | undefined = undefined
+  /** The route is gone: end the chunked body at the next chunk boundary. */
+  endAtChunk = false
+  respDone = false
+  linkReusable = false
+  headDeadline = Infinity
+  /** The direct exchange's wait for response headers, counted again once its body has gone upstream. */
+  respTimeoutMs = 0
+  bodyDeadline = Infinity
+  streamIdleMs = 0
+
+  // Telemetry of the exchange (src/telemetry): recorded at its end by #observe.
+  /** performance.now() at the request head; 0 when no exchange of ours is being timed. */
+  t0 = 0
+  /** performance.now() when the upstream head went out (direct path), else 0. */
+  tUp = 0
+  status = 0
+  bytesOut = 0
+  /** Index in LOCAL_REASONS when the front answered itself, else 0. */
+  localReason = 0
+  obsHead: RequestHead | undefined = undefined
+  obsPort: PortPlan | undefined = undefined
+  obsRule: RoutePlan | undefined = undefined
+  /** The label set the exchange was counted under (a WebSocket session's end counts under its handshake's). */
+  labels: LabelSet | undefined = undefined
+  requestId: string | undefined = undefined
+  span: SpanContext | undefined = undefined
+  /** The client's traceparent is replaced by ours (tracing on). */
+  dropTraceparent = false
+  wsStart = 0
+  wsBytesIn = 0
+  /** The request whose body is being received whole (Phase.Buffering). */
+  held: HeldBody | undefined = undefined
+  heldDeadline = Infinity
+}
+
+/** Numbers the waits for verdicts and circuit slots (one counter for all connections: no field each). */
+let waitSeq = 0
+
+/**
+ * The last label set resolved (telemetry): keep-alive clients repeat a route, and label sets
+ * depend on port plan, rule and pool only, so one entry per worker serves every connection.
+ */
+let lastSet: LabelSet | undefined
+let lastSetRule: RoutePlan | undefined
+let lastSetPool: RuntimePool | undefined
+let lastSetPort: PortPlan | undefined
+
+/**
+ * The forwarding lines of the last (client address, Host, scheme) seen: built once while one
+ * client (or clients behind one proxy) repeats a Host, without a cache field per connection.
+ */
+const forwarding = { ip: '', host: '', scheme: '', element: '', lines: '' }
+
 export class ClientConnection implements LinkOwner {
   readonly clientIp: string
   /** The peer address this connection holds a gate slot for (overload/connection-gate.ts), until released. */
@@ -113,124 +233,21 @@ export class ClientConnection implements LinkOwner {
   #lastActivity: number
   /** Clock ms at which the current head started arriving (header-read deadline). */
   #headStarted = 0
-  /** Writes the client socket did not take yet. */
-  #clientQueue: (string | Uint8Array)[] = []
+  /** Writes the client socket did not take yet; undefined when there are none (most of the time). */
+  #clientQueue: (string | Uint8Array)[] | undefined
   #closeAfterFlush = false
   /** Why the client socket is paused: the link is backlogged, or too many pipelined bytes wait. */
   #pausedForLink = false
   #pausedForBuffer = false
-
-  /** Frame boundaries of a direct WebSocket tunnel, each way; undefined for other tunnels. */
-  #toBackend: FrameTracker | undefined
-  #toClient: FrameTracker | undefined
-  /** The rule a direct exchange or tunnel was routed by (route removal closes its tunnel). */
-  #ruleId = ''
-  /** The route's stream idle timeout (0: none): a session without data frames that long is closed. */
-  #routeIdleMs = 0
-  #wsIdleMs = 0
-  #wsLastData = 0
-  /** The gateway is closing the session: a close frame goes each way at the next frame boundary. */
-  #wsClose: { readonly code: number; readonly reason: string; toClientSent: boolean; toBackendSent: boolean } | undefined
-
-  #forwardedHost = ''
-  #forwardedElement = ''
-  #forwardingLinesCache = ''
-
-  /** This connection's link to the inner Bun.serve, opened on first need and kept. */
-  #inner: Link | undefined
-  #innerPort = 0
-
-  // The exchange in progress (fields rather than an object: one request at a time).
-  #link: Link | undefined
-  /**
-   * The direct path awaits a policy verdict (a promise from the chain): nothing goes upstream yet,
-   * client bytes (body, pipelined requests) are only buffered. The exchange's number while
-   * waiting, else 0: a verdict that comes back for an exchange that ended meanwhile is dropped.
-   */
-  #waiting = 0
-  #waitSeq = 0
-  /** Withdraws a direct request from its circuit's queue (#awaitSlot). */
-  #slotAbort: AbortController | undefined
-  #direct = false
-  #member: EndpointState | undefined
-  /** The pool the direct exchange's endpoint came from (passive health, circuit, refused retries). */
-  #pool: RuntimePool | undefined
-  /** The pool whose circuit admitted the exchange (released when it ends). */
-  #admitted: RuntimePool | undefined
-  /** Endpoints that refused this exchange's connection; undefined until one did. */
-  #tried: Set<PoolMember> | undefined
-  #poolMember: PoolMember | undefined
-  #pickHead: RequestHead | undefined
-  #pickIp = ''
-  #method = ''
-  #reqHttp10 = false
-  /** The upstream head, held until the body bytes that came with it are validated. */
-  #pendingHead: string | Uint8Array | undefined
-  #upgrade = false
-  /** The request head as sent to the inner server, kept for one replay when its link was closed under us. */
-  #innerHead: Uint8Array | undefined
   /** The client half-closed: finish what it sent, then close. */
   #clientEnded = false
   /** The next pipelined request waits until the client has taken the previous answer. */
   #serveOnDrain = false
-  #closeAfter = false
-  #upstreamHead: string | Uint8Array = ''
-  /**
-   * The direct request may be sent again if a pooled link closes before answering (method or
-   * Idempotency-Key) and all of it written so far is kept (no more than REPLAY_MAX_BYTES).
-   */
-  #replayable = false
-  /** What was written upstream, in order: the first write (usually the whole request), then the rest. */
-  #replayFirst: string | Uint8Array | undefined
-  #replayRest: (string | Uint8Array)[] | undefined
-  #replayBytes = 0
-  #retried = false
-  #reqBody = Body.None
-  #reqRemaining = 0
-  #reqChunks: ChunkedDecoder | undefined
-  #reqDone = true
-  #reqBytes = 0
-  #reqLimit = 0
-  #respStarted = false
-  #respHead: Uint8Array | undefined
-  #respBody = Body.None
-  #respRemaining = 0
-  #respChunks: ChunkedDecoder | undefined
-  /** The route is gone: end the chunked body at the next chunk boundary. */
-  #endAtChunk = false
-  #respDone = false
-  #linkReusable = false
-  #headDeadline = Infinity
-  /** The direct exchange's wait for response headers, counted again once its body has gone upstream. */
-  #respTimeoutMs = 0
-  #bodyDeadline = Infinity
-  #streamIdleMs = 0
-
-  // Telemetry of the exchange (src/telemetry): recorded at its end by #observe.
-  /** performance.now() at the request head; 0 when no exchange of ours is being timed. */
-  #t0 = 0
-  /** performance.now() when the upstream head went out (direct path), else 0. */
-  #tUp = 0
-  #status = 0
-  #bytesOut = 0
-  /** Index in LOCAL_REASONS when the front answered itself, else 0. */
-  #localReason = 0
-  #obsHead: RequestHead | undefined
-  #obsPort: PortPlan | undefined
-  #obsRule: RoutePlan | undefined
-  /** The label set of the last exchange on this connection (keep-alive clients repeat a route). */
-  #lastSet: LabelSet | undefined
-  #lastSetRule: RoutePlan | undefined
-  #lastSetPool: RuntimePool | undefined
-  #lastSetPort: PortPlan | undefined
-  #requestId: string | undefined
-  #span: SpanContext | undefined
-  /** The client's traceparent is replaced by ours (tracing on). */
-  #dropTraceparent = false
-  #wsStart = 0
-  /** The request whose body is being received whole (Phase.Buffering). */
-  #held: HeldBody | undefined
-  #heldDeadline = Infinity
+  /** This connection's link to the inner Bun.serve, opened on first need and kept. */
+  #inner: Link | undefined
+  #innerPort = 0
+  /** The exchange in progress (or tunnel, or body being held); undefined while idle. */
+  #x: Exchange | undefined
 
   constructor(
     readonly socket: Socket<ClientConnection>,
@@ -254,22 +271,25 @@ export class ClientConnection implements LinkOwner {
     this.#lastActivity = this.ctx.clock.now
     switch (this.#phase) {
       case Phase.Tunnel: {
-        const frames = this.#toBackend
-        if (frames && this.#wsClose) return this.#relayUntilClose(data, frames, false)
+        const x = this.#x!
+        const frames = x.toBackend
+        if (frames && x.wsClose) return this.#relayUntilClose(data, frames, false)
         if (frames) {
           frames.feed(data)
-          this.#wsBytesIn += data.byteLength
+          x.wsBytesIn += data.byteLength
         }
-        if (!this.#link!.write(data)) this.#pauseForLink()
+        if (!x.link!.write(data)) this.#pauseForLink()
         return
       }
-      case Phase.Exchange:
-        if (this.#waiting !== 0) this.#stash(data)
-        else if (!this.#reqDone) {
+      case Phase.Exchange: {
+        const x = this.#x!
+        if (x.waiting !== 0) this.#stash(data)
+        else if (!x.reqDone) {
           const used = this.#feedRequestBody(data, 0)
           if (used < data.byteLength && this.#phase === Phase.Exchange) this.#stash(data.subarray(used))
         } else this.#stash(data)
         return
+      }
       case Phase.Idle:
         this.#stash(data)
         // Still waiting for the client to take the last answer: no new exchange yet.
@@ -283,15 +303,18 @@ export class ClientConnection implements LinkOwner {
   onDrain(): void {
     this.#lastActivity = this.ctx.clock.now
     const queue = this.#clientQueue
-    while (queue.length > 0) {
-      const next = queue.shift()!
-      if (!this.#writeNow(next)) {
-        queue.unshift(queue.pop()!)
-        return
+    if (queue !== undefined) {
+      while (queue.length > 0) {
+        const next = queue.shift()!
+        if (!this.#writeNow(next)) {
+          queue.unshift(queue.pop()!)
+          return
+        }
       }
+      this.#clientQueue = undefined
     }
     if (this.#closeAfterFlush) return this.#endClient()
-    this.#link?.resume()
+    this.#x?.link?.resume()
     if (this.#serveOnDrain) {
       this.#serveOnDrain = false
       this.#serveNext()
@@ -305,10 +328,10 @@ export class ClientConnection implements LinkOwner {
     if (this.#phase === Phase.Idle && this.#serveOnDrain) return
     if (this.#phase === Phase.Idle) return this.#buffered ? this.#reject(new RequestHeadError(400, 'incomplete request')) : this.#endClient()
     if (this.#phase === Phase.Buffering) return this.#reject(new RequestHeadError(400, 'incomplete request body'))
-    if (this.#phase === Phase.Tunnel) this.#link?.socket?.shutdown()
+    if (this.#phase === Phase.Tunnel) this.#x!.link?.socket?.shutdown()
     // A body cut short can never complete: give up on the exchange now.
     // (While a verdict is awaited the body may be buffered whole: checked once it is fed.)
-    else if (this.#phase === Phase.Exchange && !this.#reqDone && this.#waiting === 0) this.#failExchange(400, 'incomplete request body')
+    else if (this.#phase === Phase.Exchange && !this.#x!.reqDone && this.#x!.waiting === 0) this.#failExchange(400, 'incomplete request body')
     // Otherwise #finish serves what was pipelined before the FIN, then closes.
   }
 
@@ -388,23 +411,24 @@ export class ClientConnection implements LinkOwner {
       this.#reject(new RequestHeadError(413, 'request body too large'))
       return true
     }
-    this.#held = held
+    const x = (this.#x = new Exchange())
+    x.held = held
     this.#buffered = undefined
     this.#phase = Phase.Buffering
-    this.#heldDeadline = limits.bodyTimeoutMs > 0 ? Date.now() + limits.bodyTimeoutMs : Infinity
+    x.heldDeadline = limits.bodyTimeoutMs > 0 ? Date.now() + limits.bodyTimeoutMs : Infinity
     return true
   }
 
   #holdMore(data: Uint8Array): void {
-    const result = this.#held!.add(data)
+    const result = this.#x!.held!.add(data)
     if (result === HoldResult.More) return
     if (result === HoldResult.TooLarge) {
       this.#releaseHeld()
       return this.#reject(new RequestHeadError(413, 'request body too large'))
     }
     // Complete, or too much to hold: the exchange starts with what is here (the rest streams).
-    const held = this.#held!
-    this.#held = undefined
+    const held = this.#x!.held!
+    this.#x = undefined
     this.#buffered = held.take()
     this.#phase = Phase.Idle
     // (An exchange that ends at once serves what was pipelined behind it from #finish.)
@@ -412,9 +436,9 @@ export class ClientConnection implements LinkOwner {
   }
 
   #releaseHeld(): void {
-    const held = this.#held
+    const held = this.#x?.held
     if (held === undefined) return
-    this.#held = undefined
+    this.#x!.held = undefined
     held.release()
   }
 
@@ -424,60 +448,31 @@ export class ClientConnection implements LinkOwner {
     this.#phase = Phase.Exchange
     this.#served++
     ctx.inFlight++
-    this.#method = head.method
-    this.#t0 = performance.now()
-    this.#tUp = 0
-    this.#status = 0
-    this.#bytesOut = 0
-    this.#localReason = 0
-    this.#obsHead = head
-    this.#obsRule = undefined
-    this.#requestId = undefined
-    this.#span = undefined
-    this.#dropTraceparent = false
-    this.#reqHttp10 = head.http10
-    this.#upgrade = head.upgrade
-    this.#pendingHead = undefined
-    this.#toBackend = this.#toClient = undefined
-    this.#wsClose = undefined
-    this.#endAtChunk = false
-    // Which path serves it is decided below; local answers before that are neither.
-    this.#direct = false
-    this.#member = undefined
-    this.#pool = undefined
-    this.#poolMember = undefined
-    this.#tried = undefined
-    this.#pickHead = undefined
-    this.#innerHead = undefined
-    this.#dropReplay()
-    this.#closeAfter = head.close || ctx.draining
-    this.#respStarted = false
-    this.#respHead = undefined
-    this.#respDone = false
-    this.#retried = false
-    this.#reqBytes = 0
-    this.#reqLimit = 0
-    this.#streamIdleMs = ctx.limits.streamIdleSeconds * 1000
-    this.#bodyDeadline = Infinity
-    this.#headDeadline = Infinity
-    this.#respTimeoutMs = 0
-    this.#reqChunks = undefined
+    // A fresh exchange: every other field starts at its default (Exchange).
+    const x = (this.#x = new Exchange())
+    x.method = head.method
+    x.t0 = performance.now()
+    x.obsHead = head
+    x.reqHttp10 = head.http10
+    x.upgrade = head.upgrade
+    x.closeAfter = head.close || ctx.draining
+    x.streamIdleMs = ctx.limits.streamIdleSeconds * 1000
     if (head.chunked) {
-      this.#reqBody = Body.Chunked
-      this.#reqChunks = new ChunkedDecoder(true)
+      x.reqBody = Body.Chunked
+      x.reqChunks = new ChunkedDecoder(true)
     } else if (head.contentLength > 0) {
-      this.#reqBody = Body.Length
-      this.#reqRemaining = head.contentLength
-    } else this.#reqBody = Body.None
-    this.#reqDone = this.#reqBody === Body.None
-    if (!this.#reqDone && ctx.limits.bodyTimeoutMs > 0) this.#bodyDeadline = Date.now() + ctx.limits.bodyTimeoutMs
+      x.reqBody = Body.Length
+      x.reqRemaining = head.contentLength
+    }
+    x.reqDone = x.reqBody === Body.None
+    if (!x.reqDone && ctx.limits.bodyTimeoutMs > 0) x.bodyDeadline = Date.now() + ctx.limits.bodyTimeoutMs
 
     // Overload: a cheap answer instead of queueing without bound.
     const max = ctx.limits.maxConcurrentRequests
     if (max > 0 && ctx.inFlight > max) return this.#respondLocal(503, 'overloaded', true)
     if (ctx.shedder.overloaded) return this.#shed()
     const port = ctx.active.current?.ports.get(ctx.irPort)
-    this.#obsPort = port
+    x.obsPort = port
     // The port left the plan while this connection drains: nothing routes here any more.
     if (!port) return this.#respondLocal(404, 'no route', true)
 
@@ -487,7 +482,7 @@ export class ClientConnection implements LinkOwner {
     if (this.serverName !== undefined && isMisdirected(port.router, this.serverName, host)) return this.#respondLocal(421, 'misdirected request', true)
     const rule = head.path !== '' ? port.router.match(host, head) : undefined
     // Kept for both paths: a configuration that removes the rule ends this exchange's stream.
-    this.#ruleId = rule?.id ?? ''
+    x.ruleId = rule?.id ?? ''
     const webSocket = head.upgrade && isWebSocketUpgrade(head.method, head.get('upgrade'))
     // Upgrades other than WebSocket (h2c) and everything directPool declines take the pipeline.
     const pool = rule && !head.http10 && !head.expect && webSocket === head.upgrade ? directPool(rule, webSocket) : undefined
@@ -498,7 +493,7 @@ export class ClientConnection implements LinkOwner {
 
   /** Body bytes that arrived with the head (or while a verdict was awaited) go to the link. */
   #feedBuffered(): void {
-    if (this.#phase === Phase.Exchange && !this.#reqDone && this.#buffered && this.#waiting === 0) {
+    if (this.#phase === Phase.Exchange && !this.#x!.reqDone && this.#buffered && this.#x!.waiting === 0) {
       const body = this.#buffered
       this.#buffered = undefined
       const used = this.#feedRequestBody(body, 0)
@@ -513,8 +508,8 @@ export class ClientConnection implements LinkOwner {
     const buffered = rule.requestBufferBytes
     if (buffered !== undefined && (limit === 0 || buffered < limit)) limit = buffered
     if (limit > 0 && head.contentLength > limit) return this.#respondLocal(413, 'request body too large', true)
-    this.#reqLimit = limit
-    this.#obsRule = rule
+    this.#x!.reqLimit = limit
+    this.#x!.obsRule = rule
     // The rule's chain is head-only here (RoutePlan.direct): run it on the head, once.
     let view: HeadRequest | undefined
     if (rule.requestFilters.length > 0) {
@@ -540,15 +535,15 @@ export class ClientConnection implements LinkOwner {
    * away abandons it (no upstream request).
    */
   #awaitVerdict(verdict: Promise<LocalReply | undefined>, head: RequestHead, rule: RoutePlan, pool: RuntimePool, webSocket: boolean, view: HeadRequest, buf: Uint8Array): void {
-    const waiting = ++this.#waitSeq
-    this.#waiting = waiting
+    const waiting = ++waitSeq
+    this.#x!.waiting = waiting
     const timeout = this.#requestTimeout(rule, webSocket)
     const bound = timeout > 0 ? timeout : this.ctx.limits.headerTimeoutMs
-    this.#headDeadline = bound > 0 ? Date.now() + bound : Infinity
+    this.#x!.headDeadline = bound > 0 ? Date.now() + bound : Infinity
     verdict.then(
       (reply) => {
-        if (this.#waiting !== waiting) return
-        this.#waiting = 0
+        if (this.#x?.waiting !== waiting) return
+        this.#x!.waiting = 0
         try {
           if (reply) return this.#replyLocal(reply)
           this.#forwardDirect(head, rule, pool, webSocket, view, buf)
@@ -558,8 +553,8 @@ export class ClientConnection implements LinkOwner {
         }
       },
       (err: unknown) => {
-        if (this.#waiting !== waiting) return
-        this.#waiting = 0
+        if (this.#x?.waiting !== waiting) return
+        this.#x!.waiting = 0
         try {
           this.#policyFailed(err)
         } catch (e) {
@@ -575,7 +570,7 @@ export class ClientConnection implements LinkOwner {
     this.#feedBuffered()
     if (this.#phase !== Phase.Exchange) return
     // The client half-closed while we waited, before its body was complete: it never will be.
-    if (!this.#reqDone && this.#clientEnded) return this.#failExchange(400, 'incomplete request body')
+    if (!this.#x!.reqDone && this.#clientEnded) return this.#failExchange(400, 'incomplete request body')
     if (this.#pausedForBuffer && !(this.#buffered && this.#buffered.byteLength > MAX_BUFFERED_BYTES)) {
       this.#pausedForBuffer = false
       if (!this.#pausedForLink) this.socket.resume()
@@ -584,7 +579,7 @@ export class ClientConnection implements LinkOwner {
 
   /** A policy hook threw or its promise rejected: 500, as the pipeline answers it. */
   #policyFailed(err: unknown): void {
-    this.ctx.logger.error('request failed', { port: this.ctx.irPort, route: this.#ruleId, error: err instanceof Error ? (err.stack ?? err.message) : String(err) })
+    this.ctx.logger.error('request failed', { port: this.ctx.irPort, route: this.#x!.ruleId, error: err instanceof Error ? (err.stack ?? err.message) : String(err) })
     this.#respondLocal(500, 'internal error', false)
   }
 
@@ -598,25 +593,25 @@ export class ClientConnection implements LinkOwner {
    */
   #awaitSlot(head: RequestHead, rule: RoutePlan, pool: RuntimePool, webSocket: boolean, view: HeadRequest): void {
     const circuit = pool.circuit!
-    const waiting = ++this.#waitSeq
-    this.#waiting = waiting
-    const abort = (this.#slotAbort = new AbortController())
-    if (this.#headDeadline === Infinity) {
+    const waiting = ++waitSeq
+    this.#x!.waiting = waiting
+    const abort = (this.#x!.slotAbort = new AbortController())
+    if (this.#x!.headDeadline === Infinity) {
       const timeout = this.#requestTimeout(rule, webSocket)
       const bound = timeout > 0 ? timeout : this.ctx.limits.headerTimeoutMs
-      if (bound > 0) this.#headDeadline = Date.now() + bound
+      if (bound > 0) this.#x!.headDeadline = Date.now() + bound
     }
     void circuit.acquire(pool.limits!, abort.signal).then((refusedBy) => {
-      if (this.#waiting !== waiting) {
+      if (this.#x?.waiting !== waiting) {
         // Admitted for an exchange that is over: the slot goes back.
         if (refusedBy === undefined) circuit.release(pool.limits)
         return
       }
-      this.#waiting = 0
-      this.#slotAbort = undefined
+      this.#x!.waiting = 0
+      this.#x!.slotAbort = undefined
       try {
         if (refusedBy !== undefined) return this.#replyLocal(overloadReply(refusedBy))
-        this.#admitted = pool
+        this.#x!.admitted = pool
         this.#sendDirect(head, rule, pool, webSocket, view)
         this.#afterWait()
       } catch (err) {
@@ -627,10 +622,10 @@ export class ClientConnection implements LinkOwner {
 
   /** The exchange ended: a verdict or a circuit slot still awaited is dropped when it comes. */
   #stopWaiting(): void {
-    this.#waiting = 0
-    const abort = this.#slotAbort
+    this.#x!.waiting = 0
+    const abort = this.#x!.slotAbort
     if (abort) {
-      this.#slotAbort = undefined
+      this.#x!.slotAbort = undefined
       abort.abort()
     }
   }
@@ -645,7 +640,7 @@ export class ClientConnection implements LinkOwner {
       const refusedBy = circuit.tryAdmit(pool.limits!)
       if (refusedBy === 'queue') return view ? this.#awaitSlot(head, rule, pool, webSocket, view) : this.#startInner(innerHead(head, buf))
       if (refusedBy !== undefined) return this.#replyLocal(overloadReply(refusedBy))
-      this.#admitted = pool
+      this.#x!.admitted = pool
     }
     this.#sendDirect(head, rule, pool, webSocket, view)
   }
@@ -657,46 +652,46 @@ export class ClientConnection implements LinkOwner {
     const member = pool.pick({ clientIp: pickIp, headers: head, now: ctx.clock.now })
     // Empty or gone: the full pipeline answers (503) with its usual body.
     if (!member) return this.#respondLocal(503, 'no healthy upstream', false)
-    this.#pool = pool
-    this.#poolMember = member
-    this.#pickHead = head
-    this.#pickIp = pickIp
-    if (rule.ir.streamIdleTimeoutMs !== undefined) this.#streamIdleMs = rule.ir.streamIdleTimeoutMs
-    this.#routeIdleMs = rule.ir.streamIdleTimeoutMs ?? 0
+    this.#x!.pool = pool
+    this.#x!.poolMember = member
+    this.#x!.pickHead = head
+    this.#x!.pickIp = pickIp
+    if (rule.ir.streamIdleTimeoutMs !== undefined) this.#x!.streamIdleMs = rule.ir.streamIdleTimeoutMs
+    this.#x!.routeIdleMs = rule.ir.streamIdleTimeoutMs ?? 0
     // Counted from the request's start: a verdict awaited first took part of it (#awaitVerdict).
     // A body still arriving restarts it when its last byte went upstream (#feedRequestBody).
     const timeout = this.#requestTimeout(rule, webSocket)
-    this.#respTimeoutMs = timeout
-    if (this.#headDeadline === Infinity && timeout > 0) this.#headDeadline = Date.now() + timeout
-    this.#direct = true
-    this.#member = member.state
+    this.#x!.respTimeoutMs = timeout
+    if (this.#x!.headDeadline === Infinity && timeout > 0) this.#x!.headDeadline = Date.now() + timeout
+    this.#x!.direct = true
+    this.#x!.member = member.state
     member.state.inFlight++
     const tracer = telemetry.tracer
     if (tracer) {
       const parent = head.get('traceparent')
-      this.#span = tracer.start(parent, head.get('tracestate'))
-      this.#dropTraceparent = parent !== null
+      this.#x!.span = tracer.start(parent, head.get('tracestate'))
+      this.#x!.dropTraceparent = parent !== null
     }
     const text = this.#upstreamHeadText(head, view)
-    this.#upstreamHead = head.ascii ? text : Buffer.from(text, 'latin1')
-    this.#replayable = !webSocket && isReplayable(head.method, head)
-    this.#replayBytes = 0
-    this.#tUp = performance.now()
+    this.#x!.upstreamHead = head.ascii ? text : Buffer.from(text, 'latin1')
+    this.#x!.replayable = !webSocket && isReplayable(head.method, head)
+    this.#x!.replayBytes = 0
+    this.#x!.tUp = performance.now()
     const endpoint = member.state
     const links = ctx.links.pool(endpoint.key, endpoint.address, endpoint.port)
     // A handshake gets a connection of its own: after a 101 it is a tunnel, never pooled again.
     const link = webSocket ? undefined : links.take()
     if (link) link.owner = this
-    this.#link = link ?? links.connect(this)
-    this.#sendHead(this.#upstreamHead)
+    this.#x!.link = link ?? links.connect(this)
+    this.#sendHead(this.#x!.upstreamHead)
   }
 
   #startInner(raw: Uint8Array): void {
     // The pipeline times its own streams (per-route stream idle timeout, body deadline).
-    this.#streamIdleMs = 0
+    this.#x!.streamIdleMs = 0
     // Bun.serve may close an idle link just as we reuse it: a bodiless request can be replayed.
-    this.#innerHead = this.#reqBody === Body.None ? raw : undefined
-    this.#link = this.#innerLink()
+    this.#x!.innerHead = this.#x!.reqBody === Body.None ? raw : undefined
+    this.#x!.link = this.#innerLink()
     this.#sendHead(raw)
   }
 
@@ -705,25 +700,25 @@ export class ClientConnection implements LinkOwner {
    * malformed chunked body is refused before the backend saw anything of the request.
    */
   #sendHead(head: string | Uint8Array): void {
-    if (!this.#reqDone && this.#buffered) this.#pendingHead = head
+    if (!this.#x!.reqDone && this.#buffered) this.#x!.pendingHead = head
     else this.#writeRequest(head)
   }
 
   /** Request bytes to the exchange's link, kept while the request is replayable; false when queued (pause the client). */
   #writeRequest(bytes: string | Uint8Array): boolean {
-    if (this.#replayable) {
-      this.#replayBytes += typeof bytes === 'string' ? bytes.length : bytes.byteLength
-      if (this.#replayBytes > REPLAY_MAX_BYTES) this.#dropReplay()
-      else if (this.#replayFirst === undefined) this.#replayFirst = bytes
-      else (this.#replayRest ??= []).push(bytes)
+    if (this.#x!.replayable) {
+      this.#x!.replayBytes += typeof bytes === 'string' ? bytes.length : bytes.byteLength
+      if (this.#x!.replayBytes > REPLAY_MAX_BYTES) this.#dropReplay()
+      else if (this.#x!.replayFirst === undefined) this.#x!.replayFirst = bytes
+      else (this.#x!.replayRest ??= []).push(bytes)
     }
-    return this.#link!.write(bytes)
+    return this.#x!.link!.write(bytes)
   }
 
   #dropReplay(): void {
-    this.#replayable = false
-    this.#replayFirst = undefined
-    this.#replayRest = undefined
+    this.#x!.replayable = false
+    this.#x!.replayFirst = undefined
+    this.#x!.replayRest = undefined
   }
 
   #innerLink(): Link {
@@ -735,14 +730,15 @@ export class ClientConnection implements LinkOwner {
   #startTunnel(): void {
     this.#phase = Phase.Tunnel
     this.ctx.inFlight++
+    const x = (this.#x = new Exchange())
     // h2c prior knowledge goes to the h2 server when there is one (it relays gRPC trailers); it
     // reads the client from ctx.peers by this link's local port, like the inner server.
     const h2 = this.ctx.h2Port?.()
     if (h2 !== undefined && !this.#inner) this.#inner = openLink(undefined, 'inner', '127.0.0.1', h2, this)
-    this.#link = this.#innerLink()
+    x.link = this.#innerLink()
     const buf = this.#buffered
     this.#buffered = undefined
-    if (buf && !this.#link.write(buf)) this.#pauseForLink()
+    if (buf && !x.link.write(buf)) this.#pauseForLink()
   }
 
   /**
@@ -756,10 +752,10 @@ export class ClientConnection implements LinkOwner {
     // The common case: nothing to strip or merge, so the client's head goes on verbatim (its
     // request line, Host and Content-Length included) with our lines appended.
     // Edits of fields the client did not send (requestID Generate, say) are appended the same way.
-    if (!head.proxyFields && !this.#dropTraceparent && head.target === head.originForm && (edits === undefined || !editsTouch(head, edits))) {
+    if (!head.proxyFields && !this.#x!.dropTraceparent && head.target === head.originForm && (edits === undefined || !editsTouch(head, edits))) {
       const verbatim = head.text.slice(0, head.headBytes - 2)
       let lines = this.#forwardingLines(head.host)
-      if (this.#span) lines += `traceparent: ${traceparentOf(this.#span)}\r\n`
+      if (this.#x!.span) lines += `traceparent: ${traceparentOf(this.#x!.span)}\r\n`
       let hasRequestId = head.requestId
       if (edits) {
         for (const [name, value] of edits) if (value !== null) lines += `${name}: ${value}\r\n`
@@ -780,10 +776,10 @@ export class ClientConnection implements LinkOwner {
         continue
       }
       if (nominated?.has(name) || edits?.has(name)) continue
-      if (this.#dropTraceparent && name === 'traceparent') continue
+      if (this.#x!.dropTraceparent && name === 'traceparent') continue
       text += `${lines[i]}\r\n`
     }
-    if (this.#span) text += `traceparent: ${traceparentOf(this.#span)}\r\n`
+    if (this.#x!.span) text += `traceparent: ${traceparentOf(this.#x!.span)}\r\n`
     text += forwardingLines(xff, forwarded, ip, this.ctx.scheme, head.host, this.#forwardedFor(head.host))
     let hasRequestId = head.requestId
     if (edits) {
@@ -792,7 +788,7 @@ export class ClientConnection implements LinkOwner {
       if (id !== undefined) hasRequestId = id !== null
     }
     if (!hasRequestId && generateId) text += this.#requestIdLine()
-    if (this.#reqBody === Body.Chunked) text += 'transfer-encoding: chunked\r\n'
+    if (this.#x!.reqBody === Body.Chunked) text += 'transfer-encoding: chunked\r\n'
     else if (head.contentLength >= 0) text += `content-length: ${head.contentLength}\r\n`
     // A WebSocket handshake keeps its Upgrade (hop-by-hop everywhere else).
     if (head.upgrade) text += `connection: upgrade\r\nupgrade: ${head.get('upgrade')}\r\n`
@@ -803,25 +799,31 @@ export class ClientConnection implements LinkOwner {
   #requestIdLine(): string {
     if (telemetry.log === undefined && telemetry.tracer === undefined) return requestIdLine()
     const id = crypto.randomUUID()
-    this.#requestId = id
+    this.#x!.requestId = id
     return `x-request-id: ${id}\r\n`
   }
 
-  /** Our Forwarded element; a keep-alive client repeats its Host, so it is built once per connection and host. */
+  /** Our Forwarded element; a client repeats its Host, so it is built once per address, scheme and host (`forwarding`). */
   #forwardedFor(host: string): string {
-    if (this.#forwardedHost !== host || this.#forwardedElement === '') {
-      this.#forwardedHost = host
-      this.#forwardedElement = forwardedElement(this.clientIp, this.ctx.scheme, host)
-      this.#forwardingLinesCache = ''
+    const cached = forwarding
+    const scheme = this.ctx.scheme
+    if (cached.host !== host || cached.ip !== this.clientIp || cached.scheme !== scheme || cached.element === '') {
+      cached.ip = this.clientIp
+      cached.host = host
+      cached.scheme = scheme
+      cached.element = forwardedElement(this.clientIp, scheme, host)
+      cached.lines = ''
     }
-    return this.#forwardedElement
+    return cached.element
   }
 
   /** Our forwarding fields when the client sent none of its own: the same for every request with this Host. */
   #forwardingLines(host: string): string {
     const element = this.#forwardedFor(host)
-    if (this.#forwardingLinesCache === '') this.#forwardingLinesCache = forwardingLines(undefined, undefined, this.clientIp, this.ctx.scheme, host, element)
-    return this.#forwardingLinesCache
+    const cached = forwarding
+    // Flattened once (a template literal is a rope of its parts until something reads it).
+    if (cached.lines === '') cached.lines = flat(forwardingLines(undefined, undefined, this.clientIp, this.ctx.scheme, host, element))
+    return cached.lines
   }
 
   /** Pass request body bytes to the link per the request's framing; returns how much of `data` belonged to the body. */
@@ -831,14 +833,14 @@ export class ClientConnection implements LinkOwner {
     /** Where the bytes to pass on stop (before `end` only when trailers are dropped). */
     let sendEnd: number
     let tail: Uint8Array | undefined
-    if (this.#reqBody === Body.Length) {
-      end = Math.min(data.byteLength, start + this.#reqRemaining)
+    if (this.#x!.reqBody === Body.Length) {
+      end = Math.min(data.byteLength, start + this.#x!.reqRemaining)
       payload = end - start
-      this.#reqRemaining -= payload
-      if (this.#reqRemaining === 0) this.#reqDone = true
+      this.#x!.reqRemaining -= payload
+      if (this.#x!.reqRemaining === 0) this.#x!.reqDone = true
       sendEnd = end
     } else {
-      const chunks = this.#reqChunks!
+      const chunks = this.#x!.reqChunks!
       const wasInTrailer = chunks.inTrailer
       try {
         decodedBytes = 0
@@ -849,36 +851,36 @@ export class ClientConnection implements LinkOwner {
         this.#failExchange(400, 'invalid chunked body')
         return data.byteLength
       }
-      if (chunks.done) this.#reqDone = true
+      if (chunks.done) this.#x!.reqDone = true
       sendEnd = end
       // Bun.serve refuses request trailers (400): the inner path gets the body without them,
       // ended by the blank line. Direct backends get them as sent.
-      if (!this.#direct) {
+      if (!this.#x!.direct) {
         if (wasInTrailer) sendEnd = start
         else if (chunks.trailerStart >= 0) sendEnd = chunks.trailerStart
         if (chunks.done) tail = CRLF
       }
     }
     // The limit counts payload, not chunk framing.
-    this.#reqBytes += payload
-    if (this.#reqLimit > 0 && this.#reqBytes > this.#reqLimit) {
+    this.#x!.reqBytes += payload
+    if (this.#x!.reqLimit > 0 && this.#x!.reqBytes > this.#x!.reqLimit) {
       this.#failExchange(413, 'request body too large')
       return data.byteLength
     }
     let body = start === 0 && sendEnd === data.byteLength ? data : data.subarray(start, sendEnd)
     if (tail) body = Buffer.concat([body, tail])
-    const head = this.#pendingHead
+    const head = this.#x!.pendingHead
     if (head !== undefined) {
-      this.#pendingHead = undefined
+      this.#x!.pendingHead = undefined
       const out = body.byteLength > 0 ? Buffer.concat([typeof head === 'string' ? Buffer.from(head, 'latin1') : head, body]) : head
       if (!this.#writeRequest(out)) this.#pauseForLink()
     } else if (body.byteLength > 0 && !this.#writeRequest(body)) this.#pauseForLink()
-    if (this.#reqDone) {
-      this.#bodyDeadline = Infinity
+    if (this.#x!.reqDone) {
+      this.#x!.bodyDeadline = Infinity
       // The wait for the response starts when the backend has the whole request: a slow upload
       // is the body deadline's business (408), not the upstream's (504).
-      if (this.#respTimeoutMs > 0 && !this.#respStarted) this.#headDeadline = Math.max(this.#headDeadline, Date.now() + this.#respTimeoutMs)
-      if (this.#respDone) this.#finish()
+      if (this.#x!.respTimeoutMs > 0 && !this.#x!.respStarted) this.#x!.headDeadline = Math.max(this.#x!.headDeadline, Date.now() + this.#x!.respTimeoutMs)
+      if (this.#x!.respDone) this.#finish()
     }
     return end
   }
@@ -900,7 +902,7 @@ export class ClientConnection implements LinkOwner {
   }
 
   onLinkDrain(link: Link): void {
-    if (link === this.#link && this.#pausedForLink) {
+    if (link === this.#x?.link && this.#pausedForLink) {
       this.#pausedForLink = false
       if (!this.#pausedForBuffer) this.socket.resume()
     }
@@ -909,22 +911,22 @@ export class ClientConnection implements LinkOwner {
   onLinkData(link: Link, data: Uint8Array): void {
     this.#lastActivity = this.ctx.clock.now
     // Bytes from a link that serves no exchange: out of step, never used again.
-    if (link !== this.#link) return link === this.#inner ? this.#closeInner() : link.destroy()
+    if (link !== this.#x?.link) return link === this.#inner ? this.#closeInner() : link.destroy()
     if (this.#phase === Phase.Tunnel) {
-      const frames = this.#toClient
-      if (frames && this.#wsClose) return this.#relayUntilClose(data, frames, true)
+      const frames = this.#x!.toClient
+      if (frames && this.#x!.wsClose) return this.#relayUntilClose(data, frames, true)
       frames?.feed(data)
       this.#writeClient(data)
       return
     }
-    if (this.#respDone) {
+    if (this.#x!.respDone) {
       // Bytes after the response: the link is out of step, never reuse it.
-      this.#linkReusable = false
+      this.#x!.linkReusable = false
       return
     }
-    if (!this.#respStarted) {
-      const buf = this.#respHead ? Buffer.concat([this.#respHead, data]) : data
-      this.#respHead = undefined
+    if (!this.#x!.respStarted) {
+      const buf = this.#x!.respHead ? Buffer.concat([this.#x!.respHead, data]) : data
+      this.#x!.respHead = undefined
       this.#onResponseHead(buf)
       return
     }
@@ -936,32 +938,32 @@ export class ClientConnection implements LinkOwner {
       this.#inner = undefined
       if (this.#innerPort) this.ctx.peers.delete(this.#innerPort)
     }
-    if (link !== this.#link || this.#phase === Phase.Closed) return
+    if (link !== this.#x?.link || this.#phase === Phase.Closed) return
     if (this.#phase === Phase.Tunnel) return this.#endClient()
     if (this.#phase !== Phase.Exchange) return
-    if (this.#respStarted) {
-      if (this.#respBody === Body.UntilClose) {
-        this.#respDone = true
-        this.#linkReusable = false
-        this.#closeAfter = true
+    if (this.#x!.respStarted) {
+      if (this.#x!.respBody === Body.UntilClose) {
+        this.#x!.respDone = true
+        this.#x!.linkReusable = false
+        this.#x!.closeAfter = true
         return this.#finish()
       }
       // Cut mid-body: the client must see a broken response, not a short one.
       return this.#destroyClient()
     }
-    if (!this.#direct) {
-      const head = this.#innerHead
-      if (head && !this.#retried && this.#respHead === undefined) {
-        this.#retried = true
-        this.#link = this.#innerLink()
-        this.#link.write(head)
+    if (!this.#x!.direct) {
+      const head = this.#x!.innerHead
+      if (head && !this.#x!.retried && this.#x!.respHead === undefined) {
+        this.#x!.retried = true
+        this.#x!.link = this.#innerLink()
+        this.#x!.link.write(head)
         return
       }
       return this.#failExchange(502, 'gateway pipeline unavailable')
     }
-    const member = this.#member!
+    const member = this.#x!.member!
     if (!connected) {
-      this.#pool!.outcome(member, 'refused')
+      this.#x!.pool!.outcome(member, 'refused')
       this.ctx.logger.warn('upstream connect failed', { endpoint: member.key })
       if (this.#retryRefused(link)) return
       return this.#failExchange(502, 'upstream connect error')
@@ -971,26 +973,26 @@ export class ClientConnection implements LinkOwner {
     // request and died on it. Sent again once, on a new connection, only when repeating it is
     // harmless (RFC 9110 §9.2.2: idempotent method or Idempotency-Key) and every byte sent is in
     // hand; a POST is never sent twice. A refused new connection moves on to another endpoint.
-    if (link.served > 0 && !this.#retried && this.#respHead === undefined && this.#replayable) {
-      this.#retried = true
+    if (link.served > 0 && !this.#x!.retried && this.#x!.respHead === undefined && this.#x!.replayable) {
+      this.#x!.retried = true
       const fresh = this.ctx.links.pool(member.key, member.address, member.port).connect(this)
-      this.#link = fresh
+      this.#x!.link = fresh
       // Queued until the new connection opens: the client is paused until then (onLinkDrain).
-      if (this.#replayFirst !== undefined) fresh.write(this.#replayFirst)
-      for (const bytes of this.#replayRest ?? []) fresh.write(bytes)
+      if (this.#x!.replayFirst !== undefined) fresh.write(this.#x!.replayFirst)
+      for (const bytes of this.#x!.replayRest ?? []) fresh.write(bytes)
       if (fresh.backlogged) this.#pauseForLink()
       return
     }
     // A backend may reset on a method it does not know: that must not let a client eject it.
-    if (STANDARD_METHODS.has(this.#method)) this.#pool!.outcome(member, 'local')
+    if (STANDARD_METHODS.has(this.#x!.method)) this.#x!.pool!.outcome(member, 'local')
     // Why, for whoever reads the log: a reused connection (the keep-alive race) or a fresh one,
     // FIN or RST, and whether the request could have been sent again.
     this.ctx.logger.warn('upstream reset before response headers', {
       endpoint: member.key,
-      method: this.#method,
+      method: this.#x!.method,
       reused: link.served > 0,
       close: error ? ((error as { code?: string }).code ?? error.message) : 'fin',
-      replayed: this.#retried,
+      replayed: this.#x!.retried,
     })
     this.#failExchange(503, 'upstream reset before response headers')
   }
@@ -1001,24 +1003,24 @@ export class ClientConnection implements LinkOwner {
    * each endpoint at most once. False when none is left.
    */
   #retryRefused(failed: Link): boolean {
-    const pool = this.#pool!
-    const tried = (this.#tried ??= new Set())
-    tried.add(this.#poolMember!)
-    if (tried.size >= pool.members.length || this.#respStarted) return false
-    const next = pool.pick({ clientIp: this.#pickIp, headers: this.#pickHead!, now: this.ctx.clock.now, tried })
+    const pool = this.#x!.pool!
+    const tried = (this.#x!.tried ??= new Set())
+    tried.add(this.#x!.poolMember!)
+    if (tried.size >= pool.members.length || this.#x!.respStarted) return false
+    const next = pool.pick({ clientIp: this.#x!.pickIp, headers: this.#x!.pickHead!, now: this.ctx.clock.now, tried })
     if (!next) return false
-    this.ctx.logger.debug('connection refused: trying another endpoint', { endpoint: this.#member!.key, next: next.state.key })
-    this.#member!.inFlight--
-    this.#member = next.state
-    this.#poolMember = next
+    this.ctx.logger.debug('connection refused: trying another endpoint', { endpoint: this.#x!.member!.key, next: next.state.key })
+    this.#x!.member!.inFlight--
+    this.#x!.member = next.state
+    this.#x!.poolMember = next
     next.state.inFlight++
     const endpoint = next.state
     const links = this.ctx.links.pool(endpoint.key, endpoint.address, endpoint.port)
-    const link = this.#upgrade ? undefined : links.take()
+    const link = this.#x!.upgrade ? undefined : links.take()
     if (link) link.owner = this
-    this.#link = link ?? links.connect(this)
+    this.#x!.link = link ?? links.connect(this)
     let backlogged = false
-    for (const bytes of failed.takeUnsent()) if (!this.#link.write(bytes)) backlogged = true
+    for (const bytes of failed.takeUnsent()) if (!this.#x!.link.write(bytes)) backlogged = true
     if (backlogged) this.#pauseForLink()
     return true
   }
@@ -1029,96 +1031,96 @@ export class ClientConnection implements LinkOwner {
       head = parseResponseHead(buf, 0, false)
     } catch (err) {
       if (!(err instanceof HeadParseError)) throw err
-      this.ctx.logger.warn('malformed upstream response', { error: err.message, direct: this.#direct })
+      this.ctx.logger.warn('malformed upstream response', { error: err.message, direct: this.#x!.direct })
       return this.#failExchange(502, 'malformed upstream response')
     }
     if (!head) {
       if (buf.byteLength > MAX_HEAD_BYTES) return this.#failExchange(502, 'upstream response head too large')
-      this.#respHead = buf
+      this.#x!.respHead = buf
       return
     }
     // ClientTrafficPolicy lateResponseHeaders: the backend's head edited before anything reads
     // it (the pipeline's heads were edited by the pipeline; interim 1xx go as they came).
     const edits = this.ctx.lateResponseHeaders
-    if (edits !== undefined && this.#direct && (head.status >= 200 || head.status === 101)) {
+    if (edits !== undefined && this.#x!.direct && (head.status >= 200 || head.status === 101)) {
       buf = Buffer.concat([Buffer.from(editResponseHead(latin1(buf, 0, head.headEnd), edits), 'latin1'), buf.subarray(head.headEnd)])
       head = parseResponseHead(buf, 0, false)!
     }
     const status = head.status
     if (status < 200) {
       if (status === 101) {
-        this.#status = 101
-        if (!this.#upgrade) return this.#failExchange(502, 'unexpected protocol switch')
+        this.#x!.status = 101
+        if (!this.#x!.upgrade) return this.#failExchange(502, 'unexpected protocol switch')
         // The backend accepted the upgrade: from here on, bytes both ways (WebSocket frames).
         this.#phase = Phase.Tunnel
-        this.#respStarted = true
-        if (this.#direct) {
+        this.#x!.respStarted = true
+        if (this.#x!.direct) {
           // Frames are tracked (not parsed) so that the gateway can close the session itself.
-          this.#pool!.outcome(this.#member!, 101)
+          this.#x!.pool!.outcome(this.#x!.member!, 101)
           // The handshake is one request; the session is counted and logged at its end.
           this.#observe()
           this.#releaseExchange()
-          this.#wsStart = Date.now()
-          this.#bytesOut = 0
-          this.#wsBytesIn = 0
-          if (telemetry.metrics) requestMetrics.stream('websocket', wsLabels(this.#lastSet)).opened++
-          this.#toBackend = new FrameTracker(true)
-          this.#toClient = new FrameTracker(false)
-          this.#toClient.feed(buf.subarray(head.headEnd))
-          this.#wsIdleMs = this.#routeIdleMs
-          this.#wsLastData = this.ctx.clock.now
+          this.#x!.wsStart = Date.now()
+          this.#x!.bytesOut = 0
+          this.#x!.wsBytesIn = 0
+          if (telemetry.metrics) requestMetrics.stream('websocket', wsLabels(this.#x!.labels)).opened++
+          this.#x!.toBackend = new FrameTracker(true)
+          this.#x!.toClient = new FrameTracker(false)
+          this.#x!.toClient.feed(buf.subarray(head.headEnd))
+          this.#x!.wsIdleMs = this.#x!.routeIdleMs
+          this.#x!.wsLastData = this.ctx.clock.now
         }
         this.#writeClient(buf)
         const pending = this.#buffered
         this.#buffered = undefined
         if (pending) {
           // Frames the client sent right behind its handshake.
-          this.#toBackend?.feed(pending)
-          if (!this.#link!.write(pending)) this.#pauseForLink()
+          this.#x!.toBackend?.feed(pending)
+          if (!this.#x!.link!.write(pending)) this.#pauseForLink()
         }
         return
       }
       // Interim response (100 Continue, 103 Early Hints): relay and wait for the final one
       // (never to HTTP/1.0 clients, which do not know 1xx, RFC 9110 §15.2).
-      if (!this.#reqHttp10) this.#writeClient(buf.subarray(0, head.headEnd))
+      if (!this.#x!.reqHttp10) this.#writeClient(buf.subarray(0, head.headEnd))
       if (head.headEnd < buf.byteLength) this.#onResponseHead(buf.subarray(head.headEnd))
       return
     }
     // A handshake answered with anything but 101 or an error of the backend's own is no
     // WebSocket: 502, as the pipeline's WebSocket proxy answers.
-    if (this.#upgrade && this.#direct && status < 400) return this.#failExchange(502, 'backend did not accept the websocket upgrade')
-    this.#respStarted = true
-    this.#status = status
-    if (hasNoBody(this.#method, status)) this.#respBody = Body.None
+    if (this.#x!.upgrade && this.#x!.direct && status < 400) return this.#failExchange(502, 'backend did not accept the websocket upgrade')
+    this.#x!.respStarted = true
+    this.#x!.status = status
+    if (hasNoBody(this.#x!.method, status)) this.#x!.respBody = Body.None
     else if (head.chunked) {
-      this.#respBody = Body.Chunked
-      this.#respChunks = new ChunkedDecoder()
+      this.#x!.respBody = Body.Chunked
+      this.#x!.respChunks = new ChunkedDecoder()
     } else if (head.contentLength >= 0) {
-      this.#respBody = head.contentLength > 0 ? Body.Length : Body.None
-      this.#respRemaining = head.contentLength
-    } else this.#respBody = Body.UntilClose
-    this.#linkReusable = !head.close && this.#respBody !== Body.UntilClose
+      this.#x!.respBody = head.contentLength > 0 ? Body.Length : Body.None
+      this.#x!.respRemaining = head.contentLength
+    } else this.#x!.respBody = Body.UntilClose
+    this.#x!.linkReusable = !head.close && this.#x!.respBody !== Body.UntilClose
     // A close-delimited body can only end with the connection; an upstream that closes its side
     // after a framed body need not end ours.
-    if (this.#respBody === Body.UntilClose || this.ctx.draining) this.#closeAfter = true
+    if (this.#x!.respBody === Body.UntilClose || this.ctx.draining) this.#x!.closeAfter = true
     // The head goes out with whatever body bytes came along, in one write (one syscall).
     let prefix: string | Uint8Array[] | undefined
-    if (this.#direct) {
-      this.#pool!.outcome(this.#member!, status)
+    if (this.#x!.direct) {
+      this.#x!.pool!.outcome(this.#x!.member!, status)
       // "Connection: keep-alive" alone may stay: it is then our own, true, control option for
       // this connection (RFC 9110 §7.6.1 allows replacing the field with the proxy's own).
       const hopByHop = head.hopByHop && !head.keepAliveOnly
-      if (hopByHop || this.#closeAfter || head.http10) prefix = head.nominates ? this.#responseHeadText(buf) : this.#strippedHead(head, buf)
+      if (hopByHop || this.#x!.closeAfter || head.http10) prefix = head.nominates ? this.#responseHeadText(buf) : this.#strippedHead(head, buf)
     } else {
       // The inner server's head is already clean, and says close itself when it closes; an
       // HTTP/1.0 exchange ends its link (Bun.serve closes it after answering).
-      if (head.close) this.#closeAfter = true
-      if (this.#reqHttp10) this.#linkReusable = false
-      if ((this.#closeAfter && !head.close) || this.#reqHttp10) prefix = this.#strippedHead(head, buf)
+      if (head.close) this.#x!.closeAfter = true
+      if (this.#x!.reqHttp10) this.#x!.linkReusable = false
+      if ((this.#x!.closeAfter && !head.close) || this.#x!.reqHttp10) prefix = this.#strippedHead(head, buf)
     }
-    if (this.#respBody === Body.None) {
-      this.#respDone = true
-      if (head.headEnd < buf.byteLength) this.#linkReusable = false
+    if (this.#x!.respBody === Body.None) {
+      this.#x!.respDone = true
+      if (head.headEnd < buf.byteLength) this.#x!.linkReusable = false
       if (prefix === undefined) this.#writeClient(buf.subarray(0, head.headEnd))
       else this.#writeClient(typeof prefix === 'string' ? wireBytes(prefix) : Buffer.concat(prefix))
       return this.#finish()
@@ -1150,10 +1152,10 @@ export class ClientConnection implements LinkOwner {
   /** The framing and connection lines we add to a relayed head (its own were hop-by-hop). */
   #framingLines(): string {
     let lines = ''
-    if (this.#respBody === Body.Chunked) lines += 'transfer-encoding: chunked\r\n'
-    if (this.#closeAfter) lines += 'connection: close\r\n'
+    if (this.#x!.respBody === Body.Chunked) lines += 'transfer-encoding: chunked\r\n'
+    if (this.#x!.closeAfter) lines += 'connection: close\r\n'
     // An HTTP/1.0 client assumes the connection closes unless told otherwise.
-    else if (this.#reqHttp10) lines += 'connection: keep-alive\r\n'
+    else if (this.#x!.reqHttp10) lines += 'connection: keep-alive\r\n'
     return lines
   }
 
@@ -1184,21 +1186,21 @@ export class ClientConnection implements LinkOwner {
    */
   #feedResponseBody(data: Uint8Array, start: number, head?: string | number | Uint8Array[]): void {
     let end = data.byteLength
-    switch (this.#respBody) {
+    switch (this.#x!.respBody) {
       case Body.Length:
-        end = Math.min(end, start + this.#respRemaining)
-        this.#respRemaining -= end - start
-        if (this.#respRemaining === 0) this.#respDone = true
+        end = Math.min(end, start + this.#x!.respRemaining)
+        this.#x!.respRemaining -= end - start
+        if (this.#x!.respRemaining === 0) this.#x!.respDone = true
         break
       case Body.Chunked:
         try {
-          end = this.#respChunks!.decode(data, start, NO_OP, this.#endAtChunk)
+          end = this.#x!.respChunks!.decode(data, start, NO_OP, this.#x!.endAtChunk)
         } catch (err) {
           if (!(err instanceof ChunkedDecodeError)) throw err
           this.ctx.logger.warn('malformed chunked upstream body', { error: err.message })
           return this.#destroyClient()
         }
-        if (this.#respChunks!.done) this.#respDone = true
+        if (this.#x!.respChunks!.done) this.#x!.respDone = true
         break
     }
     if (typeof head === 'string') this.#writeClient(end > start ? Buffer.concat([Buffer.from(head, 'latin1'), data.subarray(start, end)]) : wireBytes(head))
@@ -1209,52 +1211,55 @@ export class ClientConnection implements LinkOwner {
       const from = head ?? start
       if (end > from) this.#writeClient(from === 0 && end === data.byteLength ? data : data.subarray(from, end))
     }
-    if (end < data.byteLength) this.#linkReusable = false
-    if (this.#respDone) this.#finish()
-    else if (this.#endAtChunk && this.#respChunks?.atChunkEnd) this.#writeLastChunk()
+    if (end < data.byteLength) this.#x!.linkReusable = false
+    if (this.#x!.respDone) this.#finish()
+    else if (this.#x!.endAtChunk && this.#x!.respChunks?.atChunkEnd) this.#writeLastChunk()
   }
 
   // ---- endings ----
 
   /** The response is complete: release the link, then serve what the client pipelined or close. */
   #finish(): void {
-    if (!this.#reqDone) {
+    const x = this.#x!
+    if (!x.reqDone) {
       // Answered before the upload ended (an early 413 from a backend, say): the rest of the body
       // is still coming and cannot be told apart from a next request.
-      this.#closeAfter = true
-      this.#linkReusable = false
+      x.closeAfter = true
+      x.linkReusable = false
     }
     this.#stopWaiting()
-    const link = this.#link
-    this.#link = undefined
+    const link = x.link
+    x.link = undefined
     // A link paused for this client's sake must not go back to a pool (or stay) paused.
     link?.resume()
-    if (this.#admitted) this.#releaseCircuit()
+    if (x.admitted) this.#releaseCircuit()
     // The inner pipeline records its own exchanges (handler.ts); the front records what it served.
-    if (this.#t0 !== 0 && (this.#direct || this.#localReason !== 0)) this.#observe()
-    this.#t0 = 0
+    if (x.t0 !== 0 && (x.direct || x.localReason !== 0)) this.#observe()
+    x.t0 = 0
     this.#releaseExchange()
-    if (this.#direct) {
-      const member = this.#member!
+    if (x.direct) {
+      const member = x.member!
       member.inFlight--
       if (link && !link.closed) {
-        if (this.#linkReusable && link.pool) link.pool.release(link, this.ctx.links.tick)
+        if (x.linkReusable && link.pool) link.pool.release(link, this.ctx.links.tick)
         else link.close()
       }
-      this.#member = undefined
-    } else if (link && !this.#linkReusable) this.#closeInner()
-    this.#direct = false
+      x.member = undefined
+    } else if (link && !x.linkReusable) this.#closeInner()
+    x.direct = false
     this.ctx.inFlight--
     this.#phase = Phase.Idle
+    // The exchange's state goes with it: an idle connection holds none (bench/connections.ts).
+    this.#x = undefined
     this.#lastActivity = this.ctx.clock.now
-    if (this.#closeAfter || this.ctx.draining) return this.#endClient()
+    if (x.closeAfter || this.ctx.draining) return this.#endClient()
     // Whatever paused the client for the finished exchange is over.
     this.#pausedForLink = false
     if (this.#pausedForBuffer) this.#pausedForBuffer = false
     this.socket.resume()
     // A client that does not read its answers gets no more of them: the next pipelined request
     // waits until it drained this one (memory stays bounded by one response's backlog).
-    if (this.#clientQueue.length > 0) {
+    if (this.#clientQueue !== undefined) {
       this.#serveOnDrain = true
       return
     }
@@ -1267,15 +1272,15 @@ export class ClientConnection implements LinkOwner {
    */
   #releaseExchange(): void {
     // The method is a slice of the head's text: holding it would hold the whole head.
-    this.#method = ''
-    this.#obsHead = undefined
-    this.#pickHead = undefined
-    this.#upstreamHead = ''
+    this.#x!.method = ''
+    this.#x!.obsHead = undefined
+    this.#x!.pickHead = undefined
+    this.#x!.upstreamHead = ''
     this.#dropReplay()
-    this.#innerHead = undefined
-    this.#respHead = undefined
-    this.#respChunks = undefined
-    this.#reqChunks = undefined
+    this.#x!.innerHead = undefined
+    this.#x!.respHead = undefined
+    this.#x!.respChunks = undefined
+    this.#x!.reqChunks = undefined
   }
 
   #serveNext(): void {
@@ -1285,44 +1290,44 @@ export class ClientConnection implements LinkOwner {
 
   /** A failure before any response byte reached the client: answer it (else cut the connection). */
   #failExchange(status: number, message: string): void {
-    if (this.#respStarted) return this.#destroyClient()
-    const link = this.#link
-    this.#link = undefined
+    if (this.#x!.respStarted) return this.#destroyClient()
+    const link = this.#x!.link
+    this.#x!.link = undefined
     if (link) {
       if (link === this.#inner) this.#closeInner()
       else link.destroy()
     }
-    if (this.#member) {
-      this.#member.inFlight--
-      this.#member = undefined
+    if (this.#x!.member) {
+      this.#x!.member.inFlight--
+      this.#x!.member = undefined
     }
-    if (this.#admitted) this.#releaseCircuit()
-    this.#direct = false
+    if (this.#x!.admitted) this.#releaseCircuit()
+    this.#x!.direct = false
     // Without a complete request body the connection cannot be reused: the rest of it is still coming.
-    this.#respondLocal(status, message, !this.#reqDone || status === 400 || status === 413)
+    this.#respondLocal(status, message, !this.#x!.reqDone || status === 400 || status === 413)
   }
 
   #releaseCircuit(): void {
-    const pool = this.#admitted!
-    this.#admitted = undefined
+    const pool = this.#x!.admitted!
+    this.#x!.admitted = undefined
     pool.circuit!.release(pool.limits)
   }
 
   /** Answer from the front itself and end the exchange. */
   #respondLocal(status: number, message: string, close: boolean): void {
     const body = `${message}\n`
-    const closing = close || this.#closeAfter || this.ctx.draining
-    this.#status = status
-    if (this.#localReason === 0) this.#localReason = reasonIndex(message === 'overloaded' ? 'overloaded' : reasonForStatus(status))
+    const closing = close || this.#x!.closeAfter || this.ctx.draining
+    this.#x!.status = status
+    if (this.#x!.localReason === 0) this.#x!.localReason = reasonIndex(message === 'overloaded' ? 'overloaded' : reasonForStatus(status))
     const head = `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\n${closing ? 'connection: close\r\n' : ''}\r\n`
     const edits = this.ctx.lateResponseHeaders
-    this.#writeClient(`${edits === undefined ? head : editResponseHead(head, edits)}${this.#method === 'HEAD' ? '' : body}`)
-    this.#respStarted = true
-    this.#respDone = true
-    this.#link = undefined
+    this.#writeClient(`${edits === undefined ? head : editResponseHead(head, edits)}${this.#x!.method === 'HEAD' ? '' : body}`)
+    this.#x!.respStarted = true
+    this.#x!.respDone = true
+    this.#x!.link = undefined
     if (closing) {
-      this.#closeAfter = true
-      this.#reqDone = true
+      this.#x!.closeAfter = true
+      this.#x!.reqDone = true
     }
     this.#finish()
   }
@@ -1330,8 +1335,8 @@ export class ClientConnection implements LinkOwner {
   /** The worker is overloaded (load-shedder.ts): 503, come back in a second, to another instance if there is one. */
   #shed(): void {
     overloadCounters.shed++
-    this.#localReason = reasonIndex('overloaded')
-    this.#closeAfter = true
+    this.#x!.localReason = reasonIndex('overloaded')
+    this.#x!.closeAfter = true
     this.#replyLocal(SHED_REPLY)
   }
 
@@ -1347,19 +1352,19 @@ export class ClientConnection implements LinkOwner {
       fields += `${name}: ${value}\r\n`
     }
     if (body && !typed) fields += 'content-type: text/plain; charset=utf-8\r\n'
-    const closing = this.#closeAfter || this.ctx.draining || !this.#reqDone
-    this.#status = reply.status
-    if (this.#localReason === 0) this.#localReason = reasonIndex(reply.status === 503 && reply.headers?.some(([n]) => n === 'x-portico-overload') ? 'circuit_open' : reasonForStatus(reply.status))
+    const closing = this.#x!.closeAfter || this.ctx.draining || !this.#x!.reqDone
+    this.#x!.status = reply.status
+    if (this.#x!.localReason === 0) this.#x!.localReason = reasonIndex(reply.status === 503 && reply.headers?.some(([n]) => n === 'x-portico-overload') ? 'circuit_open' : reasonForStatus(reply.status))
     const edits = this.ctx.lateResponseHeaders
     const plain = `HTTP/1.1 ${reply.status} ${REASONS[reply.status] ?? 'Error'}\r\n${fields}content-length: ${body?.byteLength ?? 0}\r\n${closing ? 'connection: close\r\n' : ''}\r\n`
     const head = edits === undefined ? plain : editResponseHead(plain, edits)
-    this.#writeClient(body && this.#method !== 'HEAD' ? Buffer.concat([Buffer.from(head, 'latin1'), body]) : Buffer.from(head, 'latin1'))
-    this.#respStarted = true
-    this.#respDone = true
-    this.#link = undefined
+    this.#writeClient(body && this.#x!.method !== 'HEAD' ? Buffer.concat([Buffer.from(head, 'latin1'), body]) : Buffer.from(head, 'latin1'))
+    this.#x!.respStarted = true
+    this.#x!.respDone = true
+    this.#x!.link = undefined
     if (closing) {
-      this.#closeAfter = true
-      this.#reqDone = true
+      this.#x!.closeAfter = true
+      this.#x!.reqDone = true
     }
     this.#finish()
   }
@@ -1370,35 +1375,25 @@ export class ClientConnection implements LinkOwner {
     this.#buffered = undefined
     this.#phase = Phase.Exchange
     this.ctx.inFlight++
-    this.#method = ''
-    this.#t0 = performance.now()
-    this.#tUp = 0
-    this.#bytesOut = 0
-    this.#localReason = 0
-    this.#obsHead = undefined
-    this.#obsRule = undefined
-    this.#obsPort = this.ctx.active.current?.ports.get(this.ctx.irPort)
-    this.#reqBytes = 0
-    this.#requestId = undefined
-    this.#span = undefined
-    this.#direct = false
-    this.#reqDone = true
-    this.#closeAfter = true
+    const x = (this.#x = new Exchange())
+    x.t0 = performance.now()
+    x.obsPort = this.ctx.active.current?.ports.get(this.ctx.irPort)
+    x.closeAfter = true
     this.#respondLocal(error.status, error.reason, true)
   }
 
   /** The client is gone mid-exchange: nothing more will be written, links are not reusable. */
   #abandonExchange(): void {
     this.#stopWaiting()
-    if (this.#wsStart !== 0) this.#endWebSocket()
-    this.#t0 = 0
-    const link = this.#link
-    this.#link = undefined
-    if (this.#member) {
-      this.#member.inFlight--
-      this.#member = undefined
+    if (this.#x!.wsStart !== 0) this.#endWebSocket()
+    this.#x!.t0 = 0
+    const link = this.#x!.link
+    this.#x!.link = undefined
+    if (this.#x!.member) {
+      this.#x!.member.inFlight--
+      this.#x!.member = undefined
     }
-    if (this.#admitted) this.#releaseCircuit()
+    if (this.#x!.admitted) this.#releaseCircuit()
     if (link && link !== this.#inner) link.destroy()
     this.ctx.inFlight--
   }
@@ -1412,7 +1407,7 @@ export class ClientConnection implements LinkOwner {
   }
 
   #endClient(): void {
-    if (this.#clientQueue.length > 0) {
+    if (this.#clientQueue !== undefined) {
       this.#closeAfterFlush = true
       return
     }
@@ -1427,7 +1422,7 @@ export class ClientConnection implements LinkOwner {
   }
 
   #destroyClient(): void {
-    this.#clientQueue.length = 0
+    this.#clientQueue = undefined
     this.#releaseHeld()
     if (this.#phase !== Phase.Closed) {
       if (this.#phase === Phase.Exchange || this.#phase === Phase.Tunnel) this.#abandonExchange()
@@ -1446,21 +1441,23 @@ export class ClientConnection implements LinkOwner {
 
   #writeClient(data: string | Uint8Array): void {
     if (this.#phase === Phase.Closed) return
-    this.#bytesOut += typeof data === 'string' ? data.length : data.byteLength
+    const x = this.#x
+    if (x !== undefined) x.bytesOut += typeof data === 'string' ? data.length : data.byteLength
     // A slow client holds back the upstream instead of filling memory.
-    if (this.#clientQueue.length > 0) {
-      this.#clientQueue.push(data)
-      this.#link?.pause()
+    const queue = this.#clientQueue
+    if (queue !== undefined) {
+      queue.push(data)
+      x?.link?.pause()
       return
     }
-    if (!this.#writeNow(data)) this.#link?.pause()
+    if (!this.#writeNow(data)) x?.link?.pause()
   }
 
   #writeNow(data: string | Uint8Array): boolean {
     const written = this.socket.write(data)
     const length = typeof data === 'string' ? data.length : data.byteLength
     if (written >= length || written < 0) return true
-    this.#clientQueue.push(typeof data === 'string' ? Buffer.from(data, 'latin1').subarray(written) : data.subarray(written))
+    ;(this.#clientQueue ??= []).push(typeof data === 'string' ? Buffer.from(data, 'latin1').subarray(written) : data.subarray(written))
     return false
   }
 
@@ -1469,45 +1466,46 @@ export class ClientConnection implements LinkOwner {
   /** Metrics, access log and span of the exchange the front served (direct, or answered itself). */
   #observe(): void {
     const end = performance.now()
-    const port = this.#obsPort
-    const rule = this.#obsRule
-    const pool = this.#pool
+    const port = this.#x!.obsPort
+    const rule = this.#x!.obsRule
+    const pool = this.#x!.pool
     let set: LabelSet
     if (rule && port) {
-      if (this.#lastSetRule === rule && this.#lastSetPool === pool && this.#lastSetPort === port) set = this.#lastSet!
+      if (lastSetRule === rule && lastSetPool === pool && lastSetPort === port) set = lastSet!
       else {
         set = requestMetrics.labelsFor(port, rule, pool)
-        this.#lastSet = set
-        this.#lastSetRule = rule
-        this.#lastSetPool = pool
-        this.#lastSetPort = port
+        lastSet = set
+        lastSetRule = rule
+        lastSetPool = pool
+        lastSetPort = port
       }
     } else set = requestMetrics.unrouted(port, this.ctx.irPort)
-    const head = this.#obsHead
-    const bytesIn = (head?.headBytes ?? 0) + this.#reqBytes
-    const upMs = this.#tUp !== 0 ? end - this.#tUp : -1
-    const durMs = end - this.#t0
-    if (telemetry.metrics) set.record(methodIndex(this.#method), this.#status, this.#localReason, durMs / 1000, upMs < 0 ? -1 : upMs / 1000, bytesIn, this.#bytesOut)
-    if (telemetry.log === undefined && this.#span === undefined) return
-    const member = this.#member
+    this.#x!.labels = set
+    const head = this.#x!.obsHead
+    const bytesIn = (head?.headBytes ?? 0) + this.#x!.reqBytes
+    const upMs = this.#x!.tUp !== 0 ? end - this.#x!.tUp : -1
+    const durMs = end - this.#x!.t0
+    if (telemetry.metrics) set.record(methodIndex(this.#x!.method), this.#x!.status, this.#x!.localReason, durMs / 1000, upMs < 0 ? -1 : upMs / 1000, bytesIn, this.#x!.bytesOut)
+    if (telemetry.log === undefined && this.#x!.span === undefined) return
+    const member = this.#x!.member
     logExchange({
       startMs: Date.now() - durMs,
       durationMs: durMs,
       upstreamMs: upMs,
-      requestId: this.#requestId ?? head?.get('x-request-id') ?? undefined,
+      requestId: this.#x!.requestId ?? head?.get('x-request-id') ?? undefined,
       clientIp: this.clientIp,
-      method: this.#method,
+      method: this.#x!.method,
       authority: head?.host ?? '',
       path: head?.target ?? '',
       protocol: head?.http10 ? 'HTTP/1.0' : 'HTTP/1.1',
-      status: this.#status,
+      status: this.#x!.status,
       bytesIn,
-      bytesOut: this.#bytesOut,
+      bytesOut: this.#x!.bytesOut,
       labels: set,
       endpoint: member ? member.key : undefined,
       userAgent: head?.get('user-agent') ?? undefined,
-      reason: LOCAL_REASONS[this.#localReason] ?? '',
-      span: this.#span,
+      reason: LOCAL_REASONS[this.#x!.localReason] ?? '',
+      span: this.#x!.span,
       scheme: this.ctx.scheme,
       port: this.ctx.irPort,
     })
@@ -1515,56 +1513,55 @@ export class ClientConnection implements LinkOwner {
 
   /** A direct WebSocket session ended: its counters and access log line. */
   #endWebSocket(): void {
-    const start = this.#wsStart
-    this.#wsStart = 0
-    const set = this.#lastSet
-    const messages = (this.#toBackend?.messages ?? 0) + (this.#toClient?.messages ?? 0)
+    const start = this.#x!.wsStart
+    this.#x!.wsStart = 0
+    const set = this.#x!.labels
+    const messages = (this.#x!.toBackend?.messages ?? 0) + (this.#x!.toClient?.messages ?? 0)
     if (telemetry.metrics) {
       const s = requestMetrics.stream('websocket', wsLabels(set))
       s.closed++
       s.messages += messages
-      s.bytesOut += this.#bytesOut
-      s.bytesIn += this.#wsBytesIn
+      s.bytesOut += this.#x!.bytesOut
+      s.bytesIn += this.#x!.wsBytesIn
     }
-    logStream({ type: 'websocket', startMs: start, clientIp: this.clientIp, bytesIn: this.#wsBytesIn, bytesOut: this.#bytesOut, route: set?.route ?? '', backend: set?.backend ?? '', endpoint: this.#member?.key, requestId: this.#requestId, traceId: this.#span?.traceId, messages })
+    logStream({ type: 'websocket', startMs: start, clientIp: this.clientIp, bytesIn: this.#x!.wsBytesIn, bytesOut: this.#x!.bytesOut, route: set?.route ?? '', backend: set?.backend ?? '', endpoint: this.#x!.member?.key, requestId: this.#x!.requestId, traceId: this.#x!.span?.traceId, messages })
   }
-  #wsBytesIn = 0
 
   // ---- direct WebSocket tunnels ----
 
   /** Close a direct WebSocket session from the gateway: a close frame each way, then both connections. */
   #closeWebSocket(code: number, reason: string): void {
-    if (!this.#toBackend || !this.#toClient) return this.#endClient()
-    if (this.#wsClose) return
-    this.#wsClose = { code, reason, toClientSent: false, toBackendSent: false }
-    if (this.#toClient.atBoundary) this.#sendClose(true)
-    if (this.#toBackend.atBoundary) this.#sendClose(false)
+    if (!this.#x!.toBackend || !this.#x!.toClient) return this.#endClient()
+    if (this.#x!.wsClose) return
+    this.#x!.wsClose = { code, reason, toClientSent: false, toBackendSent: false }
+    if (this.#x!.toClient.atBoundary) this.#sendClose(true)
+    if (this.#x!.toBackend.atBoundary) this.#sendClose(false)
   }
 
   /** While closing: relay up to the end of the frame in progress, then send our close frame. */
   #relayUntilClose(data: Uint8Array, frames: FrameTracker, toClient: boolean): void {
-    const close = this.#wsClose!
+    const close = this.#x!.wsClose!
     if (toClient ? close.toClientSent : close.toBackendSent) return
     const cut = frames.feed(data, true)
     const part = cut < 0 ? data : data.subarray(0, cut)
     if (part.byteLength > 0) {
       if (toClient) this.#writeClient(part)
-      else this.#link?.write(part)
+      else this.#x!.link?.write(part)
     }
     if (cut >= 0) this.#sendClose(toClient)
   }
 
   #sendClose(toClient: boolean): void {
-    const close = this.#wsClose!
+    const close = this.#x!.wsClose!
     if (toClient) {
       close.toClientSent = true
       this.#writeClient(closeFrame(close.code, close.reason, false))
     } else {
       close.toBackendSent = true
-      this.#link?.write(closeFrame(close.code, close.reason, true))
+      this.#x!.link?.write(closeFrame(close.code, close.reason, true))
     }
     if (close.toClientSent && close.toBackendSent) {
-      this.#link?.close()
+      this.#x!.link?.close()
       this.#endClient()
     }
   }
@@ -1576,15 +1573,15 @@ export class ClientConnection implements LinkOwner {
    */
   onPlan(routed: ReadonlyMap<string, ReadonlySet<string>> | undefined): void {
     // The pipeline's own endpoint choice is not known here: for its streams the rule decides.
-    if (stillRouted(routed, this.#ruleId, this.#member?.key)) return
+    if (stillRouted(routed, this.#x?.ruleId ?? '', this.#x?.member?.key)) return
     if (this.#phase === Phase.Tunnel) this.#closeWebSocket(1012, 'route removed')
     else this.#endStream()
   }
 
   /** Outlives configuration changes: a WebSocket tunnel, or a response body of unknown length. */
   get isLongLived(): boolean {
-    if (this.#phase === Phase.Tunnel) return this.#toBackend !== undefined
-    return this.#phase === Phase.Exchange && this.#respStarted && !this.#respDone && (this.#respBody === Body.Chunked || this.#respBody === Body.UntilClose)
+    if (this.#phase === Phase.Tunnel) return this.#x!.toBackend !== undefined
+    return this.#phase === Phase.Exchange && this.#x!.respStarted && !this.#x!.respDone && (this.#x!.respBody === Body.Chunked || this.#x!.respBody === Body.UntilClose)
   }
 
   /**
@@ -1593,24 +1590,24 @@ export class ClientConnection implements LinkOwner {
    * Either way the connection and the upstream side close after it.
    */
   #endStream(): void {
-    if (this.#phase !== Phase.Exchange || !this.#respStarted || this.#respDone) return
-    this.ctx.logger.debug('stream ended by a configuration change', { route: this.#ruleId })
-    if (this.#respBody === Body.UntilClose) {
-      this.#respDone = true
-      this.#linkReusable = false
-      this.#closeAfter = true
+    if (this.#phase !== Phase.Exchange || !this.#x!.respStarted || this.#x!.respDone) return
+    this.ctx.logger.debug('stream ended by a configuration change', { route: this.#x!.ruleId })
+    if (this.#x!.respBody === Body.UntilClose) {
+      this.#x!.respDone = true
+      this.#x!.linkReusable = false
+      this.#x!.closeAfter = true
       return this.#finish()
     }
-    if (this.#respBody !== Body.Chunked) return
-    this.#endAtChunk = true
-    if (this.#respChunks!.atChunkEnd) this.#writeLastChunk()
+    if (this.#x!.respBody !== Body.Chunked) return
+    this.#x!.endAtChunk = true
+    if (this.#x!.respChunks!.atChunkEnd) this.#writeLastChunk()
   }
 
   #writeLastChunk(): void {
     this.#writeClient(LAST_CHUNK)
-    this.#respDone = true
-    this.#linkReusable = false
-    this.#closeAfter = true
+    this.#x!.respDone = true
+    this.#x!.linkReusable = false
+    this.#x!.closeAfter = true
     this.#finish()
   }
 
@@ -1637,28 +1634,28 @@ export class ClientConnection implements LinkOwner {
         return
       case Phase.Exchange:
         // The upstream's wait counts once the request body is complete (a policy or slot wait always).
-        if (!this.#respStarted && now > this.#headDeadline && (this.#reqDone || this.#waiting !== 0)) {
-          if (this.#waiting !== 0) {
-            this.ctx.logger.warn('request timeout before forwarding (policy verdict or circuit slot)', { route: this.#ruleId })
+        if (!this.#x!.respStarted && now > this.#x!.headDeadline && (this.#x!.reqDone || this.#x!.waiting !== 0)) {
+          if (this.#x!.waiting !== 0) {
+            this.ctx.logger.warn('request timeout before forwarding (policy verdict or circuit slot)', { route: this.#x!.ruleId })
             return this.#failExchange(504, 'request timeout')
           }
-          this.ctx.logger.warn('upstream timeout', { endpoint: this.#member?.key })
+          this.ctx.logger.warn('upstream timeout', { endpoint: this.#x!.member?.key })
           return this.#failExchange(504, 'upstream request timeout')
         }
-        if (!this.#reqDone && now > this.#bodyDeadline) return this.#failExchange(408, 'request body timeout')
+        if (!this.#x!.reqDone && now > this.#x!.bodyDeadline) return this.#failExchange(408, 'request body timeout')
         // A stream (either way) silent for too long; waiting for a head is bounded by its own deadline.
-        if (this.#streamIdleMs > 0 && (this.#respStarted || !this.#reqDone) && now - this.#lastActivity > this.#streamIdleMs) return this.#destroyClient()
+        if (this.#x!.streamIdleMs > 0 && (this.#x!.respStarted || !this.#x!.reqDone) && now - this.#lastActivity > this.#x!.streamIdleMs) return this.#destroyClient()
         return
       case Phase.Buffering:
         // The whole-body deadline (a slow upload is the client's fault: 408), and a body that stopped coming.
-        if (now > this.#heldDeadline) return this.#reject(new RequestHeadError(408, 'request body timeout'))
+        if (now > this.#x!.heldDeadline) return this.#reject(new RequestHeadError(408, 'request body timeout'))
         if (limits.streamIdleSeconds > 0 && now - this.#lastActivity > limits.streamIdleSeconds * 1000) return this.#destroyClient()
         return
       case Phase.Tunnel:
-        if (this.#wsIdleMs <= 0) return
+        if (this.#x!.wsIdleMs <= 0) return
         // Pings do not count: only text, binary and continuation frames are activity.
-        if (this.#toBackend!.takeActivity() || this.#toClient!.takeActivity()) this.#wsLastData = now
-        else if (now - this.#wsLastData > this.#wsIdleMs) this.#closeWebSocket(1001, 'stream idle timeout')
+        if (this.#x!.toBackend!.takeActivity() || this.#x!.toClient!.takeActivity()) this.#x!.wsLastData = now
+        else if (now - this.#x!.wsLastData > this.#x!.wsIdleMs) this.#closeWebSocket(1001, 'stream idle timeout')
         return
     }
   }
@@ -1668,7 +1665,7 @@ export class ClientConnection implements LinkOwner {
     if (this.#phase === Phase.Idle && !this.#buffered) this.#endClient()
     // Direct WebSocket sessions are told the gateway is going away; pipeline ones are closed by
     // the inner server's WebSocket proxy, h2c tunnels by its stop.
-    else if (this.#phase === Phase.Tunnel && this.#toBackend) this.#closeWebSocket(1001, 'gateway shutting down')
+    else if (this.#phase === Phase.Tunnel && this.#x!.toBackend) this.#closeWebSocket(1001, 'gateway shutting down')
   }
 
   forceClose(): void {
@@ -1676,11 +1673,17 @@ export class ClientConnection implements LinkOwner {
   }
 }
 
-/** A circuit limit's 503, as the pipeline answers it (proxy.ts overloadResponse). */
+/** The string as one flat buffer (JSC keeps concatenations as ropes until read). */
+function flat(text: string): string {
+  void text.charCodeAt(0)
+  return text
+}
+
 function wsLabels(set: LabelSet | undefined): string {
   return set ? `gateway="${set.gateway}",listener="${set.listener}",route="${set.route}",backend="${set.backend}"` : 'gateway="",listener="",route="",backend=""'
 }
 
+/** A circuit limit's 503, as the pipeline answers it (proxy.ts overloadResponse). */
 function overloadReply(limit: string): LocalReply {
   return { status: 503, headers: [['x-portico-overload', `circuit-open ${limit}`]], body: `upstream overloaded: ${limit}\n` }
 }

@@ -196,7 +196,8 @@ try {
 
   // Clients that ask for 1 MiB and never read: what the gateway holds for each is what its
   // socket buffers and the front's queue keep (the upstream is paused), not the response.
-  for (const [name, path] of SLOW > 0 ? [['direct path', '/mib'], ['pipeline path', '/filtered/mib']] : []) {
+  const slowPaths = [['direct path', '/mib'], ['pipeline path', '/filtered/mib']].filter(([name]) => !process.env.SLOW_PATH || name!.startsWith(process.env.SLOW_PATH))
+  for (const [name, path] of SLOW > 0 ? slowPaths : []) {
     const before = await settled(gateway)
     const conns = await idleConnections(gateway.port, SLOW, path!, false)
     for (const s of conns) s.pause()
@@ -204,6 +205,7 @@ try {
     const after = await settled(gateway)
     results[name!] = `${SLOW} clients not reading ${SLOW_MIB} MiB responses, ${name}: RSS +${mb(after.rss - before.rss)} MiB = ${perConn(after.rss - before.rss, SLOW)}/slow connection; JS heap ${perConn(after.heap - before.heap, SLOW)}/slow connection`
     console.log(results[name!])
+    if (after.types && before.types) console.log('  objects per connection:', typeGrowth(before.types, after.types, SLOW))
     for (const s of conns) s.terminate()
     await Bun.sleep(1000)
   }

@@ -10,6 +10,7 @@ import { L4Dataplane } from './dataplane/l4/server.ts'
 import type { FromWorker, ToWorker } from './dataplane/worker-protocol.ts'
 import { SnapshotDecoder, WireResyncError } from './dataplane/snapshot-wire.ts'
 import { installRateLimitEnv } from './policy/rate-limit/env.ts'
+import { ProcessGauges } from './dataplane/overload/process-gauges.ts'
 import { EndpointRegistry, HealthTable } from './dataplane/upstream/registry.ts'
 import { registryStats } from './dataplane/upstream/stats.ts'
 import { configureTelemetry, flushTelemetry } from './telemetry/observe.ts'
@@ -37,7 +38,8 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       installRateLimitEnv(msg.rateLimit, child)
       configureTelemetry(msg.telemetry)
       registries = [new EndpointRegistry({}, health), new EndpointRegistry({}, health)]
-      http = new HttpDataplane({ logger: child, hostname: msg.hostname, reusePort: true, limits: msg.limits, registry: registries[0] })
+      const gauges = msg.gauges ? new ProcessGauges(msg.gauges, msg.index) : undefined
+      http = new HttpDataplane({ logger: child, hostname: msg.hostname, reusePort: true, limits: msg.limits, registry: registries[0], gauges })
       l4 = new L4Dataplane({ logger: child, hostname: msg.hostname, reusePort: true, registry: registries[1] })
       // Backend stats for the main thread's /metrics and /endpoints, when they changed.
       setInterval(() => {

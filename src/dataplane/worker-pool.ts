@@ -4,15 +4,17 @@
  * resolves when all have applied it. A worker that dies is restarted and given the live
  * snapshot again, whole.
  *
- * What is shared, deliberately: nothing mutable. Each worker keeps its own endpoint registry
- * (passive health and in-flight counts are per worker, like nginx workers without a shared
- * zone) and its own upstream connection pools.
+ * What is shared, deliberately: the counts process-wide limits need (connections, held request
+ * bytes: overload/process-gauges.ts) and rate-limit counters, in SharedArrayBuffers. Each worker
+ * keeps its own endpoint registry (passive health and in-flight counts are per worker, like
+ * nginx workers without a shared zone) and its own upstream connection pools.
  */
 import type { HttpLimits } from './http/limits.ts'
 import type { Snapshot } from '../ir/types.ts'
 import type { Logger } from '../telemetry/logger.ts'
 import type { FromWorker, ToWorker } from './worker-protocol.ts'
 import { SnapshotEncoder } from './snapshot-wire.ts'
+import { ProcessGauges } from './overload/process-gauges.ts'
 import type { RateLimitEnv } from '../policy/rate-limit/env.ts'
 import type { HealthChange } from './upstream/registry.ts'
 import { EMPTY_STATS, mergeStats, type DataplaneStats } from './upstream/stats.ts'
@@ -56,8 +58,11 @@ export class WorkerPool {
   /** Consecutive quick deaths per slot, for restart backoff (a worker that cannot start must not spin). */
   readonly #crashes: number[] = []
   #restarts = 0
+  /** Connection and request-buffer counts of all workers (a column each). */
+  readonly #gauges: ProcessGauges
 
   constructor(private readonly opts: WorkerPoolOptions) {
+    this.#gauges = ProcessGauges.create(opts.count)
     for (let i = 0; i < opts.count; i++) this.#slots.push(this.#spawn(i))
   }
 
@@ -167,6 +172,8 @@ export class WorkerPool {
       const crashes = Date.now() - startedAt < 10_000 ? (this.#crashes[index] ?? 0) + 1 : 1
       this.#crashes[index] = crashes
       const delay = Math.min(100 * 2 ** (crashes - 1), 5000)
+      // Its sockets and held bodies died with it: its counts must not hold slots of the process's limits.
+      this.#gauges.forget(index)
       this.opts.logger.error('data-plane worker died; restarting it', { worker: index, why, restartInMs: delay })
       setTimeout(() => {
         if (this.#stopping) return
@@ -176,7 +183,7 @@ export class WorkerPool {
     }
     worker.addEventListener('error', (e) => onExit((e as ErrorEvent).message ?? 'error'))
     worker.addEventListener('close', () => onExit('exited'))
-    const init: ToWorker = { type: 'init', index, hostname: this.opts.hostname, logLevel: this.opts.logLevel, limits: this.opts.limits, rateLimit: this.opts.rateLimit, telemetry: this.opts.telemetry }
+    const init: ToWorker = { type: 'init', index, hostname: this.opts.hostname, logLevel: this.opts.logLevel, limits: this.opts.limits, rateLimit: this.opts.rateLimit, telemetry: this.opts.telemetry, gauges: this.#gauges.buffer }
     worker.postMessage(init)
     return slot
   }

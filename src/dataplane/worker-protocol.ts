@@ -7,7 +7,8 @@ import type { TelemetryOptions } from '../telemetry/observe.ts'
 import type { MetricsExport } from '../telemetry/request-metrics.ts'
 export type ToWorker =
   /** rateLimit: the process-wide rate-limit counters (a SharedArrayBuffer, shared, not copied) and Redis settings. */
-  | { type: 'init'; index: number; hostname: string; logLevel: string; limits?: Partial<HttpLimits>; rateLimit?: RateLimitEnv; telemetry?: TelemetryOptions }
+  /** gauges: the process-wide connection and request-buffer counts (overload/process-gauges.ts), shared like rateLimit. */
+  | { type: 'init'; index: number; hostname: string; logLevel: string; limits?: Partial<HttpLimits>; rateLimit?: RateLimitEnv; telemetry?: TelemetryOptions; gauges?: SharedArrayBuffer }
   /** A snapshot encoded by snapshot-wire.ts (msgpackr, with what the worker holds sent as ids). */
   | { type: 'apply'; id: number; snapshot: Uint8Array }
   | { type: 'stop'; id: number; drainMs: number }

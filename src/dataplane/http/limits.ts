@@ -40,15 +40,15 @@ export interface HttpLimits {
    * stream (BackendTrafficPolicy requestBuffer sets it per route, and refuses larger ones). 0 = stream all.
    */
   readonly requestBufferBytes: number
-  /** Bytes all connections of one worker may hold buffered that way; beyond it bodies stream. 0 = no cap. */
+  /** Bytes all connections of the process (every worker) may hold buffered that way; beyond it bodies stream. 0 = no cap. */
   readonly requestBufferTotalBytes: number
-  /** Client connections open on the HTTP listeners of one worker; more are closed at accept. 0 = no cap. */
+  /** Client connections open on the HTTP listeners of the process (every worker); more are closed at accept. 0 = no cap. */
   readonly maxConnections: number
-  /** Per listener port and worker, where no ClientTrafficPolicy connectionLimit is set. 0 = no cap. */
+  /** Per listener port (all workers), where no ClientTrafficPolicy connectionLimit is set. 0 = no cap. */
   readonly maxListenerConnections: number
-  /** Connections open from one client address (per worker). 0 = no cap. */
+  /** Connections open from one client address (all workers). 0 = no cap. */
   readonly maxConnectionsPerClient: number
-  /** New connections accepted per second (per worker; one second's worth may come at once). 0 = no limit. */
+  /** New connections accepted per second (all workers; one second's worth may come at once). 0 = no limit. */
   readonly maxAcceptRate: number
   /** Shed new requests (503 + Retry-After) while the event loop lags more than this. 0 = never. */
   readonly shedEventLoopLagMs: number
@@ -144,11 +144,11 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
   { flag: '--header-timeout', env: 'HEADER_TIMEOUT', key: 'headerTimeoutMs', unit: 'seconds', help: 'a client gets S seconds to send a request head, else 408 and close; 0 = none (default 10)' },
   { flag: '--body-timeout', env: 'BODY_TIMEOUT', key: 'bodyTimeoutMs', unit: 'seconds', help: 'a client gets S seconds to send a whole request body, else 408; 0 = none (default 300)' },
   { flag: '--request-buffer-size', env: 'REQUEST_BUFFER_SIZE', key: 'requestBufferBytes', unit: 'bytes', help: 'request bodies up to this size are received whole before the backend is called (slow clients hold no backend connection); larger ones stream; 0 = stream all (default 64Ki; per route: BackendTrafficPolicy requestBuffer)' },
-  { flag: '--request-buffer-total', env: 'REQUEST_BUFFER_TOTAL', key: 'requestBufferTotalBytes', unit: 'bytes', help: 'request body bytes one worker may hold buffered at once; beyond it bodies stream; 0 = no cap (default 64Mi)' },
-  { flag: '--max-connections', env: 'MAX_CONNECTIONS', key: 'maxConnections', unit: 'count', help: 'client connections open on HTTP listeners per worker; more are closed at accept; 0 = no cap (default 0)' },
+  { flag: '--request-buffer-total', env: 'REQUEST_BUFFER_TOTAL', key: 'requestBufferTotalBytes', unit: 'bytes', help: 'request body bytes the process (all workers) may hold buffered at once; beyond it bodies stream; 0 = no cap (default 64Mi)' },
+  { flag: '--max-connections', env: 'MAX_CONNECTIONS', key: 'maxConnections', unit: 'count', help: 'client connections open on HTTP listeners, all workers together; more are closed at accept; 0 = no cap (default 0)' },
   { flag: '--max-listener-connections', env: 'MAX_LISTENER_CONNECTIONS', key: 'maxListenerConnections', unit: 'count', help: 'the same per listener port, where no ClientTrafficPolicy connectionLimit is set (default 0)' },
-  { flag: '--max-connections-per-client', env: 'MAX_CONNECTIONS_PER_CLIENT', key: 'maxConnectionsPerClient', unit: 'count', help: 'connections open from one client address, per worker (default 0)' },
-  { flag: '--max-accept-rate', env: 'MAX_ACCEPT_RATE', key: 'maxAcceptRate', unit: 'count', help: 'new connections accepted per second per worker; more are closed at accept (default 0: no limit)' },
+  { flag: '--max-connections-per-client', env: 'MAX_CONNECTIONS_PER_CLIENT', key: 'maxConnectionsPerClient', unit: 'count', help: 'connections open from one client address, all workers together (default 0)' },
+  { flag: '--max-accept-rate', env: 'MAX_ACCEPT_RATE', key: 'maxAcceptRate', unit: 'count', help: 'new connections accepted per second, all workers together; more are closed at accept (default 0: no limit)' },
   { flag: '--shed-event-loop-lag', env: 'SHED_EVENT_LOOP_LAG', key: 'shedEventLoopLagMs', unit: 'seconds', help: "answer new requests 503 + Retry-After while a worker's event loop lags more than S seconds, e.g. 0.5 (default 0: never)" },
   { flag: '--shed-memory', env: 'SHED_MEMORY', key: 'shedMemoryBytes', unit: 'bytes', help: 'the same while the process resident memory is above SIZE, e.g. 1Gi (default 0: never)' },
   { flag: '--upstream-timeout', env: 'UPSTREAM_TIMEOUT', key: 'upstreamTimeoutMs', unit: 'seconds', help: 'wait for response headers when a route sets no timeout, else 504; 0 = none (default 60)' },

@@ -9,6 +9,7 @@
  * sockets; every request reads `active.current` once and resolves its port from that plan.
  */
 import { ConnectionGate } from '../overload/connection-gate.ts'
+import type { ProcessGauges } from '../overload/process-gauges.ts'
 import { LoadShedder } from '../overload/load-shedder.ts'
 import { addOverloadGauges } from '../overload/metrics.ts'
 import { heldRequestBytes } from './front/request-buffer.ts'
@@ -44,6 +45,8 @@ export interface HttpDataplaneOptions {
   readonly reusePort?: boolean
   /** Request limits and timeouts (limits.ts); unset fields keep their defaults. */
   readonly limits?: Partial<HttpLimits>
+  /** The process's connection and request-buffer counts (worker threads share them); absent: this plane's own. */
+  readonly gauges?: ProcessGauges
 }
 
 export interface PortStatus {
@@ -115,7 +118,7 @@ export class HttpDataplane {
     this.active = new ActiveSnapshot()
     this.websockets = new WebSocketProxy({ registry: this.registry, logger: this.#logger })
     this.#deps = { registry: this.registry, logger: this.#logger }
-    this.gate = new ConnectionGate(this.limits)
+    this.gate = new ConnectionGate(this.limits, options.gauges)
     this.shedder = new LoadShedder(this.limits)
     this.#removeGauges = addOverloadGauges(() => [
       ['portico_connections_open', this.gate.open],
@@ -123,7 +126,7 @@ export class HttpDataplane {
     ])
   }
 
-  /** Admission of client connections on this plane's HTTP listeners (per worker). */
+  /** Admission of client connections on this plane's HTTP listeners (counted for the process). */
   readonly gate: ConnectionGate
   /** Sheds new requests while this worker is overloaded. */
   readonly shedder: LoadShedder

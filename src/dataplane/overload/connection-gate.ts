@@ -1,17 +1,21 @@
 /**
- * Admission of new client connections on the HTTP fronts of one data plane (one worker): caps
- * per listener, per worker and per client address, and an accept rate. A refused connection is
- * closed in its open handler, before any byte is read or any object is made for it, while the
- * connections already established keep being served (nginx's limit_conn, Envoy's
- * connection_limit and overload manager's global downstream connection limit).
+ * Admission of new client connections on the HTTP fronts: caps per listener, in total and per
+ * client address, and an accept rate. A refused connection is closed in its open handler,
+ * before any byte is read or any object is made for it, while the connections already
+ * established keep being served (nginx's limit_conn, Envoy's connection_limit and overload
+ * manager's global downstream connection limit).
+ *
+ * The counts are the process's (process-gauges.ts): with `--workers N` every worker admits
+ * against the same totals, so a cap means the same whatever the number of workers.
  *
  * Per client address: slowloris variants open many connections from one address, each well
  * within every timeout; the cap bounds what one address can hold.
  */
 import { overloadCounters, type RefuseReason } from './metrics.ts'
+import { ProcessGauges } from './process-gauges.ts'
 
 export interface GateLimits {
-  /** Open front connections of this worker, all listeners; 0 = no cap. */
+  /** Open front connections of the process, all listeners and workers; 0 = no cap. */
   readonly maxConnections: number
   /** Default cap per listener when its ClientTrafficPolicy sets no connectionLimit; 0 = none. */
   readonly maxListenerConnections: number
@@ -22,64 +26,74 @@ export interface GateLimits {
 }
 
 export class ConnectionGate {
+  /** This data plane's own admitted connections (its share of the metric; the process's is in `gauges`). */
   #open = 0
-  readonly #perClient = new Map<string, number>()
-  #tokens: number
-  #refilledAt = performance.now()
 
-  constructor(readonly limits: GateLimits) {
-    this.#tokens = limits.maxAcceptRate
-  }
+  constructor(
+    readonly limits: GateLimits,
+    /** The process's counts: shared with the other workers, or this plane's own. */
+    readonly gauges = ProcessGauges.create(),
+  ) {}
 
-  /** Connections admitted and not yet released. */
+  /** Connections this data plane admitted and did not release yet. */
   get open(): number {
     return this.#open
   }
 
-  /** Connections open from this address. */
+  /** Connections open from this address (the process's). */
   openFrom(ip: string): number {
-    return this.#perClient.get(ip) ?? 0
+    return this.gauges.openFrom(ip)
+  }
+
+  /** The gate of one listener port: what its front admits and releases connections with. */
+  forListener(port: number): ListenerGate {
+    return new ListenerGate(this, port)
+  }
+
+  /** @internal ListenerGate's accounting. */
+  admitted(delta: 1 | -1): void {
+    this.#open += delta
+  }
+}
+
+export class ListenerGate {
+  readonly #slot: number
+
+  constructor(
+    readonly gate: ConnectionGate,
+    readonly port: number,
+  ) {
+    this.#slot = gate.gauges.listenerSlot(port)
+  }
+
+  /** The process's counts (request buffering holds its bytes there too). */
+  get gauges(): ProcessGauges {
+    return this.gate.gauges
+  }
+
+  /** Connections open on this listener, all workers. */
+  get open(): number {
+    return this.gate.gauges.listenerOpen(this.#slot)
   }
 
   /**
-   * Admit a connection from `ip` on a listener holding `listenerOpen` connections (its own cap
-   * `listenerLimit`, undefined: the default), or say why not. An admitted connection must be
-   * released once.
+   * Admit a connection from `ip` (the listener's own cap `listenerLimit`, undefined: the
+   * default), or say why not. An admitted connection must be released once.
    */
-  admit(ip: string, listenerOpen: number, listenerLimit: number | undefined): RefuseReason | undefined {
-    const limits = this.limits
-    const perListener = listenerLimit ?? limits.maxListenerConnections
-    let refused: RefuseReason | undefined
-    if (perListener > 0 && listenerOpen >= perListener) refused = 'listener'
-    else if (limits.maxConnections > 0 && this.#open >= limits.maxConnections) refused = 'process'
-    else if (limits.maxConnectionsPerClient > 0 && (this.#perClient.get(ip) ?? 0) >= limits.maxConnectionsPerClient) refused = 'client'
-    else if (limits.maxAcceptRate > 0 && !this.#takeToken()) refused = 'rate'
+  admit(ip: string, listenerLimit: number | undefined): RefuseReason | undefined {
+    const gate = this.gate
+    const refused = gate.gauges.admit(ip, this.#slot, listenerLimit ?? gate.limits.maxListenerConnections, gate.limits)
     if (refused !== undefined) {
       overloadCounters.refused[refused]++
       return refused
     }
-    this.#open++
-    if (limits.maxConnectionsPerClient > 0) this.#perClient.set(ip, (this.#perClient.get(ip) ?? 0) + 1)
+    gate.admitted(1)
     return undefined
   }
 
   release(ip: string): void {
-    this.#open--
-    if (this.limits.maxConnectionsPerClient > 0) {
-      const n = (this.#perClient.get(ip) ?? 1) - 1
-      if (n <= 0) this.#perClient.delete(ip)
-      else this.#perClient.set(ip, n)
-    }
-  }
-
-  /** Token bucket: refilled by elapsed time at each accept (no timer). */
-  #takeToken(): boolean {
-    const rate = this.limits.maxAcceptRate
-    const now = performance.now()
-    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#refilledAt) * rate) / 1000)
-    this.#refilledAt = now
-    if (this.#tokens < 1) return false
-    this.#tokens--
-    return true
+    const gate = this.gate
+    gate.admitted(-1)
+    gate.gauges.release(ip, this.#slot, gate.limits.maxConnectionsPerClient > 0)
   }
 }

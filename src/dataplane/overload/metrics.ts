@@ -30,7 +30,7 @@ export function overloadLines(): [string, number][] {
 }
 
 const HELP: Record<string, [string, 'counter' | 'gauge']> = {
-  portico_connections_refused_total: ['Client connections closed at accept by a limit: listener, process (per worker), client (per address), rate (accept rate)', 'counter'],
+  portico_connections_refused_total: ['Client connections closed at accept by a limit: listener, process (all workers), client (per address), rate (accept rate)', 'counter'],
   portico_requests_shed_total: ['Requests answered 503 + Retry-After because the worker was overloaded (event-loop lag or memory)', 'counter'],
   portico_connections_open: ['Client connections open on HTTP listeners', 'gauge'],
   portico_event_loop_lag_seconds: ['Event-loop lag of each worker, the highest of the last second', 'gauge'],

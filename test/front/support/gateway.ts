@@ -3,6 +3,7 @@ import { HttpDataplane } from '../../../src/dataplane/http/server.ts'
 import type { HttpLimits } from '../../../src/dataplane/http/limits.ts'
 import type { Logger, LogFields } from '../../../src/dataplane/log.ts'
 import type { Snapshot } from '../../../src/ir/types.ts'
+import type { ProcessGauges } from '../../../src/dataplane/overload/process-gauges.ts'
 
 export interface LogLine {
   readonly level: 'debug' | 'info' | 'warn' | 'error'
@@ -20,8 +21,8 @@ export interface Front {
   stop(): Promise<void>
 }
 
-/** The snapshot must use IR port 0 (one HTTP port). */
-export async function startFront(snap: Snapshot, limits: Partial<HttpLimits> = {}): Promise<Front> {
+/** The snapshot must use IR port 0 (one HTTP port). `gauges`: process counts shared with other fronts (as workers share them). */
+export async function startFront(snap: Snapshot, limits: Partial<HttpLimits> = {}, gauges?: ProcessGauges): Promise<Front> {
   const logs: LogLine[] = []
   const logger: Logger = {
     debug: (msg, fields) => void logs.push({ level: 'debug', msg, fields }),
@@ -29,7 +30,7 @@ export async function startFront(snap: Snapshot, limits: Partial<HttpLimits> = {
     warn: (msg, fields) => void logs.push({ level: 'warn', msg, fields }),
     error: (msg, fields) => void logs.push({ level: 'error', msg, fields }),
   }
-  const dp = new HttpDataplane({ hostname: '127.0.0.1', limits, logger })
+  const dp = new HttpDataplane({ hostname: '127.0.0.1', limits, logger, gauges })
   const result = await dp.apply(snap)
   if (result.problems.length) throw new Error(result.problems.join('; '))
   const port = dp.boundPort(snap.http[0]!.port)!

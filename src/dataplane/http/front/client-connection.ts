@@ -405,7 +405,7 @@ export class ClientConnection implements LinkOwner {
     const port = ctx.active.current?.ports.get(ctx.irPort)
     // The rule decides the limits (matched again when the exchange starts: only requests with a body pay twice).
     const rule = port && head.path !== '' ? port.router.match(normalizeHost(head.host), head) : undefined
-    const held = HeldBody.start(head, buf.subarray(0, head.headBytes), this.#buffered, rule?.requestBufferBytes, limits.requestBufferBytes, limits.requestBufferTotalBytes, rule?.ir.maxBodyBytes ?? limits.maxBodyBytes)
+    const held = HeldBody.start(head, buf.subarray(0, head.headBytes), this.#buffered, rule?.requestBufferBytes, limits.requestBufferBytes, limits.requestBufferTotalBytes, rule?.ir.maxBodyBytes ?? limits.maxBodyBytes, ctx.gate.gauges)
     if (held === undefined) return false
     if (held === HoldResult.TooLarge) {
       this.#reject(new RequestHeadError(413, 'request body too large'))

@@ -7,7 +7,7 @@ import type { ResponseHeaderEdits } from '../../../policy/kind.ts'
 import type { TlsPeer } from '../tls/peer.ts'
 import type { LinkPools } from './links.ts'
 import type { LoadShedder } from '../../overload/load-shedder.ts'
-import type { ConnectionGate } from '../../overload/connection-gate.ts'
+import type { ListenerGate } from '../../overload/connection-gate.ts'
 
 export interface FrontContext {
   /** Gateway listener port from the IR (the plan's key for this port). */
@@ -37,5 +37,5 @@ export interface FrontContext {
   /** The data plane's load shedder: while overloaded, new requests get 503 + Retry-After. */
   readonly shedder: LoadShedder
   /** Connection admission; a connection gives its slot back when its socket closes (http-front.ts). */
-  readonly gate: ConnectionGate
+  readonly gate: ListenerGate
 }

@@ -217,7 +217,7 @@ export class HttpFront {
       innerPort: () => inner!.port!,
       draining: false,
       inFlight: 0,
-      gate: options.gate,
+      gate: options.gate.forListener(options.irPort),
       shedder: options.shedder,
     }
     this.#ctx = ctx
@@ -240,10 +240,10 @@ export class HttpFront {
           ...HANDLERS,
           open: (socket) => {
             const settings = this.#settings
-            // Per worker, like nginx's limit_conn without a shared zone: over a cap the socket is
-            // closed before anything is read or allocated for it; established ones are untouched.
+            // Counted for the whole process (all workers): over a cap the socket is closed before
+            // anything is read or allocated for it; established ones are untouched.
             const ip = socket.remoteAddress
-            if (options.gate.admit(ip, connections.size, settings?.maxConnections) !== undefined) {
+            if (ctx.gate.admit(ip, settings?.maxConnections) !== undefined) {
               socket.terminate()
               return
             }

@@ -6,16 +6,17 @@
  *
  * Bounded twice: a body larger than the limit (the route's requestBuffer.limit, else
  * --request-buffer-size) is not held at all (or refused with 413 when a policy set the limit),
- * and all held bodies of one worker together stay under --request-buffer-total: past it a body
- * streams, as it did before, rather than wait for memory.
+ * and all held bodies of the process (every worker: process-gauges.ts) together stay under
+ * --request-buffer-total: past it a body streams, as it did before, rather than wait for memory.
  */
 import { ChunkedDecodeError, ChunkedDecoder } from '../../upstream/http1/chunked.ts'
+import type { ProcessGauges } from '../../overload/process-gauges.ts'
 import type { RequestHead } from './request-head.ts'
 
-/** Bytes held by every HeldBody of this worker (each worker is its own isolate). */
+/** Bytes held by every HeldBody of this isolate (its share of the metric, summed over workers). */
 let heldTotal = 0
 
-/** What the front holds right now (metrics, tests). */
+/** What this worker's fronts hold right now (metrics, tests). */
 export function heldRequestBytes(): number {
   return heldTotal
 }
@@ -25,7 +26,7 @@ export const enum HoldResult {
   More,
   /** The whole body is here: forward it. */
   Complete,
-  /** Over the limit or the worker's total (or malformed): forward what we have and stream the rest. */
+  /** Over the limit or the process's total (or malformed): forward what we have and stream the rest. */
   Stream,
   /** Over a policy's limit: 413. */
   TooLarge,
@@ -33,8 +34,10 @@ export const enum HoldResult {
 
 export class HeldBody {
   readonly #chunks: Uint8Array[] = []
-  /** Body (and anything pipelined behind it) bytes received so far; all are counted in heldTotal. */
+  /** Body (and anything pipelined behind it) bytes received so far. */
   #bytes = 0
+  /** Of those, the bytes counted in the process's total (and heldTotal): all of them until the total was reached. */
+  #counted = 0
   /** Payload bytes the body needs (Content-Length), or -1 for chunked. */
   readonly #needed: number
   readonly #decoder: ChunkedDecoder | undefined
@@ -49,6 +52,7 @@ export class HeldBody {
     /** A policy set the limit: over it is 413, not streaming. */
     readonly strict: boolean,
     readonly totalLimit: number,
+    readonly gauges: ProcessGauges,
   ) {
     this.#needed = head.chunked ? -1 : head.contentLength
     this.#decoder = head.chunked ? new ChunkedDecoder(true) : undefined
@@ -58,7 +62,7 @@ export class HeldBody {
    * Start holding this request's body, or say why not: undefined when it is not held (no body,
    * already complete, too large to hold by default, an Expect or Upgrade exchange).
    */
-  static start(head: RequestHead, headBytes: Uint8Array, rest: Uint8Array | undefined, policyLimit: number | undefined, defaultLimit: number, totalLimit: number, maxBody: number): HeldBody | HoldResult.TooLarge | undefined {
+  static start(head: RequestHead, headBytes: Uint8Array, rest: Uint8Array | undefined, policyLimit: number | undefined, defaultLimit: number, totalLimit: number, maxBody: number, gauges: ProcessGauges): HeldBody | HoldResult.TooLarge | undefined {
     if (!head.chunked && head.contentLength <= 0) return undefined
     // A client waiting for 100 Continue sends nothing until answered; an upgrade has no body to hold.
     if (head.expect || head.upgrade) return undefined
@@ -75,7 +79,7 @@ export class HeldBody {
       if (head.contentLength > limit) return policyLimit !== undefined ? HoldResult.TooLarge : undefined
       if ((rest?.byteLength ?? 0) >= head.contentLength) return undefined
     }
-    const held = new HeldBody(head, headBytes, limit, policyLimit !== undefined, totalLimit)
+    const held = new HeldBody(head, headBytes, limit, policyLimit !== undefined, totalLimit, gauges)
     if (rest && rest.byteLength > 0) {
       const result = held.add(rest)
       if (result === HoldResult.TooLarge) {
@@ -94,7 +98,12 @@ export class HeldBody {
   add(data: Uint8Array): HoldResult {
     this.#chunks.push(data)
     this.#bytes += data.byteLength
-    heldTotal += data.byteLength
+    // Counted only while the process's total allows it; past it the body streams (below).
+    const within = this.gauges.hold(data.byteLength, this.totalLimit)
+    if (within) {
+      this.#counted += data.byteLength
+      heldTotal += data.byteLength
+    }
     if (this.#needed >= 0) {
       if (this.#bytes >= this.#needed) return HoldResult.Complete
     } else {
@@ -112,8 +121,8 @@ export class HeldBody {
       // Chunk framing is held too: a body of 1-byte chunks is bounded by its bytes, not its payload.
       if (this.#bytes > 2 * this.limit + 1024) return HoldResult.Stream
     }
-    // Past the worker's total even a policy's body streams: memory first (the limit still applies: the exchange counts it).
-    if (this.totalLimit > 0 && heldTotal > this.totalLimit) return HoldResult.Stream
+    // Past the process's total even a policy's body streams: memory first (the limit still applies: the exchange counts it).
+    if (!within) return HoldResult.Stream
     return HoldResult.More
   }
 
@@ -124,9 +133,11 @@ export class HeldBody {
     return out
   }
 
-  /** Give the held bytes back to the worker's total (the connection closed, or the body goes on). */
+  /** Give the held bytes back to the process's total (the connection closed, or the body goes on). */
   release(): void {
-    heldTotal -= this.#bytes
+    this.gauges.unhold(this.#counted)
+    heldTotal -= this.#counted
+    this.#counted = 0
     this.#bytes = 0
     this.#chunks.length = 0
   }

@@ -6,7 +6,7 @@
  * publishing it is one reference assignment, and each request reads `active.current` once and
  * uses only that plan, so an in-flight request finishes on the plan it started with.
  */
-import type { BackendPool, HttpFilter, HttpListener, HttpPort, HttpRetry, HttpRule, RedirectAction, Snapshot, WeightedBackend } from '../ir/types.ts'
+import type { BackendPool, ForwardAction, HttpFilter, HttpListener, HttpPort, HttpRetry, HttpRule, RedirectAction, Snapshot, WeightedBackend } from '../ir/types.ts'
 import type { PolicyIr } from '../policy/kind.ts'
 import type { CompileContext, PolicyStateView } from '../policy/runtime.ts'
 import { PortRouter, RuleMatcher, type MatchableRule } from './http/match.ts'
@@ -158,6 +158,7 @@ export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
   // still used by an in-flight request on the old plan keep their object; the index forgets them.
   registry.retain(liveEndpoints, livePools)
   memo.policyState.retain(livePolicies)
+  for (const key of memo.usesOne.keys()) if (!pools.has(key)) memo.usesOne.delete(key) // no gone pool is held
   return { revision: ir.revision, ir, ports, pools, policyState: memo.policyState }
 }
 
@@ -192,6 +193,8 @@ interface CompileMemo {
    */
   poolsEpoch: number
   lastPools: ReadonlyMap<string, RuntimePool> | undefined
+  /** See usesOne(). */
+  readonly usesOne: Map<string, RuleMemo['uses']>
 }
 
 function samePools(a: ReadonlyMap<string, RuntimePool> | undefined, b: ReadonlyMap<string, RuntimePool>): boolean {
@@ -234,7 +237,7 @@ const memos = new WeakMap<EndpointRegistry, CompileMemo>()
 
 function memoFor(registry: EndpointRegistry): CompileMemo {
   let memo = memos.get(registry)
-  if (!memo) memos.set(registry, (memo = { pools: new WeakMap(), rules: new WeakMap(), policyState: new PolicyStateRegistry(), variants: new WeakMap(), poolsEpoch: 0, lastPools: undefined }))
+  if (!memo) memos.set(registry, (memo = { pools: new WeakMap(), rules: new WeakMap(), policyState: new PolicyStateRegistry(), variants: new WeakMap(), poolsEpoch: 0, lastPools: undefined, usesOne: new Map() }))
   return memo
 }
 
@@ -304,7 +307,7 @@ function memoizedRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | un
     listenerKey,
     next: undefined,
     plan,
-    uses: keys.length === 0 ? NONE : keys.map((key) => [key, pools.get(key)] as const),
+    uses: keys.length === 0 ? NONE : keys.length === 1 ? usesOne(memo, keys[0]!, pools.get(keys[0]!)) : keys.map((key) => [key, pools.get(key)] as const),
     states: states.length === 0 ? NONE : states,
     poolsEpoch: memo.poolsEpoch,
     statesEpoch: state.epoch,
@@ -319,6 +322,15 @@ function memoizedRule(rule: HttpRule, listenerPolicies: readonly PolicyIr[] | un
   } else if (first) (entry.next = first.next), (first.next = entry)
   else memo.rules.set(rule, entry)
   return plan
+}
+
+/** The `uses` of a rule that looked up one pool: one list per pool key and RuntimePool, shared by every such rule. */
+function usesOne(memo: CompileMemo, key: string, pool: RuntimePool | undefined): RuleMemo['uses'] {
+  const held = memo.usesOne.get(key)
+  if (held && held[0]![1] === pool) return held
+  const uses = [[key, pool] as const]
+  memo.usesOne.set(key, uses)
+  return uses
 }
 
 /** Whether every pool and policy state a memoized rule bound is still the live one. */
@@ -464,18 +476,40 @@ function compileAction(rule: HttpRule, ctx: CompileContext, variant?: (base: Run
     case 'redirect':
       return { kind: 'redirect', respond: compileRedirect(action as RedirectAction, prefix) }
     case 'forward': {
-      const choices = action.backends.map((b, i) => compileChoice(b, `${rule.id}/backend/${i}`, ctx, variant))
-      const cumulative: number[] = []
-      let total = 0
-      for (const choice of choices) {
-        total += Math.max(0, choice.weight)
-        cumulative.push(total)
+      // Backends without filters, composites, variants or stickiness compile to a plan that
+      // depends on the IR action and the pools alone: rules sharing one action object
+      // (translate/share.ts) share one plan while their pools are the same.
+      const shareable = !variant && !rule.sessionPersistence && action.backends.every((b) => b.filters.length === 0 && !b.composite)
+      if (shareable) {
+        const held = sharedForward.get(action)
+        if (held && held.choices.every((c, i) => c.pool === poolOf(action.backends[i]!, ctx.pools))) return held
       }
-      const session = rule.sessionPersistence
-      if (session && choices.length > 1) return { kind: 'forward', choices, cumulative, totalWeight: total, sticky: compileSticky(session, action.backends) }
-      return { kind: 'forward', choices, cumulative, totalWeight: total }
+      const plan = compileForward(rule, action, ctx, variant)
+      if (shareable) sharedForward.set(action, plan)
+      return plan
     }
   }
+}
+
+/** Forward plans by IR action, for actions many rules share (compileAction). */
+const sharedForward = new WeakMap<ForwardAction, ForwardPlan>()
+
+/** The pool compileChoice gives a backend without a variant. */
+function poolOf(b: WeightedBackend, pools: ReadonlyMap<string, RuntimePool>): RuntimePool | undefined {
+  return b.invalid || !b.target ? undefined : pools.get(b.target.pool)
+}
+
+function compileForward(rule: HttpRule, action: ForwardAction, ctx: CompileContext, variant?: (base: RuntimePool) => RuntimePool): ForwardPlan {
+  const choices = action.backends.map((b, i) => compileChoice(b, `${rule.id}/backend/${i}`, ctx, variant))
+  const cumulative: number[] = []
+  let total = 0
+  for (const choice of choices) {
+    total += Math.max(0, choice.weight)
+    cumulative.push(total)
+  }
+  const session = rule.sessionPersistence
+  if (session && choices.length > 1) return { kind: 'forward', choices, cumulative, totalWeight: total, sticky: compileSticky(session, action.backends) }
+  return { kind: 'forward', choices, cumulative, totalWeight: total }
 }
 
 function compileChoice(backend: WeightedBackend, id: string, ctx: CompileContext, variant?: (base: RuntimePool) => RuntimePool): BackendChoice {

@@ -20,10 +20,18 @@ export class MemoryStatusSink implements StatusSink {
   publish(next: StatusMap): void {
     const stamp = this.now().toISOString().replace(/\.\d+Z$/, 'Z')
     const merged: StatusMap = {}
+    // Routes translated together mostly share one status object (translate/share.ts); new ones
+    // (no previous status) then share one stamped copy too.
+    const fresh = new Map<Record<string, unknown>, Record<string, unknown>>()
     for (const [key, status] of Object.entries(next)) {
       // The translator hands over the same objects for routes that did not change (thousands on
       // a one-route edit): their stamped form is still right, so it is kept, not rebuilt.
-      merged[key] = status === this.#published[key] ? this.#status[key]! : stampTransitions(this.#status[key], status, stamp)
+      if (status === this.#published[key]) merged[key] = this.#status[key]!
+      else if (this.#status[key] === undefined) {
+        let stamped = fresh.get(status)
+        if (!stamped) fresh.set(status, (stamped = stampTransitions(undefined, status, stamp)))
+        merged[key] = stamped
+      } else merged[key] = stampTransitions(this.#status[key], status, stamp)
     }
     this.#status = merged
     this.#published = next

@@ -3,6 +3,7 @@
  * and port checked, in the order the spec gives reasons for); resolved ports become pools of
  * ready EndpointSlice endpoints. Only referenced pools reach the snapshot.
  */
+import { Sharer } from './share.ts'
 import type { BackendPool, BackendTls, Endpoint } from '../ir/types.ts'
 import type { K8sObject } from '../store/kinds.ts'
 import { Context, nsOf } from './context.ts'
@@ -135,6 +136,8 @@ export class Backends {
   readonly #memo: PoolMemo | undefined
   /** Where resolve() records its effects (see BackendEffect); absent: applied at once. */
   #log: BackendEffect[] | undefined
+  /** Equal IR pieces of this translation's routes, shared (share.ts). */
+  readonly sharer = new Sharer()
 
   constructor(ctx: Context, usage = new BackendUsage(), memo?: PoolMemo) {
     this.#ctx = ctx

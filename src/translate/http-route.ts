@@ -3,6 +3,7 @@
  * on: the hostnames are applied by the snapshot builder. Also computes the route's
  * ResolvedRefs condition and, when some part cannot be honoured, an UnsupportedValue reason.
  */
+import { NONE, orNone } from './share.ts'
 import type { HttpAction, HttpFilter, HttpMatch, HttpRetry, HttpRule, SessionPersistence, StringMatch, WeightedBackend } from '../ir/types.ts'
 import type { PolicyIndex } from '../policy/attach.ts'
 import type { K8sObject } from '../store/kinds.ts'
@@ -92,7 +93,7 @@ export function translateHttpRoute(route: K8sObject, backends: Backends, gateway
         owner,
         match,
         // a broken rule must not be skipped silently: it answers 500 (spec for unknown filters)
-        filters: broken ? [] : withUpstreamRewrite(stripPath ? withStripPath(ruleFilters.filters, matches) : ruleFilters.filters, match, kong?.rewrite, stripPath),
+        filters: broken ? NONE : orNone(withUpstreamRewrite(stripPath ? withStripPath(ruleFilters.filters, matches) : ruleFilters.filters, match, kong?.rewrite, stripPath)),
         action: broken ? RESPOND_500 : action,
       }
       if (!broken && timeouts) r.timeouts = timeouts
@@ -160,7 +161,7 @@ function translateMatch(m: Json, problems: string[]): HttpMatch | undefined {
   const headers = stringMatches(m.headers, true, problems)
   const query = stringMatches(m.queryParams, false, problems)
   if (!headers || !query) return undefined
-  const match: { -readonly [K in keyof HttpMatch]: HttpMatch[K] } = { path: { type, value }, headers, query }
+  const match: { -readonly [K in keyof HttpMatch]: HttpMatch[K] } = { path: { type, value }, headers: orNone(headers), query: orNone(query) }
   const method = str(m.method)
   if (method) match.method = method.toUpperCase()
   return match
@@ -238,7 +239,7 @@ function translateBackends(rule: Json, env: FilterEnv, problems: string[]): { ac
     if ('problem' in r && !r.problem.silent) env.refProblems.push(r.problem)
     if (weight === 0) continue
     if (filters.redirect) redirects.push(filters.redirect)
-    const choice: WeightedBackend = 'problem' in r ? { weight, invalid: r.problem.message, filters: [] } : { weight, target: { pool: r.pool }, filters: filters.filters as HttpFilter[] }
+    const choice: WeightedBackend = 'problem' in r ? { weight, invalid: r.problem.message, filters: NONE } : { weight, target: { pool: r.pool }, filters: orNone(filters.filters as HttpFilter[]) }
     choices.push(choice)
   }
   if (redirects.length > 0) {
@@ -248,6 +249,12 @@ function translateBackends(rule: Json, env: FilterEnv, problems: string[]): { ac
     problems.push('RequestRedirect on a backendRef is supported only when it is the only backend with weight')
   }
   if (choices.length === 0) return { action: RESPOND_500, needsPrefixMatch }
+  const only = choices.length === 1 ? choices[0]! : undefined
+  if (only?.target && only.filters.length === 0 && Object.keys(only).length === 3 && Object.keys(only.target).length === 1) {
+    // the common rule: all of it to one pool; one action object for every such rule of the translation
+    const action: HttpAction = { kind: 'forward', backends: [only] }
+    return { action: env.backends.sharer.share(`forward ${only.weight} ${only.target.pool}`, action), needsPrefixMatch }
+  }
   return { action: { kind: 'forward', backends: choices }, needsPrefixMatch }
 }
 

@@ -112,7 +112,9 @@ function guard(
       const gws = [...new Set(accepted.map((p) => p.gateway.key))].sort()
       const { resolvedRefs, unsupported } = body(parents, gws, accepted.length > 0)
       counted = attachedListeners(parents)
-      status = { parents: routeParentsStatus(parents, ctx.opts.controllerName, resolvedRefs, unsupported) }
+      // most routes of a translation have the same status (one parent, accepted, resolved): one object
+      const own = { parents: routeParentsStatus(parents, ctx.opts.controllerName, resolvedRefs, unsupported) }
+      status = backends.sharer.share(`status ${JSON.stringify(own)}`, own)
     } catch (e) {
       const gen = generationOf(route)
       const msg = `internal error translating this route: ${e instanceof Error ? e.message : String(e)}`

@@ -1,5 +1,8 @@
 import { describe, expect, test } from 'bun:test'
-import { ManifestMemo, parseManifests } from '../../src/sources/manifests.ts'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import YAML from 'yaml'
+import { ManifestMemo, nativeEligible, parseManifests } from '../../src/sources/manifests.ts'
 
 test('multi-document YAML: objects normalised, unknown kinds ignored, empty docs skipped', () => {
   const { objects, problems } = parseManifests(
@@ -176,5 +179,42 @@ describe('an edit parsed with a memo gives what a parse without one gives', () =
     expect(second.change?.added.map((o) => o.metadata.name)).toEqual(['r100'])
     expect(second.objects[99]).toBe(first.objects[99]!)
     expect(second.objects[101]).toBe(first.objects[101]!)
+  })
+})
+
+describe("Bun's YAML parser gives the library's values for every piece it is used for", () => {
+  const pieces = (text: string) => text.split(/^---[ \t]*(?:#.*)?$/m)
+  const same = (piece: string) => {
+    if (!nativeEligible(piece)) return false
+    let native: unknown
+    try {
+      native = Bun.YAML.parse(piece)
+    } catch {
+      return false // the library's path, errors included
+    }
+    expect(native ?? null).toEqual(YAML.parse(piece, { uniqueKeys: false }) ?? null)
+    return true
+  }
+
+  test('every YAML file of the tests and examples', () => {
+    const files = [...new Bun.Glob('{test,examples,deploy,bench}/**/*.{yaml,yml}').scanSync({ cwd: join(import.meta.dir, '../..') })]
+    expect(files.length).toBeGreaterThan(50)
+    let used = 0
+    for (const file of files) for (const piece of pieces(readFileSync(join(import.meta.dir, '../..', file), 'utf8'))) if (same(piece)) used++
+    expect(used).toBeGreaterThan(200)
+  })
+
+  test('scalars, block scalars, quoting, comments, CRLF', () => {
+    const cases = [
+      'a: yes\nb: no\nc: on\nd: 0755\ne: 0o17\nf: 0x1F\ng: ~\nh: .inf\ni: 1e3\nj: 2001-12-14\nk: 1_000\nl: +12\nm: .5\nn: Null\no: TRUE\np: 12:30\nq: 007\nr: 1.0\ns: 9007199254740993\nt:\nu: ""\n',
+      'a: "x\\ty\\u00e9\\n"\nb: \'it\'\'s\'\nc: plain text # comment\n# only a comment\nd: "# not a comment"\n',
+      'cert: |\n  -----BEGIN CERTIFICATE-----\n  MIIB\n  -----END CERTIFICATE-----\nfolded: >\n  one\n  two\n\n  three\nkeep: |+\n  x\n\nstrip: |-\n  y\n',
+      'a: b\r\nc:\r\n  - 1\r\n  -  2\r\nd: { e: [f, "g, h"], i: j }\r\n',
+      'a: b\na: c\n',
+      'spec:\n  rules:\n  - matches:\n    - path: { type: PathPrefix, value: /a }\n      headers: [{ name: x-y, value: "1" }]\n    backendRefs:\n    - name: s\n      port: 80\n      weight: 0\n',
+      'a: [ ]\nb: { }\nc: -1\nd: -.inf\ne: .NaN\nf: 0b101\ng: 1:30:00\nh: "true"\ni: \'null\'\n',
+      '  # indented comment\nkey:    value with   spaces   \nlong: ' + 'x'.repeat(5000) + '\n',
+    ]
+    for (const c of cases) expect(same(c)).toBe(true)
   })
 })

@@ -21,7 +21,7 @@ import { scaleRoute } from './scale-routes.ts'
 const ROUTES = Number(process.env.ROUTES ?? 10000)
 const POLICIES = process.env.POLICIES === '1'
 
-async function measure(n: number): Promise<{ heap: number; rss: number; types: Record<string, number>; stop: () => Promise<void> }> {
+async function measure(n: number): Promise<{ heap: number; capacity: number; rss: number; types: Record<string, number>; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), `portico-memory-${n}-`))
   const port = await freePort()
   writeFileSync(join(dir, 'base.yaml'), gatewayManifests(port, 9))
@@ -35,13 +35,16 @@ async function measure(n: number): Promise<{ heap: number; rss: number; types: R
   await Bun.sleep(500)
   Bun.gc(true)
   const s = heapStats()
-  return { heap: s.heapSize, rss: process.memoryUsage.rss(), types: s.objectTypeCounts, stop: () => app.stop() }
+  return { heap: s.heapSize, capacity: s.heapCapacity, rss: process.memoryUsage.rss(), types: s.objectTypeCounts, stop: () => app.stop() }
 }
 
 const small = await measure(10)
 const large = await measure(ROUTES)
 const per = (a: number, b: number) => ((b - a) / (ROUTES - 10)).toFixed(0)
-console.log(`${ROUTES} routes${POLICIES ? ' (2 policies each)' : ''} vs 10, one process: JS heap +${per(small.heap, large.heap)} B/route, RSS +${per(small.rss, large.rss)} B/route (RSS ${(large.rss / 2 ** 20).toFixed(0)} MiB)`)
+console.log(
+  `${ROUTES} routes${POLICIES ? ' (2 policies each)' : ''} vs 10, one process: live JS heap +${per(small.heap, large.heap)} B/route, ` +
+    `JS heap capacity +${per(small.capacity, large.capacity)} B/route, RSS +${per(small.rss, large.rss)} B/route (RSS ${(large.rss / 2 ** 20).toFixed(0)} MiB)`,
+)
 if (process.env.TYPES === '1') {
   const grown = Object.entries(large.types).map(([k, v]) => [k, (v - (small.types[k] ?? 0)) / ROUTES] as const).filter(([, d]) => d >= 0.5).sort((a, b) => b[1] - a[1])
   console.log(grown.map(([k, d]) => `${k} ${d.toFixed(1)}`).join(', '))

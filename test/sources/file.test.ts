@@ -1,5 +1,5 @@
 import { afterEach, expect, test } from 'bun:test'
-import { mkdtempSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
+import { mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync, mkdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FileSource } from '../../src/sources/file.ts'
@@ -89,4 +89,23 @@ test('an invalid object keeps its own last good version only', async () => {
   expect(store.all().map((o) => o.kind)).toEqual(['Gateway'])
   expect(store.all()[0]!.spec.listeners[0].port).toBe(80)
   expect(ingest.problems()[0]!.objectKey).toBe('Gateway/default/gw')
+})
+
+test('a rewrite keeping size and mtime is still seen; a settled file is not re-read but a change to it is', async () => {
+  const { dir, store, ingest, source } = await setup()
+  const file = join(dir, 'm.yaml')
+  writeFileSync(file, ns('a', 'p'))
+  const old = new Date(Date.now() - 60_000)
+  utimesSync(file, old, old)
+  await source.start(ingest)
+  expect(names(store)).toEqual(['a:p'])
+  // same size, same mtime, different bytes: only ctime (and the "racily clean" rule) tell
+  writeFileSync(file, ns('a', 'q'))
+  utimesSync(file, old, old)
+  await eventually(() => names(store).join() === 'a:q')
+  // the file as the source last read it keeps being served across rescans, and the next edit counts
+  await Bun.sleep(450)
+  expect(names(store)).toEqual(['a:q'])
+  writeFileSync(file, ns('a', 'r'))
+  await eventually(() => names(store).join() === 'a:r')
 })

@@ -4,6 +4,7 @@
  * front's direct path and the pipeline, HTTP/1.1 plain and over TLS, h2, the gateway's own
  * answers — and without the policy the backend's fields pass unchanged.
  */
+import { createHash } from 'node:crypto'
 import net from 'node:net'
 import * as tls from 'node:tls'
 import http2 from 'node:http2'
@@ -47,7 +48,17 @@ beforeAll(async () => {
     socket.on('data', (d) => {
       pending += d.toString('latin1')
       for (let end = pending.indexOf('\r\n\r\n'); end >= 0; end = pending.indexOf('\r\n\r\n')) {
+        const head = pending.slice(0, end)
         pending = pending.slice(end + 4)
+        const key = /\r\nsec-websocket-key: *([^\r]+)/i.exec(head)?.[1]
+        if (key) {
+          // A WebSocket handshake: 101 with the same disclosing fields, then a silent tunnel.
+          const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
+          socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nServer: secret-backend/1.0\r\nX-Powered-By: PHP/5.4\r\n\r\n`)
+          socket.removeAllListeners('data')
+          socket.on('data', () => {})
+          return
+        }
         socket.write('HTTP/1.1 200 OK\r\nServer: secret-backend/1.0\r\nX-Powered-By: PHP/5.4\r\nX-Keep: 1\r\nContent-Length: 2\r\n\r\nok')
       }
     })
@@ -78,7 +89,7 @@ interface Head {
 }
 const field = (h: Head, name: string) => h.lines.filter((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`))
 
-function exchange(socket: net.Socket, path: string): Promise<Head> {
+function exchange(socket: net.Socket, path: string, extra = ''): Promise<Head> {
   return new Promise((resolve, reject) => {
     let raw = ''
     const timer = setTimeout(() => reject(new Error(`no answer: ${JSON.stringify(raw)}`)), 5000)
@@ -93,7 +104,7 @@ function exchange(socket: net.Socket, path: string): Promise<Head> {
       resolve({ status: Number(statusLine!.split(' ')[1]), lines })
     })
     socket.on('error', reject)
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: late.test\r\n\r\n`)
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: late.test\r\n${extra}\r\n`)
   })
 }
 
@@ -126,7 +137,7 @@ function expectEdited(h: Head): void {
 describe('lateResponseHeaders on every path', () => {
   test('the rules take the paths the tests mean: / direct, /piped the pipeline', () => {
     const rules = plain.active.current!.ports.get(0)!.router.listeners[0]!.catchAll!.rules.rules
-    expect(rules.map((r) => [r.ir.match.path?.value, r.direct])).toEqual([['/piped', false], ['/none', false], ['/down', true], ['/', true]])
+    expect(rules.map((r) => [r.ir.match.path?.value, r.direct, r.directWebSocket])).toEqual([['/piped', false, false], ['/none', false, false], ['/down', true, true], ['/', true, true]])
   })
 
   test('plain HTTP/1.1, direct path: the backend head edited, other fields untouched in their case', async () => {
@@ -152,6 +163,17 @@ describe('lateResponseHeaders on every path', () => {
     expectEdited(await h1(plain, '/none'))
     const missing = await exchange(net.connect({ host: '127.0.0.1', port: plain.boundPort(0)! }), 'http://elsewhere.test/')
     expectEdited(missing)
+  })
+
+  test('the WebSocket 101, on both paths: edited, the upgrade fields kept', async () => {
+    const upgrade = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n'
+    for (const path of ['/ws', '/piped/ws']) {
+      const h = await exchange(net.connect({ host: '127.0.0.1', port: plain.boundPort(0)! }), path, upgrade)
+      expect(h.status).toBe(101)
+      expectEdited(h)
+      expect(field(h, 'sec-websocket-accept').map((l) => l.toLowerCase())).toEqual(['sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo='])
+      expect(field(h, 'upgrade').map((l) => l.toLowerCase())).toEqual(['upgrade: websocket'])
+    }
   })
 
   test('HTTPS: HTTP/1.1 on both paths and h2', async () => {

@@ -82,9 +82,10 @@ function fullParse(text: string, origin: string): LastParse {
   const ends: number[] = []
   const results: ChunkResult[] = []
   const seen = new Map<string, ChunkResult>()
+  const strings = new Map<string, string>()
   for (const chunk of documentChunks(text)) {
     let result = seen.get(chunk.text)
-    if (!result) seen.set(chunk.text, (result = parseChunk(chunk.text, origin)))
+    if (!result) seen.set(chunk.text, (result = parseChunk(chunk.text, origin, strings)))
     starts.push(chunk.start)
     ends.push(chunk.start + chunk.text.length)
     results.push(result)
@@ -149,13 +150,14 @@ function incrementalPieces(last: LastParse, text: string, origin: string): { sta
   const middle = middlePieces(text, from, until)
   if (!middle) return undefined
   const oldByText = new Map<string, ChunkResult>()
+  const strings = new Map<string, string>()
   for (let i = kept; i < tail; i++) oldByText.set(old.slice(last.starts[i]!, last.ends[i]!), last.results[i]!)
   const results = last.results.slice(0, kept)
   const starts = last.starts.slice(0, kept)
   const ends = last.ends.slice(0, kept)
   for (const piece of middle) {
     let result = oldByText.get(piece.text)
-    if (!result) oldByText.set(piece.text, (result = parseChunk(piece.text, origin)))
+    if (!result) oldByText.set(piece.text, (result = parseChunk(piece.text, origin, strings)))
     results.push(result)
     starts.push(piece.start)
     ends.push(piece.start + piece.text.length)
@@ -259,8 +261,43 @@ function lineCounter(text: string): (offset: number) => number {
   }
 }
 
-function parseChunk(text: string, origin: string): ChunkResult {
-  return (nativeEligible(text) ? nativeChunk(text) : undefined) ?? libraryChunk(text, origin)
+function parseChunk(text: string, origin: string, strings: Map<string, string>): ChunkResult {
+  const result = (nativeEligible(text) ? nativeChunk(text) : undefined) ?? libraryChunk(text, origin)
+  for (const o of result.objects) shareStrings(o, strings)
+  return result
+}
+
+/** Strings up to this long are shared between the objects of one parse (see shareStrings). */
+const SHARED_STRING_MAX = 64
+
+/**
+ * Replaces each short string value of a freshly parsed object by the first equal one of the
+ * same parse: the parser makes a new string for every scalar, and 10,000 routes repeat their
+ * apiVersion, kind, parent Gateway, path type and Service names (~250 bytes per route).
+ */
+function shareStrings(node: unknown, strings: Map<string, string>): void {
+  if (Array.isArray(node)) {
+    for (let i = 0; i < node.length; i++) {
+      const v = node[i]
+      if (typeof v === 'string') node[i] = shared(v, strings)
+      else if (typeof v === 'object' && v !== null) shareStrings(v, strings)
+    }
+    return
+  }
+  const o = node as Record<string, unknown>
+  for (const key in o) {
+    const v = o[key]
+    if (typeof v === 'string') o[key] = shared(v, strings)
+    else if (typeof v === 'object' && v !== null) shareStrings(v, strings)
+  }
+}
+
+function shared(s: string, strings: Map<string, string>): string {
+  if (s.length > SHARED_STRING_MAX) return s
+  const held = strings.get(s)
+  if (held !== undefined) return held
+  strings.set(s, s)
+  return s
 }
 
 /** Whether a piece's text may go to Bun's YAML parser (see PLAIN). */

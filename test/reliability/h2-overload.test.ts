@@ -126,6 +126,27 @@ describe('h2 streams are shed while the worker is overloaded', () => {
   })
 })
 
+describe('the concurrent request cap covers h2 streams', () => {
+  test('over --max-concurrent-requests a new stream gets 503 + Retry-After without Connection: close; the session goes on', async () => {
+    const slow = startRawBackend((_r, c) => void setTimeout(() => c.write(ok('slow')), 500))
+    try {
+      const { port: p } = await start(simple(0, [rule()], [pool('p1', [slow.port])]), { maxConcurrentRequests: 1 })
+      const session = await connect(`http://127.0.0.1:${p}`)
+      const first = request(session)
+      await Bun.sleep(100)
+      const second = await request(session)
+      expect(second.status).toBe(503)
+      expect(second.headers['retry-after']).toBe('1')
+      expect(second.headers.connection).toBeUndefined()
+      expect((await first).status).toBe(200)
+      // Under the cap again: the same session is served.
+      expect((await request(session)).status).toBe(200)
+    } finally {
+      slow.stop()
+    }
+  })
+})
+
 describe('connection caps count h2 connections', () => {
   test('per client address: a second h2 connection is refused at accept, the first keeps its streams', async () => {
     const { port: p } = await start(httpsPort(), { maxConnectionsPerClient: 1 })

@@ -9,6 +9,12 @@
  *   edit             one route edited inside the file that holds all N
  *   endpoints        the upstream's EndpointSlice (pools only)
  *   service          the upstream Service (a new world: everything rebuilt)
+ * and with POLICIES=1 (a BackendTrafficPolicy and a SecurityPolicy on every route, a
+ * ClientTrafficPolicy on the Gateway):
+ *   policy           one route's BackendTrafficPolicy edited inside the file (numRetries)
+ *   newpolicy        a new file with an older SecurityPolicy on an existing route (it takes the
+ *                    route over; the route's own one becomes Conflicted)
+ *   gatewaypolicy    the Gateway's ClientTrafficPolicy edited (idle timeout)
  * `total` is what a change waits for before it serves; the status map is merged after (the
  * controller publishes it once the plan is live). Each phase is reported as wall ms and as CPU
  * ms of this process (process.cpuUsage: user + system, GC threads included), which a loaded
@@ -24,14 +30,14 @@ import { translate, Translator } from '../src/translate/index.ts'
 import { validateSnapshot } from '../src/ir/validate.ts'
 import { compile } from '../src/dataplane/snapshot.ts'
 import { EndpointRegistry } from '../src/dataplane/upstream/registry.ts'
-import { gatewayManifests, localService, percentile } from './lib.ts'
-import { scaleRoute } from './scale-routes.ts'
+import { percentile } from './lib.ts'
+import { scaleBase, scaleRoute } from './scale-routes.ts'
 
 const ROUTES = Number(process.env.ROUTES ?? 10000)
 const ROUNDS = Number(process.env.ROUNDS ?? 20)
 const CHANGE = process.env.CHANGE ?? 'route'
 const POLICIES = process.env.POLICIES === '1'
-const route = (name: string, prefix: string) => scaleRoute(name, prefix, POLICIES)
+const route = (name: string, prefix: string, numRetries?: number) => scaleRoute(name, prefix, POLICIES, numRetries)
 
 const store = new ResourceStore()
 const ingest = new StoreIngest(store)
@@ -44,8 +50,18 @@ function load(origin: string, text: string): void {
   if (problems.length) throw new Error(JSON.stringify(problems))
   ingest.replaceOrigin(origin, objects, problems, change)
 }
-const routesText = (edited?: number) => Array.from({ length: ROUTES }, (_, i) => route(`r${i}`, i === edited ? `/edited-${edited}` : `/r${i}`)).join('---\n')
-load('base.yaml', gatewayManifests(8080, 9090))
+const routesText = (edited?: number, retries?: number) =>
+  Array.from({ length: ROUTES }, (_, i) => (i !== edited ? route(`r${i}`, `/r${i}`) : retries !== undefined ? route(`r${i}`, `/r${i}`, retries) : route(`r${i}`, `/edited-${edited}`))).join('---\n')
+const base = (k?: number) => scaleBase(8080, 9090, POLICIES, k === undefined ? '60s' : `${61 + k}s`)
+const takeOver = (k: number) => `apiVersion: gateway.portico.dev/v1alpha1
+kind: SecurityPolicy
+metadata: { name: extra-${k}, creationTimestamp: "2020-01-01T00:00:00Z" }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: r${k * 7} }]
+  authorization: { defaultAction: Deny, rules: [{ name: loopback, action: Allow, principal: { clientCIDRs: [127.0.0.0/8] } }] }
+`
+if (!POLICIES && ['policy', 'newpolicy', 'gatewaypolicy'].includes(CHANGE)) throw new Error(`CHANGE=${CHANGE} needs POLICIES=1`)
+load('base.yaml', base())
 load('routes.yaml', routesText())
 const registry = new EndpointRegistry()
 const opts = { controllerName: 'portico.dev/gateway-controller' }
@@ -73,10 +89,16 @@ for (let k = 0; k < ROUNDS; k++) {
     CHANGE === 'edit'
       ? ['routes.yaml', routesText(k)]
       : CHANGE === 'endpoints'
-        ? ['base.yaml', gatewayManifests(8080, 9090).replace('[127.0.0.1]', `[127.0.0.${2 + k}]`)]
+        ? ['base.yaml', base().replace('[127.0.0.1]', `[127.0.0.${2 + k}]`)]
         : CHANGE === 'service'
-          ? ['base.yaml', gatewayManifests(8080, 9090).replace('port: 80,', `port: 80, appProtocol: x${k},`)]
-          : [`new-${k}.yaml`, route(`new-${k}`, `/new-${k}`)]
+          ? ['base.yaml', base().replace('port: 80,', `port: 80, appProtocol: x${k},`)]
+          : CHANGE === 'policy'
+            ? ['routes.yaml', routesText(k * 7, 3 + (k % 2))]
+            : CHANGE === 'newpolicy'
+              ? [`policy-${k}.yaml`, takeOver(k)]
+              : CHANGE === 'gatewaypolicy'
+                ? ['base.yaml', base(k)]
+                : [`new-${k}.yaml`, route(`new-${k}`, `/new-${k}`)]
   Bun.gc(true) // garbage from making the text is not the rebuild's
   const start = (mark = now())
   load(origin, text)
@@ -97,6 +119,6 @@ for (let k = 0; k < ROUNDS; k++) {
   if (problems.length) throw new Error(problems.join('\n'))
   if (result.ir.http[0]?.listeners[0] === undefined) throw new Error('nothing attached: check the GatewayClass')
 }
-console.log(`rebuild at ${ROUTES} routes${POLICIES ? ' (2 policies each)' : ''} after one change (${CHANGE}), ${ROUNDS} rounds${process.env.COLD === '1' ? ', cold translate' : ''}`)
+console.log(`rebuild at ${ROUTES} routes${POLICIES ? ' (2 policies each, 1 on the Gateway)' : ''} after one change (${CHANGE}), ${ROUNDS} rounds${process.env.COLD === '1' ? ', cold translate' : ''}`)
 console.log('phase            wall p50   wall p99    CPU p50    CPU p99  (ms)')
 for (const p of PHASES) console.log(`${p.padEnd(15)} ${[percentile(wall[p]!, 50), percentile(wall[p]!, 99), percentile(cpu[p]!, 50), percentile(cpu[p]!, 99)].map((x) => x.toFixed(1).padStart(10)).join(' ')}`)

@@ -33,13 +33,15 @@ export class PolicyStateRegistry implements PolicyStateView {
     return this.#states.get(id)
   }
 
-  /** Forget ids not in the live plan (called once a plan compiled). */
-  retain(liveIds: ReadonlySet<string>): void {
-    for (const id of this.#states.keys())
-      if (!liveIds.has(id)) {
-        this.#states.delete(id)
-        this.#epoch++
-      }
+  /** The ids that hold a state. */
+  ids(): IterableIterator<string> {
+    return this.#states.keys()
+  }
+
+  /** Forget these ids (compile: the ones no live rule names). */
+  forget(ids: Iterable<string>): void {
+    for (const id of ids)
+      if (this.#states.delete(id)) this.#epoch++
   }
 
   get size(): number {

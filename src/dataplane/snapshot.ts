@@ -150,16 +150,31 @@ export function compile(ir: Snapshot, registry: EndpointRegistry): Plan {
   if (!samePools(memo.lastPools, pools)) memo.poolsEpoch++
   memo.lastPools = pools
   const ports = new Map<number, PortPlan>()
-  const livePolicies = new Set<string>()
+  const livePlans: RoutePlan[] = []
   const livePools = new Set<string>(pools.keys())
   const variant: VariantOf = (base, settings) => variantPool(base, settings, registry, memo)
-  for (const port of ir.http) ports.set(port.port, compilePort(port, pools, memo, livePolicies, livePools, variant))
+  for (const port of ir.http) ports.set(port.port, compilePort(port, pools, memo, livePlans, livePools, variant))
   // Only once the plan compiled (a throw above keeps the old plan and its endpoints). Endpoints
   // still used by an in-flight request on the old plan keep their object; the index forgets them.
   registry.retain(liveEndpoints, livePools)
-  memo.policyState.retain(livePolicies)
+  retainStates(memo.policyState, livePlans)
   for (const key of memo.usesOne.keys()) if (!pools.has(key)) memo.usesOne.delete(key) // no gone pool is held
   return { revision: ir.revision, ir, ports, pools, policyState: memo.policyState }
+}
+
+/**
+ * Forgets the policy states no live rule names. Only the few ids that hold a state are looked
+ * for, and the walk stops once all are found: with a policy on each of 10,000 rules, collecting
+ * every rule's ids into a set cost more than the rest of a new route's compile.
+ */
+function retainStates(state: PolicyStateRegistry, plans: readonly RoutePlan[]): void {
+  if (state.size === 0) return
+  const unseen = new Set(state.ids())
+  for (const plan of plans) {
+    for (const id of plan.policyIds) unseen.delete(id)
+    if (unseen.size === 0) return
+  }
+  state.forget(unseen)
 }
 
 /**
@@ -249,7 +264,7 @@ function runtimePool(ir: BackendPool, registry: EndpointRegistry, memo: CompileM
   return pool
 }
 
-function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo, livePolicies: Set<string>, livePools: Set<string>, variant: VariantOf): PortPlan {
+function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>, memo: CompileMemo, livePlans: RoutePlan[], livePools: Set<string>, variant: VariantOf): PortPlan {
   const tls = port.protocol === 'HTTPS' ? tlsEntries(port.listeners) : undefined
   const listenerKeys = new Map<HttpListener, string>()
   const keyOf = (listener: HttpListener) => {
@@ -261,7 +276,7 @@ function compilePort(port: HttpPort, pools: ReadonlyMap<string, RuntimePool>, me
   let servesGrpc = false
   const router = new PortRouter(port.listeners, (rule, listener) => {
     const plan = memoizedRule(rule, listener.policies, keyOf(listener), pools, memo, variant)
-    for (const id of plan.policyIds) livePolicies.add(id)
+    if (plan.policyIds.length > 0) livePlans.push(plan)
     for (const key of plan.variantKeys) livePools.add(key)
     if (plan.requestBufferBytes !== undefined) hasRequestBuffer = true
     if (!servesGrpc && (rule.owner.kind === 'GRPCRoute' || (plan.action.kind === 'forward' && plan.action.choices.some((c) => c.pool?.ir.protocol === 'h2c')))) servesGrpc = true

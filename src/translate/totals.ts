@@ -51,6 +51,11 @@ export class RouteTotals {
     this.#change(o, -1)
   }
 
+  /** Whether a route with this key has an outcome. */
+  has(key: string): boolean {
+    return this.#byKey.has(key)
+  }
+
   /** Keys held by more than one route: the sums are still right, but the outputs are not defined. */
   get duplicateKeys(): number {
     return this.#duplicateKeys

@@ -48,6 +48,7 @@ const WORLD = RESOURCE_KINDS.flatMap((k) => (k.role === 'world' && !INCREMENTAL_
 /** The route lists of the view, with their outcomes at the same indexes. */
 const ROUTE_LISTS = ['httpRoutes', 'grpcRoutes', 'tlsRoutes', 'tcpRoutes', 'udpRoutes'] as const
 type RouteList = (typeof ROUTE_LISTS)[number]
+const KIND_OF: Record<RouteList, string> = { httpRoutes: 'HTTPRoute/', grpcRoutes: 'GRPCRoute/', tlsRoutes: 'TLSRoute/', tcpRoutes: 'TCPRoute/', udpRoutes: 'UDPRoute/' }
 
 interface Routes {
   readonly objects: readonly K8sObject[]
@@ -103,10 +104,12 @@ export class Translator {
     // policies first: whether a Service speaks TLS changes how its backendRefs resolve
     const finishPolicies = applyBackendTlsPolicies(ctx, backends, status)
     const policies = (world.policies ??= PolicyIndex.forWorld(view, world.gateways, world.listeners, this.#policyEntries))
-    let stale: ReadonlySet<string>
+    let stale: readonly string[]
     try {
       // routes whose attached policies changed are translated again
-      stale = policies.sync(view, backends, (effects, sign) => world.totals.usage.apply(effects, sign))
+      const changed = policies.sync(view, backends, (effects, sign) => world.totals.usage.apply(effects, sign))
+      // only routes translated before can be stale (a new route with its policies is not)
+      stale = [...changed].filter((key) => world.totals.has(key))
     } catch {
       // half-synced (a bug meeting odd input, or two policies with one status key): from scratch
       this.#world = undefined
@@ -117,7 +120,7 @@ export class Translator {
     const added: RouteOutcome[] = []
     for (const list of ROUTE_LISTS) {
       const outcomeOf = list === 'httpRoutes' ? httpRouteOutcome : list === 'grpcRoutes' ? grpcRouteOutcome : l4RouteOutcome
-      world.routes[list] = diff(world.routes[list], view[list], (route) => outcomeOf(ctx, route, world.byKey, backends, policies), removed, added, stale)
+      world.routes[list] = diff(world.routes[list], view[list], (route) => outcomeOf(ctx, route, world.byKey, backends, policies), removed, added, stale.length ? stale.filter((key) => key.startsWith(KIND_OF[list])) : stale)
     }
     for (const o of removed) world.totals.remove(o)
     for (const o of added) world.totals.add(o)
@@ -192,8 +195,10 @@ export class Translator {
  * added. An unsorted list only pairs up less (more recomputing), never wrongly: every object is
  * consumed once, so prev − removed + added = next, as multisets.
  */
-function diff(prev: Routes, next: readonly K8sObject[], compute: (route: K8sObject) => RouteOutcome, removed: RouteOutcome[], added: RouteOutcome[], stale: ReadonlySet<string>): Routes {
-  if (prev.objects === next && stale.size === 0) return prev
+function diff(prev: Routes, next: readonly K8sObject[], compute: (route: K8sObject) => RouteOutcome, removed: RouteOutcome[], added: RouteOutcome[], stale: readonly string[]): Routes {
+  // positions in prev of routes whose attached policies changed: translated again
+  const again = stale.length ? positionsOf(prev.outcomes, stale) : NO_POSITIONS
+  if (prev.objects === next && again.length === 0) return prev
   const outcomes = new Array<RouteOutcome>(next.length)
   const take = (j: number) => {
     const o = compute(next[j]!)
@@ -202,9 +207,10 @@ function diff(prev: Routes, next: readonly K8sObject[], compute: (route: K8sObje
   }
   let i = 0
   let j = 0
+  let k = 0
   while (i < prev.objects.length && j < next.length) {
-    if (stale.size && stale.has(prev.outcomes[i]!.key)) {
-      // attached policies changed: translate it again
+    if (i === again[k]) {
+      k++
       removed.push(prev.outcomes[i++]!)
       continue
     }
@@ -228,6 +234,29 @@ function diff(prev: Routes, next: readonly K8sObject[], compute: (route: K8sObje
   while (i < prev.objects.length) removed.push(prev.outcomes[i++]!)
   while (j < next.length) take(j++)
   return { objects: next, outcomes }
+}
+
+const NO_POSITIONS: readonly number[] = []
+
+/** Ascending positions of these keys in outcomes (sorted by key, as views are; a miss scans). */
+function positionsOf(outcomes: readonly RouteOutcome[], keys: readonly string[]): number[] {
+  const out: number[] = []
+  for (const key of keys) {
+    let lo = 0
+    let hi = outcomes.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (outcomes[mid]!.key < key) lo = mid + 1
+      else hi = mid
+    }
+    if (lo < outcomes.length && outcomes[lo]!.key === key) out.push(lo)
+    else {
+      // an unsorted (hand-made) list
+      const at = outcomes.findIndex((o) => o.key === key)
+      if (at >= 0) out.push(at)
+    }
+  }
+  return out.sort((a, b) => a - b)
 }
 
 /** Keys of the routes whose outcome was added or taken back. */

@@ -23,7 +23,9 @@ export class MemoryStatusSink implements StatusSink {
     // Routes translated together mostly share one status object (translate/share.ts); new ones
     // (no previous status) then share one stamped copy too.
     const fresh = new Map<Record<string, unknown>, Record<string, unknown>>()
-    for (const [key, status] of Object.entries(next)) {
+    // for-in rather than Object.entries: no [key, value] pair per route on every publish
+    for (const key in next) {
+      const status = next[key]!
       // The translator hands over the same objects for routes that did not change (thousands on
       // a one-route edit): their stamped form is still right, so it is kept, not rebuilt.
       if (status === this.#published[key]) merged[key] = this.#status[key]!

@@ -36,6 +36,9 @@ export type BackendEffect =
   | { readonly users: string; readonly gateways: readonly string[] }
   | { readonly pool: string; readonly service: K8sObject; readonly port: Record<string, unknown>; readonly use: PoolUse }
 
+/** Recorded effects of a route that resolved nothing (frozen: shared by every such route). */
+const NO_EFFECTS = Object.freeze([]) as unknown as BackendEffect[]
+
 interface PoolUsage {
   /** Registrations of one pool key all resolve the same (or an unchanged, sameObject) Service and port: they share a world. */
   readonly service: K8sObject
@@ -138,6 +141,7 @@ export class Backends {
   #log: BackendEffect[] | undefined
   /** Equal IR pieces of this translation's routes, shared (share.ts). */
   readonly sharer = new Sharer()
+  readonly #sharedEffects = new Map<string, BackendEffect[]>()
 
   constructor(ctx: Context, usage = new BackendUsage(), memo?: PoolMemo) {
     this.#ctx = ctx
@@ -160,6 +164,20 @@ export class Backends {
     } finally {
       this.#log = outer
     }
+    return this.#shareEffects(log)
+  }
+
+  /**
+   * Routes of one translation that reference the same backends from the same Gateways record equal
+   * effects: one list for all of them (each route's outcome keeps its effects; at 10,000 routes,
+   * ~200 bytes each). Equal means equal strings and the very same Service and port objects.
+   */
+  #shareEffects(log: BackendEffect[]): BackendEffect[] {
+    if (log.length === 0) return NO_EFFECTS
+    const key = log.map((e) => ('users' in e ? `u ${e.users} ${e.gateways.join(' ')}` : `p ${e.pool} ${e.use}`)).join('\n')
+    const held = this.#sharedEffects.get(key)
+    if (held && held.every((e, i) => !('pool' in e) || (e.service === (log[i] as typeof e).service && e.port === (log[i] as typeof e).port))) return held
+    if (!held) this.#sharedEffects.set(key, log)
     return log
   }
 

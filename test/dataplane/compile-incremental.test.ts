@@ -46,11 +46,14 @@ describe('incremental compile', () => {
         ['p3', pool('p3', [3, 4])],
       ])
       const live = new Set(['p1', 'p2', 'p3'])
-      let rules: HttpRule[] = Array.from({ length: 20 }, (_, i) => rule({ match: { path: { type: 'PathPrefix', value: `/r${i}` } }, action: forwardTo(pick(['p1', 'p2', 'p3'])) }))
+      // half the rules share one action object per pool, as the translator's do (compile then shares their forward plan)
+      const sharedActions = new Map(['p1', 'p2', 'p3'].map((k) => [k, forwardTo(k)] as const))
+      const actionTo = (key: string) => (random() < 0.5 ? sharedActions.get(key)! : forwardTo(key))
+      let rules: HttpRule[] = Array.from({ length: 20 }, (_, i) => rule({ match: { path: { type: 'PathPrefix', value: `/r${i}` } }, action: actionTo(pick(['p1', 'p2', 'p3'])) }))
       let next = 20
       for (let step = 0; step < 60; step++) {
         const what = random()
-        if (what < 0.3) rules = [...rules, rule({ match: { path: { type: 'PathPrefix', value: `/r${next++}` } }, action: forwardTo(pick(['p1', 'p2', 'p3'])) })]
+        if (what < 0.3) rules = [...rules, rule({ match: { path: { type: 'PathPrefix', value: `/r${next++}` } }, action: actionTo(pick(['p1', 'p2', 'p3'])) })]
         else if (what < 0.45 && rules.length > 1) rules = rules.filter((_, i) => i !== Math.floor(random() * rules.length))
         else if (what < 0.65) {
           const key = pick(['p1', 'p2', 'p3'])

@@ -25,8 +25,9 @@ export type Feature =
 
 /**
  * What a translator may read besides the spec: referenced Secrets, ConfigMaps and Services, in
- * the policy's namespace or across namespaces when a ReferenceGrant allows it. All of these are
- * world kinds (src/store/kinds.ts), so a change to any of them retranslates every policy.
+ * the policy's namespace or across namespaces when a ReferenceGrant allows it. What a
+ * translation read is recorded (ContextReads): attach.ts translates a policy again only when
+ * the policy or something it read changed (always when it resolved a Service).
  * Lookups return the data, or why it cannot be used (a string for the policy's status).
  */
 export interface TranslateContext {

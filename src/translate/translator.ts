@@ -15,7 +15,11 @@
  *   compile skip them too.
  * When anything in the world changes, all of it is dropped and rebuilt (simple and safe; route
  * edits are the frequent case, and EndpointSlices, the other one, are not part of the world).
- * test/translate/incremental.test.ts holds this to translate() over random change sequences.
+ * Portico's policy CRDs are the exception: with one on every route they change as often as
+ * routes, so the world's PolicyIndex follows them itself and names the routes whose attached
+ * policies changed; those are translated again like changed routes.
+ * test/translate/incremental.test.ts and test/policy/attach-incremental.test.ts hold this to
+ * translate() over random change sequences.
  */
 import type { K8sObject } from '../store/kinds.ts'
 import { keyOf, RESOURCE_KINDS } from '../store/kinds.ts'
@@ -37,7 +41,7 @@ import { cmp } from './util.ts'
 
 /**
  * What a route's translation may read besides the route itself: the kinds of role 'world' in
- * RESOURCE_KINDS (policies included). EndpointSlices are not in it: they only fill pools'
+ * RESOURCE_KINDS but the policy CRDs (see above). EndpointSlices are not in it: they only fill pools'
  * endpoints, which PoolMemo checks per Service.
  */
 type WorldField = Extract<(typeof RESOURCE_KINDS)[number], { role: 'world' }>['view']

@@ -41,9 +41,14 @@ export const statusKeyOf = (e: Entry) => `${e.kind}/${e.namespace}/${e.name}`
 /** Precedence between policies: the oldest first, then by namespace/name, then kind (GEP-713). */
 export const entryOrder = (a: Entry, b: Entry) => a.created - b.created || cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`) || cmp(a.kind, b.kind)
 
+const NO_EFFECTS: readonly BackendEffect[] = Object.freeze([])
+const NO_READS: ContextReads = Object.freeze({ objects: [], grants: undefined, services: false })
+
 /** Reads, validates and translates one policy object. Never throws. */
 export function entryOf(kind: PolicyKind, policy: K8sObject, view: ResourceView, backends: Backends | undefined): Entry {
-  const entry = translateEntry(kind, policy, view, backends)
+  let entry = translateEntry(kind, policy, view, backends)
+  // most policies read nothing besides their spec: share the empty records (one per route adds up)
+  if (entry.effects.length === 0 && entry.reads.objects.length === 0 && !entry.reads.grants && !entry.reads.services) entry = { ...entry, effects: NO_EFFECTS, reads: NO_READS }
   if (!entry.invalid || !TRANSLATORS[kind].failClosed) return entry
   // fail closed: the policy's targets answer 500 (its status says why)
   const spec = { policy: `${kind} ${entry.namespace}/${entry.name}` }
